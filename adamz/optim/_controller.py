@@ -1,0 +1,130 @@
+"""AdamZ's loss-driven learning-rate controller, as tensor operations with no host reads.
+
+The controller keeps the last ``patience`` finite losses of a parameter group and, once that
+window is full, multiplies the group's rate by ``overshoot_factor`` when the newest loss is the
+window's maximum and by ``stagnation_factor`` when the losses of the last ``stagnation_period``
+steps spread less than ``stagnation_threshold`` times as much as the whole window's; the rate is
+then clamped into the group's ``lr_bounds``.
+
+Everything here is written with tensor operations on the loss's device and never reads a value
+back to the host (no ``.item()``, ``bool()`` or Python branch on a tensor), so an optimizer step
+on CUDA does not wait for the device. The cost is a fixed handful of tiny kernels per group.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+import torch
+from torch import Tensor
+
+
+class ControllerState(TypedDict):
+    """Per-group controller state, stored in the param group under ``"controller"``.
+
+    ``loss_window`` holds the last ``patience`` finite losses, oldest first; before it is full
+    its head holds zeros that ``observed`` tells apart. The counters are 0-dim int64 tensors so
+    that they can be updated on the device without a host read.
+    """
+
+    loss_window: Tensor
+    observed: Tensor
+    nonfinite: Tensor
+    overshoots: Tensor
+    stagnations: Tensor
+
+
+def window_dtype(device: torch.device) -> torch.dtype:
+    """The dtype of the loss window and the rate: float64, except on devices without it."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def new_controller_state(patience: int, device: torch.device) -> ControllerState:
+    """An empty controller state for a group with the given ``patience``, on ``device``."""
+    zero = torch.zeros((), dtype=torch.int64, device=device)
+    return ControllerState(
+        loss_window=torch.zeros(patience, dtype=window_dtype(device), device=device),
+        observed=zero.clone(),
+        nonfinite=zero.clone(),
+        overshoots=zero.clone(),
+        stagnations=zero.clone(),
+    )
+
+
+def controller_state_to(state: ControllerState, device: torch.device) -> ControllerState:
+    """``state`` moved to ``device`` (a checkpoint saved on one device and resumed on another)."""
+    return ControllerState(
+        loss_window=state["loss_window"].to(device=device, dtype=window_dtype(device)),
+        observed=state["observed"].to(device),
+        nonfinite=state["nonfinite"].to(device),
+        overshoots=state["overshoots"].to(device),
+        stagnations=state["stagnations"].to(device),
+    )
+
+
+def resize_window(state: ControllerState, patience: int) -> ControllerState:
+    """``state`` with a window of length ``patience``, keeping the most recent losses.
+
+    For a group whose ``patience`` was changed during training: a longer window has to fill
+    again before the controller acts.
+    """
+    old = state["loss_window"]
+    kept = min(old.numel(), patience)
+    window = old.new_zeros(patience)
+    window[patience - kept :] = old[old.numel() - kept :]
+    return ControllerState(
+        loss_window=window,
+        observed=state["observed"].clamp(max=kept),
+        nonfinite=state["nonfinite"],
+        overshoots=state["overshoots"],
+        stagnations=state["stagnations"],
+    )
+
+
+def observe_loss(
+    state: ControllerState,
+    loss: Tensor,
+    lr: Tensor,
+    *,
+    overshoot_factor: float,
+    stagnation_factor: float,
+    stagnation_threshold: float,
+    stagnation_period: int,
+    lr_bounds: tuple[float, float],
+) -> Tensor:
+    """Record ``loss`` in ``state`` (updated in place) and return the group's next rate.
+
+    ``loss`` is a 0-dim tensor on the state's device, already detached and cast to the window's
+    dtype; ``lr`` is the group's current rate, a 0-dim tensor of the same dtype and device.
+
+    With ``L_t`` the loss, ``W`` the window of the last ``p`` finite losses (``L_t`` included)
+    and ``S`` its last ``s`` entries:
+
+    1. a non-finite ``L_t`` is counted and otherwise ignored: the window and rate stay as they are;
+    2. else ``L_t`` enters ``W``; until ``p`` finite losses have been seen nothing else happens;
+    3. overshoot: ``L_t >= max(W)``  ->  ``lr *= overshoot_factor``;
+    4. stagnation: ``std(S) < stagnation_threshold * std(W)`` (population std)
+       ->  ``lr *= stagnation_factor``; 3 and 4 are independent, both may fire;
+    5. ``lr`` is clamped into ``lr_bounds``.
+    """
+    window = state["loss_window"]
+    patience = window.numel()
+    finite = torch.isfinite(loss)
+    shifted = torch.cat((window[1:], loss.reshape(1)))
+    window = torch.where(finite, shifted, window)
+    observed = state["observed"] + finite
+    active = finite & (observed >= patience)
+    overshoot = active & (loss >= window.max())
+    # Variances compared against the squared threshold: the same test as on standard
+    # deviations for a non-negative threshold, two square roots fewer.
+    recent_var = window[patience - stagnation_period :].var(correction=0)
+    stagnation = active & (recent_var < stagnation_threshold**2 * window.var(correction=0))
+    # Multiplying inside ``where`` keeps the factors in the rate's dtype (a float32 1.2 is not 1.2).
+    lr = torch.where(overshoot, lr * overshoot_factor, lr)
+    lr = torch.where(stagnation, lr * stagnation_factor, lr)
+    state["loss_window"] = window
+    state["observed"] = observed
+    state["nonfinite"] = state["nonfinite"] + ~finite
+    state["overshoots"] = state["overshoots"] + overshoot
+    state["stagnations"] = state["stagnations"] + stagnation
+    return lr.clamp(lr_bounds[0], lr_bounds[1])

@@ -1,0 +1,154 @@
+"""The Adam half of an AdamZ step: gradient clipping and the bias-corrected moment update.
+
+Two implementations of the same arithmetic: :func:`_single_tensor_update`, a plain loop that is
+the ground truth, and :func:`_multi_tensor_update`, the same operations on lists of tensors with
+``torch._foreach_*`` kernels. Both are tested equal in float64.
+
+The update is Adam's (Kingma & Ba, 2015, section 2) in its "efficient" form, which folds the
+second bias correction into the step size and epsilon and so saves one pass over the moments::
+
+    m_t = beta1 * m_{t-1} + (1 - beta1) * g_t
+    v_t = beta2 * v_{t-1} + (1 - beta2) * g_t**2
+    theta_t = theta_{t-1} - lr * c_t * m_t / (sqrt(v_t) + eps * b_t)
+    where b_t = sqrt(1 - beta2**t) and c_t = b_t / (1 - beta1**t)
+
+which is algebraically ``lr * m_hat / (sqrt(v_hat) + eps)``, torch.optim.Adam's form.
+
+``lr`` is a float or a 0-dim tensor. A tensor rate (set by AdamZ's controller without reading it
+back to the host) is divided into the denominator instead of being passed as a Python scalar,
+which would need a host read.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def _step_sizes(steps: list[int], beta1: float, beta2: float) -> tuple[list[float], list[float]]:
+    """Per-parameter ``c_t`` and ``b_t`` (see the module docstring) for step counts ``steps``."""
+    sqrt_corrections = [math.sqrt(1 - beta2**step) for step in steps]
+    step_sizes = [b / (1 - beta1**step) for b, step in zip(sqrt_corrections, steps, strict=True)]
+    return step_sizes, sqrt_corrections
+
+
+def _single_tensor_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    *,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+) -> None:
+    step_sizes, sqrt_corrections = _step_sizes(steps, beta1, beta2)
+    for i, param in enumerate(params):
+        grad, exp_avg, exp_avg_sq = grads[i], exp_avgs[i], exp_avg_sqs[i]
+        if weight_decay != 0:
+            grad = grad.add(param, alpha=weight_decay)
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = exp_avg_sq.sqrt().add_(eps * sqrt_corrections[i])
+        if isinstance(lr, Tensor):
+            denom.div_(lr * -step_sizes[i])
+            param.addcdiv_(exp_avg, denom)
+        else:
+            param.addcdiv_(exp_avg, denom, value=-lr * step_sizes[i])
+
+
+def _multi_tensor_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    *,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+) -> None:
+    step_sizes, sqrt_corrections = _step_sizes(steps, beta1, beta2)
+    if weight_decay != 0:
+        grads = list(torch._foreach_add(grads, params, alpha=weight_decay))
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+    denoms = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_add_(denoms, [eps * b for b in sqrt_corrections])
+    if isinstance(lr, Tensor):
+        if len(set(steps)) == 1:
+            torch._foreach_div_(denoms, lr * -step_sizes[0])
+        else:
+            torch._foreach_div_(denoms, [lr * -c for c in step_sizes])
+        torch._foreach_addcdiv_(params, exp_avgs, denoms)
+    else:
+        torch._foreach_addcdiv_(params, exp_avgs, denoms, [-lr * c for c in step_sizes])
+
+
+def adam_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    *,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    foreach: bool,
+) -> None:
+    """Apply one Adam update in place to ``params``, ``exp_avgs`` and ``exp_avg_sqs``.
+
+    ``steps`` are the step counts *including* this step, one per parameter (a parameter that
+    had no gradient on some steps lags behind its group). ``weight_decay`` is L2 added to the
+    gradient, as in ``torch.optim.Adam``; ``grads`` themselves are not modified. Complex
+    parameters are updated as pairs of reals, like torch.optim.Adam does.
+    """
+    if not params:
+        return
+    if any(torch.is_complex(p) for p in params):
+        params, grads, exp_avgs, exp_avg_sqs = (
+            [torch.view_as_real(t) if torch.is_complex(t) else t for t in tensors]
+            for tensors in (params, grads, exp_avgs, exp_avg_sqs)
+        )
+    update = _multi_tensor_update if foreach else _single_tensor_update
+    update(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        steps,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+    )
+
+
+def total_grad_norm(grads: list[Tensor], *, foreach: bool) -> Tensor:
+    """The 2-norm of all ``grads`` together, as a 0-dim tensor on the first gradient's device.
+
+    The same arithmetic as ``torch.nn.utils.clip_grad_norm_``, without reading the norm back.
+    """
+    device = grads[0].device
+    norms = torch._foreach_norm(grads) if foreach else [torch.linalg.vector_norm(g) for g in grads]
+    return torch.linalg.vector_norm(torch.stack([n.to(device) for n in norms]))
+
+
+def clip_coefficient(total_norm: Tensor, max_norm: float) -> Tensor:
+    """The factor that scales gradients of norm ``total_norm`` down to at most ``max_norm``.
+
+    As in ``torch.nn.utils.clip_grad_norm_``: ``min(1, max_norm / (total_norm + 1e-6))``.
+    """
+    return (max_norm / (total_norm + 1e-6)).clamp(max=1.0)
