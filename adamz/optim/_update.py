@@ -85,7 +85,7 @@ def _multi_tensor_update(
     torch._foreach_add_(denoms, [eps * b for b in sqrt_corrections])
     if isinstance(lr, Tensor):
         if len(set(steps)) == 1:
-            torch._foreach_div_(denoms, lr * -step_sizes[0])
+            torch._foreach_mul_(denoms, 1 / (lr * -step_sizes[0]))
         else:
             torch._foreach_div_(denoms, [lr * -c for c in step_sizes])
         torch._foreach_addcdiv_(params, exp_avgs, denoms)

@@ -14,7 +14,8 @@ from adamz.optim._controller import (
     ControllerState,
     controller_state_to,
     new_controller_state,
-    observe_loss,
+    observe_loss_on_device,
+    observe_loss_on_host,
     resize_window,
     window_dtype,
 )
@@ -66,11 +67,11 @@ class AdamZ(Optimizer):
     * ``optimizer.step()`` with neither: the controller cannot see the loss, so the step is plain
       Adam; this is warned about once.
 
-    On the loss's device the rate becomes a 0-dim tensor: after the first step with a loss,
-    ``param_groups[i]["lr"]`` holds a tensor (float64; float32 on MPS). The controller never
-    reads it back, so a CUDA step does not synchronise with the device. A float written into
-    ``"lr"`` by you or by an LR scheduler is taken up at the next step. Call
-    :meth:`controller_stats` for plain numbers (that does read them back).
+    With a loss on an accelerator the rate becomes a 0-dim tensor on the loss's device:
+    ``param_groups[i]["lr"]`` then holds a tensor (float64; float32 on MPS), which the controller
+    never reads back, so a CUDA step does not synchronise with the device. A float written into
+    ``"lr"`` by you or by an LR scheduler is taken up at the next step. On the CPU, where reading
+    a value costs nothing, the rate stays a float. :meth:`controller_stats` gives plain numbers.
 
     All controller state (the loss window, counts, the rates) lives in the param groups, so
     ``state_dict()`` / ``load_state_dict()`` resume exactly; every hyperparameter can be
@@ -308,7 +309,12 @@ class AdamZ(Optimizer):
                     grad.mul_(coefficient)
 
     def _observe(self, loss: Tensor | float) -> None:
-        """Feed this step's loss to every group's controller and store the groups' next rates."""
+        """Feed this step's loss to every group's controller and store the groups' next rates.
+
+        A plain tensor on the CPU is read on the host, where that is free; anything else (an
+        accelerator's tensor, a tensor subclass such as a fake or distributed tensor) is handled
+        with tensor operations that never read it back.
+        """
         if not isinstance(loss, Tensor):
             device = next(p.device for g in self.param_groups for p in g["params"])
             loss = torch.tensor(float(loss), device=device)
@@ -316,33 +322,45 @@ class AdamZ(Optimizer):
             raise ValueError(
                 f"loss must be a single value, got a tensor of shape {tuple(loss.shape)}."
             )
+        on_host = loss.device.type == "cpu" and type(loss) is Tensor
         device = loss.device
         dtype = window_dtype(device)
-        value = loss.detach().reshape(()).to(dtype)
+        value: Tensor | float = float(loss) if on_host else loss.detach().reshape(()).to(dtype)
         for group in self.param_groups:
-            controller: ControllerState | None = group.get("controller")
-            if controller is None:
-                controller = new_controller_state(group["patience"], device)
-            elif controller["loss_window"].device != device:
-                controller = controller_state_to(controller, device)
-            if controller["loss_window"].numel() != group["patience"]:
-                controller = resize_window(controller, group["patience"])
+            controller = self._controller_state(group, device)
+            hyperparameters = {
+                "overshoot_factor": group["overshoot_factor"],
+                "stagnation_factor": group["stagnation_factor"],
+                "stagnation_threshold": group["stagnation_threshold"],
+                "stagnation_period": group["stagnation_period"],
+                "lr_bounds": group["lr_bounds"],
+            }
             lr = group["lr"]
+            if on_host:
+                group["lr"] = observe_loss_on_host(
+                    controller, cast(float, value), float(lr), **hyperparameters
+                )
+                continue
             if not isinstance(lr, Tensor):
                 lr = torch.tensor(float(lr), dtype=dtype, device=device)
             elif lr.device != device or lr.dtype != dtype:
                 lr = lr.to(device=device, dtype=dtype)
-            group["lr"] = observe_loss(
-                controller,
-                value,
-                lr,
-                overshoot_factor=group["overshoot_factor"],
-                stagnation_factor=group["stagnation_factor"],
-                stagnation_threshold=group["stagnation_threshold"],
-                stagnation_period=group["stagnation_period"],
-                lr_bounds=group["lr_bounds"],
+            group["lr"] = observe_loss_on_device(
+                controller, cast(Tensor, value), lr, **hyperparameters
             )
-            group["controller"] = controller
+
+    @staticmethod
+    def _controller_state(group: dict[str, Any], device: torch.device) -> ControllerState:
+        """The group's controller state on ``device``, created or moved there if needed."""
+        controller: ControllerState | None = group.get("controller")
+        if controller is None:
+            controller = new_controller_state(group["patience"], device)
+        elif controller["loss_window"].device != device:
+            controller = controller_state_to(controller, device)
+        if controller["loss_window"].numel() != group["patience"]:
+            controller = resize_window(controller, group["patience"])
+        group["controller"] = controller
+        return controller
 
 
 def _uses_foreach(group: dict[str, Any]) -> bool:

@@ -122,7 +122,7 @@ def run_groups(foreach: bool) -> tuple[nn.Module, AdamZ, list[Tensor]]:
             model[2].bias.requires_grad_(True)
         train_step(model, optimizer, step)
         model[2].bias.grad = None
-        rates.append(torch.stack([group["lr"] for group in optimizer.param_groups]))
+        rates.append(torch.tensor([group["lr"] for group in optimizer.param_groups]))
     return model, optimizer, rates
 
 
@@ -158,7 +158,7 @@ def test_state_dict_resume_is_bitwise_identical() -> None:
 
     for p, q in zip(model.parameters(), resumed_model.parameters(), strict=True):
         assert torch.equal(p, q)
-    assert torch.equal(optimizer.param_groups[0]["lr"], resumed.param_groups[0]["lr"])
+    assert optimizer.param_groups[0]["lr"] == resumed.param_groups[0]["lr"]
     assert optimizer.controller_stats() == resumed.controller_stats()
     assert optimizer.controller_stats()[0]["overshoots"] > 0
 
@@ -234,28 +234,41 @@ def test_step_without_a_loss_warns_once_and_is_plain_adam() -> None:
     assert_same_parameters_and_moments(model_z, adamz, model_a, adam)
 
 
+class OnDevice(Tensor):
+    """A tensor subclass: AdamZ handles it as it handles a CUDA loss, without host reads."""
+
+
+def test_on_the_cpu_the_rate_stays_a_float() -> None:
+    param = torch.zeros(1, requires_grad=True)
+    optimizer = AdamZ([param])
+    param.grad = torch.ones(1)
+    optimizer.step(loss=torch.tensor(1.0))
+    assert type(optimizer.param_groups[0]["lr"]) is float
+
+
 def test_a_float_rate_set_by_the_user_is_taken_up() -> None:
     param = torch.zeros(1, requires_grad=True)
     optimizer = AdamZ([param], patience=100, stagnation_period=1)
     param.grad = torch.ones(1)
-    optimizer.step(loss=torch.tensor(1.0))
+    optimizer.step(loss=torch.tensor(1.0).as_subclass(OnDevice))
     assert isinstance(optimizer.param_groups[0]["lr"], Tensor)
     optimizer.param_groups[0]["lr"] = 0.5
     before = param.detach().clone()
     param.grad = torch.ones(1)
-    optimizer.step(loss=torch.tensor(1.0))
+    optimizer.step(loss=torch.tensor(1.0).as_subclass(OnDevice))
     # Second Adam step with g = 1 moves the parameter by exactly lr.
     assert (before - param.detach()).item() == pytest.approx(0.5)
     assert float(optimizer.param_groups[0]["lr"]) == 0.5
 
 
-def test_an_lr_scheduler_drives_the_tensor_rate() -> None:
+@pytest.mark.parametrize("loss_type", [Tensor, OnDevice])
+def test_an_lr_scheduler_drives_the_rate(loss_type: type[Tensor]) -> None:
     param = torch.zeros(1, requires_grad=True)
     optimizer = AdamZ([param], patience=100, stagnation_period=1)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
     for _ in range(3):
         param.grad = torch.ones(1)
-        optimizer.step(loss=torch.tensor(1.0))
+        optimizer.step(loss=torch.tensor(1.0).as_subclass(loss_type))
         scheduler.step()
     assert float(optimizer.param_groups[0]["lr"]) == pytest.approx(0.01 * 0.5**3)
 
