@@ -1,0 +1,116 @@
+"""``mnist``: MNIST digits read row by row by one attention layer (the paper's Table 4)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from adamz.workloads._base import DataNotFoundError, Protocol, TensorData, Workload, first
+
+if TYPE_CHECKING:
+    from torchvision.datasets import MNIST
+
+__all__ = ["Mnist", "RowAttentionNet", "normalize_images"]
+
+
+def normalize_images(images: Tensor) -> Tensor:
+    """uint8 pixels -> ``Normalize(0.5, 0.5)(ToTensor()(image))``, for a whole batch at once.
+
+    The same operations in the same order as torchvision's two transforms, so the values are
+    bit-identical to the per-image pipeline of the authors' script.
+    """
+    return images.float().div(255).sub(0.5).div(0.5)
+
+
+class RowAttentionNet(nn.Module):
+    """Each image row is a token: Linear(28, 28) embedding, MultiheadAttention(28, 4 heads),
+    flatten to 784, Linear(784, 128), ReLU, Dropout(0.5), Linear(128, 10), log-softmax.
+
+    The authors' layers in their order (so a seed initialises them alike).
+    """
+
+    def __init__(self, embed_dim: int = 28, num_heads: int = 4, num_classes: int = 10) -> None:
+        super().__init__()
+        self.embedding = nn.Linear(28, embed_dim)
+        self.attention = nn.MultiheadAttention(embed_dim, num_heads, batch_first=True)
+        self.fc1 = nn.Linear(embed_dim * 28, 128)
+        self.fc2 = nn.Linear(128, num_classes)
+        self.dropout = nn.Dropout(0.5)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Log-probabilities ``(batch, 10)`` for images ``(batch, [1,] 28, 28)``."""
+        tokens = self.embedding(images.reshape(images.shape[0], 28, 28))
+        # The weights are not used: skipping them lets torch take its fused attention path.
+        attended, _ = self.attention(tokens, tokens, tokens, need_weights=False)
+        hidden = F.relu(self.fc1(attended.reshape(images.shape[0], -1)))
+        return F.log_softmax(self.fc2(self.dropout(hidden)), dim=1)
+
+
+class Mnist(Workload):
+    """torchvision's MNIST, ``Normalize((0.5,), (0.5,))``; :class:`RowAttentionNet`;
+    negative log-likelihood of the log-softmax; batch 64; 5 epochs; test accuracy.
+
+    The authors applied ``CrossEntropyLoss`` to log-softmax outputs, a second log-softmax that
+    changes nothing (log-softmax is idempotent); NLL on log-softmax is the same loss, said once.
+    Files are read from ``DATA_DIR/MNIST/raw`` by torchvision's own reader.
+    """
+
+    name = "mnist"
+    summary = "torchvision MNIST, row-token attention net, NLL (paper Table 4); needs files"
+    protocol = Protocol(epochs=5, batch_size=64)
+    needs_data_dir = True
+
+    def _load(
+        self,
+        data_dir: Path | None,
+        *,
+        train_size: int | None,
+        test_size: int | None,
+        download: bool,
+    ) -> TensorData:
+        if data_dir is None:  # Workload.load_data checks this first; here for the type
+            raise ValueError(f"Invalid data_dir: workload {self.name!r} needs one, got None.")
+        train = _open(data_dir, train=True, download=download)
+        test = _open(data_dir, train=False, download=False)
+        return TensorData(
+            normalize_images(first(train.data, train_size, name="train_size", split="training")),
+            first(train.targets, train_size, name="train_size", split="training"),
+            normalize_images(first(test.data, test_size, name="test_size", split="test")),
+            first(test.targets, test_size, name="test_size", split="test"),
+        )
+
+    def build_model(self) -> nn.Module:
+        return RowAttentionNet()
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return F.nll_loss(outputs, targets)
+
+    def count_correct(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return (outputs.argmax(dim=1) == targets).sum()
+
+
+def _open(data_dir: Path, *, train: bool, download: bool) -> MNIST:
+    """torchvision's MNIST split, or :class:`DataNotFoundError` saying where the files go."""
+    # Imported here: torchvision takes seconds to import and only file-based workloads need it.
+    from torchvision.datasets import MNIST
+
+    try:
+        return MNIST(root=data_dir, train=train, download=download)
+    except (RuntimeError, OSError) as exc:
+        if isinstance(exc, OSError) and not download:
+            raise  # the files are there but unreadable: torchvision's own error says why
+        # torchvision says "not found (or corrupted)" or why a download failed, over several
+        # lines and suggesting download=True; we say it once, with where the files go.
+        problem = "not found"
+        if download:
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            problem = f"could not be downloaded ({lines[0]})"
+        raise DataNotFoundError(
+            f"MNIST {problem} in {data_dir / 'MNIST' / 'raw'}: put "
+            "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
+            "t10k-labels-idx1-ubyte there (uncompressed IDX files), or allow a download "
+            "(download=True, --download) on a machine with a network."
+        ) from exc

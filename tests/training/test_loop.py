@@ -1,0 +1,232 @@
+"""The training loop: determinism, callbacks, evaluation mode, NaN stop, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import torch
+from torch import nn
+
+from adamz.training import RunConfig, StopTraining, TrainResult, evaluate, train
+from adamz.workloads import get_workload
+
+TIMES = ("train_time_s", "wall_time_s")
+
+
+def outcome(result: TrainResult) -> dict[str, Any]:
+    """The record without what legitimately differs between identical runs."""
+    return {k: v for k, v in result.to_dict().items() if k not in (*TIMES, "resumed_from_epoch")}
+
+
+def tiny(**overrides: Any) -> RunConfig:
+    arguments: dict[str, Any] = {
+        "workload": "tiny-dropout",
+        "optimizer": "adamz",
+        "hyperparameters": {"patience": 4, "stagnation_period": 2},
+        "seed": 3,
+    }
+    return RunConfig(**{**arguments, **overrides})
+
+
+def test_same_seed_gives_the_identical_result() -> None:
+    assert outcome(train(tiny())) == outcome(train(tiny()))
+
+
+def test_different_seeds_give_different_runs() -> None:
+    assert train(tiny(seed=1)).epoch_losses != train(tiny(seed=2)).epoch_losses
+
+
+def test_record_holds_the_protocol_actually_used_and_one_entry_per_epoch() -> None:
+    result = train(tiny(epochs=2, batch_size=40, train_size=100, test_size="all"))
+    assert result.protocol == {"epochs": 2, "batch_size": 40, "train_size": 100, "test_size": 50}
+    assert result.steps == 2 * 3  # ceil(100 / 40) steps per epoch
+    assert len(result.epoch_metrics) == len(result.epoch_losses) == result.epochs_completed == 2
+    assert result.final_metric == result.epoch_metrics[-1]
+    assert (result.stop_reason, result.stop_detail) == ("completed", "completed 2 epochs")
+    assert result.hyperparameters["lr_bounds"] == [1e-7, 1.0]
+    assert json.loads(json.dumps(result.to_dict())) == result.to_dict()
+
+
+def test_adamz_controller_is_fed_the_loss_and_adjusts_the_rate_during_training() -> None:
+    result = train(
+        RunConfig(
+            workload="digits",
+            optimizer="adamz",
+            hyperparameters={"patience": 5, "stagnation_period": 2},
+            epochs=1,
+        )
+    )
+    controller = result.controller
+    assert controller is not None
+    assert controller["observed"] == result.steps == 43
+    assert controller["overshoots"] + controller["stagnations"] > 0
+    assert controller["final_lr"] != controller["initial_lr"] == 0.01
+    assert controller["lr_at_epoch_end"] == [controller["final_lr"]]
+
+
+def test_other_optimizers_have_no_controller_summary() -> None:
+    assert train(tiny(optimizer="adam", hyperparameters={}, epochs=1)).controller is None
+
+
+def test_on_epoch_receives_each_epoch_counted_from_one_and_its_metric() -> None:
+    reported: list[tuple[int, float]] = []
+    result = train(tiny(), on_epoch=lambda epoch, metric: reported.append((epoch, metric)))
+    assert reported == list(enumerate(result.epoch_metrics, start=1))
+
+
+def test_on_step_receives_epoch_step_and_steps_in_epoch() -> None:
+    steps: list[tuple[int, int, int]] = []
+    train(tiny(epochs=1, batch_size=64), on_step=lambda *args: steps.append(args))
+    assert steps == [(1, 1, 3), (1, 2, 3), (1, 3, 3)]
+
+
+def test_stop_training_from_on_epoch_ends_the_run_with_a_record() -> None:
+    def stop_after_two(epoch: int, metric: float) -> None:
+        if epoch == 2:
+            raise StopTraining("good enough")
+
+    result = train(tiny(), on_epoch=stop_after_two)
+    assert result.stop_reason == "stopped_by_callback"
+    assert result.stop_detail == "stopped by on_epoch after epoch 2: good enough"
+    assert result.epochs_completed == 2
+    assert result.final_metric == result.epoch_metrics[-1]
+
+
+def test_optuna_pruning_raised_in_on_epoch_propagates() -> None:
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2)
+    )
+    trial = study.ask()
+
+    def report(epoch: int, metric: float) -> None:
+        trial.report(metric, epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+
+    with pytest.raises(optuna.TrialPruned):
+        train(tiny(), on_epoch=report)
+    assert list(trial.storage.get_trial(trial._trial_id).intermediate_values) == [1]
+
+
+def test_nonfinite_loss_stops_the_run_and_records_where() -> None:
+    result = train(tiny(workload="nan-at-step-15", batch_size=16))
+    # 150 examples at batch 16: 10 steps per epoch, so global step 15 is epoch 2, step 5.
+    assert result.stop_reason == "nonfinite_loss"
+    assert result.stop_detail.startswith("non-finite loss (nan) at epoch 2, step 5 of 10")
+    assert result.final_metric is None
+    assert result.epochs_completed == len(result.epoch_metrics) == 1
+    assert result.controller is not None
+    assert result.controller["nonfinite"] >= 1
+
+
+def test_diverging_rate_stops_the_run_instead_of_training_on_nans() -> None:
+    result = train(
+        RunConfig(workload="circles", optimizer="sgd", hyperparameters={"lr": 1e30}, epochs=3)
+    )
+    assert result.stop_reason == "nonfinite_loss"
+    assert result.steps < 105 * 3
+    assert math.isfinite(result.train_time_s)
+
+
+def test_evaluation_runs_in_eval_mode_without_gradients_and_restores_train_mode() -> None:
+    workload = get_workload("mnist")
+    torch.manual_seed(0)
+    model = workload.build_model().train()
+    seen: list[tuple[bool, bool]] = []
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.register_forward_pre_hook(
+                lambda m, _: seen.append((m.training, torch.is_grad_enabled()))
+            )
+    inputs, targets = torch.randn(30, 28, 28), torch.randint(0, 10, (30,))
+    first = evaluate(workload, model, inputs, targets, batch_size=8)
+    assert seen
+    assert all(state == (False, False) for state in seen)
+    assert model.training
+    assert evaluate(workload, model, inputs, targets) == first  # dropout off: repeatable
+
+
+def test_run_leaves_the_callers_rng_state_untouched() -> None:
+    torch.manual_seed(42)
+    expected = torch.rand(3)
+    torch.manual_seed(42)
+    train(tiny(epochs=1))
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"workload": "imagenet"}, r"^Unknown workload 'imagenet'"),
+        ({"optimizer": "lion"}, r"^Unknown optimizer 'lion'"),
+        ({"hyperparameters": {"patience": 0}}, r"^Invalid patience: must be an integer >= 1"),
+        ({"seed": -1}, r"^Invalid seed: must be an integer >= 0, got -1\.$"),
+        ({"epochs": 0}, r"^Invalid epochs: must be an integer >= 1, got 0\.$"),
+        ({"train_size": 0}, r"^Invalid subset size: must be an integer >= 1 or 'all', got 0\.$"),
+        ({"device": "toaster"}, r"^Invalid device: .*got 'toaster'\.$"),
+        ({"train_size": 151}, r"^Invalid train_size: must be at most the 150 examples"),
+    ],
+)
+def test_invalid_runs_are_refused_before_training(overrides: dict[str, Any], message: str) -> None:
+    steps: list[object] = []
+    with pytest.raises(ValueError, match=message):
+        train(tiny(**overrides), on_step=lambda *args: steps.append(args))
+    assert steps == []
+
+
+def checkpointed_model(path: Path) -> dict[str, torch.Tensor]:
+    state: dict[str, torch.Tensor] = torch.load(path, weights_only=True)["model"]
+    return state
+
+
+def test_run_resumed_from_its_checkpoint_ends_exactly_like_an_uninterrupted_one(
+    tmp_path: Path,
+) -> None:
+    uninterrupted = train(tiny(), checkpoint_path=tmp_path / "whole.pt")
+
+    def interrupt_after_first_epoch(epoch: int, metric: float) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt  # as if the worker were killed after the checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(), on_epoch=interrupt_after_first_epoch, checkpoint_path=tmp_path / "cut.pt")
+    assert torch.load(tmp_path / "cut.pt", weights_only=True)["epoch"] == 1
+    resumed = train(tiny(), checkpoint_path=tmp_path / "cut.pt")
+
+    assert resumed.resumed_from_epoch == 1
+    assert outcome(resumed) == outcome(uninterrupted)
+    whole, cut = checkpointed_model(tmp_path / "whole.pt"), checkpointed_model(tmp_path / "cut.pt")
+    assert whole.keys() == cut.keys()
+    assert all(torch.equal(whole[name], cut[name]) for name in whole)
+
+
+def test_checkpoint_is_written_atomically_as_plain_data(tmp_path: Path) -> None:
+    path = tmp_path / "runs" / "one.pt"
+    train(tiny(epochs=1), checkpoint_path=path)
+    payload = torch.load(path, weights_only=True)
+    assert payload["epoch"] == 1
+    assert payload["record"]["stop_reason"] == "completed"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["one.pt"]  # no temporary left
+
+
+def test_finished_checkpoint_returns_its_record_without_training(tmp_path: Path) -> None:
+    first = train(tiny(epochs=1), checkpoint_path=tmp_path / "run.pt")
+    steps: list[object] = []
+    again = train(
+        tiny(epochs=1), checkpoint_path=tmp_path / "run.pt", on_step=lambda *a: steps.append(a)
+    )
+    assert again.to_dict() == first.to_dict()
+    assert steps == []
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path: Path) -> None:
+    train(tiny(epochs=1), checkpoint_path=tmp_path / "run.pt")
+    with pytest.raises(
+        ValueError, match=r"^Invalid checkpoint_path: .* belongs to another run \(seed"
+    ):
+        train(tiny(epochs=1, seed=4), checkpoint_path=tmp_path / "run.pt")
