@@ -1,0 +1,314 @@
+"""Study files: what a study trains, how it searches, and how long; the one place they become
+Optuna objects.
+
+A study file is YAML (``studies/*.yaml``)::
+
+    name: digits-adamz
+    workload: {name: digits, epochs: 10}      # plus batch_size, train_size, test_size, data_dir
+    optimizer: adamz
+    search_space: ../search_spaces/adamz.yaml # relative to this file
+    direction: maximize
+    metric: test_accuracy
+    sampler: {name: tpe, seed: 0}             # tpe, random, qmc, gp, cmaes; options as keys
+    pruner: {name: median, n_warmup_steps: 2} # none, median, percentile, successive-halving,
+                                              # hyperband, wilcoxon, patient, threshold
+    budget: 40                                # finished (complete + pruned) trials
+    seeds_per_trial: 1
+    enqueue_defaults: true                    # trial 0 runs the optimizer's defaults
+
+Loading checks every key (unknown keys, unknown names, wrong types, empty ranges, the search
+space's rules, the sampler's and pruner's options) before anything touches a storage, and
+raises :class:`~adamz.search.errors.SpecError` naming the file, the key and the rule.
+
+The checked definition, with the search space inlined, is what a study stores (its hash and
+the package version beside it), so a worker on another host needs only the storage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from adamz.search.errors import SpecError
+from adamz.search.spaces import SearchSpace, load_search_space, parse_search_space
+from adamz.training.optimizers import default_hyperparameters
+from adamz.workloads import WORKLOADS
+
+__all__ = ["StudySpec", "load_study_file", "make_pruner", "make_sampler"]
+
+_STUDY_KEYS = {
+    "name": "the study's name in the storage",
+    "description": "free text",
+    "workload": "the workload and its protocol overrides",
+    "optimizer": "the optimizer's registry name",
+    "search_space": "path of the search-space file, or the space itself",
+    "direction": "maximize or minimize",
+    "metric": "the workload's metric",
+    "sampler": "the sampler and its options",
+    "pruner": "the pruner and its options",
+    "budget": "finished trials the study runs",
+    "seeds_per_trial": "seeds each trial trains (the value is their mean)",
+    "enqueue_defaults": "run the optimizer's defaults as trial 0",
+}
+_WORKLOAD_KEYS = {"name", "epochs", "batch_size", "train_size", "test_size", "data_dir"}
+_METRICS = {"test_accuracy"}
+
+SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+    "qmc": optuna.samplers.QMCSampler,
+    "gp": optuna.samplers.GPSampler,
+    "cmaes": optuna.samplers.CmaEsSampler,
+}
+PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
+    "none": optuna.pruners.NopPruner,
+    "median": optuna.pruners.MedianPruner,
+    "percentile": optuna.pruners.PercentilePruner,
+    "successive-halving": optuna.pruners.SuccessiveHalvingPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "wilcoxon": optuna.pruners.WilcoxonPruner,
+    "patient": optuna.pruners.PatientPruner,
+    "threshold": optuna.pruners.ThresholdPruner,
+}
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A checked study file.
+
+    Attributes:
+        name, workload, optimizer, direction, metric, budget, seeds_per_trial,
+            enqueue_defaults: as in the file (``workload`` a dict with ``name`` and overrides).
+        sampler, pruner: ``{"name": ..., **options}``.
+        space: the search space.
+        definition: the whole study as plain data, search space inlined: what is stored.
+    """
+
+    name: str
+    workload: dict[str, Any]
+    optimizer: str
+    space: SearchSpace
+    direction: str
+    metric: str
+    sampler: dict[str, Any]
+    pruner: dict[str, Any]
+    budget: int
+    seeds_per_trial: int
+    enqueue_defaults: bool
+    definition: dict[str, Any]
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the definition: two files define the same study iff their digests match."""
+        canonical = json.dumps(self.definition, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    @classmethod
+    def from_definition(cls, definition: dict[str, Any], *, source: str) -> StudySpec:
+        """A spec from a stored definition (the search space inlined)."""
+        return _parse(definition, source=source, base_dir=None)
+
+
+def load_study_file(path: str | Path) -> StudySpec:
+    """Read and check the study file at ``path``.
+
+    Raises:
+        SpecError: the file is unreadable, not YAML, or breaks a rule.
+    """
+    path = Path(path)
+    try:
+        content = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SpecError(path, "file", f"cannot be read ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise SpecError(path, "file", f"is not valid YAML ({str(exc).splitlines()[0]})") from exc
+    return _parse(content, source=str(path), base_dir=path.parent)
+
+
+def _parse(content: Any, *, source: str, base_dir: Path | None) -> StudySpec:
+    if not isinstance(content, dict):
+        raise SpecError(source, "file", "must be a mapping of study keys")
+    for key in content:
+        if key not in _STUDY_KEYS:
+            raise SpecError(source, str(key), f"unknown key: allowed are {', '.join(_STUDY_KEYS)}")
+    for key in ("name", "workload", "optimizer", "search_space", "budget"):
+        if key not in content:
+            raise SpecError(source, key, f"is required ({_STUDY_KEYS[key]})")
+
+    name = content["name"]
+    if not (isinstance(name, str) and name.strip() and "/" not in name):
+        raise SpecError(source, "name", "must be a non-empty string without '/'", name)
+    workload = _parse_workload(content["workload"], source)
+    optimizer = content["optimizer"]
+    try:
+        default_hyperparameters(optimizer)
+    except ValueError as exc:
+        raise SpecError(source, "optimizer", str(exc).rstrip(".")) from exc
+
+    raw_space = content["search_space"]
+    if isinstance(raw_space, str):
+        if base_dir is None:
+            raise SpecError(source, "search_space", "a stored definition must inline the space")
+        space = load_search_space(base_dir / raw_space)
+    else:
+        space = parse_search_space(raw_space, source=f"{source}: search_space")
+    if space.optimizer != optimizer:
+        raise SpecError(
+            source,
+            "search_space",
+            f"tunes {space.optimizer!r}, but the study's optimizer is {optimizer!r}",
+        )
+
+    direction = content.get("direction", "maximize")
+    if direction not in ("maximize", "minimize"):
+        raise SpecError(source, "direction", "must be maximize or minimize", direction)
+    metric = content.get("metric", "test_accuracy")
+    if metric not in _METRICS:
+        raise SpecError(source, "metric", f"must be one of {', '.join(sorted(_METRICS))}", metric)
+    budget = _positive_int(content["budget"], source, "budget")
+    seeds = _positive_int(content.get("seeds_per_trial", 1), source, "seeds_per_trial")
+    enqueue_defaults = content.get("enqueue_defaults", False)
+    if not isinstance(enqueue_defaults, bool):
+        raise SpecError(source, "enqueue_defaults", "must be true or false", enqueue_defaults)
+    sampler = _parse_component(
+        content.get("sampler", {"name": "tpe", "seed": 0}), SAMPLERS, source, "sampler"
+    )
+    pruner = _parse_component(content.get("pruner", {"name": "none"}), PRUNERS, source, "pruner")
+
+    definition = {
+        "name": name,
+        "workload": workload,
+        "optimizer": optimizer,
+        "search_space": space.definition,
+        "direction": direction,
+        "metric": metric,
+        "sampler": sampler,
+        "pruner": pruner,
+        "budget": budget,
+        "seeds_per_trial": seeds,
+        "enqueue_defaults": enqueue_defaults,
+    }
+    if "description" in content:
+        definition["description"] = str(content["description"])
+    return StudySpec(
+        name=name,
+        workload=workload,
+        optimizer=optimizer,
+        space=space,
+        direction=direction,
+        metric=metric,
+        sampler=sampler,
+        pruner=pruner,
+        budget=budget,
+        seeds_per_trial=seeds,
+        enqueue_defaults=enqueue_defaults,
+        definition=definition,
+    )
+
+
+def _parse_workload(raw: Any, source: str) -> dict[str, Any]:
+    workload = {"name": raw} if isinstance(raw, str) else raw
+    if not isinstance(workload, dict) or "name" not in workload:
+        raise SpecError(source, "workload", "must be a workload name or a mapping with name", raw)
+    for key in workload:
+        if key not in _WORKLOAD_KEYS:
+            raise SpecError(
+                source,
+                f"workload.{key}",
+                f"unknown key: allowed are {', '.join(sorted(_WORKLOAD_KEYS))}",
+            )
+    if workload["name"] not in WORKLOADS:
+        raise SpecError(
+            source,
+            "workload.name",
+            f"unknown workload: must be one of {', '.join(WORKLOADS)}",
+            workload["name"],
+        )
+    for key in ("epochs", "batch_size"):
+        if key in workload:
+            _positive_int(workload[key], source, f"workload.{key}")
+    for key in ("train_size", "test_size"):
+        if key in workload and workload[key] != "all":
+            _positive_int(workload[key], source, f"workload.{key}")
+    if "data_dir" in workload and not isinstance(workload["data_dir"], str):
+        raise SpecError(source, "workload.data_dir", "must be a path", workload["data_dir"])
+    return dict(workload)
+
+
+def _parse_component(
+    raw: Any, registry: dict[str, type[Any]], source: str, key: str
+) -> dict[str, Any]:
+    component = {"name": raw} if isinstance(raw, str) else raw
+    if not isinstance(component, dict) or "name" not in component:
+        raise SpecError(source, key, "must be a name or a mapping with name and options", raw)
+    if component["name"] not in registry:
+        raise SpecError(
+            source, f"{key}.name", f"must be one of {', '.join(registry)}", component["name"]
+        )
+    try:
+        (make_sampler if key == "sampler" else make_pruner)(component)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(source, key, " ".join(str(exc).split()).rstrip(".")) from exc
+    return dict(component)
+
+
+def make_sampler(spec: dict[str, Any], *, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler a study file names, with its options.
+
+    ``seed_offset`` is added to the file's seed, so that parallel workers, each with its own
+    sampler, do not draw the same random start-up trials.
+
+    Raises:
+        TypeError: an option the sampler does not take.
+        ValueError: an unknown sampler or an invalid option value.
+    """
+    options = {k: v for k, v in spec.items() if k != "name"}
+    sampler_class = SAMPLERS[spec["name"]]
+    _check_options(sampler_class, options)
+    if options.get("seed") is not None:
+        options["seed"] = int(options["seed"]) + seed_offset
+    return sampler_class(**options)
+
+
+def make_pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
+    """The pruner a study file names, with its options; ``patient`` wraps ``wrapped_pruner``.
+
+    Raises:
+        TypeError: an option the pruner does not take.
+        ValueError: an unknown pruner or an invalid option value.
+    """
+    options = {k: v for k, v in spec.items() if k != "name"}
+    pruner_class = PRUNERS[spec["name"]]
+    if spec["name"] == "patient":
+        wrapped = options.get("wrapped_pruner", "none")
+        wrapped = {"name": wrapped} if isinstance(wrapped, str) else wrapped
+        if not isinstance(wrapped, dict) or wrapped.get("name") not in PRUNERS:
+            raise ValueError(
+                f"wrapped_pruner must name one of {', '.join(PRUNERS)}, got {wrapped!r}"
+            )
+        options["wrapped_pruner"] = make_pruner(wrapped)
+        options.setdefault("patience", 1)
+    _check_options(pruner_class, options)
+    return pruner_class(**options)
+
+
+def _check_options(component: type[Any], options: dict[str, Any]) -> None:
+    accepted = set(inspect.signature(component.__init__).parameters) - {"self"}
+    for option in options:
+        if option not in accepted:
+            raise TypeError(
+                f"unknown option {option!r} of {component.__name__}: accepted are {', '.join(sorted(accepted))}"
+            )
+
+
+def _positive_int(value: Any, source: str, key: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise SpecError(source, key, "must be an integer >= 1", value)
+    return value

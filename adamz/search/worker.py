@@ -1,0 +1,286 @@
+"""Study workers: processes that pull trials from a shared storage until the budget is met.
+
+:func:`launch_workers` starts ``workers_per_device`` processes per device, each pinned to its
+device (``CUDA_VISIBLE_DEVICES``; on the CPU each gets its share of the cores), and shows a
+progress bar read from the storage. Each process runs :func:`run_worker`, which repeats:
+
+1. stop if the study's finished trials (complete + pruned) reach the budget;
+2. if the trials running elsewhere will reach it, wait for them (and fail stale ones, so a
+   dead worker's trial is queued again and someone retries it);
+3. otherwise run one trial with ``study.optimize`` (heartbeat, stale-trial handling and error
+   recording are Optuna's).
+
+The budget is the study's, not each worker's: N workers together run it once. On the first
+SIGTERM or SIGINT a worker interrupts its trial, which is recorded as failed and queued again
+(it resumes from its last epoch checkpoint), and exits 0; it never leaves a trial RUNNING.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import TrialState
+from tqdm import tqdm
+
+from adamz.search.objective import FINISHED, TrialObjective, count_states
+from adamz.search.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, load_study, open_storage
+from adamz.search.studies import StudySpec, make_pruner, make_sampler
+
+__all__ = ["WorkerOptions", "WorkerStopped", "launch_workers", "parse_devices", "run_worker"]
+
+logger = logging.getLogger(__name__)
+
+POLL_S = 1.0
+MAX_CONSECUTIVE_FAILURES = 5
+"""A worker whose trials fail this many times in a row stops with exit code 1: something is
+wrong with the study or the host (a bug, missing data), not with the sampled values."""
+
+
+class WorkerStopped(KeyboardInterrupt):
+    """Raised in a worker by SIGTERM/SIGINT; Optuna records the running trial as failed."""
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How a worker runs: where, with what data, how long, and how it beats.
+
+    ``n_trials`` overrides the study file's budget; ``heartbeat_interval`` and ``grace_period``
+    are in seconds (shorter ones find dead workers sooner, at the cost of more writes).
+    """
+
+    storage: str | None = None
+    device: str = "cpu"
+    n_trials: int | None = None
+    data_dir: str | None = None
+    download: bool = False
+    checkpoint_dir: str | None = None
+    worker_index: int = 0
+    heartbeat_interval: int = HEARTBEAT_INTERVAL_S
+    grace_period: int = GRACE_PERIOD_S
+
+
+def run_worker(study_name: str, options: WorkerOptions) -> int:
+    """Pull and run trials of ``study_name`` until its budget is met; return the exit code.
+
+    Raises:
+        ValueError: the storage cannot be opened, or the study is unknown or was not created
+            by ``adamz-search create``.
+    """
+    storage = open_storage(
+        options.storage,
+        heartbeat_interval=options.heartbeat_interval,
+        grace_period=options.grace_period,
+    )
+    study = load_study(study_name, storage)
+    spec = stored_spec(study)
+    study.sampler = make_sampler(spec.sampler, seed_offset=options.worker_index)
+    study.pruner = make_pruner(spec.pruner)
+    budget = options.n_trials or spec.budget
+    objective = TrialObjective(
+        spec,
+        budget=budget,
+        device=options.device,
+        checkpoint_dir=checkpoint_dir(options, study_name),
+        data_dir=options.data_dir,
+        download=options.download,
+    )
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        objective.keep_checkpoints = True
+        raise WorkerStopped(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    failures = 0
+    try:
+        while failures < MAX_CONSECUTIVE_FAILURES:
+            counts = count_states(study)
+            finished = sum(counts[state] for state in FINISHED)
+            if finished >= budget:
+                return 0
+            if finished + counts[TrialState.RUNNING] >= budget:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    fail_stale_trials(study)
+                time.sleep(POLL_S)
+                continue
+            ran: list[optuna.trial.FrozenTrial] = []
+            study.optimize(
+                objective,
+                n_trials=1,
+                catch=(Exception,),
+                callbacks=[lambda _, trial: ran.append(trial)],  # noqa: B023 - called at once
+                gc_after_trial=False,
+            )
+            failed = [
+                t for t in ran if t.state == TrialState.FAIL and not t.user_attrs.get("surplus")
+            ]
+            failures = failures + 1 if failed else 0
+        logger.error(
+            "Worker %s stops: its last %d trials failed (the last error: %s).",
+            os.getpid(),
+            failures,
+            failed[0].user_attrs.get("error") if failed else "none",
+        )
+        return 1
+    except WorkerStopped as stopped:
+        _requeue_interrupted(study)
+        logger.warning(
+            "Worker %s stopped by %s; its trial is queued to resume.", os.getpid(), stopped
+        )
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _requeue_interrupted(study: optuna.Study) -> None:
+    """Queue this process's trials that the interruption failed, to resume from checkpoints."""
+    retry = RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        error = str(trial.user_attrs.get("error", ""))
+        if trial.user_attrs.get("pid") == os.getpid() and error.startswith("WorkerStopped"):
+            already = any(
+                RetryHeartbeatStaleTrialCallback.retried_trial_number(other) == trial.number
+                for other in study.get_trials(deepcopy=False)
+                if other.number > trial.number
+            )
+            if not already:
+                retry(study, trial)
+
+
+def stored_spec(study: optuna.Study) -> StudySpec:
+    """The study's definition, as ``create`` stored it."""
+    definition = study.user_attrs.get("definition")
+    if definition is None:
+        raise ValueError(
+            f"Study {study.study_name!r} was not created by 'adamz-search create': "
+            "it has no stored definition to run."
+        )
+    return StudySpec.from_definition(definition, source=f"study {study.study_name}")
+
+
+def checkpoint_dir(options: WorkerOptions, study_name: str) -> Path:
+    """``--checkpoint-dir``, else ``checkpoints/STUDY`` beside a file storage, else in the cwd.
+
+    Workers on several hosts resume each other's trials only if this directory is shared.
+    """
+    if options.checkpoint_dir:
+        return Path(options.checkpoint_dir) / study_name
+    from adamz.search.storage import storage_url
+
+    url = storage_url(options.storage)
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url.removeprefix("sqlite:///")).resolve().parent / "checkpoints" / study_name
+    return Path("checkpoints") / study_name
+
+
+def parse_devices(devices: str) -> list[str]:
+    """``cpu``, ``cuda`` (every visible GPU) or ``cuda:0,1`` -> one device string per device.
+
+    Raises:
+        ValueError: an unknown device, or CUDA asked for where none is available.
+    """
+    if devices == "cpu":
+        return ["cpu"]
+    if devices == "cuda" or devices.startswith("cuda:"):
+        import torch
+
+        available = torch.cuda.device_count()
+        if available == 0:
+            raise ValueError(f"Invalid --devices {devices!r}: no CUDA device is available here.")
+        if devices == "cuda":
+            return [f"cuda:{i}" for i in range(available)]
+        indices = devices.removeprefix("cuda:").split(",")
+        if not all(i.isdigit() and int(i) < available for i in indices):
+            raise ValueError(
+                f"Invalid --devices {devices!r}: indices must be in 0..{available - 1}."
+            )
+        return [f"cuda:{i}" for i in indices]
+    raise ValueError(f"Invalid --devices {devices!r}: must be cpu, cuda or cuda:0,1,...")
+
+
+def launch_workers(
+    study_name: str, devices: list[str], workers_per_device: int, options: WorkerOptions
+) -> int:
+    """Run ``workers_per_device`` worker processes per device with a progress bar; exit code.
+
+    Each child is ``python -m adamz.cli worker STUDY --single`` with the same options. SIGTERM
+    and SIGINT are passed on to the children, which stop as :func:`run_worker` describes.
+    """
+    total = len(devices) * workers_per_device
+    cpu_threads = max(1, (os.cpu_count() or 1) // total)
+    children: list[subprocess.Popen[bytes]] = []
+    for index in range(total):
+        device = devices[index % len(devices)]
+        env = dict(os.environ)
+        if device.startswith("cuda:"):
+            env["CUDA_VISIBLE_DEVICES"] = device.removeprefix("cuda:")
+            device = "cuda:0"
+        else:
+            env["OMP_NUM_THREADS"] = str(cpu_threads)
+        command = [
+            sys.executable, "-m", "adamz.cli", "worker", study_name, "--single",
+            "--device", device, "--worker-index", str(index),
+            "--heartbeat-interval", str(options.heartbeat_interval),
+            "--grace-period", str(options.grace_period),
+        ]  # fmt: skip
+        for flag, value in (
+            ("--storage", options.storage),
+            ("--n-trials", options.n_trials),
+            ("--data-dir", options.data_dir),
+            ("--checkpoint-dir", options.checkpoint_dir),
+        ):
+            if value is not None:
+                command += [flag, str(value)]
+        if options.download:
+            command.append("--download")
+        children.append(subprocess.Popen(command, env=env))
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        _show_progress(study_name, options, children)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    codes = [child.wait() for child in children]
+    return max(codes, default=0)
+
+
+def _show_progress(
+    study_name: str, options: WorkerOptions, children: list[subprocess.Popen[bytes]]
+) -> None:
+    """A bar of finished / budget with the best value and running trials, until children end."""
+    storage = open_storage(options.storage, heartbeat_interval=None)
+    study = load_study(study_name, storage)
+    budget = options.n_trials or stored_spec(study).budget
+    with tqdm(total=budget, unit="trial", desc=study_name, dynamic_ncols=True) as bar:
+        while any(child.poll() is None for child in children):
+            time.sleep(POLL_S)
+            counts = count_states(study)
+            finished = sum(counts[state] for state in FINISHED)
+            bar.update(min(finished, budget) - bar.n)
+            postfix: dict[str, object] = {
+                "running": counts[TrialState.RUNNING],
+                "failed": counts[TrialState.FAIL],
+            }
+            if counts[TrialState.COMPLETE]:
+                postfix["best"] = f"{study.best_value:.4f}"
+            bar.set_postfix(postfix)

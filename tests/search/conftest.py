@@ -1,0 +1,34 @@
+"""Fixtures for the search service: a PostgreSQL database per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+POSTGRES_ENV = "ADAMZ_TEST_POSTGRES"
+"""A PostgreSQL URL (a server where the tests may create and drop databases). Set by CI;
+unset, the PostgreSQL tests are skipped; set and unreachable, they fail."""
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        pytest.skip(f"{POSTGRES_ENV} is not set: no PostgreSQL server to test against")
+    import sqlalchemy
+
+    url = sqlalchemy.engine.make_url(base)
+    database = f"adamz_test_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {database}")
+    try:
+        yield url.set(database=database).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        admin.dispose()

@@ -1,0 +1,232 @@
+"""Search-space and study files: the shipped ones load, bad ones fail naming file, key and rule."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from adamz.search import SpecError, StudySpec, load_search_space, load_study_file
+from adamz.search.studies import make_pruner
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "search_spaces").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_every_shipped_search_space_loads_and_samples_valid_configurations(path: Path) -> None:
+    space = load_search_space(path)
+    assert space.optimizer == path.stem
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    from adamz.training import resolve_hyperparameters
+
+    for _ in range(20):
+        trial = study.ask()
+        resolve_hyperparameters(space.optimizer, space.suggest(trial))  # raises if invalid
+        study.tell(trial, 0.0)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_study_file_loads(path: Path) -> None:
+    spec = load_study_file(path)
+    assert spec.name == path.stem
+    assert StudySpec.from_definition(spec.definition, source="stored").digest == spec.digest
+
+
+def test_the_adamz_space_covers_the_six_hyperparameters_and_the_papers_values() -> None:
+    space = load_search_space(ROOT / "search_spaces" / "adamz.yaml")
+    tuned = [
+        {
+            "overshoot_factor": 0.5,
+            "stagnation_factor": 1.2,
+            "stagnation_threshold": 0.2,
+            "patience": 100,
+            "stagnation_period": 10,
+        },
+        {
+            "overshoot_factor": 0.864,
+            "stagnation_factor": 1.088,
+            "stagnation_threshold": 0.076,
+            "patience": 164,
+            "stagnation_period": 28,
+        },
+        {
+            "overshoot_factor": 0.4848,
+            "stagnation_factor": 1.2927,
+            "stagnation_threshold": 0.2698,
+            "patience": 129,
+            "stagnation_period": 15,
+        },
+    ]
+    for values in tuned:
+        for name, value in values.items():
+            assert space.distributions[name]._contains(
+                space.distributions[name].to_internal_repr(value)
+            )
+    assert {"lr", "lr_bounds[0]", "lr_bounds[1]"} <= set(space.distributions)
+
+
+def write(tmp_path: Path, name: str, content: object) -> Path:
+    path = tmp_path / name
+    path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+    return path
+
+
+GOOD_SPACE = {
+    "optimizer": "adamz",
+    "parameters": {
+        "lr": {"type": "float", "low": 1e-3, "high": 0.1, "log": True},
+        "patience": {"type": "int", "low": 20, "high": 50},
+        "stagnation_period": {"type": "int", "low": 2, "high": 10},
+    },
+}
+
+
+def space_with(**parameters: object) -> dict[str, object]:
+    return {"optimizer": "adamz", "parameters": {**GOOD_SPACE["parameters"], **parameters}}  # type: ignore[dict-item]
+
+
+BAD_SPACES = [
+    (
+        {"optimizer": "adamz", "parameters": GOOD_SPACE["parameters"], "extra": 1},
+        "extra: unknown key",
+    ),
+    (
+        {"optimizer": "lion", "parameters": {"lr": {"value": 0.1}}},
+        "optimizer: Unknown optimizer 'lion'",
+    ),
+    (space_with(momentum={"value": 0.9}), "parameters.momentum: unknown hyperparameter of adamz"),
+    (
+        space_with(lr={"type": "float", "low": 0.1, "high": 0.01}),
+        "parameters.lr: range must not be empty or inverted",
+    ),
+    (
+        space_with(lr={"type": "float", "low": 0.1, "high": 0.1}),
+        "parameters.lr: range must not be empty or inverted",
+    ),
+    (
+        space_with(lr={"type": "float", "low": "small", "high": 0.1}),
+        "parameters.lr.low: must be a number (float), got 'small'",
+    ),
+    (
+        space_with(patience={"type": "int", "low": 2.5, "high": 9}),
+        "parameters.patience.low: must be a number (int), got 2.5",
+    ),
+    (
+        space_with(lr={"type": "real", "low": 0.1, "high": 0.2}),
+        "parameters.lr.type: must be float, int or categorical, got 'real'",
+    ),
+    (
+        space_with(lr={"type": "float", "low": 0.0, "high": 0.1, "log": True}),
+        "parameters.lr.low: must be > 0 on a log scale, got 0.0",
+    ),
+    (
+        space_with(lr={"type": "float", "low": 0.01, "high": 0.1, "lag": True}),
+        "parameters.lr.lag: unknown key for a float parameter",
+    ),
+    (
+        space_with(stagnation_period={"type": "int", "low": 2, "high": 30}),
+        "parameters.stagnation_period: the largest stagnation_period must be <= the smallest patience, got (30, 20)",
+    ),
+    (
+        space_with(lr_bounds=[{"type": "float", "low": 1e-4, "high": 0.5}, {"value": 0.2}]),
+        "parameters.lr_bounds: the largest min rate lr_bounds[0] must be <= the smallest max rate lr_bounds[1]",
+    ),
+    (
+        space_with(lr_bounds={"value": [1e-7, 1.0]}),
+        "parameters.lr_bounds: a pair: must be a list of two parameters",
+    ),
+    (
+        space_with(overshoot_factor={"type": "float", "low": 0.5, "high": 1.0}),
+        "parameters: the range's high ends are invalid: Invalid overshoot_factor: must be in (0, 1), got 1.0",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    BAD_SPACES,
+    ids=[m.split(":")[0] + str(i) for i, (_, m) in enumerate(BAD_SPACES)],
+)
+def test_a_bad_search_space_names_the_file_the_key_and_the_rule(
+    tmp_path: Path, content: object, message: str
+) -> None:
+    path = write(tmp_path, "space.yaml", content)
+    with pytest.raises(SpecError, match=re.escape(f"{path}: {message}")):
+        load_search_space(path)
+
+
+def study(**changes: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "name": "s",
+        "workload": {"name": "digits", "epochs": 1},
+        "optimizer": "adamz",
+        "search_space": "space.yaml",
+        "budget": 3,
+    }
+    base.update(changes)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+BAD_STUDIES = [
+    (study(budgett=3), "budgett: unknown key"),
+    (study(budget=None), "budget: is required"),
+    (study(budget=0), "budget: must be an integer >= 1, got 0"),
+    (study(budget="ten"), "budget: must be an integer >= 1, got 'ten'"),
+    (study(workload={"name": "imagenet"}), "workload.name: unknown workload"),
+    (study(workload={"name": "digits", "epoch": 2}), "workload.epoch: unknown key"),
+    (
+        study(workload={"name": "digits", "epochs": -1}),
+        "workload.epochs: must be an integer >= 1, got -1",
+    ),
+    (study(optimizer="adam"), "search_space: tunes 'adamz', but the study's optimizer is 'adam'"),
+    (study(direction="up"), "direction: must be maximize or minimize, got 'up'"),
+    (
+        study(sampler={"name": "bayes"}),
+        "sampler.name: must be one of tpe, random, qmc, gp, cmaes, got 'bayes'",
+    ),
+    (
+        study(pruner={"name": "median", "warmup": 1}),
+        "pruner: unknown option 'warmup' of MedianPruner",
+    ),
+    (
+        study(pruner={"name": "percentile", "percentile": 150}),
+        "pruner: Percentile must be between 0 and 100",
+    ),
+    (study(search_space="missing.yaml"), "file: cannot be read"),
+    ("name: [unclosed", "file: is not valid YAML"),
+]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    BAD_STUDIES,
+    ids=[m.split(":")[0] + str(i) for i, (_, m) in enumerate(BAD_STUDIES)],
+)
+def test_a_bad_study_file_names_the_file_the_key_and_the_rule(
+    tmp_path: Path, content: object, message: str
+) -> None:
+    write(tmp_path, "space.yaml", GOOD_SPACE)
+    path = write(tmp_path, "study.yaml", content)
+    with pytest.raises(SpecError, match=re.escape(message)) as raised:
+        load_study_file(path)
+    assert str(raised.value).count("\n") == 0
+    assert str(tmp_path) in str(raised.value)
+
+
+def test_the_digest_changes_with_the_definition_only(tmp_path: Path) -> None:
+    write(tmp_path, "space.yaml", GOOD_SPACE)
+    first = load_study_file(write(tmp_path, "a.yaml", study()))
+    again = load_study_file(write(tmp_path, "b.yaml", "# a comment\n" + yaml.safe_dump(study())))
+    other = load_study_file(write(tmp_path, "c.yaml", study(budget=4)))
+    assert first.digest == again.digest != other.digest
+
+
+def test_patient_pruner_wraps_the_named_pruner() -> None:
+    pruner = make_pruner({"name": "patient", "patience": 2, "wrapped_pruner": {"name": "median"}})
+    assert isinstance(pruner, optuna.pruners.PatientPruner)
+    assert isinstance(pruner._wrapped_pruner, optuna.pruners.MedianPruner)
