@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from adamz import __version__
 from adamz.cli._base import Command, UsageError
+from adamz.cli._report import ExportCommand, ReportCommand
 from adamz.cli._study_commands import (
     CreateCommand,
     DashboardCommand,
@@ -33,6 +34,8 @@ COMMANDS: list[type[Command]] = [
     StudiesCommand,
     DashboardCommand,
     TrainCommand,
+    ReportCommand,
+    ExportCommand,
 ]
 """Every sub-command, in the order ``--help`` lists them."""
 

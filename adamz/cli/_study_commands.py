@@ -252,9 +252,10 @@ def study_status(study: optuna.Study) -> dict[str, Any]:
     running = [
         {
             "number": trial.number,
-            "host": trial.user_attrs.get("host"),
-            "pid": trial.user_attrs.get("pid"),
-            "device": trial.user_attrs.get("device"),
+            **{
+                key: trial.user_attrs.get("worker", {}).get(key)
+                for key in ("host", "pid", "device")
+            },
             "age_s": (now - trial.datetime_start).total_seconds() if trial.datetime_start else 0.0,
         }
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))

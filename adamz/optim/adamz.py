@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+import json
+import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -159,6 +163,72 @@ class AdamZ(Optimizer):
         validate_hyperparameters(defaults)
         self._warned_without_loss = False
         super().__init__(params, defaults)
+
+    CONFIG_KEYS = frozenset({"format", "optimizer", "hyperparameters", "provenance"})
+    """Top-level keys of a configuration file written by ``adamz-search export``."""
+
+    @classmethod
+    def from_config(
+        cls, config: Mapping[str, Any] | str | os.PathLike[str], params: ParamsT
+    ) -> AdamZ:
+        """AdamZ over ``params`` from a configuration: a mapping, or a YAML or JSON file.
+
+        The configuration is either AdamZ's keyword arguments themselves
+        (``{"lr": 0.01, "betas": [0.9, 0.999]}``; pairs as lists), or the file
+        ``adamz-search export`` writes: ``hyperparameters`` (those keyword arguments) beside
+        ``format``, ``optimizer`` (must be ``adamz``) and ``provenance`` (read by people, ignored
+        here). Missing hyperparameters take their defaults.
+
+        Raises:
+            ValueError: an unknown key (naming it), another optimizer's configuration, a file
+                that is not a mapping, or an invalid value (as the constructor).
+            OSError: the file cannot be read.
+        """
+        if isinstance(config, Mapping):
+            content: Any = dict(config)
+            source = "the configuration"
+        else:
+            path = Path(config)
+            source = str(path)
+            text = path.read_text()
+            if path.suffix.lower() == ".json":
+                content = json.loads(text)
+            else:
+                import yaml  # only for YAML files: the optimizer itself needs nothing but torch
+
+                content = yaml.safe_load(text)
+        if not isinstance(content, dict):
+            raise ValueError(
+                f"Invalid configuration in {source}: must be a mapping, got {content!r}."
+            )
+        if "hyperparameters" in content:
+            unknown = sorted(set(content) - cls.CONFIG_KEYS)
+            if unknown:
+                raise ValueError(
+                    f"Unknown key(s) {', '.join(unknown)} in {source}: allowed are "
+                    f"{', '.join(sorted(cls.CONFIG_KEYS))}."
+                )
+            if content.get("optimizer", "adamz") != "adamz":
+                raise ValueError(
+                    f"Invalid optimizer in {source}: must be adamz, got {content['optimizer']!r}."
+                )
+            hyperparameters = content["hyperparameters"]
+            if not isinstance(hyperparameters, dict):
+                raise ValueError(f"Invalid hyperparameters in {source}: must be a mapping.")
+        else:
+            hyperparameters = content
+        known = set(inspect.signature(cls.__init__).parameters) - {"self", "params"}
+        unknown = sorted(set(hyperparameters) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown AdamZ hyperparameter(s) {', '.join(map(str, unknown))} in {source}: "
+                f"must be among {', '.join(sorted(known))}."
+            )
+        kwargs: dict[str, Any] = {
+            key: tuple(value) if isinstance(value, list) else value
+            for key, value in hyperparameters.items()
+        }
+        return cls(params, **kwargs)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a param group, validating its hyperparameters (the defaults fill the rest)."""

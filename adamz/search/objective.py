@@ -1,9 +1,11 @@
 """A trial: sample a configuration, train it through the one training loop, report to Optuna.
 
-What a trial records in its user attributes: ``host``, ``pid``, ``device``, ``torch_version``,
-``adamz_version``, ``seeds``, ``wall_time_s``, ``epochs_run``, ``result`` (the first seed's
+What a trial records in its user attributes: ``worker`` (``host``, ``pid``, ``device``,
+``torch_version``, ``adamz_version``, ``seeds``), ``run`` (``wall_time_s``, ``epochs_run`` in
+this trial, and ``seed_metrics`` with several seeds), ``result`` (the first seed's
 :class:`~adamz.training.TrainResult` as a dict, which for AdamZ holds the controller's
-adjustments), ``seed_metrics``, and when it did not complete, ``stop_reason`` / ``error``.
+adjustments), and when it did not complete, ``stop_reason`` / ``error``. Every key is a write
+to the storage, so they are few.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ import os
 import socket
 import statistics
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 import torch
-from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages import RDBStorage
+from optuna.storages._rdb.models import TrialModel
 from optuna.trial import TrialState
 
 from adamz import __version__
@@ -43,16 +46,32 @@ def original_trial_number(trial: optuna.Trial) -> int:
     Optuna's retry callbacks record it in the system attributes, which a live ``Trial`` no
     longer exposes: read them through the storage, as Optuna's own helper does for frozen trials.
     """
-    frozen = trial.study._storage.get_trial(trial._trial_id)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        origin = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
-    return trial.number if origin is None else origin
+    system_attrs = trial.study._storage.get_trial_system_attrs(trial._trial_id)
+    origin = system_attrs.get("failed_trial")
+    return trial.number if origin is None else int(origin)
 
 
 def count_states(study: optuna.Study) -> dict[TrialState, int]:
-    """Number of the study's trials in each state."""
+    """Number of the study's trials in each state.
+
+    A worker asks this before every trial. On an RDB storage it is one ``GROUP BY`` query on
+    Optuna's trials table; Optuna's own ``get_n_trials`` loads every trial with its parameters
+    and attributes, which costs tens of milliseconds a call once a study has a few hundred.
+    """
     counts = dict.fromkeys(TrialState, 0)
+    storage = study._storage
+    if isinstance(storage, RDBStorage):
+        with storage.engine.connect() as connection:
+            rows = connection.execute(
+                sqlalchemy.select(TrialModel.state, sqlalchemy.func.count())
+                .where(TrialModel.study_id == study._study_id)
+                .group_by(TrialModel.state)
+            )
+            for state, count in rows:
+                counts[TrialState[state.name] if hasattr(state, "name") else TrialState(state)] = (
+                    count
+                )
+        return counts
     for trial in study.get_trials(deepcopy=False):
         counts[trial.state] += 1
     return counts
@@ -103,32 +122,38 @@ class TrialObjective:
             raise
 
     def _run(self, trial: optuna.Trial) -> float:
-        self._check_budget(trial)
+        counts = self._check_budget(trial)
         hyperparameters = self.spec.space.suggest(trial)
-        origin = original_trial_number(trial)
+        # Only a failed trial is ever retried: without one, no trial can be a retry.
+        origin = original_trial_number(trial) if counts[TrialState.FAIL] else trial.number
         seeds = list(range(self.spec.seeds_per_trial))
-        trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("pid", os.getpid())
-        trial.set_user_attr("device", self.device)
-        trial.set_user_attr("torch_version", torch.__version__)
-        trial.set_user_attr("adamz_version", __version__)
-        trial.set_user_attr("seeds", seeds)
+        # Each key is a write to the storage, so they are few: who runs it, what it did.
+        trial.set_user_attr(
+            "worker",
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "device": self.device,
+                "torch_version": torch.__version__,
+                "adamz_version": __version__,
+                "seeds": seeds,
+            },
+        )
         if origin != trial.number:
             trial.set_user_attr("resumes_trial", origin)
 
         started = time.perf_counter()
         metrics: list[float] = []
-        epochs_run = 0
+        epochs_run = [0]
         checkpoints = [self.checkpoint_dir / f"trial-{origin}-seed-{seed}.pt" for seed in seeds]
         try:
             for index, seed in enumerate(seeds):
                 result = train(
                     self._run_config(hyperparameters, seed),
-                    on_epoch=self._reporter(trial) if index == 0 else None,
+                    on_epoch=self._reporter(trial, epochs_run, report=index == 0),
                     on_step=self.on_step,
                     checkpoint_path=checkpoints[index],
                 )
-                epochs_run += result.epochs_completed
                 if index == 0:
                     trial.set_user_attr("result", result.to_dict())
                 if result.stop_reason == "nonfinite_loss" or result.final_metric is None:
@@ -136,31 +161,42 @@ class TrialObjective:
                     raise optuna.TrialPruned(f"diverged: {result.stop_detail}")
                 metrics.append(result.final_metric)
         finally:
-            trial.set_user_attr("wall_time_s", round(time.perf_counter() - started, 3))
-            trial.set_user_attr("epochs_run", epochs_run)
+            run: dict[str, Any] = {
+                "wall_time_s": round(time.perf_counter() - started, 3),
+                "epochs_run": epochs_run[0],
+            }
+            if len(seeds) > 1:
+                run["seed_metrics"] = metrics
+            trial.set_user_attr("run", run)
             if not self.keep_checkpoints:
                 for path in checkpoints:
                     path.unlink(missing_ok=True)
-        trial.set_user_attr("seed_metrics", metrics)
         return statistics.fmean(metrics)
 
-    def _check_budget(self, trial: optuna.Trial) -> None:
-        """Refuse ``trial`` if the trials numbered before it already fill the budget.
+    def _check_budget(self, trial: optuna.Trial) -> dict[TrialState, int]:
+        """Refuse ``trial`` if the trials that started before it already fill the budget.
 
         Workers check the budget before asking for a trial, but two of them can ask at the same
-        moment; numbering is atomic in the storage, so the later trial is refused here. It is
-        recorded as failed with ``surplus: true`` and does not count against the budget.
+        moment; the one that started later is refused here. It is recorded as failed with
+        ``surplus: true`` and does not count against the budget.
         """
-        taken = sum(
-            1
-            for other in trial.study.get_trials(
-                deepcopy=False, states=(*FINISHED, TrialState.RUNNING)
-            )
-            if other.number < trial.number
-        )
-        if taken >= self.budget:
+        counts = count_states(trial.study)
+        finished = sum(counts[state] for state in FINISHED)
+        if finished + counts[TrialState.RUNNING] <= self.budget:  # this one included
+            return counts
+        running = trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))  # few
+        mine = next(other for other in running if other.number == trial.number)
+        # Finished trials all started before this one; running ones, if they started earlier.
+        started_before = [
+            other
+            for other in running
+            if other.number != trial.number
+            and (other.datetime_start, other.number) < (mine.datetime_start, mine.number)
+        ]
+        if finished + len(started_before) >= self.budget:
             trial.set_user_attr("surplus", True)
             raise SurplusTrialError(f"the budget of {self.budget} trials is already taken")
+        return counts
 
     def _run_config(self, hyperparameters: dict[str, Any], seed: int) -> RunConfig:
         workload = {k: v for k, v in self.spec.workload.items() if k not in ("name", "data_dir")}
@@ -176,12 +212,23 @@ class TrialObjective:
         )
 
     @staticmethod
-    def _reporter(trial: optuna.Trial) -> Callable[[int, float], None]:
-        def report(epoch: int, metric: float) -> None:
+    def _reporter(
+        trial: optuna.Trial, epochs_run: list[int], *, report: bool
+    ) -> Callable[[int, float], None]:
+        """``on_epoch`` for the training loop: counts epochs; reports and prunes if ``report``."""
+
+        def on_epoch(epoch: int, metric: float) -> None:
+            epochs_run[0] += 1
+            if not report:
+                return
             if math.isfinite(metric):
                 trial.report(metric, epoch)
-            if trial.should_prune():
+            # should_prune reads the trial back from the storage; without a pruner, skip it.
+            if (
+                not isinstance(trial.study.pruner, optuna.pruners.NopPruner)
+                and trial.should_prune()
+            ):
                 trial.set_user_attr("stop_reason", f"pruned after epoch {epoch}")
                 raise optuna.TrialPruned(f"pruned after epoch {epoch}")
 
-        return report
+        return on_epoch

@@ -151,7 +151,8 @@ def _requeue_interrupted(study: optuna.Study) -> None:
     retry = RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         error = str(trial.user_attrs.get("error", ""))
-        if trial.user_attrs.get("pid") == os.getpid() and error.startswith("WorkerStopped"):
+        pid = trial.user_attrs.get("worker", {}).get("pid")
+        if pid == os.getpid() and error.startswith("WorkerStopped"):
             already = any(
                 RetryHeartbeatStaleTrialCallback.retried_trial_number(other) == trial.number
                 for other in study.get_trials(deepcopy=False)

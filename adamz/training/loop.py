@@ -380,6 +380,9 @@ def _train(
         if isinstance(optimizer, AdamZ):
             lr_at_epoch_end.append(float(optimizer.param_groups[0]["lr"]))
         record.controller = _controller_summary(optimizer, run, lr_at_epoch_end)
+        if epoch == protocol.epochs:  # so that the last epoch's checkpoint is the final record
+            record.stop_reason = "completed"
+            record.stop_detail = f"completed {protocol.epochs} epochs"
         save(epoch)
         logger.info(
             "%s/%s epoch %d/%d: loss %.4f, %s %.4f",
@@ -400,11 +403,8 @@ def _train(
                     f": {exc}" if str(exc) else ""
                 )
                 break
-    else:
-        record.stop_reason = "completed"
-        record.stop_detail = f"completed {protocol.epochs} epochs"
-
-    save(record.epochs_completed)
+    if record.stop_reason != "completed" or first_epoch > protocol.epochs:
+        save(record.epochs_completed)
     return record
 
 

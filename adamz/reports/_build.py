@@ -1,0 +1,129 @@
+"""``build_report``: every section for one or several studies, written to a folder."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from tqdm import tqdm
+
+from adamz.reports._budget import budget_section
+from adamz.reports._controller import controller_section
+from adamz.reports._data import Section, StudyData, load_study_data
+from adamz.reports._html import markdown_summary, write_html, write_json
+from adamz.reports._importance import importance_section, ranked_params
+from adamz.reports._pruning import pruning_section
+from adamz.reports._robustness import robustness_section, tunability_section
+from adamz.reports._sensitivity import sensitivity_section
+
+__all__ = ["ReportFiles", "build_report"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Where a report was written, and how many charts its page has."""
+
+    html: Path
+    markdown: Path
+    json: Path
+    charts: int
+    summary: str
+
+
+def build_report(
+    studies: list[optuna.Study],
+    out_dir: Path,
+    *,
+    importance_repeats: int = 5,
+    fanova_trees: int = 16,
+    fanova_max_trials: int = 300,
+    save_note: bool = True,
+    progress: bool = True,
+) -> ReportFiles:
+    """Report ``studies`` into ``out_dir`` (``report.html``, ``summary.md``, ``report.json``).
+
+    With ``save_note`` the summary also becomes each study's note in optuna-dashboard.
+
+    Raises:
+        ReportError: a study cannot be reported (see :func:`load_study_data`).
+    """
+    datas = [load_study_data(study) for study in studies]
+    jobs: list[tuple[str, Callable[[], Section]]] = [("All studies", lambda: budget_section(datas))]
+    importance: dict[str, Section] = {}
+
+    def study_jobs(data: StudyData) -> list[tuple[str, Callable[[], Section]]]:
+        def run_importance() -> Section:
+            importance[data.name] = importance_section(
+                data,
+                repeats=importance_repeats,
+                fanova_trees=fanova_trees,
+                fanova_max_trials=fanova_max_trials,
+            )
+            return importance[data.name]
+
+        return [
+            (data.name, run_importance),
+            (
+                data.name,
+                lambda: sensitivity_section(
+                    data, ranked_params(importance[data.name], data.params)
+                ),
+            ),
+            (data.name, lambda: robustness_section(data)),
+            (data.name, lambda: tunability_section(data)),
+            (data.name, lambda: controller_section(data)),
+            (data.name, lambda: pruning_section(data)),
+        ]
+
+    for data in datas:
+        jobs += study_jobs(data)
+    parts: dict[str, list[Section]] = {}
+    for heading, job in tqdm(jobs, desc="report", unit="section", disable=not progress):
+        parts.setdefault(heading, []).append(job())
+    ordered = list(parts.items())
+    title = "AdamZ Search report: " + ", ".join(data.name for data in datas)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = ReportFiles(
+        html=out_dir / "report.html",
+        markdown=out_dir / "summary.md",
+        json=out_dir / "report.json",
+        charts=0,
+        summary=markdown_summary(title, ordered),
+    )
+    charts = write_html(files.html, title, ordered)
+    files.markdown.write_text(files.summary)
+    numbers: dict[str, Any] = {
+        heading: {
+            section.title: {"numbers": section.numbers, "skipped": section.skipped}
+            for section in sections
+        }
+        for heading, sections in ordered
+    }
+    for data in datas:
+        numbers[data.name]["study"] = {
+            "direction": "maximize" if data.maximize else "minimize",
+            "trials": len(data.trials),
+            "completed": len(data.completed),
+            "params": data.params,
+            "created_by_adamz_search": data.definition is not None,
+        }
+    write_json(files.json, numbers)
+    if save_note:
+        _save_notes(studies, files.summary)
+    return ReportFiles(files.html, files.markdown, files.json, charts, files.summary)
+
+
+def _save_notes(studies: list[optuna.Study], summary: str) -> None:
+    import optuna_dashboard  # heavy; only for this
+
+    for study in studies:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            optuna_dashboard.save_note(study, summary)

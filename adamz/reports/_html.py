@@ -1,0 +1,75 @@
+"""The report's files: one HTML page (plotly.js inlined once), a Markdown summary, JSON numbers."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import plotly.io
+import plotly.offline
+
+from adamz.reports._data import Section
+
+__all__ = ["markdown_summary", "plain_numbers", "write_html"]
+
+
+def plain_numbers(value: Any) -> Any:
+    """``value`` with NaN and infinities as None and NumPy scalars as Python numbers (for JSON)."""
+    if isinstance(value, dict):
+        return {str(k): plain_numbers(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_numbers(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def markdown_summary(title: str, parts: list[tuple[str, list[Section]]]) -> str:
+    """The summary: per study (or "All studies"), each section's lines and what it skipped."""
+    lines = [f"# {title}", ""]
+    for heading, sections in parts:
+        lines += [f"## {heading}", ""]
+        for section in sections:
+            for line in section.summary:
+                lines.append(f"- {section.title}: {line}")
+            for reason in section.skipped:
+                lines.append(f"- {section.title}: skipped {reason}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_html(path: Path, title: str, parts: list[tuple[str, list[Section]]]) -> int:
+    """Write the page; return the number of charts on it. It opens offline (no CDN)."""
+    body: list[str] = []
+    charts = 0
+    for heading, sections in parts:
+        body.append(f"<h2>{html.escape(heading)}</h2>")
+        for section in sections:
+            body.append(f"<h3>{html.escape(section.title)}</h3>")
+            body += [f"<p>{html.escape(line).replace('**', '')}</p>" for line in section.summary]
+            body += [
+                f'<p class="skipped">Skipped: {html.escape(reason)}</p>'
+                for reason in section.skipped
+            ]
+            for figure in section.figures:
+                body.append(plotly.io.to_html(figure, full_html=False, include_plotlyjs=False))
+                charts += 1
+    page = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:auto}} .skipped{{color:#888}}</style>
+</head><body><h1>{html.escape(title)}</h1>
+{chr(10).join(body)}
+</body></html>
+"""
+    path.write_text(page, encoding="utf-8")
+    return charts
+
+
+def write_json(path: Path, numbers: dict[str, Any]) -> None:
+    path.write_text(json.dumps(plain_numbers(numbers), indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,71 @@
+"""Pruning and workers: intermediate curves, epochs saved by pruning, the workers' timeline."""
+
+from __future__ import annotations
+
+import warnings
+
+from optuna.trial import TrialState
+from optuna.visualization import plot_intermediate_values, plot_timeline
+
+from adamz.reports._data import Section, StudyData
+
+__all__ = ["pruning_section"]
+
+MAX_CURVES = 200
+"""Intermediate-value curves drawn at most (a 1,000-curve chart is unreadable and slow)."""
+
+
+def pruning_section(data: StudyData) -> Section:
+    """Epochs saved by pruning (vs running every pruned trial to the longest run's last epoch),
+    trials and busy time per worker, and Optuna's intermediate-values and timeline charts."""
+    section = Section("Pruning and workers")
+    steps = {t.number: max(t.intermediate_values) + 1 for t in data.trials if t.intermediate_values}
+    if steps:
+        full = (
+            max(steps[t.number] for t in data.completed if t.number in steps)
+            if any(t.number in steps for t in data.completed)
+            else max(steps.values())
+        )
+        pruned = [t for t in data.trials if t.state == TrialState.PRUNED and t.number in steps]
+        saved = sum(full - steps[t.number] for t in pruned)
+        section.numbers["pruning"] = {
+            "pruned_trials": len(pruned),
+            "epochs_per_full_run": full,
+            "epochs_saved": saved,
+            "epochs_run": sum(steps.values()),
+        }
+        section.summary.append(
+            f"{len(pruned)} trials pruned, saving {saved} of {saved + sum(steps.values())} epochs."
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # Optuna's chart, on its own copy of the study's trials capped for readability.
+            figure = plot_intermediate_values(data.study)
+        if len(figure.data) > MAX_CURVES:
+            figure.data = figure.data[:MAX_CURVES]
+            section.skipped.append(f"intermediate values: first {MAX_CURVES} curves shown")
+        figure.update_layout(title=f"{data.name}: intermediate values (per epoch)")
+        section.figures.append(figure)
+    else:
+        section.skipped.append("no intermediate values reported: no pruning statistics")
+    workers: dict[str, dict[str, float]] = {}
+    for trial in data.trials:
+        info = trial.user_attrs.get("worker")
+        if not isinstance(info, dict) or trial.datetime_start is None:
+            continue
+        key = f"{info.get('host')}:{info.get('pid')}"
+        end = trial.datetime_complete or trial.datetime_start
+        entry = workers.setdefault(key, {"trials": 0, "busy_s": 0.0})
+        entry["trials"] += 1
+        entry["busy_s"] += (end - trial.datetime_start).total_seconds()
+    if workers:
+        section.numbers["workers"] = workers
+        section.summary.append(f"{len(workers)} worker processes ran the trials.")
+    else:
+        section.skipped.append("no worker records (user_attrs worker)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        timeline = plot_timeline(data.study)
+    timeline.update_layout(title=f"{data.name}: trials over time")
+    section.figures.append(timeline)
+    return section

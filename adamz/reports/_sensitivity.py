@@ -1,0 +1,120 @@
+"""Sensitivity: the objective against each hyperparameter, with a smoothed trend and a band.
+
+Optuna's ``plot_slice`` draws the points but no trend, so the trend is a small Gaussian kernel
+smoother (Nadaraya–Watson) written here; the contour of the most important pair is Optuna's
+``plot_contour``.
+
+Sensitivity score of a parameter: how far its smoothed trend moves (max − min, in the
+objective's units) across the range the trials cover, on the log scale for log-distributed
+parameters. A parameter the objective ignores scores near 0.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.visualization import plot_contour
+from plotly.subplots import make_subplots
+
+from adamz.reports._data import Section, StudyData
+
+__all__ = ["kernel_trend", "sensitivity_section"]
+
+BANDWIDTH = 0.15
+"""Kernel width as a fraction of the parameter's observed range (on its sampling scale)."""
+GRID_POINTS = 50
+
+
+def kernel_trend(
+    x: np.ndarray, y: np.ndarray, grid: np.ndarray, bandwidth: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian-kernel weighted mean and standard deviation of ``y`` at each ``grid`` point."""
+    weights = np.exp(-0.5 * ((grid[:, None] - x[None, :]) / bandwidth) ** 2)
+    weights /= weights.sum(axis=1, keepdims=True)
+    mean = weights @ y
+    spread = np.sqrt(np.maximum(weights @ (y**2) - mean**2, 0.0))
+    return mean, spread
+
+
+def _is_log(distribution: object) -> bool:
+    return isinstance(distribution, FloatDistribution | IntDistribution) and distribution.log
+
+
+def sensitivity_section(data: StudyData, ranked: list[str] | None = None) -> Section:
+    """Slices with trends for every parameter, the sensitivity scores, the top pair's contour.
+
+    ``ranked`` orders the parameters (most important first); its first two form the contour.
+    """
+    section = Section("Sensitivity")
+    params = ranked or data.params
+    numeric = [name for name in params if name in data.numeric_params()]
+    for name in params:
+        if name not in numeric:
+            section.skipped.append(f"{name}: categorical, no trend")
+    scores: dict[str, float] = {}
+    if numeric:
+        columns = min(3, len(numeric))
+        rows = -(-len(numeric) // columns)
+        figure = make_subplots(rows=rows, cols=columns, subplot_titles=numeric)
+        for index, name in enumerate(numeric):
+            log = _is_log(data.distributions[name])
+            x = data.param_column(name).astype(float)
+            scale = np.log10(x) if log else x
+            low, high = float(scale.min()), float(scale.max())
+            grid = np.linspace(low, high, GRID_POINTS)
+            bandwidth = max(BANDWIDTH * (high - low), 1e-12)
+            trend, spread = kernel_trend(scale, data.values, grid, bandwidth)
+            scores[name] = float(trend.max() - trend.min()) if high > low else 0.0
+            shown = 10**grid if log else grid
+            row, col = index // columns + 1, index % columns + 1
+            figure.add_scatter(
+                x=np.concatenate([shown, shown[::-1]]),
+                y=np.concatenate([trend + spread, (trend - spread)[::-1]]),
+                fill="toself",
+                line={"width": 0},
+                fillcolor="rgba(31,119,180,0.2)",
+                hoverinfo="skip",
+                showlegend=False,
+                row=row,
+                col=col,
+            )
+            figure.add_scatter(
+                x=x, y=data.values, mode="markers", marker={"size": 4, "color": "gray"},
+                showlegend=False, row=row, col=col,
+            )  # fmt: skip
+            figure.add_scatter(
+                x=shown, y=trend, mode="lines", line={"color": "#1f77b4"},
+                showlegend=False, row=row, col=col,
+            )  # fmt: skip
+            if log:
+                figure.update_xaxes(type="log", row=row, col=col)
+        figure.update_layout(
+            title=f"{data.name}: objective vs each hyperparameter (kernel trend ± 1 sd)",
+            height=300 * rows,
+        )
+        section.figures.append(figure)
+    section.numbers["scores"] = scores
+    section.numbers["score_rule"] = (
+        "max - min of the Gaussian-kernel trend over the observed range "
+        f"(bandwidth {BANDWIDTH} of the range, log scale for log parameters)"
+    )
+    if scores:
+        most = max(scores, key=lambda name: scores[name])
+        section.summary.append(
+            f"Most sensitive: **{most}** (trend moves {scores[most]:.4g} across its range)."
+        )
+    pair = [name for name in params if name in data.distributions][:2]
+    if len(pair) == 2 and not any(
+        isinstance(data.distributions[name], CategoricalDistribution) for name in pair
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # plot_contour's ExperimentalWarning
+            contour = plot_contour(data.study, params=pair)
+        contour.update_layout(title=f"{data.name}: {pair[0]} × {pair[1]} (most important pair)")
+        section.figures.append(contour)
+        section.numbers["contour_pair"] = pair
+    else:
+        section.skipped.append("contour: needs two numeric parameters")
+    return section

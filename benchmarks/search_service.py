@@ -1,0 +1,191 @@
+"""The search service's costs, measured side by side: overhead, scaling, and what pruning saves.
+
+``overhead``: seconds per trial of our worker (:func:`adamz.search.run_worker`) against a bare
+``study.optimize`` calling the same training run, on the same storage, alternating rounds.
+``scaling``: trials per hour with 2 workers against 1 (``adamz-search worker``), measured from the
+first trial's start to the last trial's end, so the processes' start-up is not counted.
+``pruning``: the same study (same sampler seed and trial count) without a pruner, with the
+median pruner and with Hyperband: epochs trained and the best value found.
+
+    python benchmarks/search_service.py overhead [--storage postgresql+psycopg://...]
+    python benchmarks/search_service.py scaling
+    python benchmarks/search_service.py pruning
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+from adamz.search import WorkerOptions, load_study_file, open_storage, run_worker
+from adamz.search.studies import make_sampler
+from adamz.training import RunConfig, train
+
+ROOT = Path(__file__).resolve().parent.parent
+SPACE = ROOT / "search_spaces" / "adamz.yaml"
+
+
+def write_study(
+    directory: Path, name: str, workload: dict[str, Any], budget: int, **extra: Any
+) -> Path:
+    study = {
+        "name": name,
+        "workload": workload,
+        "optimizer": "adamz",
+        "search_space": str(SPACE),
+        "sampler": {"name": "tpe", "seed": 0},
+        "budget": budget,
+        **extra,
+    }
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+def create(path: Path, storage: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "adamz.cli", "create", str(path), "--storage", storage],
+        check=True,
+        capture_output=True,
+    )
+
+
+def overhead(args: argparse.Namespace, directory: Path) -> None:
+    storage = args.storage or f"sqlite:///{directory / 'overhead.db'}"
+    workload = {"name": "digits", "epochs": args.epochs}
+    ours_seconds, bare_seconds = [], []
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for round_ in range(args.rounds):
+        path = write_study(directory, f"ours-{round_}", workload, args.trials)
+        create(path, storage)
+        spec = load_study_file(path)
+        start = time.perf_counter()
+        run_worker(spec.name, WorkerOptions(storage=storage, checkpoint_dir=str(directory)))
+        ours_seconds.append((time.perf_counter() - start) / args.trials)
+
+        bare = optuna.create_study(
+            study_name=f"bare-{round_}",
+            storage=open_storage(storage, heartbeat_interval=None),
+            direction="maximize",
+            sampler=make_sampler(spec.sampler),
+        )
+
+        def objective(trial: optuna.Trial, spec: Any = spec) -> float:
+            config = RunConfig(
+                workload="digits",
+                optimizer="adamz",
+                hyperparameters=spec.space.suggest(trial),
+                epochs=args.epochs,
+            )
+            # The same per-epoch report as ours: pruning is part of the work, not overhead.
+            return float(train(config, on_epoch=trial.report).final_metric or 0.0)
+
+        start = time.perf_counter()
+        bare.optimize(objective, n_trials=args.trials)
+        bare_seconds.append((time.perf_counter() - start) / args.trials)
+    # Round 0 pays the process's one-time imports (torch._dynamo, scikit-learn) on our side.
+    ours, bare_ = statistics.median(ours_seconds[1:]), statistics.median(bare_seconds[1:])
+    print(
+        f"storage {storage.split('://')[0]}, {args.trials} trials x {args.rounds - 1} rounds after a warm-up, digits {args.epochs} epoch(s)"
+    )
+    print(f"{'':<28} {'s/trial':>8}")
+    print(f"{'adamz-search worker':<28} {ours:>8.3f}")
+    print(f"{'bare study.optimize':<28} {bare_:>8.3f}")
+    print(f"ratio ours / bare: {ours / bare_:.3f} (target <= 1.15)")
+
+
+def trials_per_hour(storage: str, name: str) -> tuple[float, int]:
+    trials = [
+        t
+        for t in optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    ]
+    span = max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)  # type: ignore[type-var]
+    return len(trials) * 3600 / span.total_seconds(), len(trials)
+
+
+def scaling(args: argparse.Namespace, directory: Path) -> None:
+    storage = f"sqlite:///{directory / 'scaling.db'}"
+    workload = {"name": "digits"}
+    rates = {}
+    for workers in (1, 2):
+        path = write_study(directory, f"scale-{workers}", workload, args.trials)
+        create(path, storage)
+        subprocess.run(
+            [sys.executable, "-m", "adamz.cli", "worker", f"scale-{workers}", "--storage", storage,
+             "--workers-per-device", str(workers)],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        rates[workers], count = trials_per_hour(storage, f"scale-{workers}")
+        print(f"{workers} worker(s): {count} trials, {rates[workers]:8.0f} trials/hour")
+    print(f"ratio 2 workers / 1: {rates[2] / rates[1]:.2f} (target >= 1.8)")
+
+
+def pruning(args: argparse.Namespace, directory: Path) -> None:
+    storage = f"sqlite:///{directory / 'pruning.db'}"
+    workload = {"name": "digits"}
+    pruners = {
+        "none": {"name": "none"},
+        "median": {"name": "median", "n_startup_trials": 5, "n_warmup_steps": 1},
+        "hyperband": {
+            "name": "hyperband",
+            "min_resource": 1,
+            "max_resource": 10,
+            "reduction_factor": 4,
+        },
+    }
+    results = {}
+    for label, pruner in pruners.items():
+        path = write_study(directory, f"prune-{label}", workload, args.trials, pruner=pruner)
+        create(path, storage)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        run_worker(f"prune-{label}", WorkerOptions(storage=storage, checkpoint_dir=str(directory)))
+        study = optuna.load_study(study_name=f"prune-{label}", storage=storage)
+        epochs = sum(t.user_attrs.get("run", {}).get("epochs_run", 0) for t in study.trials)
+        pruned = sum(t.state == TrialState.PRUNED for t in study.trials)
+        results[label] = (epochs, study.best_value, pruned)
+    base_epochs, base_best, _ = results["none"]
+    print(f"digits, {args.trials} trials, TPE seed 0")
+    print(
+        f"{'pruner':<10} {'epochs':>7} {'share':>6} {'pruned':>6} {'best acc %':>10} {'vs none':>8}"
+    )
+    for label, (epochs, best, pruned) in results.items():
+        print(
+            f"{label:<10} {epochs:>7} {epochs / base_epochs:>6.0%} {pruned:>6} {best * 100:>10.2f} "
+            f"{(best - base_best) * 100:>+8.2f}"
+        )
+    print("targets: epochs <= 50 % of none, best within 0.5 point")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("measure", choices=["overhead", "scaling", "pruning"])
+    parser.add_argument("--epochs", type=int, default=1, help="overhead: epochs per trial")
+    parser.add_argument("--trials", type=int, default=None)
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="overhead: rounds, the first a warm-up"
+    )
+    parser.add_argument(
+        "--storage", default=None, help="overhead: a PostgreSQL URL instead of SQLite"
+    )
+    args = parser.parse_args()
+    args.trials = args.trials or {"overhead": 20, "scaling": 16, "pruning": 40}[args.measure]
+    with tempfile.TemporaryDirectory() as directory:
+        {"overhead": overhead, "scaling": scaling, "pruning": pruning}[args.measure](
+            args, Path(directory)
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""``adamz-search report`` and ``export`` end to end, on SQLite storages made in the tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+import yaml
+from report_helpers import synthetic_study
+
+from adamz import AdamZ
+from adamz.cli import main
+from adamz.training import RunConfig, train
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A storage with: "synthetic" (60 trials), "real" (3 digits trials trained for one epoch),
+    "plain" (a plain Optuna study), "empty", and "failed" (only failed trials)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('reports') / 'studies.db'}"
+    synthetic_study(storage=url, n_trials=60)
+    torch.set_num_threads(1)
+    real = optuna.create_study(direction="maximize", storage=url, study_name="real")
+    real.enqueue_trial({"lr": 0.01}, user_attrs={"enqueued": "defaults"})
+    for _ in range(3):
+        trial = real.ask()
+        lr = trial.suggest_float("lr", 1e-3, 0.05, log=True)
+        patience = trial.suggest_int("patience", 10, 30)
+        hyperparameters = {"lr": lr, "patience": patience, "stagnation_period": 3}
+        result = train(
+            RunConfig(workload="digits", hyperparameters=hyperparameters, epochs=1, train_size=200),
+            on_epoch=trial.report,
+        )
+        trial.set_user_attr("result", result.to_dict())
+        real.tell(trial, result.final_metric)
+    plain = optuna.create_study(storage=url, study_name="plain")
+    plain.optimize(
+        lambda t: (t.suggest_float("x", -1, 1) - 0.2) ** 2 + t.suggest_int("n", 0, 3), 12
+    )
+    optuna.create_study(storage=url, study_name="empty")
+    failed = optuna.create_study(storage=url, study_name="failed")
+    failed.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    return url
+
+
+@pytest.fixture(scope="module")
+def synthetic_report(storage: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("out") / "synthetic"
+    code = main(["report", "synthetic", "--storage", storage, "--out", str(out), "--repeats", "2"])
+    assert code == 0
+    return out
+
+
+def test_report_writes_html_markdown_and_json(synthetic_report: Path):
+    numbers = json.loads((synthetic_report / "report.json").read_text())
+    importance = numbers["synthetic"]["Importance"]["numbers"]
+    assert max(importance["fanova"], key=lambda k: importance["fanova"][k]["mean"]) == "lr"
+    assert numbers["All studies"]["Budget curves"]["numbers"]["synthetic"]["k"][0] == 1
+    summary = (synthetic_report / "summary.md").read_text()
+    assert "Most important: **lr**" in summary
+    assert "Tunability" in summary
+
+
+def test_report_summary_becomes_the_dashboard_note(storage: str, synthetic_report: Path):
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    study = optuna.load_study(study_name="synthetic", storage=storage)
+    system_attrs = study._storage.get_study_system_attrs(study._study_id)
+    note = get_note_from_system_attrs(system_attrs, None)
+    assert note["body"] == (synthetic_report / "summary.md").read_text()
+
+
+def test_report_page_opens_offline_in_chromium_without_errors_and_shows_its_charts(
+    synthetic_report: Path,
+):
+    playwright = pytest.importorskip("playwright.sync_api")
+    page_html = (synthetic_report / "report.html").read_text()
+    assert '<script src="http' not in page_html
+    assert page_html.count("plotly.js v") == 1  # plotly.js inlined, once
+    errors: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.route("http*://**", lambda route: route.abort())  # prove it needs no network
+        page.goto((synthetic_report / "report.html").as_uri())
+        page.wait_for_selector(".plot-container", timeout=20_000)
+        charts = page.locator(".js-plotly-plot").count()
+        screenshot = page.screenshot(full_page=False)
+        browser.close()
+    assert errors == []
+    assert charts >= 8
+    assert len(screenshot) > 10_000
+
+
+def test_report_of_a_real_study_shows_its_controller(storage: str, tmp_path: Path):
+    assert main(["report", "real", "--storage", storage, "--out", str(tmp_path), "--no-note"]) == 0
+    numbers = json.loads((tmp_path / "report.json").read_text())["real"]
+    assert numbers["AdamZ controller"]["numbers"]["groups"]["good"]["trials"] >= 2
+    assert numbers["Tunability"]["numbers"]["defaults_trial"] == 0
+    assert numbers["Pruning and workers"]["numbers"]["pruning"]["epochs_run"] == 3
+
+
+def test_a_plain_optuna_study_reports_and_says_what_it_skipped(storage: str, tmp_path: Path):
+    assert main(["report", "plain", "--storage", storage, "--out", str(tmp_path)]) == 0
+    summary = (tmp_path / "summary.md").read_text()
+    assert "skipped no trial ran the defaults" in summary
+    assert "skipped no trial records AdamZ's controller" in summary
+    numbers = json.loads((tmp_path / "report.json").read_text())
+    assert numbers["plain"]["study"]["created_by_adamz_search"] is False
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["report", "missing"], "Unknown study 'missing'"),
+        (["report", "empty"], "has no trials yet"),
+        (["report", "failed"], "no completed trial with a finite value (1 fail)"),
+        (["export", "failed"], "no completed trial"),
+        (["report", "synthetic", "--confirm", "3"], "--confirm is not implemented"),
+    ],
+)
+def test_bad_input_is_a_one_line_error_with_exit_code_2(storage, tmp_path, capsys, args, message):
+    code = main([*args, "--storage", storage])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_exported_configuration_builds_the_optimizer_it_recommends(storage, tmp_path, fmt):
+    path = tmp_path / f"config.{fmt}"
+    assert (
+        main(["export", "synthetic", "--storage", storage, "--format", fmt, "--out", str(path)])
+        == 0
+    )
+    study = optuna.load_study(study_name="synthetic", storage=storage)
+    exported = json.loads(path.read_text()) if fmt == "json" else yaml.safe_load(path.read_text())
+    trial = study.trials[exported["provenance"]["trial"]]
+    assert trial.value >= study.best_value * 0.99  # within the flat region of the best
+    optimizer = AdamZ.from_config(path, [torch.zeros(2, requires_grad=True)])
+    group = optimizer.param_groups[0]
+    assert group["lr"] == pytest.approx(trial.params["lr"])
+    assert group["lr_bounds"] == pytest.approx((trial.params["lr_bounds[0]"], 1.0))
+    assert exported["provenance"]["study"] == "synthetic"
+
+
+def test_export_of_several_studies_gives_a_robust_default_with_its_losses(storage, tmp_path):
+    synthetic_study(storage=storage, name="synthetic-b", seed=1, n_trials=40)
+    out = subprocess.run(
+        [sys.executable, "-m", "adamz.cli", "export", "synthetic", "synthetic-b",
+         "--storage", storage, "--format", "json"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    config = json.loads(out.stdout)
+    per_study = config["provenance"]["per_study"]
+    assert set(per_study) == {"synthetic", "synthetic-b"}
+    assert all(entry["loss_vs_own_best"] >= 0 for entry in per_study.values())
+    assert 0 <= config["provenance"]["mean_normalised_rank"] <= 1

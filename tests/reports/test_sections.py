@@ -1,0 +1,129 @@
+"""Each section on hand-built studies whose right answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+from report_helpers import lr_only, synthetic_study
+
+from adamz.reports import ReportError, load_study_data
+from adamz.reports._budget import budget_section, expected_best
+from adamz.reports._controller import controller_section
+from adamz.reports._importance import importance_section
+from adamz.reports._robustness import robustness_section, tunability_section
+from adamz.reports._sensitivity import sensitivity_section
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture(scope="module")
+def lr_study() -> optuna.Study:
+    return synthetic_study(lr_only, n_trials=80)
+
+
+def test_the_only_parameter_the_objective_reads_dominates_both_importances(lr_study):
+    section = importance_section(load_study_data(lr_study), repeats=3, fanova_trees=8)
+    for key in ("ped_anova", "fanova"):
+        means = {name: result["mean"] for name, result in section.numbers[key].items()}
+        assert max(means, key=means.__getitem__) == "lr"
+        assert means["lr"] > 0.5
+        assert all(result["std"] >= 0 for result in section.numbers[key].values())
+    assert len(section.figures) == 1
+    assert "lr" in section.summary[0]
+
+
+def test_the_only_parameter_the_objective_reads_is_the_most_sensitive(lr_study):
+    section = sensitivity_section(load_study_data(lr_study), ["lr", "patience"])
+    scores = section.numbers["scores"]
+    assert max(scores, key=scores.__getitem__) == "lr"
+    assert scores["patience"] < 0.5 * scores["lr"]
+    assert section.numbers["contour_pair"] == ["lr", "patience"]
+    assert len(section.figures) == 2
+
+
+def test_a_flat_objective_is_fully_robust():
+    section = robustness_section(load_study_data(synthetic_study(lambda p: 0.8, n_trials=20)))
+    assert section.numbers["within_1pct"] == 1.0
+    assert section.numbers["within_5pct"] == 1.0
+
+
+def test_robustness_counts_trials_within_one_and_five_percent():
+    values = iter([1.0, 0.995, 0.97, 0.5])
+    study = synthetic_study(lambda p: next(values), n_trials=4)
+    section = robustness_section(load_study_data(study))
+    assert section.numbers["within_1pct"] == pytest.approx(0.5)
+    assert section.numbers["within_5pct"] == pytest.approx(0.75)
+
+
+def test_tunability_is_the_gain_of_the_best_over_the_defaults_trial():
+    values = iter([0.5, 0.7, 0.6])
+    section = tunability_section(
+        load_study_data(synthetic_study(lambda p: next(values), n_trials=3))
+    )
+    assert section.numbers["defaults_trial"] == 0
+    assert section.numbers["gain"] == pytest.approx(0.2)
+    assert section.numbers["relative_gain"] == pytest.approx(0.4)
+
+
+def test_tunability_is_skipped_without_a_defaults_trial():
+    study = optuna.create_study()
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    section = tunability_section(load_study_data(study))
+    assert section.numbers == {}
+    assert "defaults" in section.skipped[0]
+
+
+def test_expected_best_after_one_trial_is_the_mean_and_after_many_the_max():
+    values = np.array([0.1, 0.5, 0.9, 0.3])
+    result = expected_best(values, np.array([1, 2, 500]))
+    assert result[0] == pytest.approx(values.mean())
+    assert result[1] == pytest.approx(np.mean(np.maximum.outer(values, values)))
+    assert result[2] == pytest.approx(0.9)
+
+
+def test_budget_curves_of_several_studies_side_by_side_with_a_band(lr_study):
+    flat = synthetic_study(lambda p: 0.8, n_trials=20, name="flat")
+    section = budget_section([load_study_data(lr_study), load_study_data(flat)], resamples=50)
+    assert set(section.numbers) == {"synthetic", "flat"}
+    curve = section.numbers["synthetic"]
+    assert np.all(np.diff(curve["expected_best"]) >= -1e-12)  # never worse with more trials
+    assert np.all(np.array(curve["band_low"]) <= np.array(curve["band_high"]))
+    assert section.numbers["flat"]["expected_best"][-1] == pytest.approx(0.8)
+    assert len(section.figures[0].data) == 4
+
+
+def test_budget_curves_of_a_minimised_study_decrease():
+    study = optuna.create_study(direction="minimize")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=15)
+    curve = budget_section([load_study_data(study)], resamples=20).numbers[study.study_name]
+    assert np.all(np.diff(curve["expected_best"]) <= 1e-12)
+
+
+def test_controller_counts_split_into_better_and_worse_halves(lr_study):
+    section = controller_section(load_study_data(lr_study))
+    groups = section.numbers["groups"]
+    assert groups["good"]["mean_overshoots"] < groups["bad"]["mean_overshoots"]
+    assert groups["good"]["trials"] + groups["bad"]["trials"] == 80
+    assert len(section.numbers["best_trial_lr_at_epoch_end"]) == 2
+
+
+def test_controller_section_is_skipped_without_controller_records():
+    section = controller_section(load_study_data(synthetic_study(with_records=False, n_trials=5)))
+    assert section.figures == []
+    assert "controller" in section.skipped[0]
+
+
+@pytest.mark.parametrize(
+    ("states", "message"),
+    [
+        ([], "no trials yet"),
+        ([optuna.trial.TrialState.FAIL, optuna.trial.TrialState.FAIL], "2 fail"),
+    ],
+)
+def test_a_study_without_completed_trials_cannot_be_reported(states, message):
+    study = optuna.create_study()
+    for state in states:
+        study.add_trial(optuna.trial.create_trial(state=state))
+    with pytest.raises(ReportError, match=message):
+        load_study_data(study)
