@@ -180,7 +180,7 @@ def main() -> None:
         "--storage", default=None, help="overhead: a PostgreSQL URL instead of SQLite"
     )
     args = parser.parse_args()
-    args.trials = args.trials or {"overhead": 20, "scaling": 16, "pruning": 40}[args.measure]
+    args.trials = args.trials or {"overhead": 20, "scaling": 32, "pruning": 40}[args.measure]
     with tempfile.TemporaryDirectory() as directory:
         {"overhead": overhead, "scaling": scaling, "pruning": pruning}[args.measure](
             args, Path(directory)

@@ -152,6 +152,12 @@ class WorkerCommand(Command):
         parser.add_argument("--data-dir", default=None, help="dataset directory (mnist, cifar10)")
         parser.add_argument("--download", action="store_true", help="let torchvision download data")
         parser.add_argument("--checkpoint-dir", default=None)
+        parser.add_argument(
+            "--checkpoint-interval",
+            type=float,
+            default=WorkerOptions().checkpoint_interval,
+            help="least seconds between two checkpoints of a trial (0: every epoch)",
+        )
         defaults = WorkerOptions()
         parser.add_argument("--heartbeat-interval", type=int, default=defaults.heartbeat_interval)
         parser.add_argument("--grace-period", type=int, default=defaults.grace_period)
@@ -164,6 +170,10 @@ class WorkerCommand(Command):
             value = getattr(args, flag)
             if value is not None and value < 1:
                 raise UsageError(f"Invalid --{flag.replace('_', '-')}: must be >= 1, got {value}.")
+        if args.checkpoint_interval < 0:
+            raise UsageError(
+                f"Invalid --checkpoint-interval: must be >= 0, got {args.checkpoint_interval}."
+            )
         if args.grace_period <= args.heartbeat_interval:
             raise UsageError(
                 f"Invalid --grace-period: must exceed --heartbeat-interval "
@@ -185,6 +195,7 @@ class WorkerCommand(Command):
             data_dir=args.data_dir,
             download=args.download,
             checkpoint_dir=args.checkpoint_dir,
+            checkpoint_interval=args.checkpoint_interval,
             worker_index=args.worker_index,
             heartbeat_interval=args.heartbeat_interval,
             grace_period=args.grace_period,

@@ -89,6 +89,7 @@ class TrialObjective:
         data_dir: the dataset directory, when the study file does not name one.
         download: let torchvision download a missing dataset.
         on_step: progress callback forwarded to the training loop.
+        checkpoint_interval_s: least seconds between two checkpoints of a trial.
     """
 
     def __init__(
@@ -101,6 +102,7 @@ class TrialObjective:
         data_dir: str | None = None,
         download: bool = False,
         on_step: Callable[[int, int, int], None] | None = None,
+        checkpoint_interval_s: float = 0.0,
     ) -> None:
         self.spec = spec
         self.budget = budget
@@ -109,6 +111,7 @@ class TrialObjective:
         self.data_dir = spec.workload.get("data_dir", data_dir)
         self.download = download
         self.on_step = on_step
+        self.checkpoint_interval_s = checkpoint_interval_s
         self.keep_checkpoints = False
         """Set when the worker is interrupted: the trial's retry resumes from them."""
 
@@ -153,6 +156,7 @@ class TrialObjective:
                     on_epoch=self._reporter(trial, epochs_run, report=index == 0),
                     on_step=self.on_step,
                     checkpoint_path=checkpoints[index],
+                    checkpoint_interval_s=self.checkpoint_interval_s,
                 )
                 if index == 0:
                     trial.set_user_attr("result", result.to_dict())

@@ -42,6 +42,8 @@ __all__ = ["WorkerOptions", "WorkerStopped", "launch_workers", "parse_devices", 
 logger = logging.getLogger(__name__)
 
 POLL_S = 1.0
+CHECKPOINT_INTERVAL_S = 30.0
+"""Least seconds between two checkpoints of a trial: a killed trial redoes at most this much."""
 MAX_CONSECUTIVE_FAILURES = 5
 """A worker whose trials fail this many times in a row stops with exit code 1: something is
 wrong with the study or the host (a bug, missing data), not with the sampled values."""
@@ -65,6 +67,7 @@ class WorkerOptions:
     data_dir: str | None = None
     download: bool = False
     checkpoint_dir: str | None = None
+    checkpoint_interval: float = CHECKPOINT_INTERVAL_S
     worker_index: int = 0
     heartbeat_interval: int = HEARTBEAT_INTERVAL_S
     grace_period: int = GRACE_PERIOD_S
@@ -94,6 +97,7 @@ def run_worker(study_name: str, options: WorkerOptions) -> int:
         checkpoint_dir=checkpoint_dir(options, study_name),
         data_dir=options.data_dir,
         download=options.download,
+        checkpoint_interval_s=options.checkpoint_interval,
     )
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -237,6 +241,7 @@ def launch_workers(
             "--device", device, "--worker-index", str(index),
             "--heartbeat-interval", str(options.heartbeat_interval),
             "--grace-period", str(options.grace_period),
+            "--checkpoint-interval", str(options.checkpoint_interval),
         ]  # fmt: skip
         for flag, value in (
             ("--storage", options.storage),

@@ -227,6 +227,7 @@ def train(
     on_epoch: OnEpoch | None = None,
     on_step: OnStep | None = None,
     checkpoint_path: str | Path | None = None,
+    checkpoint_interval_s: float = 0.0,
 ) -> TrainResult:
     """Train ``config``'s workload with its optimizer and return the result record.
 
@@ -240,6 +241,9 @@ def train(
         checkpoint_path: if given, a checkpoint (model, optimizer, epoch, RNG states, record so
             far) is written there after every epoch, and a run finding one there resumes after
             its epoch; a finished run's checkpoint returns its record without training.
+        checkpoint_interval_s: write an epoch's checkpoint only if this many seconds have
+            passed since the last one (default 0: every epoch). With short epochs, checkpoints
+            cost more than the work they save; a stopped run's last state is always written.
 
     The caller's RNG state is left as it was: the run draws from its own, seeded copies.
 
@@ -254,7 +258,7 @@ def train(
     cuda_devices = [device] if device.type == "cuda" else []
     # enable_grad: a caller inside torch.no_grad() (an evaluation script) still trains.
     with torch.random.fork_rng(devices=cuda_devices), torch.enable_grad():
-        return _train(run, data, on_epoch, on_step, checkpoint_path)
+        return _train(run, data, on_epoch, on_step, checkpoint_path, checkpoint_interval_s)
 
 
 @torch.no_grad()
@@ -297,6 +301,7 @@ def _train(
     on_epoch: OnEpoch | None,
     on_step: OnStep | None,
     checkpoint_path: str | Path | None,
+    checkpoint_interval_s: float = 0.0,
 ) -> TrainResult:
     config, workload, protocol = run.config, run.workload, run.protocol
     torch.manual_seed(config.seed)
@@ -335,10 +340,15 @@ def _train(
     session_start = time.perf_counter()
     wall_time_before = record.wall_time_s
 
-    def save(epoch: int) -> None:
+    last_save = [time.perf_counter()]
+
+    def save(epoch: int, *, always: bool = True) -> None:
         record.wall_time_s = wall_time_before + time.perf_counter() - session_start
         if checkpoint_path is None:
             return
+        if not always and time.perf_counter() - last_save[0] < checkpoint_interval_s:
+            return
+        last_save[0] = time.perf_counter()
         save_checkpoint(
             checkpoint_path,
             {
@@ -383,7 +393,7 @@ def _train(
         if epoch == protocol.epochs:  # so that the last epoch's checkpoint is the final record
             record.stop_reason = "completed"
             record.stop_detail = f"completed {protocol.epochs} epochs"
-        save(epoch)
+        save(epoch, always=False)
         logger.info(
             "%s/%s epoch %d/%d: loss %.4f, %s %.4f",
             workload.name,

@@ -29,7 +29,8 @@ def states(storage: str, name: str) -> list[TrialState]:
 
 
 def test_two_workers_run_exactly_the_budget_on_sqlite(tmp_path: Path) -> None:
-    study_file = write_study(tmp_path, budget=6, enqueue_defaults=True)
+    # Trials long enough that both workers, started together, get some.
+    study_file = write_study(tmp_path, budget=6, epochs=8, enqueue_defaults=True)
     assert run_cli("create", str(study_file), cwd=tmp_path).returncode == 0
     worker = run_cli("worker", "quick", "--workers-per-device", "2", cwd=tmp_path)
     assert worker.returncode == 0, worker.stderr
@@ -44,7 +45,7 @@ def test_two_workers_run_exactly_the_budget_on_sqlite(tmp_path: Path) -> None:
     assert set(worker) == {"host", "pid", "device", "torch_version", "adamz_version", "seeds"}
     assert worker["device"] == "cpu"
     assert first.user_attrs["run"]["wall_time_s"] > 0
-    assert first.user_attrs["run"]["epochs_run"] == 2
+    assert first.user_attrs["run"]["epochs_run"] == 8
     assert first.user_attrs["result"]["controller"]["observed"] > 0
     assert len({trial.user_attrs["worker"]["pid"] for trial in found}) == 2
 
@@ -188,7 +189,7 @@ def test_a_sigkilled_worker_s_trial_is_retried_and_resumes_from_its_checkpoint(
     study_file = write_study(tmp_path, budget=3, epochs=30, pruner={"name": "none"})
     run_cli("create", str(study_file), cwd=tmp_path)
     storage = f"sqlite:///{tmp_path / 'adamz-search.db'}"
-    beat = ["--heartbeat-interval", "1", "--grace-period", "3"]
+    beat = ["--heartbeat-interval", "1", "--grace-period", "3", "--checkpoint-interval", "0"]
     doomed = start_cli("worker", "quick", "--single", *beat, cwd=tmp_path)
     killed = wait_for_running_trial(storage, "quick", epochs=2)
     doomed.send_signal(signal.SIGKILL)
@@ -211,7 +212,7 @@ def test_sigterm_stops_the_workers_and_queues_the_interrupted_trial(tmp_path: Pa
     study_file = write_study(tmp_path, budget=3, epochs=30, pruner={"name": "none"})
     run_cli("create", str(study_file), cwd=tmp_path)
     storage = f"sqlite:///{tmp_path / 'adamz-search.db'}"
-    launcher = start_cli("worker", "quick", cwd=tmp_path)
+    launcher = start_cli("worker", "quick", "--checkpoint-interval", "0", cwd=tmp_path)
     interrupted = wait_for_running_trial(storage, "quick")
     launcher.send_signal(signal.SIGTERM)
     assert launcher.wait(timeout=60) == 0

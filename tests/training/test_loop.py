@@ -230,3 +230,29 @@ def test_checkpoint_of_another_run_is_refused(tmp_path: Path) -> None:
         ValueError, match=r"^Invalid checkpoint_path: .* belongs to another run \(seed"
     ):
         train(tiny(epochs=1, seed=4), checkpoint_path=tmp_path / "run.pt")
+
+
+@pytest.mark.parametrize(
+    ("interval", "saved_after"), [(0.0, [True, True, True]), (1e9, [False, False, False])]
+)
+def test_checkpoint_interval_skips_epoch_checkpoints_written_too_soon(
+    tmp_path: Path, interval: float, saved_after: list[bool]
+) -> None:
+    path = tmp_path / "run.pt"
+    seen: list[bool] = []
+    train(
+        tiny(epochs=3),
+        checkpoint_path=path,
+        checkpoint_interval_s=interval,
+        on_epoch=lambda epoch, metric: seen.append(path.exists()),
+    )
+    assert seen == saved_after
+
+
+def test_a_stopped_run_writes_its_checkpoint_whatever_the_interval(tmp_path: Path) -> None:
+    def stop(epoch: int, metric: float) -> None:
+        raise StopTraining("enough")
+
+    path = tmp_path / "run.pt"
+    train(tiny(epochs=3), checkpoint_path=path, checkpoint_interval_s=1e9, on_epoch=stop)
+    assert torch.load(path, weights_only=True)["record"]["stop_reason"] == "stopped_by_callback"
