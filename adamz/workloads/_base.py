@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -221,3 +222,36 @@ def first(values: Tensor, size: int | None, *, name: str, split: str) -> Tensor:
             f"split, got {size}."
         )
     return values[:size].clone()
+
+
+_Dataset = TypeVar("_Dataset")
+
+
+def open_torchvision_split(
+    open_split: Callable[[], _Dataset],
+    *,
+    dataset: str,
+    location: Path,
+    missing: str,
+    instructions: str,
+    download: bool,
+) -> _Dataset:
+    """``open_split()`` (a torchvision dataset), or :class:`DataNotFoundError` in one line.
+
+    torchvision says "not found (or corrupted)" or why a download failed, over several lines and
+    suggesting download=True; this says it once, naming ``location`` and what to put there.
+    Files that are there but unreadable keep torchvision's own ``OSError``.
+    """
+    try:
+        return open_split()
+    except (RuntimeError, OSError) as exc:
+        if isinstance(exc, OSError) and not download:
+            raise
+        problem = missing
+        if download:
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            problem = f"could not be downloaded ({lines[0]})"
+        raise DataNotFoundError(
+            f"{dataset} {problem} in {location}: {instructions}, or allow a download "
+            "(download=True, --download) on a machine with a network."
+        ) from exc

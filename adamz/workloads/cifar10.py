@@ -9,7 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from adamz.workloads._base import DataNotFoundError, Protocol, TensorData, Workload, first
+from adamz.workloads._base import (
+    Protocol,
+    TensorData,
+    Workload,
+    first,
+    open_torchvision_split,
+)
 
 if TYPE_CHECKING:
     from torchvision.datasets import CIFAR10
@@ -100,20 +106,12 @@ def _open(data_dir: Path, *, train: bool, download: bool) -> CIFAR10:
     # Imported here: torchvision takes seconds to import and only file-based workloads need it.
     from torchvision.datasets import CIFAR10
 
-    try:
-        return CIFAR10(root=data_dir, train=train, download=download)
-    except (RuntimeError, OSError) as exc:
-        if isinstance(exc, OSError) and not download:
-            raise  # the files are there but unreadable: torchvision's own error says why
-        # torchvision says "not found (or corrupted)" or why a download failed, over several
-        # lines and suggesting download=True; we say it once, with where the files go.
-        problem = "not found or corrupted (torchvision checks the files' md5 sums)"
-        if download:
-            lines = str(exc).strip().splitlines() or [type(exc).__name__]
-            problem = f"could not be downloaded ({lines[0]})"
-        raise DataNotFoundError(
-            f"CIFAR-10 {problem} in {data_dir / _BASE_FOLDER}: put the python "
-            "version there (data_batch_1 ... data_batch_5, test_batch, batches.meta, as "
-            "extracted from cifar-10-python.tar.gz), or allow a download (download=True, "
-            "--download) on a machine with a network."
-        ) from exc
+    return open_torchvision_split(
+        lambda: CIFAR10(root=data_dir, train=train, download=download),
+        dataset="CIFAR-10",
+        location=data_dir / _BASE_FOLDER,
+        missing="not found or corrupted (torchvision checks the files' md5 sums)",
+        instructions="put the python version there (data_batch_1 ... data_batch_5, test_batch, "
+        "batches.meta, as extracted from cifar-10-python.tar.gz)",
+        download=download,
+    )

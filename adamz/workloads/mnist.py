@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from adamz.workloads._base import DataNotFoundError, Protocol, TensorData, Workload, first
+from adamz.workloads._base import (
+    Protocol,
+    TensorData,
+    Workload,
+    first,
+    open_torchvision_split,
+)
 
 if TYPE_CHECKING:
     from torchvision.datasets import MNIST
@@ -97,20 +103,12 @@ def _open(data_dir: Path, *, train: bool, download: bool) -> MNIST:
     # Imported here: torchvision takes seconds to import and only file-based workloads need it.
     from torchvision.datasets import MNIST
 
-    try:
-        return MNIST(root=data_dir, train=train, download=download)
-    except (RuntimeError, OSError) as exc:
-        if isinstance(exc, OSError) and not download:
-            raise  # the files are there but unreadable: torchvision's own error says why
-        # torchvision says "not found (or corrupted)" or why a download failed, over several
-        # lines and suggesting download=True; we say it once, with where the files go.
-        problem = "not found"
-        if download:
-            lines = str(exc).strip().splitlines() or [type(exc).__name__]
-            problem = f"could not be downloaded ({lines[0]})"
-        raise DataNotFoundError(
-            f"MNIST {problem} in {data_dir / 'MNIST' / 'raw'}: put "
-            "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
-            "t10k-labels-idx1-ubyte there (uncompressed IDX files), or allow a download "
-            "(download=True, --download) on a machine with a network."
-        ) from exc
+    return open_torchvision_split(
+        lambda: MNIST(root=data_dir, train=train, download=download),
+        dataset="MNIST",
+        location=data_dir / "MNIST" / "raw",
+        missing="not found",
+        instructions="put train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+        "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte there (uncompressed IDX files)",
+        download=download,
+    )
