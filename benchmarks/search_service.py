@@ -1,7 +1,8 @@
 """The search service's costs, measured side by side: overhead, scaling, and what pruning saves.
 
-``overhead``: seconds per trial of our worker (:func:`adamz.search.run_worker`) against a bare
-``study.optimize`` calling the same training run, on the same storage, alternating rounds.
+``overhead``: seconds per trial of our worker (:func:`adamz.search.run_worker`, with its
+heartbeats, budget checks and trial records) against a bare ``study.optimize`` calling the same
+training run, on the same storage, alternating rounds.
 ``scaling``: trials per hour with 2 workers against 1 (``adamz-search worker``), measured from the
 first trial's start to the last trial's end, so the processes' start-up is not counted.
 ``pruning``: the same study (same sampler seed and trial count) without a pruner, with the
@@ -20,10 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 import yaml
 from optuna.trial import TrialState
 
@@ -63,18 +66,23 @@ def create(path: Path, storage: str) -> None:
 def overhead(args: argparse.Namespace, directory: Path) -> None:
     storage = args.storage or f"sqlite:///{directory / 'overhead.db'}"
     workload = {"name": "digits", "epochs": args.epochs}
+    # One intra-op thread on both sides: with two, any other process on this 2-core machine
+    # stalls torch's thread barrier and the rounds scatter by tens of percent.
+    torch.set_num_threads(1)
+    tag = uuid.uuid4().hex[:8]  # a server storage outlives the run: fresh study names
     ours_seconds, bare_seconds = [], []
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for round_ in range(args.rounds):
-        path = write_study(directory, f"ours-{round_}", workload, args.trials)
+        path = write_study(directory, f"ours-{tag}-{round_}", workload, args.trials)
         create(path, storage)
         spec = load_study_file(path)
         start = time.perf_counter()
         run_worker(spec.name, WorkerOptions(storage=storage, checkpoint_dir=str(directory)))
         ours_seconds.append((time.perf_counter() - start) / args.trials)
 
+        start = time.perf_counter()  # both sides open their storage inside the timing
         bare = optuna.create_study(
-            study_name=f"bare-{round_}",
+            study_name=f"bare-{tag}-{round_}",
             storage=open_storage(storage, heartbeat_interval=None),
             direction="maximize",
             sampler=make_sampler(spec.sampler),
@@ -90,18 +98,20 @@ def overhead(args: argparse.Namespace, directory: Path) -> None:
             # The same per-epoch report as ours: pruning is part of the work, not overhead.
             return float(train(config, on_epoch=trial.report).final_metric or 0.0)
 
-        start = time.perf_counter()
         bare.optimize(objective, n_trials=args.trials)
         bare_seconds.append((time.perf_counter() - start) / args.trials)
     # Round 0 pays the process's one-time imports (torch._dynamo, scikit-learn) on our side.
-    ours, bare_ = statistics.median(ours_seconds[1:]), statistics.median(bare_seconds[1:])
+    # This machine's timings drift by tens of percent between rounds (a shared VM), so the
+    # ratio compares each side's best round (as timeit does), with the medians beside it.
+    ours, bare_ = ours_seconds[1:], bare_seconds[1:]
     print(
         f"storage {storage.split('://')[0]}, {args.trials} trials x {args.rounds - 1} rounds after a warm-up, digits {args.epochs} epoch(s)"
     )
-    print(f"{'':<28} {'s/trial':>8}")
-    print(f"{'adamz-search worker':<28} {ours:>8.3f}")
-    print(f"{'bare study.optimize':<28} {bare_:>8.3f}")
-    print(f"ratio ours / bare: {ours / bare_:.3f} (target <= 1.15)")
+    print(f"{'s/trial':<28} {'best':>8} {'median':>8}")
+    for label, seconds in (("adamz-search worker", ours), ("bare study.optimize", bare_)):
+        print(f"{label:<28} {min(seconds):>8.3f} {statistics.median(seconds):>8.3f}")
+    ratio, median_ratio = min(ours) / min(bare_), statistics.median(ours) / statistics.median(bare_)
+    print(f"ratio ours / bare: {ratio:.3f} best, {median_ratio:.3f} median (target <= 1.15)")
 
 
 def trials_per_hour(storage: str, name: str) -> tuple[float, int]:

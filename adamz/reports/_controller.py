@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from adamz.reports._data import Section, StudyData, goodness
+from adamz.reports._data import Section, StudyData, goodness, train_result
 
 __all__ = ["controller_section"]
 
@@ -15,8 +15,8 @@ COUNTS = ("overshoots", "stagnations")
 
 
 def _controller(trial: Any) -> dict[str, Any] | None:
-    result = trial.user_attrs.get("result")
-    if isinstance(result, dict) and isinstance(result.get("controller"), dict):
+    result = train_result(trial)
+    if result is not None and isinstance(result.get("controller"), dict):
         return result["controller"]
     return None
 
@@ -31,7 +31,9 @@ def controller_section(data: StudyData) -> Section:
     records = [_controller(trial) for trial in data.completed]
     have = [i for i, record in enumerate(records) if record is not None]
     if not have:
-        section.skipped.append("no trial records AdamZ's controller (user_attrs result.controller)")
+        section.skipped.append(
+            "no trial records AdamZ's controller (user_attrs run.result.controller)"
+        )
         return section
     better = goodness(data.values[have], maximize=data.maximize)
     median = float(np.median(better))

@@ -11,7 +11,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["ReportError", "Section", "StudyData", "goodness", "load_study_data"]
+__all__ = ["ReportError", "Section", "StudyData", "goodness", "load_study_data", "train_result"]
 
 
 class ReportError(ValueError):
@@ -97,6 +97,13 @@ class StudyData:
 def goodness(values: np.ndarray, *, maximize: bool) -> np.ndarray:
     """Values turned so that larger is better (negated when the study minimises)."""
     return values if maximize else -values
+
+
+def train_result(trial: FrozenTrial) -> dict[str, Any] | None:
+    """The training record our workers store in ``user_attrs["run"]["result"]``, if any."""
+    run = trial.user_attrs.get("run")
+    result = run.get("result") if isinstance(run, dict) else None
+    return result if isinstance(result, dict) else None
 
 
 def load_study_data(study: optuna.Study) -> StudyData:

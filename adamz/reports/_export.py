@@ -38,7 +38,7 @@ from optuna.distributions import (
 )
 
 from adamz import __version__
-from adamz.reports._data import ReportError, StudyData, goodness
+from adamz.reports._data import ReportError, StudyData, goodness, train_result
 from adamz.reports._html import plain_numbers
 from adamz.reports._robustness import relative_gaps
 from adamz.search import SearchSpace, StudySpec
@@ -83,8 +83,8 @@ def _neighbourhood_scores(data: StudyData, candidates: list[int]) -> np.ndarray:
 def hyperparameters_of(data: StudyData, index: int) -> dict[str, Any]:
     """The optimizer keyword arguments of completed trial ``index``."""
     trial = data.completed[index]
-    result = trial.user_attrs.get("result")
-    if isinstance(result, dict) and isinstance(result.get("hyperparameters"), dict):
+    result = train_result(trial)
+    if result is not None and isinstance(result.get("hyperparameters"), dict):
         return dict(result["hyperparameters"])  # complete, defaults filled in by the run
     if data.definition is not None:
         spec = StudySpec.from_definition(data.definition, source=f"study {data.name}")

@@ -1,11 +1,17 @@
 """A trial: sample a configuration, train it through the one training loop, report to Optuna.
 
-What a trial records in its user attributes: ``worker`` (``host``, ``pid``, ``device``,
-``torch_version``, ``adamz_version``, ``seeds``), ``run`` (``wall_time_s``, ``epochs_run`` in
-this trial, and ``seed_metrics`` with several seeds), ``result`` (the first seed's
-:class:`~adamz.training.TrainResult` as a dict, which for AdamZ holds the controller's
-adjustments), and when it did not complete, ``stop_reason`` / ``error``. Every key is a write
-to the storage, so they are few.
+A trial records two user attributes, because each is a write to the storage (a few
+milliseconds on SQLite, which is most of a worker's cost per trial on a short workload):
+
+- ``worker``, written when the trial starts so that ``status`` can show who runs it: ``host``,
+  ``pid``, ``device``, ``torch_version``, ``adamz_version``, ``seeds`` and, for a retried trial,
+  ``resumes_trial`` (the number of the trial whose checkpoints it resumes);
+- ``run``, written when it ends however it ends: ``wall_time_s``, ``epochs_run`` in this trial,
+  ``seed_metrics`` with several seeds, ``stop_reason`` when it was pruned or diverged, and
+  ``result``: the first seed's :class:`~adamz.training.TrainResult` as a dict, which for AdamZ
+  holds the controller's adjustments.
+
+A trial that raised also has ``error``; one refused by the budget has ``surplus``.
 """
 
 from __future__ import annotations
@@ -59,7 +65,8 @@ def count_states(study: optuna.Study) -> dict[TrialState, int]:
     and attributes, which costs tens of milliseconds a call once a study has a few hundred.
     """
     counts = dict.fromkeys(TrialState, 0)
-    storage = study._storage
+    # A study opened on an RDBStorage holds it wrapped in Optuna's caching layer.
+    storage = getattr(study._storage, "_backend", study._storage)
     if isinstance(storage, RDBStorage):
         with storage.engine.connect() as connection:
             rows = connection.execute(
@@ -114,14 +121,20 @@ class TrialObjective:
         self.checkpoint_interval_s = checkpoint_interval_s
         self.keep_checkpoints = False
         """Set when the worker is interrupted: the trial's retry resumes from them."""
+        self.last_error: str | None = None
+        """The error of the last trial if it failed (not pruned, not surplus), else ``None``."""
 
     def __call__(self, trial: optuna.Trial) -> float:
+        self.last_error = None
         try:
             return self._run(trial)
         except optuna.TrialPruned:
             raise
         except BaseException as exc:
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:1000])
+            error = f"{type(exc).__name__}: {exc}"[:1000]
+            trial.set_user_attr("error", error)
+            if not isinstance(exc, SurplusTrialError):
+                self.last_error = error
             raise
 
     def _run(self, trial: optuna.Trial) -> float:
@@ -130,45 +143,39 @@ class TrialObjective:
         # Only a failed trial is ever retried: without one, no trial can be a retry.
         origin = original_trial_number(trial) if counts[TrialState.FAIL] else trial.number
         seeds = list(range(self.spec.seeds_per_trial))
-        # Each key is a write to the storage, so they are few: who runs it, what it did.
-        trial.set_user_attr(
-            "worker",
-            {
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "device": self.device,
-                "torch_version": torch.__version__,
-                "adamz_version": __version__,
-                "seeds": seeds,
-            },
-        )
+        worker: dict[str, Any] = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "device": self.device,
+            "torch_version": torch.__version__,
+            "adamz_version": __version__,
+            "seeds": seeds,
+        }
         if origin != trial.number:
-            trial.set_user_attr("resumes_trial", origin)
+            worker["resumes_trial"] = origin
+        trial.set_user_attr("worker", worker)
 
         started = time.perf_counter()
         metrics: list[float] = []
-        epochs_run = [0]
+        run: dict[str, Any] = {"epochs_run": 0}
         checkpoints = [self.checkpoint_dir / f"trial-{origin}-seed-{seed}.pt" for seed in seeds]
         try:
             for index, seed in enumerate(seeds):
                 result = train(
                     self._run_config(hyperparameters, seed),
-                    on_epoch=self._reporter(trial, epochs_run, report=index == 0),
+                    on_epoch=self._reporter(trial, run, report=index == 0),
                     on_step=self.on_step,
                     checkpoint_path=checkpoints[index],
                     checkpoint_interval_s=self.checkpoint_interval_s,
                 )
                 if index == 0:
-                    trial.set_user_attr("result", result.to_dict())
+                    run["result"] = result.to_dict()
                 if result.stop_reason == "nonfinite_loss" or result.final_metric is None:
-                    trial.set_user_attr("stop_reason", f"diverged: {result.stop_detail}")
-                    raise optuna.TrialPruned(f"diverged: {result.stop_detail}")
+                    run["stop_reason"] = f"diverged: {result.stop_detail}"
+                    raise optuna.TrialPruned(run["stop_reason"])
                 metrics.append(result.final_metric)
         finally:
-            run: dict[str, Any] = {
-                "wall_time_s": round(time.perf_counter() - started, 3),
-                "epochs_run": epochs_run[0],
-            }
+            run["wall_time_s"] = round(time.perf_counter() - started, 3)
             if len(seeds) > 1:
                 run["seed_metrics"] = metrics
             trial.set_user_attr("run", run)
@@ -217,12 +224,13 @@ class TrialObjective:
 
     @staticmethod
     def _reporter(
-        trial: optuna.Trial, epochs_run: list[int], *, report: bool
+        trial: optuna.Trial, run: dict[str, Any], *, report: bool
     ) -> Callable[[int, float], None]:
-        """``on_epoch`` for the training loop: counts epochs; reports and prunes if ``report``."""
+        """``on_epoch`` for the training loop: counts epochs in ``run``; reports and prunes if
+        ``report``."""
 
         def on_epoch(epoch: int, metric: float) -> None:
-            epochs_run[0] += 1
+            run["epochs_run"] += 1
             if not report:
                 return
             if math.isfinite(metric):
@@ -232,7 +240,7 @@ class TrialObjective:
                 not isinstance(trial.study.pruner, optuna.pruners.NopPruner)
                 and trial.should_prune()
             ):
-                trial.set_user_attr("stop_reason", f"pruned after epoch {epoch}")
-                raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+                run["stop_reason"] = f"pruned after epoch {epoch}"
+                raise optuna.TrialPruned(run["stop_reason"])
 
         return on_epoch

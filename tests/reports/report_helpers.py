@@ -55,19 +55,21 @@ def synthetic_study(
             attrs["enqueued"] = "defaults"
         if with_records:
             attrs["worker"] = {"host": "h", "pid": number % 2, "torch_version": "t"}
-            attrs["result"] = {
-                "hyperparameters": {
-                    "lr": params["lr"],
-                    "patience": params["patience"],
-                    "stagnation_period": params["stagnation_period"],
-                    "overshoot_factor": params["overshoot_factor"],
-                    "lr_bounds": [params["lr_bounds[0]"], 1.0],
-                },
-                "controller": {
-                    "overshoots": round(10 * (1 - value)),
-                    "stagnations": 1,
-                    "lr_at_epoch_end": [params["lr"], params["lr"] / 2],
-                },
+            attrs["run"] = {
+                "result": {
+                    "hyperparameters": {
+                        "lr": params["lr"],
+                        "patience": params["patience"],
+                        "stagnation_period": params["stagnation_period"],
+                        "overshoot_factor": params["overshoot_factor"],
+                        "lr_bounds": [params["lr_bounds[0]"], 1.0],
+                    },
+                    "controller": {
+                        "overshoots": round(10 * (1 - value)),
+                        "stagnations": 1,
+                        "lr_at_epoch_end": [params["lr"], params["lr"] / 2],
+                    },
+                }
             }
         trials.append(
             optuna.trial.create_trial(

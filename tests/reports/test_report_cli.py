@@ -40,7 +40,7 @@ def storage(tmp_path_factory: pytest.TempPathFactory) -> str:
             RunConfig(workload="digits", hyperparameters=hyperparameters, epochs=1, train_size=200),
             on_epoch=trial.report,
         )
-        trial.set_user_attr("result", result.to_dict())
+        trial.set_user_attr("run", {"result": result.to_dict()})
         real.tell(trial, result.final_metric)
     plain = optuna.create_study(storage=url, study_name="plain")
     plain.optimize(

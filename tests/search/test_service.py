@@ -46,7 +46,7 @@ def test_two_workers_run_exactly_the_budget_on_sqlite(tmp_path: Path) -> None:
     assert worker["device"] == "cpu"
     assert first.user_attrs["run"]["wall_time_s"] > 0
     assert first.user_attrs["run"]["epochs_run"] == 8
-    assert first.user_attrs["result"]["controller"]["observed"] > 0
+    assert first.user_attrs["run"]["result"]["controller"]["observed"] > 0
     assert len({trial.user_attrs["worker"]["pid"] for trial in found}) == 2
 
 
@@ -201,10 +201,12 @@ def test_a_sigkilled_worker_s_trial_is_retried_and_resumes_from_its_checkpoint(
     assert sum(trial.state in FINISHED for trial in found) == 3
     assert TrialState.RUNNING not in [trial.state for trial in found]
     assert found[killed.number].state == TrialState.FAIL
-    retry = next(trial for trial in found if trial.user_attrs.get("resumes_trial") == killed.number)
+    retry = next(
+        trial for trial in found if trial.user_attrs["worker"].get("resumes_trial") == killed.number
+    )
     assert retry.state == TrialState.COMPLETE
     assert retry.params == killed.params
-    assert retry.user_attrs["result"]["resumed_from_epoch"] >= 2
+    assert retry.user_attrs["run"]["result"]["resumed_from_epoch"] >= 2
     assert not list((tmp_path / "checkpoints" / "quick").glob("*.pt"))
 
 
@@ -230,10 +232,10 @@ def test_sigterm_stops_the_workers_and_queues_the_interrupted_trial(tmp_path: Pa
     retry = next(
         t
         for t in trials(storage, "quick")
-        if t.user_attrs.get("resumes_trial") == interrupted.number
+        if t.user_attrs["worker"].get("resumes_trial") == interrupted.number
     )
     assert retry.state == TrialState.COMPLETE
-    assert retry.user_attrs["result"]["resumed_from_epoch"] >= 1
+    assert retry.user_attrs["run"]["result"]["resumed_from_epoch"] >= 1
 
 
 def test_a_diverging_trial_is_pruned_with_its_reason_and_the_study_goes_on(tmp_path: Path) -> None:
@@ -246,7 +248,7 @@ def test_a_diverging_trial_is_pruned_with_its_reason_and_the_study_goes_on(tmp_p
     assert result.returncode == 0, result.stderr[-2000:]
     found = trials(f"sqlite:///{tmp_path / 'adamz-search.db'}", "quick")
     assert [trial.state for trial in found] == [TrialState.PRUNED, TrialState.PRUNED]
-    assert all(trial.user_attrs["stop_reason"].startswith("diverged") for trial in found)
+    assert all(trial.user_attrs["run"]["stop_reason"].startswith("diverged") for trial in found)
 
 
 def test_a_worker_whose_trials_keep_failing_stops_with_exit_1(tmp_path: Path) -> None:
