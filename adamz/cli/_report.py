@@ -7,15 +7,19 @@ import sys
 from pathlib import Path
 
 import optuna
+from optuna.storages import BaseStorage
 
 from adamz.cli._base import Command, UsageError
 from adamz.cli._study_commands import (
     add_storage_argument,
+    create_study,
     load_study_or_fail,
     open_storage_or_fail,
 )
 from adamz.reports import ReportError, build_report, load_study_data
+from adamz.reports._confirm import TOP, confirmation_spec
 from adamz.reports._export import export_config, save_config, write_config
+from adamz.search.worker import WorkerOptions, launch_workers, parse_devices
 
 __all__ = ["ExportCommand", "ReportCommand"]
 
@@ -45,14 +49,20 @@ class ReportCommand(Command):
             type=int,
             default=0,
             metavar="K",
-            help="re-run the top configurations with K fresh seeds (not implemented yet)",
+            help=f"first re-run the first study's top {TOP} configurations and the other "
+            "studies' best with K fresh seeds (a replicate study run by workers)",
         )
+        parser.add_argument(
+            "--devices", default="cpu", help="--confirm: cpu, cuda or cuda:0,1 (as worker)"
+        )
+        parser.add_argument(
+            "--workers-per-device", type=int, default=1, help="--confirm: processes per device"
+        )
+        parser.add_argument("--data-dir", default=None, help="--confirm: the dataset directory")
 
     def take_action(self, args: argparse.Namespace) -> int:
         # The importance evaluators create throw-away in-memory studies: keep their logs quiet.
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        if args.confirm:
-            raise UsageError("--confirm is not implemented yet: report without it.")
         if args.repeats < 1 or args.fanova_trees < 1:
             raise UsageError(
                 f"--repeats and --fanova-trees must be at least 1, got {args.repeats} and "
@@ -60,6 +70,8 @@ class ReportCommand(Command):
             )
         storage = open_storage_or_fail(args.storage, heartbeat_interval=None)
         studies = [load_study_or_fail(name, storage) for name in args.studies]
+        if args.confirm:
+            studies.append(self._confirm(args, studies, storage))
         out = args.out or REPORTS_DIR / "+".join(args.studies)
         try:
             files = build_report(
@@ -74,6 +86,33 @@ class ReportCommand(Command):
             raise UsageError(str(exc)) from exc
         print(f"Wrote {files.html} ({files.charts} charts), {files.markdown}, {files.json}")
         return 0
+
+    @staticmethod
+    def _confirm(
+        args: argparse.Namespace, studies: list[optuna.Study], storage: BaseStorage
+    ) -> optuna.Study:
+        """Create the confirmation study of ``studies`` (once) and run it to its budget."""
+        if args.confirm < 2 or args.workers_per_device < 1:
+            raise UsageError(
+                f"--confirm must be at least 2 and --workers-per-device at least 1, got "
+                f"{args.confirm} and {args.workers_per_device}."
+            )
+        try:
+            devices = parse_devices(args.devices)
+            spec = confirmation_spec([load_study_data(study) for study in studies], args.confirm)
+        except (ValueError, ReportError) as exc:
+            raise UsageError(str(exc)) from exc
+        create_study(spec, storage)
+        print(
+            f"Confirming in study {spec.name}: {len(spec.runs)} configurations x "
+            f"{spec.seeds} seeds",
+            file=sys.stderr,
+        )
+        options = WorkerOptions(storage=args.storage, data_dir=args.data_dir)
+        code = launch_workers(spec.name, devices, args.workers_per_device, options)
+        if code != 0:
+            raise UsageError(f"The confirmation workers failed (exit {code}): see their log.")
+        return load_study_or_fail(spec.name, storage)
 
 
 class ExportCommand(Command):

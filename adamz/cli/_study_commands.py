@@ -19,7 +19,7 @@ from adamz.cli._base import Command, UsageError, log_to_stderr
 from adamz.search.errors import SpecError
 from adamz.search.objective import count_states
 from adamz.search.storage import STORAGE_ENV, load_study, open_storage, storage_url
-from adamz.search.studies import StudySpec, load_study_file
+from adamz.search.studies import AnySpec, load_study_file, spec_from_definition
 from adamz.search.worker import (
     WorkerOptions,
     launch_workers,
@@ -27,7 +27,6 @@ from adamz.search.worker import (
     run_worker,
     stored_spec,
 )
-from adamz.training import default_hyperparameters
 
 __all__ = [
     "CreateCommand",
@@ -87,7 +86,7 @@ class CreateCommand(Command):
 
 
 def create_study(
-    spec: StudySpec, storage: optuna.storages.BaseStorage, *, study_file: Path
+    spec: AnySpec, storage: optuna.storages.BaseStorage, *, study_file: Path | None = None
 ) -> bool:
     """Create ``spec``'s study in ``storage``; False if it exists with the same definition.
 
@@ -101,8 +100,8 @@ def create_study(
             return False
         raise UsageError(
             f"Study {spec.name!r} exists in the storage with a different definition "
-            f"(stored digest {str(stored)[:12]}, file {spec.digest[:12]}): rename the study in "
-            f"{study_file} or use another storage."
+            f"(stored digest {str(stored)[:12]}, new {spec.digest[:12]}): rename the study in "
+            f"{study_file or 'its definition'} or use another storage."
         )
     try:
         study = optuna.create_study(
@@ -114,29 +113,17 @@ def create_study(
         return create_study(spec, storage, study_file=study_file)
     study.set_user_attr("definition", spec.definition)
     study.set_user_attr("digest", spec.digest)
-    study.set_user_attr(
-        "study_file", {"path": str(study_file), "text": Path(study_file).read_text()}
-    )
+    if study_file is not None:
+        study.set_user_attr(
+            "study_file", {"path": str(study_file), "text": Path(study_file).read_text()}
+        )
     study.set_user_attr("adamz_version", __version__)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([spec.metric])
-    if spec.enqueue_defaults:
-        study.enqueue_trial(default_params(spec), user_attrs={"enqueued": "defaults"})
+    for params, user_attrs in spec.queued_trials():
+        study.enqueue_trial(params, user_attrs=user_attrs)
     return True
-
-
-def default_params(spec: StudySpec) -> dict[str, Any]:
-    """The optimizer's defaults, as values of the study's sampled Optuna parameters."""
-    defaults = default_hyperparameters(spec.optimizer)
-    params = {}
-    for name in spec.space.distributions:
-        if name.endswith("]"):
-            base, index = name[:-1].split("[")
-            params[name] = defaults[base][int(index)]
-        else:
-            params[name] = defaults[name]
-    return params
 
 
 class WorkerCommand(Command):
@@ -271,11 +258,14 @@ def study_status(study: optuna.Study) -> dict[str, Any]:
         }
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     ]
-    definition = study.user_attrs.get("definition", {})
+    definition = study.user_attrs.get("definition")
+    budget = None
+    if isinstance(definition, dict):  # a replicate study's budget is runs x seeds
+        budget = spec_from_definition(definition, source=study.study_name).budget
     return {
         "study": study.study_name,
         "direction": study.direction.name.lower(),
-        "budget": definition.get("budget"),
+        "budget": budget,
         "trials": {state.name.lower(): count for state, count in counts.items()},
         "best": best,
         "running": running,

@@ -6,6 +6,7 @@ import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from adamz.reports._data import Section, StudyData, load_study_data
 from adamz.reports._html import markdown_summary, write_html, write_json
 from adamz.reports._importance import importance_section, ranked_params
 from adamz.reports._pruning import pruning_section
+from adamz.reports._replicates import is_replicate_study, replicates_section
 from adamz.reports._robustness import robustness_section, tunability_section
 from adamz.reports._sensitivity import sensitivity_section
 
@@ -55,7 +57,10 @@ def build_report(
         ReportError: a study cannot be reported (see :func:`load_study_data`).
     """
     datas = [load_study_data(study) for study in studies]
-    jobs: list[tuple[str, Callable[[], Section]]] = [("All studies", lambda: budget_section(datas))]
+    searches = [data for data in datas if not is_replicate_study(data)]
+    jobs: list[tuple[str, Callable[[], Section]]] = []
+    if searches:
+        jobs.append(("All studies", lambda: budget_section(searches)))
     importance: dict[str, Section] = {}
 
     def study_jobs(data: StudyData) -> list[tuple[str, Callable[[], Section]]]:
@@ -83,7 +88,10 @@ def build_report(
         ]
 
     for data in datas:
-        jobs += study_jobs(data)
+        if is_replicate_study(data):  # fixed configurations: their spread over seeds
+            jobs.append((data.name, partial(replicates_section, data)))
+        else:
+            jobs += study_jobs(data)
     parts: dict[str, list[Section]] = {}
     for heading, job in tqdm(jobs, desc="report", unit="section", disable=not progress):
         parts.setdefault(heading, []).append(job())

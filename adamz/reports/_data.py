@@ -11,7 +11,17 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["ReportError", "Section", "StudyData", "goodness", "load_study_data", "train_result"]
+from adamz.search import SearchSpace, StudySpec
+
+__all__ = [
+    "ReportError",
+    "Section",
+    "StudyData",
+    "goodness",
+    "hyperparameters_of",
+    "load_study_data",
+    "train_result",
+]
 
 
 class ReportError(ValueError):
@@ -28,6 +38,7 @@ class Section:
         numbers: plain data (JSON-serialisable) behind the charts.
         summary: Markdown lines for the summary (and the dashboard note).
         skipped: why parts of the section were not computed, one line each.
+        tables: tables of text for the page and the summary, each a header row then rows.
     """
 
     title: str
@@ -35,6 +46,7 @@ class Section:
     numbers: dict[str, Any] = field(default_factory=dict)
     summary: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    tables: list[list[list[str]]] = field(default_factory=list)
 
 
 @dataclass
@@ -104,6 +116,19 @@ def train_result(trial: FrozenTrial) -> dict[str, Any] | None:
     run = trial.user_attrs.get("run")
     result = run.get("result") if isinstance(run, dict) else None
     return result if isinstance(result, dict) else None
+
+
+def hyperparameters_of(data: StudyData, index: int) -> dict[str, Any]:
+    """The optimizer keyword arguments of completed trial ``index``."""
+    trial = data.completed[index]
+    result = train_result(trial)
+    if result is not None and isinstance(result.get("hyperparameters"), dict):
+        return dict(result["hyperparameters"])  # complete, defaults filled in by the run
+    if data.definition is not None:
+        spec = StudySpec.from_definition(data.definition, source=f"study {data.name}")
+        return spec.space.hyperparameters(trial.params)
+    # A plain Optuna study: its parameters, pairs (name[0], name[1]) joined as in our spaces.
+    return SearchSpace("", {}, {}, {}).hyperparameters(trial.params)
 
 
 def load_study_data(study: optuna.Study) -> StudyData:

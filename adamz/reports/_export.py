@@ -7,8 +7,9 @@ The file it writes is what ``AdamZ.from_config`` reads::
     hyperparameters: {lr: 0.012, betas: [0.9, 0.999], ...}   # the optimizer's keyword arguments
     provenance: {studies: [...], trials: [...], value: ..., rule: ..., date: ..., ...}
 
-Rule for one study (seed confirmation is not implemented yet, so this is the only rule): the
-candidates are the completed trials within 1 % of the best value (at most ten, best first);
+Rule for one study: if a seed confirmation (``report --confirm K``) re-ran some of its trials,
+the one with the best median over those fresh seeds, with the interval of that median as
+``provenance.ci``. Otherwise the flat-region rule: the candidates are the completed trials within 1 % of the best value (at most ten, best first);
 each is scored by the mean value of its :data:`NEIGHBOURS` nearest completed trials (itself
 included) in the search space scaled to [0, 1] (log scale for log parameters); the candidate
 with the best neighbourhood wins. So a lucky spike among poor neighbours loses to a point in a
@@ -38,10 +39,10 @@ from optuna.distributions import (
 )
 
 from adamz import __version__
-from adamz.reports._data import ReportError, StudyData, goodness, train_result
+from adamz.reports._confirm import confirmed_choice
+from adamz.reports._data import ReportError, StudyData, goodness, hyperparameters_of
 from adamz.reports._html import plain_numbers
 from adamz.reports._robustness import relative_gaps
-from adamz.search import SearchSpace, StudySpec
 
 __all__ = ["FORMAT", "NEIGHBOURS", "export_config", "recommend", "write_config"]
 
@@ -78,19 +79,6 @@ def _neighbourhood_scores(data: StudyData, candidates: list[int]) -> np.ndarray:
         distances = np.linalg.norm(points - points[index], axis=1)
         scores.append(float(better[np.argsort(distances)[:k]].mean()))
     return np.array(scores)
-
-
-def hyperparameters_of(data: StudyData, index: int) -> dict[str, Any]:
-    """The optimizer keyword arguments of completed trial ``index``."""
-    trial = data.completed[index]
-    result = train_result(trial)
-    if result is not None and isinstance(result.get("hyperparameters"), dict):
-        return dict(result["hyperparameters"])  # complete, defaults filled in by the run
-    if data.definition is not None:
-        spec = StudySpec.from_definition(data.definition, source=f"study {data.name}")
-        return spec.space.hyperparameters(trial.params)
-    # A plain Optuna study: its parameters, pairs (name[0], name[1]) joined as in our spaces.
-    return SearchSpace("", {}, {}, {}).hyperparameters(trial.params)
 
 
 def recommend(data: StudyData) -> dict[str, Any]:
@@ -146,9 +134,23 @@ def export_config(datas: list[StudyData]) -> dict[str, Any]:
     provenance: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": versions,
-        "ci": None,  # filled by seed confirmation, which is not implemented yet
+        "ci": None,  # a 95 % interval of the median, when a seed confirmation ran
     }
-    if len(datas) == 1:
+    if len(datas) == 1 and (confirmed := confirmed_choice(datas[0])) is not None:
+        data = datas[0]
+        hyperparameters = dict(confirmed.pop("hyperparameters"))
+        provenance.update(
+            rule=f"best median over {confirmed['seeds']} fresh seeds among the confirmed "
+            "trials (adamz-search report --confirm)",
+            study=data.name,
+            workload=data.workload,
+            metric=(data.definition or {}).get("metric"),
+            trial=confirmed["trial"],
+            value=confirmed["median"],
+            ci=confirmed["ci95_median"],
+            confirmation=confirmed,
+        )
+    elif len(datas) == 1:
         data = datas[0]
         choice = recommend(data)
         hyperparameters = hyperparameters_of(data, choice.pop("index"))

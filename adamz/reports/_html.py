@@ -39,8 +39,28 @@ def markdown_summary(title: str, parts: list[tuple[str, list[Section]]]) -> str:
                 lines.append(f"- {section.title}: {line}")
             for reason in section.skipped:
                 lines.append(f"- {section.title}: skipped {reason}")
+            for table in section.tables:
+                lines += ["", *_markdown_table(table), ""]
         lines.append("")
     return "\n".join(lines)
+
+
+def _markdown_table(table: list[list[str]]) -> list[str]:
+    header, *rows = table
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
+def _html_table(table: list[list[str]]) -> str:
+    header, *rows = table
+    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def write_html(path: Path, title: str, parts: list[tuple[str, list[Section]]]) -> int:
@@ -56,13 +76,15 @@ def write_html(path: Path, title: str, parts: list[tuple[str, list[Section]]]) -
                 f'<p class="skipped">Skipped: {html.escape(reason)}</p>'
                 for reason in section.skipped
             ]
+            body += [_html_table(table) for table in section.tables]
             for figure in section.figures:
                 body.append(plotly.io.to_html(figure, full_html=False, include_plotlyjs=False))
                 charts += 1
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>
-<style>body{{font-family:sans-serif;max-width:1200px;margin:auto}} .skipped{{color:#888}}</style>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:auto}} .skipped{{color:#888}}
+table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}</style>
 </head><body><h1>{html.escape(title)}</h1>
 {chr(10).join(body)}
 </body></html>

@@ -33,7 +33,8 @@ from optuna.storages._rdb.models import TrialModel
 from optuna.trial import TrialState
 
 from adamz import __version__
-from adamz.search.studies import StudySpec
+from adamz.search.replicates import TrialPlan
+from adamz.search.studies import AnySpec
 from adamz.training import RunConfig, train
 
 __all__ = ["FINISHED", "SurplusTrialError", "TrialObjective", "count_states"]
@@ -101,7 +102,7 @@ class TrialObjective:
 
     def __init__(
         self,
-        spec: StudySpec,
+        spec: AnySpec,
         *,
         budget: int,
         device: str,
@@ -139,10 +140,10 @@ class TrialObjective:
 
     def _run(self, trial: optuna.Trial) -> float:
         counts = self._check_budget(trial)
-        hyperparameters = self.spec.space.suggest(trial)
+        plan = self.spec.plan(trial)
         # Only a failed trial is ever retried: without one, no trial can be a retry.
         origin = original_trial_number(trial) if counts[TrialState.FAIL] else trial.number
-        seeds = list(range(self.spec.seeds_per_trial))
+        seeds = plan.seeds
         worker: dict[str, Any] = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
@@ -162,7 +163,7 @@ class TrialObjective:
         try:
             for index, seed in enumerate(seeds):
                 result = train(
-                    self._run_config(hyperparameters, seed),
+                    self._run_config(plan, seed),
                     on_epoch=self._reporter(trial, run, report=index == 0),
                     on_step=self.on_step,
                     checkpoint_path=checkpoints[index],
@@ -209,12 +210,12 @@ class TrialObjective:
             raise SurplusTrialError(f"the budget of {self.budget} trials is already taken")
         return counts
 
-    def _run_config(self, hyperparameters: dict[str, Any], seed: int) -> RunConfig:
+    def _run_config(self, plan: TrialPlan, seed: int) -> RunConfig:
         workload = {k: v for k, v in self.spec.workload.items() if k not in ("name", "data_dir")}
         return RunConfig(
             workload=self.spec.workload["name"],
-            optimizer=self.spec.optimizer,
-            hyperparameters=hyperparameters,
+            optimizer=plan.optimizer,
+            hyperparameters=plan.hyperparameters,
             seed=seed,
             device=self.device,
             data_dir=self.data_dir,

@@ -104,15 +104,25 @@ def open_storage(
     if parsed.get_backend_name() == "sqlite":
         # In WAL mode, synchronous=NORMAL survives a crashed process (only a power cut can lose
         # the last commits) and makes each of Optuna's many small commits several times cheaper.
-        sqlalchemy.event.listen(storage.engine, "connect", _sqlite_synchronous_normal)
+        sqlalchemy.event.listen(storage.engine, "connect", _sqlite_connect)
+        sqlalchemy.event.listen(storage.engine, "begin", _sqlite_begin_immediate)
         storage.engine.dispose()
     return storage
 
 
-def _sqlite_synchronous_normal(connection: Any, _record: Any) -> None:
+def _sqlite_connect(connection: Any, _record: Any) -> None:
+    # The driver's own implicit BEGIN is deferred: two workers could both read a queued trial
+    # as WAITING and both take it (SQLite has no SELECT ... FOR UPDATE, which is what protects
+    # Optuna's pop on PostgreSQL). Transactions start with BEGIN IMMEDIATE instead (below).
+    connection.isolation_level = None
     cursor = connection.cursor()
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    """Take SQLite's write lock when a transaction starts, so read-then-write is atomic."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _enable_sqlite_wal(url: sqlalchemy.engine.URL) -> None:

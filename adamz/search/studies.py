@@ -37,11 +37,24 @@ import optuna
 import yaml
 
 from adamz.search.errors import SpecError
+from adamz.search.replicates import (
+    ReplicateSpec,
+    TrialPlan,
+    is_replicate_definition,
+    parse_replicates,
+)
 from adamz.search.spaces import SearchSpace, load_search_space, parse_search_space
 from adamz.training.optimizers import default_hyperparameters
 from adamz.workloads import WORKLOADS
 
-__all__ = ["StudySpec", "load_study_file", "make_pruner", "make_sampler"]
+__all__ = [
+    "AnySpec",
+    "StudySpec",
+    "load_study_file",
+    "make_pruner",
+    "make_sampler",
+    "spec_from_definition",
+]
 
 _STUDY_KEYS = {
     "name": "the study's name in the storage",
@@ -110,14 +123,35 @@ class StudySpec:
         canonical = json.dumps(self.definition, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
+    def plan(self, trial: optuna.Trial) -> TrialPlan:
+        """What ``trial`` trains: the optimizer with sampled values, over the study's seeds."""
+        return TrialPlan(
+            self.optimizer, self.space.suggest(trial), list(range(self.seeds_per_trial))
+        )
+
+    def queued_trials(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """``(params, user_attrs)`` of the trials to queue at creation: the defaults, if asked."""
+        if not self.enqueue_defaults:
+            return []
+        defaults = default_hyperparameters(self.optimizer)
+        params = {}
+        for name in self.space.distributions:
+            if name.endswith("]"):  # a pair's element, e.g. lr_bounds[0]
+                base, index = name[:-1].split("[")
+                params[name] = defaults[base][int(index)]
+            else:
+                params[name] = defaults[name]
+        return [(params, {"enqueued": "defaults"})]
+
     @classmethod
     def from_definition(cls, definition: dict[str, Any], *, source: str) -> StudySpec:
         """A spec from a stored definition (the search space inlined)."""
         return _parse(definition, source=source, base_dir=None)
 
 
-def load_study_file(path: str | Path) -> StudySpec:
-    """Read and check the study file at ``path``.
+def load_study_file(path: str | Path) -> AnySpec:
+    """Read and check the study file at ``path`` (a search, or a replicate study if its
+    ``kind`` is ``replicates``: see :mod:`adamz.search.replicates`).
 
     Raises:
         SpecError: the file is unreadable, not YAML, or breaks a rule.
@@ -129,7 +163,16 @@ def load_study_file(path: str | Path) -> StudySpec:
         raise SpecError(path, "file", f"cannot be read ({exc.strerror})") from exc
     except yaml.YAMLError as exc:
         raise SpecError(path, "file", f"is not valid YAML ({str(exc).splitlines()[0]})") from exc
+    if is_replicate_definition(content):
+        return parse_replicates(content, source=str(path))
     return _parse(content, source=str(path), base_dir=path.parent)
+
+
+def spec_from_definition(definition: dict[str, Any], *, source: str) -> AnySpec:
+    """The spec a study stored at creation, a search or a replicate study."""
+    if is_replicate_definition(definition):
+        return parse_replicates(definition, source=source)
+    return StudySpec.from_definition(definition, source=source)
 
 
 def _parse(content: Any, *, source: str, base_dir: Path | None) -> StudySpec:
@@ -142,10 +185,7 @@ def _parse(content: Any, *, source: str, base_dir: Path | None) -> StudySpec:
         if key not in content:
             raise SpecError(source, key, f"is required ({_STUDY_KEYS[key]})")
 
-    name = content["name"]
-    if not (isinstance(name, str) and name.strip() and "/" not in name):
-        raise SpecError(source, "name", "must be a non-empty string without '/'", name)
-    workload = _parse_workload(content["workload"], source)
+    name, workload, direction, metric = check_common_keys(content, source)
     optimizer = content["optimizer"]
     try:
         default_hyperparameters(optimizer)
@@ -166,12 +206,6 @@ def _parse(content: Any, *, source: str, base_dir: Path | None) -> StudySpec:
             f"tunes {space.optimizer!r}, but the study's optimizer is {optimizer!r}",
         )
 
-    direction = content.get("direction", "maximize")
-    if direction not in ("maximize", "minimize"):
-        raise SpecError(source, "direction", "must be maximize or minimize", direction)
-    metric = content.get("metric", "test_accuracy")
-    if metric not in _METRICS:
-        raise SpecError(source, "metric", f"must be one of {', '.join(sorted(_METRICS))}", metric)
     budget = _positive_int(content["budget"], source, "budget")
     seeds = _positive_int(content.get("seeds_per_trial", 1), source, "seeds_per_trial")
     enqueue_defaults = content.get("enqueue_defaults", False)
@@ -211,6 +245,21 @@ def _parse(content: Any, *, source: str, base_dir: Path | None) -> StudySpec:
         enqueue_defaults=enqueue_defaults,
         definition=definition,
     )
+
+
+def check_common_keys(content: dict[str, Any], source: str) -> tuple[str, dict[str, Any], str, str]:
+    """The keys every study file has: ``name``, ``workload``, ``direction``, ``metric``."""
+    name = content["name"]
+    if not (isinstance(name, str) and name.strip() and "/" not in name):
+        raise SpecError(source, "name", "must be a non-empty string without '/'", name)
+    workload = _parse_workload(content["workload"], source)
+    direction = content.get("direction", "maximize")
+    if direction not in ("maximize", "minimize"):
+        raise SpecError(source, "direction", "must be maximize or minimize", direction)
+    metric = content.get("metric", "test_accuracy")
+    if metric not in _METRICS:
+        raise SpecError(source, "metric", f"must be one of {', '.join(sorted(_METRICS))}", metric)
+    return name, workload, direction, metric
 
 
 def _parse_workload(raw: Any, source: str) -> dict[str, Any]:
@@ -312,3 +361,7 @@ def _positive_int(value: Any, source: str, key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise SpecError(source, key, "must be an integer >= 1", value)
     return value
+
+
+AnySpec = StudySpec | ReplicateSpec
+"""What a study file or a stored definition can be."""

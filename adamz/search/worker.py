@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from adamz.search.objective import FINISHED, TrialObjective, count_states
 from adamz.search.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, load_study, open_storage
-from adamz.search.studies import StudySpec, make_pruner, make_sampler
+from adamz.search.studies import AnySpec, make_pruner, make_sampler, spec_from_definition
 
 __all__ = ["WorkerOptions", "WorkerStopped", "launch_workers", "parse_devices", "run_worker"]
 
@@ -157,7 +157,7 @@ def _requeue_interrupted(study: optuna.Study) -> None:
                 retry(study, trial)
 
 
-def stored_spec(study: optuna.Study) -> StudySpec:
+def stored_spec(study: optuna.Study) -> AnySpec:
     """The study's definition, as ``create`` stored it."""
     definition = study.user_attrs.get("definition")
     if definition is None:
@@ -165,7 +165,7 @@ def stored_spec(study: optuna.Study) -> StudySpec:
             f"Study {study.study_name!r} was not created by 'adamz-search create': "
             "it has no stored definition to run."
         )
-    return StudySpec.from_definition(definition, source=f"study {study.study_name}")
+    return spec_from_definition(definition, source=f"study {study.study_name}")
 
 
 def checkpoint_dir(options: WorkerOptions, study_name: str) -> Path:

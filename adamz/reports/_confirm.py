@@ -1,0 +1,146 @@
+"""Seed confirmation: re-run tuned configurations with fresh seeds, as a replicate study.
+
+A search study's best value is the luckiest of many draws: it overstates what its configuration
+gives on another seed. ``report --confirm K`` therefore builds a replicate study (see
+:mod:`adamz.search.replicates`) of
+
+- the first study's top :data:`TOP` configurations (by value), and
+- each other study's best configuration (the baselines', at the same tuning budget),
+
+each trained on the same K seeds, none of which any search trial used
+(:data:`FIRST_SEED` on), and the workers run it. The report then compares them seed by seed,
+and ``export`` prefers the configuration that did best there (:func:`confirmed_choice`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import optuna
+
+from adamz.reports._data import (
+    ReportError,
+    StudyData,
+    goodness,
+    hyperparameters_of,
+    load_study_data,
+)
+from adamz.reports._replicates import median_interval, replicate_runs
+from adamz.search.replicates import ReplicateSpec, parse_replicates
+
+__all__ = ["FIRST_SEED", "TOP", "confirmation_spec", "confirmed_choice"]
+
+TOP = 3
+FIRST_SEED = 1000
+"""Confirmation seeds start here; search trials train seeds 0 .. seeds_per_trial - 1."""
+
+
+def confirmation_spec(datas: list[StudyData], seeds: int, *, top: int = TOP) -> ReplicateSpec:
+    """The replicate study confirming ``datas`` (first: the one whose top trials are re-run).
+
+    Raises:
+        ReportError: a study was not made by ``adamz-search`` (its workload is unknown), or the
+            studies differ in workload or direction, or ``seeds`` is below 2.
+    """
+    if seeds < 2:
+        raise ReportError(f"Invalid --confirm {seeds}: needs at least 2 seeds to compare.")
+    for data in datas:
+        if data.definition is None or data.workload is None:
+            raise ReportError(
+                f"Study {data.name!r} was not created by adamz-search: its workload is unknown, "
+                "so it cannot be re-run."
+            )
+    workloads = {_workload_key(data) for data in datas}
+    if len(workloads) > 1:
+        raise ReportError(
+            "Seed confirmation compares studies on one workload; got "
+            + ", ".join(f"{data.name}: {data.workload}" for data in datas)
+            + "."
+        )
+    if len({data.maximize for data in datas}) > 1:
+        raise ReportError("Seed confirmation needs studies with the same direction.")
+    first = datas[0]
+    order = np.argsort(-goodness(first.values, maximize=first.maximize), kind="stable")
+    chosen = [(first, int(i)) for i in order[:top]]
+    chosen += [(data, int(data.best_index)) for data in datas[1:]]
+    runs = []
+    for data, index in chosen:
+        trial = data.completed[index]
+        runs.append(
+            {
+                "label": f"{data.name} #{trial.number}",
+                "optimizer": data.optimizer,
+                "hyperparameters": _plain(hyperparameters_of(data, index)),
+                "source": {"study": data.name, "trial": trial.number, "value": trial.value},
+            }
+        )
+    names = "+".join(data.name for data in datas)
+    definition = {
+        "kind": "replicates",
+        "name": f"confirm-{names}-k{seeds}",
+        "description": f"seed confirmation of {names}: top {top} of {first.name}, best of others",
+        "workload": dict(first.definition.get("workload", {})),  # type: ignore[union-attr]
+        "direction": "maximize" if first.maximize else "minimize",
+        "metric": first.definition.get("metric", "test_accuracy"),  # type: ignore[union-attr]
+        "seeds": seeds,
+        "first_seed": FIRST_SEED,
+        "runs": runs,
+    }
+    return parse_replicates(definition, source=f"confirmation of {names}")
+
+
+def _workload_key(data: StudyData) -> str:
+    workload = dict((data.definition or {}).get("workload", {}))
+    workload.pop("data_dir", None)
+    return repr(sorted(workload.items()))
+
+
+def _plain(hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in hyperparameters.items()}
+
+
+def confirmed_choice(data: StudyData) -> dict[str, Any] | None:
+    """The best-confirmed configuration of ``data``'s study, if a confirmation ran it.
+
+    Looks in the study's storage for replicate studies with runs taken from this study; among
+    those runs (with at least 2 seeds done), the one with the best median wins.
+    """
+    storage = data.study._storage
+    best: dict[str, Any] | None = None
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        definition = summary.user_attrs.get("definition")
+        if not isinstance(definition, dict) or definition.get("kind") != "replicates":
+            continue
+        sources = [run.get("source") or {} for run in definition.get("runs", [])]
+        if not any(source.get("study") == data.name for source in sources):
+            continue
+        try:
+            confirmation = load_study_data(
+                optuna.load_study(study_name=summary.study_name, storage=storage)
+            )
+        except ReportError:
+            continue  # queued, nothing finished yet
+        for label, entry in replicate_runs(confirmation).items():
+            source = entry["run"].get("source") or {}
+            values = np.array(entry["values"], dtype=float)
+            if source.get("study") != data.name or len(values) < 2:
+                continue
+            median = float(np.median(values))
+            if (
+                best is None
+                or goodness(np.array([median - best["median"]]), maximize=data.maximize)[0] > 0
+            ):
+                low, high = median_interval(values)
+                best = {
+                    "study": summary.study_name,
+                    "run": label,
+                    "trial": source.get("trial"),
+                    "search_value": source.get("value"),
+                    "seeds": len(values),
+                    "diverged": len(entry["diverged"]),
+                    "median": median,
+                    "ci95_median": [low, high],
+                    "hyperparameters": entry["run"]["hyperparameters"],
+                }
+    return best

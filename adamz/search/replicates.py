@@ -1,0 +1,219 @@
+"""Replicate studies: fixed configurations, each trained over many seeds, one trial per seed.
+
+They are how the project answers "how good is this configuration, really": the paper's tables
+(its settings over many seeds) and the seed confirmation of tuned configurations
+(``adamz-search report --confirm K``) are both replicate studies, run by the same workers as a
+search, so they get the same storage, heartbeats, retries, checkpoints and dashboard.
+
+A replicate file (``studies/paper-*.yaml``)::
+
+    kind: replicates
+    name: paper-circles
+    workload: {name: circles}
+    metric: test_accuracy          # and direction, as in a study file
+    seeds: 20                      # each run trains seeds first_seed .. first_seed + seeds - 1
+    first_seed: 0
+    runs:
+      - {label: AdamZ, optimizer: adamz, hyperparameters: {lr: 0.01}}
+      - {label: Adam, optimizer: adam, hyperparameters: {lr: 0.01}}
+
+Every (run, seed) pair is queued as a trial when the study is created, with the parameters
+``run`` (the label) and ``seed``; the budget is their number. All runs train the same seeds,
+so their results pair up seed by seed. A run may carry ``source`` (the study and trial it
+came from), which is how ``export`` finds the confirmation of a tuned configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import optuna
+import yaml
+
+from adamz.search.errors import SpecError
+from adamz.training.optimizers import resolve_hyperparameters
+
+__all__ = ["KIND", "ReplicateSpec", "TrialPlan", "load_replicate_file"]
+
+KIND = "replicates"
+
+_KEYS = {
+    "kind": "replicates",
+    "name": "the study's name in the storage",
+    "description": "free text",
+    "workload": "the workload and its protocol overrides",
+    "direction": "maximize or minimize",
+    "metric": "the workload's metric",
+    "seeds": "seeds each run trains",
+    "first_seed": "the first of them",
+    "runs": "the configurations: label, optimizer, hyperparameters (and source)",
+}
+_RUN_KEYS = {"label", "optimizer", "hyperparameters", "source"}
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """What one trial trains: an optimizer with its keyword arguments, over some seeds."""
+
+    optimizer: str
+    hyperparameters: dict[str, Any]
+    seeds: list[int]
+
+
+@dataclass(frozen=True)
+class ReplicateSpec:
+    """A checked replicate study; see the module docs for the file it comes from.
+
+    Attributes:
+        runs: ``{"label", "optimizer", "hyperparameters"[, "source"]}`` each, labels unique.
+        definition: the whole study as plain data: what is stored with it.
+    """
+
+    name: str
+    workload: dict[str, Any]
+    direction: str
+    metric: str
+    seeds: int
+    first_seed: int
+    runs: list[dict[str, Any]]
+    definition: dict[str, Any]
+
+    # What the worker reads from any spec it runs.
+    sampler: ClassVar[dict[str, Any]] = {"name": "random", "seed": 0}  # trials are queued
+    pruner: ClassVar[dict[str, Any]] = {"name": "none"}  # a replicate is never cut short
+
+    @property
+    def budget(self) -> int:
+        return len(self.runs) * self.seeds
+
+    @property
+    def digest(self) -> str:
+        canonical = json.dumps(self.definition, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.first_seed, self.first_seed + self.seeds))
+
+    def queued_trials(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """``(params, user_attrs)`` of every trial to queue at creation: each run, each seed.
+
+        Seed-major, so that the runs progress together and a partial study is balanced.
+        """
+        return [
+            ({"run": run["label"], "seed": seed}, {})
+            for seed in self.seed_list
+            for run in self.runs
+        ]
+
+    def plan(self, trial: optuna.Trial) -> TrialPlan:
+        """The run and seed ``trial`` was queued with."""
+        label = trial.suggest_categorical("run", [run["label"] for run in self.runs])
+        seed = trial.suggest_int("seed", self.first_seed, self.first_seed + self.seeds - 1)
+        run = next(run for run in self.runs if run["label"] == label)
+        return TrialPlan(run["optimizer"], dict(run["hyperparameters"]), [seed])
+
+    @classmethod
+    def from_definition(cls, definition: dict[str, Any], *, source: str) -> ReplicateSpec:
+        return parse_replicates(definition, source=source)
+
+
+def is_replicate_definition(content: Any) -> bool:
+    return isinstance(content, dict) and content.get("kind") == KIND
+
+
+def load_replicate_file(path: str | Path) -> ReplicateSpec:
+    """Read and check the replicate file at ``path``.
+
+    Raises:
+        SpecError: the file is unreadable, not YAML, or breaks a rule.
+    """
+    path = Path(path)
+    try:
+        content = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SpecError(path, "file", f"cannot be read ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise SpecError(path, "file", f"is not valid YAML ({str(exc).splitlines()[0]})") from exc
+    return parse_replicates(content, source=str(path))
+
+
+def parse_replicates(content: Any, *, source: str) -> ReplicateSpec:
+    """Check a replicate definition (a file's content or a stored one).
+
+    Raises:
+        SpecError: naming the key and the rule it breaks.
+    """
+    # The shared rules of study files (workload, direction, metric) are checked there.
+    from adamz.search.studies import check_common_keys
+
+    if not is_replicate_definition(content):
+        raise SpecError(source, "kind", f"must be {KIND!r} for a replicate study")
+    for key in content:
+        if key not in _KEYS:
+            raise SpecError(source, str(key), f"unknown key: allowed are {', '.join(_KEYS)}")
+    for key in ("name", "workload", "runs", "seeds"):
+        if key not in content:
+            raise SpecError(source, key, f"is required ({_KEYS[key]})")
+    name, workload, direction, metric = check_common_keys(content, source)
+    seeds = content["seeds"]
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise SpecError(source, "seeds", "must be a positive integer", seeds)
+    first_seed = content.get("first_seed", 0)
+    if isinstance(first_seed, bool) or not isinstance(first_seed, int) or first_seed < 0:
+        raise SpecError(source, "first_seed", "must be a non-negative integer", first_seed)
+    raw_runs = content["runs"]
+    if not isinstance(raw_runs, list) or not raw_runs:
+        raise SpecError(source, "runs", "must be a non-empty list of runs", raw_runs)
+    runs = [_parse_run(raw, index, source) for index, raw in enumerate(raw_runs)]
+    labels = [run["label"] for run in runs]
+    if len(set(labels)) != len(labels):
+        duplicate = next(label for label in labels if labels.count(label) > 1)
+        raise SpecError(source, "runs", "labels must be unique", duplicate)
+    definition: dict[str, Any] = {
+        "kind": KIND,
+        "name": name,
+        "workload": workload,
+        "direction": direction,
+        "metric": metric,
+        "seeds": seeds,
+        "first_seed": first_seed,
+        "runs": runs,
+    }
+    if "description" in content:
+        definition["description"] = str(content["description"])
+    return ReplicateSpec(name, workload, direction, metric, seeds, first_seed, runs, definition)
+
+
+def _parse_run(raw: Any, index: int, source: str) -> dict[str, Any]:
+    key = f"runs[{index}]"
+    if not isinstance(raw, dict):
+        raise SpecError(
+            source, key, "must be a mapping with label, optimizer, hyperparameters", raw
+        )
+    for field in raw:
+        if field not in _RUN_KEYS:
+            raise SpecError(
+                source, f"{key}.{field}", f"unknown key: allowed are {', '.join(sorted(_RUN_KEYS))}"
+            )
+    label = raw.get("label")
+    if not isinstance(label, str) or not label.strip():
+        raise SpecError(source, f"{key}.label", "must be a non-empty string", label)
+    optimizer = raw.get("optimizer")
+    if not isinstance(optimizer, str):
+        raise SpecError(source, f"{key}.optimizer", "must be an optimizer's name", optimizer)
+    hyperparameters = raw.get("hyperparameters", {})
+    if not isinstance(hyperparameters, dict):
+        raise SpecError(source, f"{key}.hyperparameters", "must be a mapping", hyperparameters)
+    try:  # the registry's checks: known optimizer and keys, values its constructor accepts
+        resolve_hyperparameters(optimizer, hyperparameters)
+    except ValueError as exc:
+        raise SpecError(source, f"{key}", str(exc).rstrip(".")) from exc
+    run = {"label": label, "optimizer": optimizer, "hyperparameters": dict(hyperparameters)}
+    if "source" in raw:
+        run["source"] = raw["source"]
+    return run
