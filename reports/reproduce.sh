@@ -35,3 +35,27 @@ if has tune; then  # 2. every optimizer tuned with the same budget and pruner
     done
   done
 fi
+if has confirm; then  # 2b. each workload: AdamZ's top 3 and each baseline's best, 10 fresh seeds
+  for workload in "${WORKLOADS[@]}"; do
+    run $CLI report $(printf "$workload-%s " "${OPTIMIZERS[@]}") --confirm 10 \
+      --data-dir "$DATA" --workers-per-device "$WORKERS" \
+      --out "reports/fair-$workload" --plotly-js reports/plotly.min.js
+  done
+fi
+if has holdout; then  # 4. robust defaults from two workloads, tested on the third
+  for held in "${WORKLOADS[@]}"; do
+    tuned=()
+    for workload in "${WORKLOADS[@]}"; do
+      [[ $workload == "$held" ]] || tuned+=("$workload-adamz")
+    done
+    run $CLI export "${tuned[@]}" --out "reports/defaults/robust-without-$held.yaml"
+    run $CLI create "studies/holdout-$held.yaml"
+    run $CLI worker "holdout-$held" --data-dir "$DATA" --workers-per-device "$WORKERS"
+  done
+  run $CLI export $(printf "%s-adamz " "${WORKLOADS[@]}") --out reports/defaults/robust-all.yaml
+fi
+if has report; then
+  for name in paper-circles paper-mnist $(printf "holdout-%s " "${WORKLOADS[@]}"); do
+    run $CLI report "$name" --out "reports/$name" --plotly-js reports/plotly.min.js
+  done
+fi

@@ -45,6 +45,14 @@ class ReportCommand(Command):
             "--no-note", action="store_true", help="do not save the summary as the dashboard note"
         )
         parser.add_argument(
+            "--plotly-js",
+            type=Path,
+            default=None,
+            metavar="FILE",
+            help="load plotly.js from FILE (written if missing) instead of inlining it, so "
+            "several reports share one copy",
+        )
+        parser.add_argument(
             "--confirm",
             type=int,
             default=0,
@@ -81,6 +89,7 @@ class ReportCommand(Command):
                 fanova_trees=args.fanova_trees,
                 save_note=not args.no_note,
                 progress=sys.stderr.isatty(),
+                plotly_js=args.plotly_js,
             )
         except ReportError as exc:
             raise UsageError(str(exc)) from exc

@@ -1,5 +1,5 @@
 """Optimizers: AdamZ and the functions it is built from."""
 
-from adamz.optim.adamz import AdamZ, validate_hyperparameters
+from adamz.optim.adamz import AdamZ, presets, validate_hyperparameters
 
-__all__ = ["AdamZ", "validate_hyperparameters"]
+__all__ = ["AdamZ", "presets", "validate_hyperparameters"]

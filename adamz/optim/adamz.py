@@ -171,7 +171,10 @@ class AdamZ(Optimizer):
     def from_config(
         cls, config: Mapping[str, Any] | str | os.PathLike[str], params: ParamsT
     ) -> AdamZ:
-        """AdamZ over ``params`` from a configuration: a mapping, or a YAML or JSON file.
+        """AdamZ over ``params`` from a configuration: a mapping, a YAML or JSON file, or the
+        name of a preset shipped with the package (:data:`PRESETS`: ``"recommended"``, the
+        defaults the project's own studies validated, see ``reports/README.md``; ``"paper"``,
+        the paper's).
 
         The configuration is either AdamZ's keyword arguments themselves
         (``{"lr": 0.01, "betas": [0.9, 0.999]}``; pairs as lists), or the file
@@ -181,7 +184,8 @@ class AdamZ(Optimizer):
 
         Raises:
             ValueError: an unknown key (naming it), another optimizer's configuration, a file
-                that is not a mapping, or an invalid value (as the constructor).
+                that is not a mapping, an unknown preset, or an invalid value (as the
+                constructor).
             OSError: the file cannot be read.
         """
         if isinstance(config, Mapping):
@@ -189,6 +193,8 @@ class AdamZ(Optimizer):
             source = "the configuration"
         else:
             path = Path(config)
+            if isinstance(config, str) and not path.suffix and not path.exists():
+                path = preset_path(config)
             source = str(path)
             text = path.read_text()
             if path.suffix.lower() == ".json":
@@ -520,3 +526,22 @@ def _is_real(value: Any) -> bool:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+
+
+def presets() -> list[str]:
+    """Names of the configurations shipped with the package (``AdamZ.from_config(name)``)."""
+    return sorted(path.stem for path in PRESETS_DIR.glob("*.yaml"))
+
+
+def preset_path(name: str) -> Path:
+    """The file of preset ``name``; raises ``ValueError`` naming the presets there are."""
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(
+            f"Invalid config {name!r}: not a file, and not a preset (presets: "
+            f"{', '.join(presets())})."
+        )
+    return path

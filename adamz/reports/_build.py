@@ -48,10 +48,12 @@ def build_report(
     fanova_max_trials: int = 300,
     save_note: bool = True,
     progress: bool = True,
+    plotly_js: Path | None = None,
 ) -> ReportFiles:
     """Report ``studies`` into ``out_dir`` (``report.html``, ``summary.md``, ``report.json``).
 
-    With ``save_note`` the summary also becomes each study's note in optuna-dashboard.
+    With ``save_note`` the summary also becomes each study's note in optuna-dashboard; with
+    ``plotly_js`` the page loads plotly.js from that file instead of inlining it.
 
     Raises:
         ReportError: a study cannot be reported (see :func:`load_study_data`).
@@ -105,7 +107,7 @@ def build_report(
         charts=0,
         summary=markdown_summary(title, ordered),
     )
-    charts = write_html(files.html, title, ordered)
+    charts = write_html(files.html, title, ordered, plotly_js=plotly_js)
     files.markdown.write_text(files.summary)
     numbers: dict[str, Any] = {
         heading: {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,18 @@ def _html_table(table: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def write_html(path: Path, title: str, parts: list[tuple[str, list[Section]]]) -> int:
-    """Write the page; return the number of charts on it. It opens offline (no CDN)."""
+def write_html(
+    path: Path,
+    title: str,
+    parts: list[tuple[str, list[Section]]],
+    *,
+    plotly_js: Path | None = None,
+) -> int:
+    """Write the page; return the number of charts on it. It opens offline (no CDN).
+
+    plotly.js (3.5 MB) is inlined, or with ``plotly_js`` written once to that file (if it is
+    not there yet) and loaded from it by a relative path: several pages then share one copy.
+    """
     body: list[str] = []
     charts = 0
     for heading, sections in parts:
@@ -80,9 +91,17 @@ def write_html(path: Path, title: str, parts: list[tuple[str, list[Section]]]) -
             for figure in section.figures:
                 body.append(plotly.io.to_html(figure, full_html=False, include_plotlyjs=False))
                 charts += 1
+    if plotly_js is None:
+        script = f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>'
+    else:
+        if not plotly_js.exists():
+            plotly_js.parent.mkdir(parents=True, exist_ok=True)
+            plotly_js.write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
+        source = os.path.relpath(plotly_js.resolve(), path.resolve().parent)
+        script = f'<script type="text/javascript" src="{html.escape(source)}"></script>'
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>
+{script}
 <style>body{{font-family:sans-serif;max-width:1200px;margin:auto}} .skipped{{color:#888}}
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}</style>
 </head><body><h1>{html.escape(title)}</h1>

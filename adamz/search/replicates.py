@@ -16,6 +16,11 @@ A replicate file (``studies/paper-*.yaml``)::
     runs:
       - {label: AdamZ, optimizer: adamz, hyperparameters: {lr: 0.01}}
       - {label: Adam, optimizer: adam, hyperparameters: {lr: 0.01}}
+      - {label: exported, config: ../reports/defaults/robust.yaml}   # or a preset: recommended
+
+A run's ``config`` is a file ``adamz-search export`` wrote (relative to the replicate file) or
+the name of a preset of ``AdamZ.from_config``; its optimizer and hyperparameters are copied
+into the stored definition, so workers elsewhere need only the storage.
 
 Every (run, seed) pair is queued as a trial when the study is created, with the parameters
 ``run`` (the label) and ``seed``; the budget is their number. All runs train the same seeds,
@@ -52,7 +57,7 @@ _KEYS = {
     "first_seed": "the first of them",
     "runs": "the configurations: label, optimizer, hyperparameters (and source)",
 }
-_RUN_KEYS = {"label", "optimizer", "hyperparameters", "source"}
+_RUN_KEYS = {"label", "optimizer", "hyperparameters", "config", "source"}
 
 
 @dataclass(frozen=True)
@@ -139,10 +144,10 @@ def load_replicate_file(path: str | Path) -> ReplicateSpec:
         raise SpecError(path, "file", f"cannot be read ({exc.strerror})") from exc
     except yaml.YAMLError as exc:
         raise SpecError(path, "file", f"is not valid YAML ({str(exc).splitlines()[0]})") from exc
-    return parse_replicates(content, source=str(path))
+    return parse_replicates(content, source=str(path), base_dir=path.parent)
 
 
-def parse_replicates(content: Any, *, source: str) -> ReplicateSpec:
+def parse_replicates(content: Any, *, source: str, base_dir: Path | None = None) -> ReplicateSpec:
     """Check a replicate definition (a file's content or a stored one).
 
     Raises:
@@ -169,7 +174,7 @@ def parse_replicates(content: Any, *, source: str) -> ReplicateSpec:
     raw_runs = content["runs"]
     if not isinstance(raw_runs, list) or not raw_runs:
         raise SpecError(source, "runs", "must be a non-empty list of runs", raw_runs)
-    runs = [_parse_run(raw, index, source) for index, raw in enumerate(raw_runs)]
+    runs = [_parse_run(raw, index, source, base_dir) for index, raw in enumerate(raw_runs)]
     labels = [run["label"] for run in runs]
     if len(set(labels)) != len(labels):
         duplicate = next(label for label in labels if labels.count(label) > 1)
@@ -189,12 +194,14 @@ def parse_replicates(content: Any, *, source: str) -> ReplicateSpec:
     return ReplicateSpec(name, workload, direction, metric, seeds, first_seed, runs, definition)
 
 
-def _parse_run(raw: Any, index: int, source: str) -> dict[str, Any]:
+def _parse_run(raw: Any, index: int, source: str, base_dir: Path | None) -> dict[str, Any]:
     key = f"runs[{index}]"
     if not isinstance(raw, dict):
         raise SpecError(
             source, key, "must be a mapping with label, optimizer, hyperparameters", raw
         )
+    if "config" in raw:
+        raw = _run_from_config(raw, f"{key}.config", source, base_dir)
     for field in raw:
         if field not in _RUN_KEYS:
             raise SpecError(
@@ -216,4 +223,32 @@ def _parse_run(raw: Any, index: int, source: str) -> dict[str, Any]:
     run = {"label": label, "optimizer": optimizer, "hyperparameters": dict(hyperparameters)}
     if "source" in raw:
         run["source"] = raw["source"]
+    return run
+
+
+def _run_from_config(
+    raw: dict[str, Any], key: str, source: str, base_dir: Path | None
+) -> dict[str, Any]:
+    """``raw`` with its ``config`` replaced by the optimizer and hyperparameters it names."""
+    from adamz.optim.adamz import preset_path  # the presets ship with the optimizer
+
+    if "optimizer" in raw or "hyperparameters" in raw:
+        raise SpecError(source, key, "a run gives either config or optimizer + hyperparameters")
+    name = raw["config"]
+    if not isinstance(name, str):
+        raise SpecError(source, key, "must be a file path or a preset name", name)
+    path = Path(name) if base_dir is None else base_dir / name
+    try:
+        if not Path(name).suffix:
+            path = preset_path(name)
+        content = yaml.safe_load(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise SpecError(source, key, f"cannot be read ({exc})") from exc
+    if not isinstance(content, dict) or not isinstance(content.get("hyperparameters"), dict):
+        raise SpecError(source, key, "must be a file written by adamz-search export", name)
+    run = {k: v for k, v in raw.items() if k != "config"}
+    run.update(
+        optimizer=content.get("optimizer", "adamz"), hyperparameters=content["hyperparameters"]
+    )
+    run.setdefault("source", {"config": name, "provenance": content.get("provenance")})
     return run

@@ -164,7 +164,7 @@ def load_study_file(path: str | Path) -> AnySpec:
     except yaml.YAMLError as exc:
         raise SpecError(path, "file", f"is not valid YAML ({str(exc).splitlines()[0]})") from exc
     if is_replicate_definition(content):
-        return parse_replicates(content, source=str(path))
+        return parse_replicates(content, source=str(path), base_dir=path.parent)
     return _parse(content, source=str(path), base_dir=path.parent)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from adamz import AdamZ
+from adamz import AdamZ, presets
 
 
 def params() -> list[torch.Tensor]:
@@ -62,3 +62,13 @@ def test_a_file_that_is_not_a_mapping_is_refused(tmp_path: Path):
     path.write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="must be a mapping"):
         AdamZ.from_config(path, params())
+
+
+def test_presets_ship_with_the_package_and_unknown_names_fail_naming_them() -> None:
+    assert "paper" in presets()
+    param = torch.zeros(3, requires_grad=True)
+    paper = AdamZ.from_config("paper", [param])
+    assert paper.defaults["patience"] == 100
+    assert paper.defaults["lr_bounds"] == (1e-7, 1.0)
+    with pytest.raises(ValueError, match=r"Invalid config 'nope': .*presets: .*paper"):
+        AdamZ.from_config("nope", [param])

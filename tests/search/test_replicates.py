@@ -89,3 +89,24 @@ def test_workers_run_each_run_on_each_seed_once(tmp_path: Path) -> None:
         assert result["optimizer"] == {"AdamZ": "adamz", "SGD": "sgd"}[trial.params["run"]]
     status = run_cli("status", "reps", "--format", "json", cwd=tmp_path)
     assert '"budget": 6' in status.stdout
+
+
+def test_a_run_can_take_an_exported_config_or_a_preset(tmp_path: Path) -> None:
+    exported = {
+        "format": "adamz-config/1",
+        "optimizer": "adamz",
+        "hyperparameters": {"lr": 0.02, "patience": 50},
+        "provenance": {"study": "tuned"},
+    }
+    (tmp_path / "exported.yaml").write_text(yaml.safe_dump(exported))
+    runs = [{"label": "tuned", "config": "exported.yaml"}, {"label": "paper", "config": "paper"}]
+    spec = load_study_file(replicate_file(tmp_path, runs=runs))
+    assert isinstance(spec, ReplicateSpec)
+    assert spec.runs[0]["hyperparameters"] == {"lr": 0.02, "patience": 50}
+    assert spec.runs[0]["source"]["provenance"] == {"study": "tuned"}
+    assert spec.runs[1]["hyperparameters"]["overshoot_factor"] == 0.5
+    # The stored definition holds the values themselves: it parses without the file.
+    (tmp_path / "exported.yaml").unlink()
+    assert ReplicateSpec.from_definition(spec.definition, source="stored").digest == spec.digest
+    with pytest.raises(SpecError, match=r"runs\[0\]\.config: cannot be read"):
+        load_study_file(replicate_file(tmp_path, runs=runs))
