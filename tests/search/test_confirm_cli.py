@@ -1,0 +1,60 @@
+"""``report --confirm K`` end to end: a replicate study run by workers, then the export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+from search_helpers import run_cli, trials, write_study
+
+
+def test_confirm_reruns_the_top_trials_on_fresh_seeds_and_export_prefers_the_confirmed(
+    tmp_path: Path,
+) -> None:
+    study_file = write_study(tmp_path, "tuned", budget=5, epochs=1)
+    assert run_cli("worker", str(study_file), cwd=tmp_path).returncode == 0
+    report = run_cli(
+        "report", "tuned", "--confirm", "3", "--workers-per-device", "2", "--out", "rep",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr[-2000:]
+    url = f"sqlite:///{tmp_path / 'adamz-search.db'}"
+    confirmation = trials(url, "confirm-tuned-k3")
+    assert len(confirmation) == 9  # top 3 trials x 3 seeds, each once
+    assert all(t.state == TrialState.COMPLETE for t in confirmation)
+    assert {t.params["seed"] for t in confirmation} == {1000, 1001, 1002}
+    tuned = optuna.load_study(study_name="tuned", storage=url)
+    top3 = sorted(tuned.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: -t.value)[:3]
+    assert {t.params["run"] for t in confirmation} == {f"tuned #{t.number}" for t in top3}
+
+    numbers = json.loads((tmp_path / "rep" / "report.json").read_text())
+    replicates = numbers["confirm-tuned-k3"]["Seed replicates"]["numbers"]
+    assert set(replicates["runs"]) == {f"tuned #{t.number}" for t in top3}
+    assert "Seed replicates" in (tmp_path / "rep" / "summary.md").read_text()
+
+    exported = run_cli("export", "tuned", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    config = yaml.safe_load(exported.stdout)
+    provenance = config["provenance"]
+    assert "fresh seeds" in provenance["rule"]
+    assert provenance["confirmation"]["study"] == "confirm-tuned-k3"
+    chosen = replicates["runs"][provenance["confirmation"]["run"]]
+    assert provenance["value"] == chosen["median"]
+    assert chosen["median"] == max(run["median"] for run in replicates["runs"].values())
+    assert provenance["ci"] == chosen["ci95_median"]
+
+
+def test_confirm_refuses_studies_on_different_workloads_with_exit_2(tmp_path: Path) -> None:
+    first = write_study(tmp_path, "first", budget=1, epochs=1)
+    second = write_study(tmp_path, "second", budget=1, epochs=2)
+    for path in (first, second):
+        assert run_cli("worker", str(path), cwd=tmp_path).returncode == 0
+    result = run_cli("report", "first", "second", "--confirm", "3", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "one workload" in result.stderr
+    assert "confirm-" not in "".join(
+        optuna.get_all_study_names(f"sqlite:///{tmp_path / 'adamz-search.db'}")
+    )
