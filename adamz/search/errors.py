@@ -1,8 +1,11 @@
-"""The one error type for a bad study or search-space file."""
+"""The one error type for a bad study or search-space file, and the one reader of those files."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 
 class SpecError(ValueError):
@@ -16,3 +19,14 @@ class SpecError(ValueError):
         super().__init__(f"{source}: {key}: {rule}{got}.")
         self.source = str(source)
         self.key = key
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML content of ``path``; a missing or malformed file is a :class:`SpecError`."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SpecError(path, "file", f"cannot be read ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        first_line = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        raise SpecError(path, "file", f"is not valid YAML ({first_line})") from exc

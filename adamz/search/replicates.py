@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 import optuna
 import yaml
 
-from adamz.search.errors import SpecError
+from adamz.search.errors import SpecError, read_yaml
 from adamz.training.optimizers import resolve_hyperparameters
 
 __all__ = ["KIND", "ReplicateSpec", "TrialPlan", "load_replicate_file"]
@@ -138,12 +138,7 @@ def load_replicate_file(path: str | Path) -> ReplicateSpec:
         SpecError: the file is unreadable, not YAML, or breaks a rule.
     """
     path = Path(path)
-    try:
-        content = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise SpecError(path, "file", f"cannot be read ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise SpecError(path, "file", f"is not valid YAML ({str(exc).splitlines()[0]})") from exc
+    content = read_yaml(path)
     return parse_replicates(content, source=str(path), base_dir=path.parent)
 
 

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -37,7 +36,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from adamz.search.errors import SpecError
+from adamz.search.errors import SpecError, read_yaml
 from adamz.training.optimizers import default_hyperparameters, resolve_hyperparameters
 
 __all__ = ["SearchSpace", "load_search_space"]
@@ -103,12 +102,7 @@ def load_search_space(path: str | Path) -> SearchSpace:
         SpecError: the file is missing or not YAML, or breaks a rule (see the module docs).
     """
     path = Path(path)
-    try:
-        content = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise SpecError(path, "file", f"cannot be read ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise SpecError(path, "file", f"is not valid YAML ({_first_line(exc)})") from exc
+    content = read_yaml(path)
     return parse_search_space(content, source=str(path))
 
 
@@ -272,7 +266,3 @@ def _check_every_sample_is_valid(space: SearchSpace, defaults: dict[str, Any], s
                 "parameters",
                 f"the range's {which} ends are invalid: {str(exc).rstrip('.')}",
             ) from exc
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0]

@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 
-from adamz.search.errors import SpecError
+from adamz.search.errors import SpecError, read_yaml
 from adamz.search.replicates import (
     ReplicateSpec,
     TrialPlan,
@@ -157,12 +156,7 @@ def load_study_file(path: str | Path) -> AnySpec:
         SpecError: the file is unreadable, not YAML, or breaks a rule.
     """
     path = Path(path)
-    try:
-        content = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise SpecError(path, "file", f"cannot be read ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise SpecError(path, "file", f"is not valid YAML ({str(exc).splitlines()[0]})") from exc
+    content = read_yaml(path)
     if is_replicate_definition(content):
         return parse_replicates(content, source=str(path), base_dir=path.parent)
     return _parse(content, source=str(path), base_dir=path.parent)
