@@ -133,14 +133,23 @@ class StudySpec:
         if not self.enqueue_defaults:
             return []
         defaults = default_hyperparameters(self.optimizer)
-        params = {}
-        for name in self.space.distributions:
+        params: dict[str, Any] = {}
+        clamped: dict[str, list[Any]] = {}
+        for name, distribution in self.space.distributions.items():
             if name.endswith("]"):  # a pair's element, e.g. lr_bounds[0]
                 base, index = name[:-1].split("[")
-                params[name] = defaults[base][int(index)]
+                value = defaults[base][int(index)]
             else:
-                params[name] = defaults[name]
-        return [(params, {"enqueued": "defaults"})]
+                value = defaults[name]
+            params[name] = _nearest_in(distribution, value)
+            if params[name] != value:
+                clamped[name] = [value, params[name]]
+        # A default outside the searched range (weight_decay 0 in a log range) runs at the
+        # range's nearest end, and the trial says so.
+        attrs: dict[str, Any] = {"enqueued": "defaults"}
+        if clamped:
+            attrs["clamped"] = clamped
+        return [(params, attrs)]
 
     @classmethod
     def from_definition(cls, definition: dict[str, Any], *, source: str) -> StudySpec:
@@ -359,3 +368,12 @@ def _positive_int(value: Any, source: str, key: str) -> int:
 
 AnySpec = StudySpec | ReplicateSpec
 """What a study file or a stored definition can be."""
+
+
+def _nearest_in(distribution: optuna.distributions.BaseDistribution, value: Any) -> Any:
+    """``value`` if ``distribution`` contains it, else the nearest end of its range."""
+    if isinstance(
+        distribution, optuna.distributions.FloatDistribution | optuna.distributions.IntDistribution
+    ) and not isinstance(value, bool):
+        return min(max(value, distribution.low), distribution.high)
+    return value

@@ -9,7 +9,7 @@ import optuna
 import pytest
 import yaml
 
-from adamz.search import SpecError, load_search_space, load_study_file
+from adamz.search import SpecError, StudySpec, load_search_space, load_study_file
 from adamz.search.studies import make_pruner, spec_from_definition
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -232,3 +232,23 @@ def test_patient_pruner_wraps_the_named_pruner() -> None:
     pruner = make_pruner({"name": "patient", "patience": 2, "wrapped_pruner": {"name": "median"}})
     assert isinstance(pruner, optuna.pruners.PatientPruner)
     assert isinstance(pruner._wrapped_pruner, optuna.pruners.MedianPruner)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*-*.yaml")), ids=lambda p: p.stem)
+def test_the_queued_defaults_of_every_shipped_search_lie_in_its_space(path: Path) -> None:
+    spec = load_study_file(path)
+    if not isinstance(spec, StudySpec):
+        pytest.skip("a replicate study queues its runs, not defaults")
+    for params, attrs in spec.queued_trials():
+        for name, value in params.items():
+            distribution = spec.space.distributions[name]
+            assert distribution._contains(distribution.to_internal_repr(value)), (name, value)
+        for name, (default, used) in attrs.get("clamped", {}).items():
+            assert params[name] == used != default
+
+
+def test_a_default_outside_a_log_range_runs_at_the_range_end_and_says_so() -> None:
+    spec = load_study_file(ROOT / "studies" / "digits-adam.yaml")
+    [(params, attrs)] = spec.queued_trials()
+    assert params["lr"] == 0.01
+    assert attrs == {"enqueued": "defaults", "clamped": {"weight_decay": [0, 1e-8]}}
