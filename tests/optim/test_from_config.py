@@ -65,7 +65,7 @@ def test_a_file_that_is_not_a_mapping_is_refused(tmp_path: Path):
 
 
 def test_presets_ship_with_the_package_and_unknown_names_fail_naming_them() -> None:
-    assert "paper" in presets()
+    assert {"paper", "recommended"} <= set(presets())
     param = torch.zeros(3, requires_grad=True)
     paper = AdamZ.from_config("paper", [param])
     assert paper.defaults["patience"] == 100
