@@ -127,7 +127,7 @@ def test_a_plain_optuna_study_reports_and_says_what_it_skipped(storage: str, tmp
         (["report", "empty"], "has no trials yet"),
         (["report", "failed"], "no completed trial with a finite value (1 fail)"),
         (["export", "failed"], "no completed trial"),
-        (["report", "synthetic", "--confirm", "3"], "--confirm is not implemented"),
+        (["report", "synthetic", "--confirm", "1"], "--confirm must be at least 2"),
     ],
 )
 def test_bad_input_is_a_one_line_error_with_exit_code_2(storage, tmp_path, capsys, args, message):
