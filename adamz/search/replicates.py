@@ -97,8 +97,7 @@ class ReplicateSpec:
 
     @property
     def digest(self) -> str:
-        canonical = json.dumps(self.definition, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return definition_digest(self.definition)
 
     @property
     def seed_list(self) -> list[int]:
@@ -125,6 +124,12 @@ class ReplicateSpec:
     @classmethod
     def from_definition(cls, definition: dict[str, Any], *, source: str) -> ReplicateSpec:
         return parse_replicates(definition, source=source)
+
+
+def definition_digest(definition: dict[str, Any]) -> str:
+    """SHA-256 of a stored definition: two files define the same study iff their digests match."""
+    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def is_replicate_definition(content: Any) -> bool:

@@ -26,9 +26,7 @@ the package version beside it), so a worker on another host needs only the stora
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ from adamz.search.errors import SpecError, read_yaml
 from adamz.search.replicates import (
     ReplicateSpec,
     TrialPlan,
+    definition_digest,
     is_replicate_definition,
     parse_replicates,
 )
@@ -119,8 +118,7 @@ class StudySpec:
     @property
     def digest(self) -> str:
         """SHA-256 of the definition: two files define the same study iff their digests match."""
-        canonical = json.dumps(self.definition, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return definition_digest(self.definition)
 
     def plan(self, trial: optuna.Trial) -> TrialPlan:
         """What ``trial`` trains: the optimizer with sampled values, over the study's seeds."""
