@@ -51,10 +51,10 @@ def original_trial_number(trial: optuna.Trial) -> int:
     """The number of the trial that ``trial`` retries (itself if it retries none).
 
     Optuna's retry callbacks record it in the system attributes, which a live ``Trial`` no
-    longer exposes: read them through the storage, as Optuna's own helper does for frozen trials.
+    longer exposes; it holds them in the frozen trial it read when it was created (where Optuna
+    itself reads ``fixed_params``), so no query is needed.
     """
-    system_attrs = trial.study._storage.get_trial_system_attrs(trial._trial_id)
-    origin = system_attrs.get("failed_trial")
+    origin = trial._cached_frozen_trial.system_attrs.get("failed_trial")
     return trial.number if origin is None else int(origin)
 
 
@@ -86,7 +86,7 @@ def count_states(study: optuna.Study) -> dict[TrialState, int]:
 
 
 class TrialObjective:
-    """The objective a worker passes to ``study.optimize``: one trial, ``seeds_per_trial`` runs.
+    """The objective a worker runs for each trial: one trial, ``seeds_per_trial`` training runs.
 
     Args:
         spec: the study.
@@ -139,10 +139,9 @@ class TrialObjective:
             raise
 
     def _run(self, trial: optuna.Trial) -> float:
-        counts = self._check_budget(trial)
+        self._check_budget(trial)
         plan = self.spec.plan(trial)
-        # Only a failed trial is ever retried: without one, no trial can be a retry.
-        origin = original_trial_number(trial) if counts[TrialState.FAIL] else trial.number
+        origin = original_trial_number(trial)
         seeds = plan.seeds
         worker: dict[str, Any] = {
             "host": socket.gethostname(),
@@ -185,7 +184,7 @@ class TrialObjective:
                     path.unlink(missing_ok=True)
         return statistics.fmean(metrics)
 
-    def _check_budget(self, trial: optuna.Trial) -> dict[TrialState, int]:
+    def _check_budget(self, trial: optuna.Trial) -> None:
         """Refuse ``trial`` if the trials that started before it already fill the budget.
 
         Workers check the budget before asking for a trial, but two of them can ask at the same
@@ -195,7 +194,7 @@ class TrialObjective:
         counts = count_states(trial.study)
         finished = sum(counts[state] for state in FINISHED)
         if finished + counts[TrialState.RUNNING] <= self.budget:  # this one included
-            return counts
+            return
         running = trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))  # few
         mine = next(other for other in running if other.number == trial.number)
         # Finished trials all started before this one; running ones, if they started earlier.
@@ -208,7 +207,6 @@ class TrialObjective:
         if finished + len(started_before) >= self.budget:
             trial.set_user_attr("surplus", True)
             raise SurplusTrialError(f"the budget of {self.budget} trials is already taken")
-        return counts
 
     def _run_config(self, plan: TrialPlan, seed: int) -> RunConfig:
         workload = {k: v for k, v in self.spec.workload.items() if k not in ("name", "data_dir")}

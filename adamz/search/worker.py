@@ -7,8 +7,9 @@ progress bar read from the storage. Each process runs :func:`run_worker`, which 
 1. stop if the study's finished trials (complete + pruned) reach the budget;
 2. if the trials running elsewhere will reach it, wait for them (and fail stale ones, so a
    dead worker's trial is queued again and someone retries it);
-3. otherwise run one trial with ``study.optimize`` (heartbeat, stale-trial handling and error
-   recording are Optuna's).
+3. otherwise fail stale trials (at most once per heartbeat interval) and run one trial:
+   ``study.ask``, the objective under a :class:`~adamz.search.heartbeat.Heartbeat`,
+   ``study.tell``.
 
 The budget is the study's, not each worker's: N workers together run it once. On the first
 SIGTERM or SIGINT a worker interrupts its trial, which is recorded as failed and queued again
@@ -30,10 +31,12 @@ from types import FrameType
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.study._tell import _tell_with_warning
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from adamz.search.objective import FINISHED, TrialObjective, count_states
+from adamz.search.heartbeat import Heartbeat
+from adamz.search.objective import FINISHED, SurplusTrialError, TrialObjective, count_states
 from adamz.search.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, load_study, open_storage
 from adamz.search.studies import AnySpec, make_pruner, make_sampler, spec_from_definition
 
@@ -107,6 +110,11 @@ def run_worker(study_name: str, options: WorkerOptions) -> int:
         raise WorkerStopped(signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    heartbeat = Heartbeat(storage)
+    # A dead worker's trial goes stale only a grace period after its last beat: checking once
+    # per heartbeat interval finds it as soon as checking before every trial would, near enough.
+    stale_check_interval = heartbeat.interval or 0.0
+    next_stale_check = 0.0
     failures = 0
     try:
         while failures < MAX_CONSECUTIVE_FAILURES:
@@ -114,14 +122,16 @@ def run_worker(study_name: str, options: WorkerOptions) -> int:
             finished = sum(counts[state] for state in FINISHED)
             if finished >= budget:
                 return 0
-            if finished + counts[TrialState.RUNNING] >= budget:
+            waiting = finished + counts[TrialState.RUNNING] >= budget
+            if waiting or time.monotonic() >= next_stale_check:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     fail_stale_trials(study)
+                next_stale_check = time.monotonic() + stale_check_interval
+            if waiting:
                 time.sleep(POLL_S)
                 continue
-            # No callbacks: with one, Optuna reads the finished trial back from the storage.
-            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
+            _run_trial(study, objective, heartbeat)
             failures = failures + 1 if objective.last_error is not None else 0
         logger.error(
             "Worker %s stops: its last %d trials failed (the last error: %s).",
@@ -139,6 +149,43 @@ def run_worker(study_name: str, options: WorkerOptions) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _run_trial(study: optuna.Study, objective: TrialObjective, heartbeat: Heartbeat) -> None:
+    """Ask for a trial, run ``objective`` on it with a heartbeat, and tell how it ended.
+
+    This is ``study.optimize(objective, n_trials=1, catch=(Exception,))`` with two changes, for
+    speed: :class:`Heartbeat` instead of Optuna's heartbeat thread (its docstring says why),
+    and no check for stale trials before each trial (:func:`run_worker` makes it once per
+    heartbeat interval). An exception fails the trial and is logged; ``WorkerStopped`` (a
+    ``KeyboardInterrupt``) fails it and is raised again, as in ``study.optimize``.
+    """
+    with warnings.catch_warnings():
+        # Optuna warns that a heartbeat storage is meant for study.optimize: this is its loop.
+        warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+        trial = study.ask()
+    value: float | None = None
+    state: TrialState | None = None  # complete, or failed by Optuna if the value is NaN
+    with heartbeat.beating(trial._trial_id):
+        try:
+            value = objective(trial)
+        except optuna.TrialPruned as pruned:
+            state = TrialState.PRUNED
+            logger.info("Trial %d pruned: %s", trial.number, pruned)
+        except SurplusTrialError as surplus:
+            state = TrialState.FAIL
+            logger.info("Trial %d not run: %s", trial.number, surplus)
+        except Exception:
+            state = TrialState.FAIL
+            logger.warning(
+                "Trial %d failed, parameters %s:", trial.number, trial.params, exc_info=True
+            )
+        except KeyboardInterrupt:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+    # Optuna's own loop calls this rather than ``study.tell``, which reads the finished trial
+    # back from the storage and deep-copies it for a caller that has no use for it here.
+    _tell_with_warning(study, trial, value, state=state)
 
 
 def _requeue_interrupted(study: optuna.Study) -> None:

@@ -1,0 +1,82 @@
+"""The worker's heartbeat: a first beat in line before the trial runs, then one per interval."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import cast
+
+import optuna
+import pytest
+from optuna.storages import BaseStorage
+
+from adamz.search.heartbeat import Heartbeat
+from adamz.search.storage import open_storage
+
+
+class RecordingStorage:
+    """The two heartbeat methods of an RDB storage, recording who beat and when."""
+
+    def __init__(self, interval: float | None) -> None:
+        self.interval = interval
+        self.beats: list[tuple[int, str]] = []
+
+    def get_heartbeat_interval(self) -> float | None:
+        return self.interval
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        self.beats.append((trial_id, threading.current_thread().name))
+
+
+def test_the_first_beat_is_written_in_line_before_the_block_runs() -> None:
+    storage = RecordingStorage(interval=60)
+    with Heartbeat(cast(BaseStorage, storage)).beating(7):
+        assert storage.beats == [(7, threading.current_thread().name)]
+
+
+def test_later_beats_come_every_interval_from_a_thread_and_stop_with_the_block() -> None:
+    storage = RecordingStorage(interval=0.05)
+    with Heartbeat(cast(BaseStorage, storage)).beating(3):
+        time.sleep(0.4)
+    beats = len(storage.beats)
+    time.sleep(0.2)
+    assert len(storage.beats) == beats  # none after the block
+    assert beats >= 4
+    assert {name for _, name in storage.beats[1:]} == {"heartbeat-3"}
+    assert all(trial_id == 3 for trial_id, _ in storage.beats)
+
+
+def test_the_thread_stops_when_the_block_raises() -> None:
+    storage = RecordingStorage(interval=0.05)
+    with pytest.raises(KeyboardInterrupt), Heartbeat(cast(BaseStorage, storage)).beating(1):
+        raise KeyboardInterrupt
+    assert not [thread for thread in threading.enumerate() if thread.name == "heartbeat-1"]
+
+
+def test_a_storage_without_heartbeats_gets_no_beats() -> None:
+    storage = RecordingStorage(interval=None)
+    with Heartbeat(cast(BaseStorage, storage)).beating(1):
+        time.sleep(0.05)
+    assert storage.beats == []
+
+
+def test_on_sqlite_a_beating_trial_stays_alive_and_goes_stale_once_the_beats_stop(
+    tmp_path: Path,
+) -> None:
+    storage = open_storage(
+        f"sqlite:///{tmp_path / 'beat.db'}", heartbeat_interval=1, grace_period=2
+    )
+    study = optuna.create_study(storage=storage)
+    with pytest.warns(UserWarning, match="Heartbeat of storage"):
+        trial = study.ask()
+
+    def stale() -> list[int]:
+        return storage._get_stale_trial_ids(study._study_id)  # type: ignore[attr-defined,no-any-return]
+
+    with Heartbeat(storage).beating(trial._trial_id):
+        time.sleep(3)  # longer than the grace period: only the thread's beats keep it alive
+        assert stale() == []
+    # The block is left without telling the trial: as if the worker died there.
+    time.sleep(3)
+    assert stale() == [trial._trial_id]
