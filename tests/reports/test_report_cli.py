@@ -38,7 +38,7 @@ def storage(tmp_path_factory: pytest.TempPathFactory) -> str:
         hyperparameters = {"lr": lr, "patience": patience, "stagnation_period": 3}
         result = train(
             RunConfig(workload="digits", hyperparameters=hyperparameters, epochs=1, train_size=200),
-            on_epoch=trial.report,
+            on_epoch=lambda epoch, metric, trial=trial: trial.report(metric, epoch),
         )
         trial.set_user_attr("run", {"result": result.to_dict()})
         real.tell(trial, result.final_metric)
