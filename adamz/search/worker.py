@@ -185,7 +185,9 @@ def _run_trial(study: optuna.Study, objective: TrialObjective, heartbeat: Heartb
             raise
     # Optuna's own loop calls this rather than ``study.tell``, which reads the finished trial
     # back from the storage and deep-copies it for a caller that has no use for it here.
-    _tell_with_warning(study, trial, value, state=state)
+    # A trial another worker already failed as stale (this one stalled past the grace period)
+    # keeps that state: its retry is queued, and this worker goes on.
+    _tell_with_warning(study, trial, value, state=state, skip_if_finished=True)
 
 
 def _requeue_interrupted(study: optuna.Study) -> None:
