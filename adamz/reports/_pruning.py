@@ -19,7 +19,9 @@ def pruning_section(data: StudyData) -> Section:
     """Epochs saved by pruning (vs running every pruned trial to the longest run's last epoch),
     trials and busy time per worker, and Optuna's intermediate-values and timeline charts."""
     section = Section("Pruning and workers")
-    steps = {t.number: max(t.intermediate_values) + 1 for t in data.trials if t.intermediate_values}
+    # Epochs a trial ran = values it reported: our workers number epochs from 1, plain Optuna
+    # studies often from 0, so the last step is not the count.
+    steps = {t.number: len(t.intermediate_values) for t in data.trials if t.intermediate_values}
     if steps:
         full = (
             max(steps[t.number] for t in data.completed if t.number in steps)
