@@ -21,6 +21,7 @@ from adamz.search.objective import count_states
 from adamz.search.storage import STORAGE_ENV, load_study, open_storage, storage_url
 from adamz.search.studies import AnySpec, load_study_file, spec_from_definition
 from adamz.search.worker import (
+    BUDGET_OVERRIDE_ATTR,
     WorkerOptions,
     launch_workers,
     parse_devices,
@@ -222,7 +223,10 @@ class StatusCommand(Command):
         if args.format == "json":
             print(json.dumps(status, indent=2))
             return 0
-        print(f"study {status['study']} ({status['direction']}, budget {status['budget']})")
+        budget = f"budget {status['budget']}"
+        if status["budget"] != status["file_budget"]:
+            budget += f" from the workers' --n-trials; the file's is {status['file_budget']}"
+        print(f"study {status['study']} ({status['direction']}, {budget})")
         print("trials: " + ", ".join(f"{k} {v}" for k, v in status["trials"].items()))
         best = status["best"]
         if best:
@@ -259,13 +263,15 @@ def study_status(study: optuna.Study) -> dict[str, Any]:
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     ]
     definition = study.user_attrs.get("definition")
-    budget = None
+    file_budget = None
     if isinstance(definition, dict):  # a replicate study's budget is runs x seeds
-        budget = spec_from_definition(definition, source=study.study_name).budget
+        file_budget = spec_from_definition(definition, source=study.study_name).budget
+    override = study.user_attrs.get(BUDGET_OVERRIDE_ATTR)
     return {
         "study": study.study_name,
         "direction": study.direction.name.lower(),
-        "budget": budget,
+        "budget": override or file_budget,
+        "file_budget": file_budget,
         "trials": {state.name.lower(): count for state, count in counts.items()},
         "best": best,
         "running": running,

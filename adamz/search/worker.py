@@ -40,13 +40,22 @@ from adamz.search.objective import FINISHED, SurplusTrialError, TrialObjective, 
 from adamz.search.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, load_study, open_storage
 from adamz.search.studies import AnySpec, make_pruner, make_sampler, spec_from_definition
 
-__all__ = ["WorkerOptions", "WorkerStopped", "launch_workers", "parse_devices", "run_worker"]
+__all__ = [
+    "BUDGET_OVERRIDE_ATTR",
+    "WorkerOptions",
+    "WorkerStopped",
+    "launch_workers",
+    "parse_devices",
+    "run_worker",
+]
 
 logger = logging.getLogger(__name__)
 
 POLL_S = 1.0
 CHECKPOINT_INTERVAL_S = 30.0
 """Least seconds between two checkpoints of a trial: a killed trial redoes at most this much."""
+BUDGET_OVERRIDE_ATTR = "n_trials"
+"""The study attribute holding the last workers' ``--n-trials`` (``None``: the file's budget)."""
 MAX_CONSECUTIVE_FAILURES = 5
 """A worker whose trials fail this many times in a row stops with exit code 1: something is
 wrong with the study or the host (a bug, missing data), not with the sampled values."""
@@ -93,6 +102,8 @@ def run_worker(study_name: str, options: WorkerOptions) -> int:
     study.sampler = make_sampler(spec.sampler, seed_offset=options.worker_index)
     study.pruner = make_pruner(spec.pruner)
     budget = options.n_trials or spec.budget
+    if study.user_attrs.get(BUDGET_OVERRIDE_ATTR) != options.n_trials:
+        study.set_user_attr(BUDGET_OVERRIDE_ATTR, options.n_trials)  # for `status`
     objective = TrialObjective(
         spec,
         budget=budget,

@@ -151,6 +151,23 @@ def test_status_and_studies_report_trials_by_state(
     assert "quick" in run("studies")[1]
 
 
+def test_status_shows_the_budget_the_workers_were_given_with_n_trials(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def run(*args: str) -> tuple[int, str, str]:
+        return cli(*args, cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+
+    study_file = str(write_study(tmp_path, budget=3, epochs=1))
+    assert run("worker", study_file, "--single", "--n-trials", "1")[0] == 0
+    status = json.loads(run("status", "quick", "--format", "json")[1])
+    assert (status["budget"], status["file_budget"]) == (1, 3)
+    assert "budget 1 from the workers' --n-trials; the file's is 3" in run("status", "quick")[1]
+    assert run("worker", "quick", "--single")[0] == 0  # back to the file's budget
+    status = json.loads(run("status", "quick", "--format", "json")[1])
+    assert (status["budget"], status["file_budget"]) == (3, 3)
+    assert status["trials"]["complete"] + status["trials"]["pruned"] == 3
+
+
 def test_eight_concurrent_workers_on_sqlite_raise_no_errors(tmp_path: Path) -> None:
     study_file = write_study(tmp_path, budget=16, epochs=1)
     result = run_cli(
