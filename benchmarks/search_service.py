@@ -177,6 +177,7 @@ def scaling(args: argparse.Namespace, directory: Path) -> None:
 
 def pruning(args: argparse.Namespace, directory: Path) -> None:
     storage = f"sqlite:///{directory / 'pruning.db'}"
+    torch.set_num_threads(1)  # deterministic training: the same trials prune on every run
     workload = {"name": "digits"}
     pruners = {
         "none": {"name": "none"},
