@@ -192,7 +192,7 @@ def _run_trial(study: optuna.Study, objective: TrialObjective, heartbeat: Heartb
                 "Trial %d failed, parameters %s:", trial.number, trial.params, exc_info=True
             )
         except KeyboardInterrupt:
-            study.tell(trial, state=TrialState.FAIL)
+            _tell_with_warning(study, trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
     # Optuna's own loop calls this rather than ``study.tell``, which reads the finished trial
     # back from the storage and deep-copies it for a caller that has no use for it here.
