@@ -190,16 +190,7 @@ class TrialObjective:
         Workers check the budget before asking for a trial, but two of them can ask at the same
         moment; the one that started later is refused here. It is recorded as failed with
         ``surplus: true`` and does not count against the budget.
-
-        A trial that was not queued was numbered and started in one step, so every trial that
-        started before it has a lower number: if its number is below the budget, those cannot
-        fill it, and the check needs no query. Queued trials (defaults, replicate runs, retries)
-        carry ``fixed_params`` or ``failed_trial`` and are always counted.
         """
-        system_attrs = trial._cached_frozen_trial.system_attrs
-        queued = "fixed_params" in system_attrs or "failed_trial" in system_attrs
-        if not queued and trial.number < self.budget:
-            return
         counts = count_states(trial.study)
         finished = sum(counts[state] for state in FINISHED)
         if finished + counts[TrialState.RUNNING] <= self.budget:  # this one included
