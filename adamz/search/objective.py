@@ -190,14 +190,19 @@ class TrialObjective:
         Workers check the budget before asking for a trial, but two of them can ask at the same
         moment; the one that started later is refused here. It is recorded as failed with
         ``surplus: true`` and does not count against the budget.
+
+        The slow path reads the running trials and then counts the finished ones, in that
+        order: a trial that finishes between the two reads is then counted twice, which can
+        only refuse a trial that had room (its worker asks again). Read the other way round,
+        such a trial was in neither read, and two workers could both run the last place.
         """
-        counts = count_states(trial.study)
-        finished = sum(counts[state] for state in FINISHED)
-        if finished + counts[TrialState.RUNNING] <= self.budget:  # this one included
-            return
+        counts = count_states(trial.study)  # one query: a consistent view
+        if sum(counts[state] for state in FINISHED) + counts[TrialState.RUNNING] <= self.budget:
+            return  # this one included
         running = trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))  # few
+        finished = sum(count_states(trial.study)[state] for state in FINISHED)
         mine = next(other for other in running if other.number == trial.number)
-        # Finished trials all started before this one; running ones, if they started earlier.
+        # Finished trials all count; running ones if they started before this one.
         started_before = [
             other
             for other in running

@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 from search_helpers import write_study
 
 from adamz.search import TrialObjective, load_study_file, open_storage
+from adamz.search import objective as objective_module
 from adamz.search.objective import SurplusTrialError
 
 
@@ -44,3 +45,43 @@ def test_failed_trials_do_not_fill_the_budget(tmp_path: Path, study: optuna.Stud
         study.tell(study.ask(), state=TrialState.FAIL)
     trial = study.ask()  # number 3 >= budget: counted, and the failures leave room
     assert 0.0 < run(trial) <= 1.0
+
+
+@pytest.mark.parametrize("read", [1, 2, 3])
+def test_a_trial_finishing_during_the_check_never_lets_two_trials_take_the_last_place(
+    tmp_path: Path, study: optuna.Study, monkeypatch: pytest.MonkeyPatch, read: int
+) -> None:
+    """Budget 2; ``first`` runs, then ``second``, then ``late``: ``late`` has no place.
+
+    ``first`` completes just after the check's read number ``read`` (the counts, the running
+    trials or the second count), however the reads interleave with it.
+    """
+    run = objective(tmp_path, budget=2)
+    first, second, late = study.ask(), study.ask(), study.ask()
+    reads = 0
+
+    def finish_first_after_read() -> None:
+        nonlocal reads
+        reads += 1
+        if reads == read:
+            study.tell(first, 0.5)
+
+    real_count, real_get_trials = objective_module.count_states, optuna.Study.get_trials
+
+    def counting(*args: object, **kwargs: object) -> dict[TrialState, int]:
+        counts = real_count(*args, **kwargs)
+        finish_first_after_read()
+        return counts
+
+    def getting(self: optuna.Study, *args: object, **kwargs: object) -> object:
+        trials = real_get_trials(self, *args, **kwargs)
+        finish_first_after_read()
+        return trials
+
+    monkeypatch.setattr(objective_module, "count_states", counting)
+    monkeypatch.setattr(optuna.Study, "get_trials", getting)
+    with pytest.raises(SurplusTrialError):
+        run(late)
+    assert reads >= read, "the check made fewer reads than the test interleaves with"
+    assert study.trials[first.number].state is TrialState.COMPLETE
+    assert study.trials[second.number].state is TrialState.RUNNING
