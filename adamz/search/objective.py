@@ -195,7 +195,17 @@ class TrialObjective:
         order: a trial that finishes between the two reads is then counted twice, which can
         only refuse a trial that had room (its worker asks again). Read the other way round,
         such a trial was in neither read, and two workers could both run the last place.
+
+        A trial that was not queued was numbered and started in one step, so every trial that
+        started before it has a lower number: if its number is below the budget, those cannot
+        fill it, and the check needs no query. Queued trials (defaults, replicate runs, retries)
+        carry ``fixed_params`` or ``failed_trial`` and are always counted: they were numbered
+        when queued, and may start long after trials with higher numbers.
         """
+        system_attrs = trial._cached_frozen_trial.system_attrs
+        queued = "fixed_params" in system_attrs or "failed_trial" in system_attrs
+        if not queued and trial.number < self.budget:
+            return
         counts = count_states(trial.study)  # one query: a consistent view
         if sum(counts[state] for state in FINISHED) + counts[TrialState.RUNNING] <= self.budget:
             return  # this one included

@@ -1,4 +1,5 @@
-"""A trial's budget check: refused when earlier trials fill the budget, run when they do not."""
+"""A trial's budget check: refused when earlier trials fill the budget, free of queries when they
+cannot."""
 
 from __future__ import annotations
 
@@ -25,6 +26,34 @@ def study(tmp_path: Path) -> optuna.Study:
 def objective(tmp_path: Path, budget: int) -> TrialObjective:
     spec = load_study_file(write_study(tmp_path, budget=budget, epochs=1))
     return TrialObjective(spec, budget=budget, device="cpu", checkpoint_dir=tmp_path)
+
+
+def forbid_counting(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_count(study: optuna.Study) -> None:
+        raise AssertionError("the budget check counted the trials")
+
+    monkeypatch.setattr(objective_module, "count_states", no_count)
+
+
+def test_a_new_trial_numbered_below_the_budget_runs_without_counting(
+    tmp_path: Path, study: optuna.Study, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = objective(tmp_path, budget=2)
+    study.tell(study.ask(), 0.5)
+    forbid_counting(monkeypatch)
+    trial = study.ask()  # number 1, budget 2
+    assert 0.0 < run(trial) <= 1.0
+
+
+def test_a_queued_trial_is_counted_even_below_the_budget(
+    tmp_path: Path, study: optuna.Study, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = objective(tmp_path, budget=2)
+    study.enqueue_trial({"lr": 0.01})
+    trial = study.ask()  # number 0, but queued: whoever popped it may have started late
+    forbid_counting(monkeypatch)
+    with pytest.raises(AssertionError, match="counted"):
+        run(trial)
 
 
 def test_a_trial_after_the_budget_is_filled_is_refused_as_surplus(
