@@ -4,9 +4,11 @@ A trial records two user attributes, because each is a write to the storage (a f
 milliseconds on SQLite, which is most of a worker's cost per trial on a short workload):
 
 - ``worker``, written when the trial starts so that ``status`` can show who runs it: ``host``,
-  ``pid``, ``device``, ``torch_version``, ``adamz_version``, ``seeds`` and, for a retried trial,
-  ``resumes_trial`` (the number of the trial whose checkpoints it resumes);
-- ``run``, written when it ends however it ends: ``wall_time_s``, ``epochs_run`` in this trial,
+  ``pid``, ``device``, ``torch_version``, ``adamz_version`` and, for a retried trial,
+  ``resumes_trial`` (the number of the trial whose checkpoints it resumes); a worker writes it
+  with the trial's first heartbeat;
+- ``run``, written when it ends however it ends: ``seeds`` it trained, ``wall_time_s``,
+  ``epochs_run`` in this trial,
   ``seed_metrics`` with several seeds, ``stop_reason`` when it was pruned or diverged, and
   ``result``: the first seed's :class:`~adamz.training.TrainResult` as a dict, which for AdamZ
   holds the controller's adjustments.
@@ -126,6 +128,35 @@ class TrialObjective:
         """The error of the last trial if it failed (not pruned, not surplus), else ``None``."""
 
     def __call__(self, trial: optuna.Trial) -> float:
+        """Record who runs ``trial``, then :meth:`run` it: the objective for ``study.optimize``."""
+        trial.set_user_attr("worker", self.worker_record(trial))
+        return self.run(trial)
+
+    def worker_record(self, trial: optuna.Trial) -> dict[str, Any]:
+        """The ``worker`` user attribute: who runs ``trial`` and which trial it resumes.
+
+        Reading it costs no query: ``adamz-search`` workers write it with the trial's first
+        heartbeat, in one transaction, and then call :meth:`run`.
+        """
+        worker: dict[str, Any] = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "device": self.device,
+            "torch_version": torch.__version__,
+            "adamz_version": __version__,
+        }
+        origin = original_trial_number(trial)
+        if origin != trial.number:
+            worker["resumes_trial"] = origin
+        return worker
+
+    def run(self, trial: optuna.Trial) -> float:
+        """Train ``trial``'s plan on each of its seeds and return the mean metric.
+
+        Raises:
+            optuna.TrialPruned: the pruner stopped it, or the loss diverged.
+            SurplusTrialError: the trials that started before it already fill the budget.
+        """
         self.last_error = None
         try:
             return self._run(trial)
@@ -143,21 +174,9 @@ class TrialObjective:
         plan = self.spec.plan(trial)
         origin = original_trial_number(trial)
         seeds = plan.seeds
-        worker: dict[str, Any] = {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "device": self.device,
-            "torch_version": torch.__version__,
-            "adamz_version": __version__,
-            "seeds": seeds,
-        }
-        if origin != trial.number:
-            worker["resumes_trial"] = origin
-        trial.set_user_attr("worker", worker)
-
         started = time.perf_counter()
         metrics: list[float] = []
-        run: dict[str, Any] = {"epochs_run": 0}
+        run: dict[str, Any] = {"seeds": seeds, "epochs_run": 0}
         checkpoints = [self.checkpoint_dir / f"trial-{origin}-seed-{seed}.pt" for seed in seeds]
         try:
             for index, seed in enumerate(seeds):

@@ -167,8 +167,8 @@ def _run_trial(study: optuna.Study, objective: TrialObjective, heartbeat: Heartb
 
     This is ``study.optimize(objective, n_trials=1, catch=(Exception,))`` with two changes, for
     speed: :class:`Heartbeat` instead of Optuna's heartbeat thread (its docstring says why),
-    and no check for stale trials before each trial (:func:`run_worker` makes it once per
-    heartbeat interval). An exception fails the trial and is logged; ``WorkerStopped`` (a
+    writing the trial's ``worker`` record with the first beat; and no check for stale trials
+    before each trial (:func:`run_worker` makes it once per heartbeat interval). An exception fails the trial and is logged; ``WorkerStopped`` (a
     ``KeyboardInterrupt``) fails it and is raised again, as in ``study.optimize``.
     """
     with warnings.catch_warnings():
@@ -177,23 +177,24 @@ def _run_trial(study: optuna.Study, objective: TrialObjective, heartbeat: Heartb
         trial = study.ask()
     value: float | None = None
     state: TrialState | None = None  # complete, or failed by Optuna if the value is NaN
-    with heartbeat.beating(trial._trial_id):
-        try:
-            value = objective(trial)
-        except optuna.TrialPruned as pruned:
-            state = TrialState.PRUNED
-            logger.info("Trial %d pruned: %s", trial.number, pruned)
-        except SurplusTrialError as surplus:
-            state = TrialState.FAIL
-            logger.info("Trial %d not run: %s", trial.number, surplus)
-        except Exception:
-            state = TrialState.FAIL
-            logger.warning(
-                "Trial %d failed, parameters %s:", trial.number, trial.params, exc_info=True
-            )
-        except KeyboardInterrupt:
-            _tell_with_warning(study, trial, state=TrialState.FAIL, skip_if_finished=True)
-            raise
+    try:
+        with heartbeat.beating(trial._trial_id, {"worker": objective.worker_record(trial)}):
+            try:
+                value = objective.run(trial)
+            except optuna.TrialPruned as pruned:
+                state = TrialState.PRUNED
+                logger.info("Trial %d pruned: %s", trial.number, pruned)
+            except SurplusTrialError as surplus:
+                state = TrialState.FAIL
+                logger.info("Trial %d not run: %s", trial.number, surplus)
+            except Exception:
+                state = TrialState.FAIL
+                logger.warning(
+                    "Trial %d failed, parameters %s:", trial.number, trial.params, exc_info=True
+                )
+    except KeyboardInterrupt:  # also while the first beat is written
+        _tell_with_warning(study, trial, state=TrialState.FAIL, skip_if_finished=True)
+        raise
     # Optuna's own loop calls this rather than ``study.tell``, which reads the finished trial
     # back from the storage and deep-copies it for a caller that has no use for it here.
     # A trial another worker already failed as stale (this one stalled past the grace period)

@@ -1,15 +1,19 @@
-"""The worker's heartbeat: a first beat in line before the trial runs, then one per interval."""
+"""The worker's heartbeat: a first beat in line before the trial runs, carrying the trial's start
+record, then one per interval."""
 
 from __future__ import annotations
 
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import cast
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.storages import BaseStorage
+from optuna.storages._rdb import models
 
 from adamz.search.heartbeat import Heartbeat
 from adamz.search.storage import open_storage
@@ -80,3 +84,26 @@ def test_on_sqlite_a_beating_trial_stays_alive_and_goes_stale_once_the_beats_sto
     # The block is left without telling the trial: as if the worker died there.
     time.sleep(3)
     assert stale() == [trial._trial_id]
+
+
+@pytest.mark.parametrize("interval", [60, None])
+def test_the_first_beat_carries_the_start_record_in_one_commit(
+    tmp_path: Path, interval: int | None
+) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'beat.db'}", heartbeat_interval=interval)
+    study = optuna.create_study(storage=storage)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # heartbeat storage outside optimize
+        trial = study.ask()
+    commits: list[object] = []
+    engine = storage.engine  # type: ignore[attr-defined]
+    record = commits.append  # one bound method, to remove the listener by
+    sqlalchemy.event.listen(engine, "commit", record)
+    with Heartbeat(storage).beating(trial._trial_id, {"worker": {"pid": 1}, "note": "x"}):
+        assert len(commits) == (1 if interval else 2)  # one per attribute without beats
+        assert study.trials[trial.number].user_attrs == {"worker": {"pid": 1}, "note": "x"}
+    sqlalchemy.event.remove(engine, "commit", record)
+    if interval:
+        with storage.scoped_session() as session:  # type: ignore[attr-defined]
+            beats = session.query(models.TrialHeartbeatModel).all()
+            assert [beat.trial_id for beat in beats] == [trial._trial_id]
