@@ -14,8 +14,9 @@ PostgreSQL each commit is a few milliseconds.
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,6 +24,7 @@ import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
+from sqlalchemy.dialects import postgresql, sqlite
 
 __all__ = ["Heartbeat"]
 
@@ -71,27 +73,48 @@ class Heartbeat:
             self._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
 
     def _first_beat(self, trial_id: int, user_attrs: Mapping[str, Any]) -> None:
-        """The first beat and ``user_attrs``, in one transaction where the storage is an RDB.
+        """The first beat and ``user_attrs``, in one transaction on SQLite and PostgreSQL.
 
-        Optuna writes each attribute and each beat in a transaction of its own; this does what
-        ``set_trial_user_attr`` and ``record_heartbeat`` do, with their session helpers, and
-        commits once.
+        Optuna writes each attribute and each beat in a transaction of its own, and reads the
+        trial before each write to check that it is still running. A trial's first beat comes
+        right after it was asked for: no other worker can have finished it (without a beat it
+        cannot go stale), so two upserts and one commit do the same.
         """
         # A study opened on an RDBStorage holds it wrapped in Optuna's caching layer, which
         # passes attribute and heartbeat writes straight through.
         rdb = getattr(self._storage, "_backend", self._storage)
-        if not isinstance(rdb, RDBStorage):
+        if not isinstance(rdb, RDBStorage) or rdb.engine.name not in _UPSERTS:
+            # Another database, or a journal storage: Optuna's own writes.
             for key, value in user_attrs.items():
                 self._storage.set_trial_user_attr(trial_id, key, value)
             self._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
             return
+        insert = _UPSERTS[rdb.engine.name]
+        attrs, beats = models.TrialUserAttributeModel, models.TrialHeartbeatModel
         with _create_scoped_session(rdb.scoped_session, True) as session:
-            for key, value in user_attrs.items():
-                rdb._set_trial_attr_without_commit(
-                    session, models.TrialUserAttributeModel, trial_id, key, value
+            if user_attrs:
+                rows = insert(attrs).values(
+                    [
+                        {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+                        for key, value in user_attrs.items()
+                    ]
                 )
-            beat = models.TrialHeartbeatModel.where_trial_id(trial_id, session, True)
-            if beat is None:
-                session.add(models.TrialHeartbeatModel(trial_id=trial_id))
-            else:  # a trial beats once per start; a caller that starts it twice moves it on
-                beat.heartbeat = session.execute(sqlalchemy.func.now()).scalar()
+                session.execute(
+                    rows.on_conflict_do_update(  # a retried trial inherits its origin's attrs
+                        index_elements=[attrs.trial_id, attrs.key],
+                        set_={"value_json": rows.excluded.value_json},
+                    )
+                )
+            beat = insert(beats).values(trial_id=trial_id, heartbeat=sqlalchemy.func.now())
+            session.execute(
+                beat.on_conflict_do_update(
+                    index_elements=[beats.trial_id], set_={"heartbeat": sqlalchemy.func.now()}
+                )
+            )
+
+
+_UPSERTS: dict[str, Callable[[Any], Any]] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+}
+"""SQLAlchemy's ``INSERT ... ON CONFLICT DO UPDATE``, for the databases that have it."""

@@ -3,6 +3,7 @@ record, then one per interval."""
 
 from __future__ import annotations
 
+import datetime
 import threading
 import time
 import warnings
@@ -12,7 +13,7 @@ from typing import cast
 import optuna
 import pytest
 import sqlalchemy
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
 
 from adamz.search.heartbeat import Heartbeat
@@ -86,24 +87,54 @@ def test_on_sqlite_a_beating_trial_stays_alive_and_goes_stale_once_the_beats_sto
     assert stale() == [trial._trial_id]
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'beat.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def beat_times(storage: RDBStorage) -> dict[int, datetime.datetime]:
+    with storage.scoped_session() as session:
+        return {
+            beat.trial_id: beat.heartbeat
+            for beat in session.query(models.TrialHeartbeatModel).all()
+        }
+
+
 @pytest.mark.parametrize("interval", [60, None])
 def test_the_first_beat_carries_the_start_record_in_one_commit(
-    tmp_path: Path, interval: int | None
+    database: str, interval: int | None
 ) -> None:
-    storage = open_storage(f"sqlite:///{tmp_path / 'beat.db'}", heartbeat_interval=interval)
+    storage = open_storage(database, heartbeat_interval=interval)
     study = optuna.create_study(storage=storage)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # heartbeat storage outside optimize
         trial = study.ask()
     commits: list[object] = []
-    engine = storage.engine  # type: ignore[attr-defined]
     record = commits.append  # one bound method, to remove the listener by
-    sqlalchemy.event.listen(engine, "commit", record)
+    sqlalchemy.event.listen(storage.engine, "commit", record)
     with Heartbeat(storage).beating(trial._trial_id, {"worker": {"pid": 1}, "note": "x"}):
         assert len(commits) == (1 if interval else 2)  # one per attribute without beats
         assert study.trials[trial.number].user_attrs == {"worker": {"pid": 1}, "note": "x"}
-    sqlalchemy.event.remove(engine, "commit", record)
-    if interval:
-        with storage.scoped_session() as session:  # type: ignore[attr-defined]
-            beats = session.query(models.TrialHeartbeatModel).all()
-            assert [beat.trial_id for beat in beats] == [trial._trial_id]
+    sqlalchemy.event.remove(storage.engine, "commit", record)
+    assert list(beat_times(storage)) == ([trial._trial_id] if interval else [])
+
+
+def test_a_retried_trial_s_first_beat_replaces_the_attributes_it_inherited(
+    database: str,
+) -> None:
+    storage = open_storage(database, heartbeat_interval=60)
+    study = optuna.create_study(storage=storage)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        trial = study.ask()
+    storage.set_trial_user_attr(trial._trial_id, "worker", {"pid": 1})
+    storage.set_trial_user_attr(trial._trial_id, "enqueued", "defaults")
+    storage.record_heartbeat(trial._trial_id)
+    first = beat_times(storage)[trial._trial_id]
+    time.sleep(1.1)  # SQLite keeps beats to the second
+    with Heartbeat(storage).beating(trial._trial_id, {"worker": {"pid": 2}}):
+        attrs = study.trials[trial.number].user_attrs
+    assert attrs == {"worker": {"pid": 2}, "enqueued": "defaults"}
+    assert beat_times(storage)[trial._trial_id] > first
