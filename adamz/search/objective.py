@@ -39,7 +39,7 @@ from adamz.search.replicates import TrialPlan
 from adamz.search.studies import AnySpec
 from adamz.training import RunConfig, train
 
-__all__ = ["FINISHED", "SurplusTrialError", "TrialObjective", "count_states"]
+__all__ = ["FINISHED", "SurplusTrialError", "TrialObjective", "count_states", "is_queued"]
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 """States that count against a study's budget."""
@@ -47,6 +47,16 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 class SurplusTrialError(RuntimeError):
     """A trial started after the budget was already taken by trials before it; it is not run."""
+
+
+def is_queued(trial: optuna.Trial) -> bool:
+    """Whether ``trial`` was queued (defaults, a replicate run, a retry) rather than sampled.
+
+    Queued trials carry ``fixed_params`` (``enqueue_trial``) or ``failed_trial`` (a retry) in
+    the system attributes of the frozen trial a live ``Trial`` was created from: no query.
+    """
+    system_attrs = trial._cached_frozen_trial.system_attrs
+    return "fixed_params" in system_attrs or "failed_trial" in system_attrs
 
 
 def original_trial_number(trial: optuna.Trial) -> int:
@@ -170,6 +180,10 @@ class TrialObjective:
             raise
 
     def _run(self, trial: optuna.Trial) -> float:
+        if self.spec.queued_only and not is_queued(trial):
+            # Two workers asked at once for the last queued run, and this one found none.
+            trial.set_user_attr("surplus", True)
+            raise SurplusTrialError("no queued run is left to take")
         self._check_budget(trial)
         plan = self.spec.plan(trial)
         origin = original_trial_number(trial)
@@ -221,9 +235,7 @@ class TrialObjective:
         carry ``fixed_params`` or ``failed_trial`` and are always counted: they were numbered
         when queued, and may start long after trials with higher numbers.
         """
-        system_attrs = trial._cached_frozen_trial.system_attrs
-        queued = "fixed_params" in system_attrs or "failed_trial" in system_attrs
-        if not queued and trial.number < self.budget:
+        if not is_queued(trial) and trial.number < self.budget:
             return
         counts = count_states(trial.study)  # one query: a consistent view
         if sum(counts[state] for state in FINISHED) + counts[TrialState.RUNNING] <= self.budget:

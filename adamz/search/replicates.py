@@ -90,6 +90,8 @@ class ReplicateSpec:
     # What the worker reads from any spec it runs.
     sampler: ClassVar[dict[str, Any]] = {"name": "random", "seed": 0}  # trials are queued
     pruner: ClassVar[dict[str, Any]] = {"name": "none"}  # a replicate is never cut short
+    queued_only: ClassVar[bool] = True
+    """Every trial is a queued (run, seed): a worker samples none, and queues a failed one again."""
 
     @property
     def budget(self) -> int:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import optuna
 
@@ -100,6 +100,7 @@ class StudySpec:
         sampler, pruner: ``{"name": ..., **options}``.
         space: the search space.
         definition: the whole study as plain data, search space inlined: what is stored.
+        queued_only: ``False``: the sampler proposes the trials (``ReplicateSpec``'s is True).
     """
 
     name: str
@@ -114,6 +115,8 @@ class StudySpec:
     seeds_per_trial: int
     enqueue_defaults: bool
     definition: dict[str, Any]
+
+    queued_only: ClassVar[bool] = False
 
     @property
     def digest(self) -> str:

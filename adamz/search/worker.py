@@ -11,6 +11,10 @@ progress bar read from the storage. Each process runs :func:`run_worker`, which 
    ``study.ask``, the objective under a :class:`~adamz.search.heartbeat.Heartbeat`,
    ``study.tell``.
 
+A replicate study (``queued_only``) runs only its queued trials: a worker waits while none is
+queued and some run elsewhere, stops when none is left, and queues a trial that failed with an
+exception again (up to ``MAX_RETRIES`` times), since nothing would sample its (run, seed).
+
 The budget is the study's, not each worker's: N workers together run it once. On the first
 SIGTERM or SIGINT a worker interrupts its trial, which is recorded as failed and queued again
 (it resumes from its last epoch checkpoint), and exits 0; it never leaves a trial RUNNING.
@@ -18,6 +22,7 @@ SIGTERM or SIGINT a worker interrupts its trial, which is recorded as failed and
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import signal
@@ -32,12 +37,18 @@ from types import FrameType
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.study._tell import _tell_with_warning
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from adamz.search.heartbeat import Heartbeat
 from adamz.search.objective import FINISHED, SurplusTrialError, TrialObjective, count_states
-from adamz.search.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, load_study, open_storage
+from adamz.search.storage import (
+    GRACE_PERIOD_S,
+    HEARTBEAT_INTERVAL_S,
+    MAX_RETRIES,
+    load_study,
+    open_storage,
+)
 from adamz.search.studies import AnySpec, make_pruner, make_sampler, spec_from_definition
 
 __all__ = [
@@ -134,6 +145,10 @@ def run_worker(study_name: str, options: WorkerOptions) -> int:
             if finished >= budget:
                 return 0
             waiting = finished + counts[TrialState.RUNNING] >= budget
+            if spec.queued_only and not counts[TrialState.WAITING]:
+                if not counts[TrialState.RUNNING]:  # and no failure of theirs to retry
+                    return _no_queued_run_left(finished, budget, spec.budget)
+                waiting = True
             if waiting or time.monotonic() >= next_stale_check:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -200,11 +215,50 @@ def _run_trial(study: optuna.Study, objective: TrialObjective, heartbeat: Heartb
     # A trial another worker already failed as stale (this one stalled past the grace period)
     # keeps that state: its retry is queued, and this worker goes on.
     _tell_with_warning(study, trial, value, state=state, skip_if_finished=True)
+    if objective.spec.queued_only and objective.last_error is not None:
+        # A replicate's (run, seed) must run: nothing samples it again, so queue it.
+        queue_retry(study, study._storage.get_trial(trial._trial_id), max_retry=MAX_RETRIES)
+
+
+def queue_retry(
+    study: optuna.Study,
+    trial: FrozenTrial,
+    *,
+    max_retry: int | None = None,
+    resume: bool = False,
+) -> None:
+    """Queue ``trial`` again, as Optuna's stale-trial callback does, unless retried enough.
+
+    The retry keeps the parameters and attributes but not the failure's ``error``. With
+    ``resume`` it inherits the intermediate values, and resumes from the trial's checkpoints.
+    """
+    retry = copy.copy(trial)
+    retry.user_attrs = {k: v for k, v in trial.user_attrs.items() if k != "error"}
+    RetryHeartbeatStaleTrialCallback(max_retry=max_retry, inherit_intermediate_values=resume)(
+        study, retry
+    )
+
+
+def _no_queued_run_left(finished: int, budget: int, queued: int) -> int:
+    """A replicate study's worker with nothing to take: 0 if every queued run finished."""
+    if finished >= queued:
+        logger.info(
+            "Every queued run has finished (%d trials of the budget's %d).", finished, budget
+        )
+        return 0
+    logger.error(
+        "Worker %s stops: no queued run is left and %d of %d finished; the others failed "
+        "and were retried up to %d times (see 'adamz-search status').",
+        os.getpid(),
+        finished,
+        queued,
+        MAX_RETRIES,
+    )
+    return 1
 
 
 def _requeue_interrupted(study: optuna.Study) -> None:
     """Queue this process's trials that the interruption failed, to resume from checkpoints."""
-    retry = RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         error = str(trial.user_attrs.get("error", ""))
         pid = trial.user_attrs.get("worker", {}).get("pid")
@@ -215,7 +269,7 @@ def _requeue_interrupted(study: optuna.Study) -> None:
                 if other.number > trial.number
             )
             if not already:
-                retry(study, trial)
+                queue_retry(study, trial, resume=True)
 
 
 def stored_spec(study: optuna.Study) -> AnySpec:

@@ -7,12 +7,16 @@ from typing import Any
 
 import pytest
 import yaml
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from search_helpers import run_cli, trials
 
 from adamz.search import load_study_file
+from adamz.search import objective as objective_module
 from adamz.search.errors import SpecError
 from adamz.search.replicates import ReplicateSpec
+from adamz.search.storage import MAX_RETRIES
+from adamz.search.worker import WorkerOptions, run_worker
+from adamz.training import RunConfig, train
 
 
 def replicate_file(directory: Path, **changes: Any) -> Path:
@@ -110,3 +114,61 @@ def test_a_run_can_take_an_exported_config_or_a_preset(tmp_path: Path) -> None:
     assert ReplicateSpec.from_definition(spec.definition, source="stored").digest == spec.digest
     with pytest.raises(SpecError, match=r"runs\[0\]\.config: cannot be read"):
         load_study_file(replicate_file(tmp_path, runs=runs))
+
+
+def run_with_failures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failures: int
+) -> tuple[int, list[FrozenTrial]]:
+    """Run the study in this process, where SGD on seed 8 fails its first ``failures`` times."""
+    path = replicate_file(tmp_path)
+    storage = f"sqlite:///{tmp_path / 'reps.db'}"
+    assert run_cli("create", str(path), "--storage", storage, cwd=tmp_path).returncode == 0
+    failed = 0
+
+    def flaky_train(config: RunConfig, **kwargs: Any) -> Any:
+        nonlocal failed
+        if (config.optimizer, config.seed) == ("sgd", 8) and failed < failures:
+            failed += 1
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return train(config, **kwargs)
+
+    monkeypatch.setattr(objective_module, "train", flaky_train)
+    options = WorkerOptions(storage=storage, checkpoint_dir=str(tmp_path / "checkpoints"))
+    code = run_worker("reps", options)
+    return code, trials(storage, "reps")
+
+
+def pairs(found: list[FrozenTrial], state: TrialState) -> list[tuple[str, int]]:
+    return sorted((t.params["run"], t.params["seed"]) for t in found if t.state == state)
+
+
+def test_a_run_that_fails_with_an_exception_is_queued_again_and_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, found = run_with_failures(tmp_path, monkeypatch, failures=2)
+    assert code == 0
+    assert pairs(found, TrialState.COMPLETE) == [
+        ("AdamZ", 7), ("AdamZ", 8), ("AdamZ", 9), ("SGD", 7), ("SGD", 8), ("SGD", 9),
+    ]  # fmt: skip
+    assert pairs(found, TrialState.FAIL) == [("SGD", 8), ("SGD", 8)]
+    retried = next(t for t in found if t.state == TrialState.COMPLETE and t.params == {
+        "run": "SGD", "seed": 8})  # fmt: skip
+    assert "error" not in retried.user_attrs  # the failure's message stays with the failure
+    assert not [t for t in found if t.state == TrialState.WAITING]
+
+
+def test_a_run_that_always_fails_stops_the_worker_without_sampling_other_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, found = run_with_failures(tmp_path, monkeypatch, failures=100)
+    assert code == 1
+    assert pairs(found, TrialState.COMPLETE) == [
+        ("AdamZ", 7), ("AdamZ", 8), ("AdamZ", 9), ("SGD", 7), ("SGD", 9),
+    ]  # fmt: skip
+    assert pairs(found, TrialState.FAIL) == [("SGD", 8)] * (1 + MAX_RETRIES)
+    assert all(
+        "illegal memory access" in t.user_attrs["error"]
+        for t in found
+        if t.state == TrialState.FAIL
+    )
+    assert len(found) == 5 + 1 + MAX_RETRIES  # nothing sampled, nothing left queued
