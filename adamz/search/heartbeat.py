@@ -32,8 +32,8 @@ __all__ = ["Heartbeat"]
 class Heartbeat:
     """Beats for one trial at a time on ``storage``, every ``storage``'s heartbeat interval.
 
-    A storage without heartbeats (Optuna's journal storage, or an RDB storage opened without an
-    interval) makes :meth:`beating` a no-op.
+    On a storage without heartbeats (Optuna's journal storage, or an RDB storage opened without
+    an interval) :meth:`beating` only writes the attributes it is given.
     """
 
     def __init__(self, storage: BaseStorage) -> None:
