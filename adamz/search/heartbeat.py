@@ -8,8 +8,8 @@ parameters and attributes. On SQLite the two writers take turns on one lock, and
 waits for Python's GIL switch interval: about 10 ms per trial, measured, or 10 % of a
 one-epoch digits trial. :class:`Heartbeat` writes the first beat in line, before the trial
 starts, and leaves only the later beats (one per interval) to a thread. The first beat also
-carries the trial's start record (who runs it), in the same transaction on an RDB storage: on
-PostgreSQL each commit is a few milliseconds.
+carries the trial's start record (who runs it), in the same transaction on SQLite and
+PostgreSQL: on PostgreSQL each commit is a few milliseconds.
 """
 
 from __future__ import annotations

@@ -226,8 +226,16 @@ class TrialObjective:
 
         The slow path reads the running trials and then counts the finished ones, in that
         order: a trial that finishes between the two reads is then counted twice, which can
-        only refuse a trial that had room (its worker asks again). Read the other way round,
-        such a trial was in neither read, and two workers could both run the last place.
+        only refuse a trial that had room (its worker asks again; a replicate's queued run is
+        queued again). Read the other way round, such a trial was in neither read, and two
+        workers could both run the last place.
+
+        Which trial started first is told by their start times, which each worker's clock
+        takes as it takes a trial. Two trials that start within a few milliseconds of each
+        other, as the budget's last place frees, can both run where those times disagree with
+        the order in which the trials became visible: on hosts whose clocks differ, or on
+        PostgreSQL, where a trial taken from the queue becomes visible a moment after its time
+        is taken. SQLite serialises all writes, and there the check is exact.
 
         A trial that was not queued was numbered and started in one step, so every trial that
         started before it has a lower number: if its number is below the budget, those cannot

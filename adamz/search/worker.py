@@ -16,8 +16,10 @@ queued and some run elsewhere, stops when none is left, and queues a trial that 
 exception again (up to ``MAX_RETRIES`` times), since nothing would sample its (run, seed).
 
 The budget is the study's, not each worker's: N workers together run it once. On the first
-SIGTERM or SIGINT a worker interrupts its trial, which is recorded as failed and queued again
-(it resumes from its last epoch checkpoint), and exits 0; it never leaves a trial RUNNING.
+SIGTERM or SIGINT a worker interrupts its trial's training, which is recorded as failed and
+queued again (it resumes from its last epoch checkpoint), and exits 0; it never leaves a trial
+RUNNING. A signal during a storage write takes effect once the write is done
+(:mod:`~adamz.search.interrupts`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
@@ -41,7 +44,14 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from adamz.search.heartbeat import Heartbeat
-from adamz.search.objective import FINISHED, SurplusTrialError, TrialObjective, count_states
+from adamz.search.interrupts import Interrupts, WorkerStopped
+from adamz.search.objective import (
+    FINISHED,
+    SurplusTrialError,
+    TrialObjective,
+    count_states,
+    is_queued,
+)
 from adamz.search.storage import (
     GRACE_PERIOD_S,
     HEARTBEAT_INTERVAL_S,
@@ -70,10 +80,6 @@ BUDGET_OVERRIDE_ATTR = "n_trials"
 MAX_CONSECUTIVE_FAILURES = 5
 """A worker whose trials fail this many times in a row stops with exit code 1: something is
 wrong with the study or the host (a bug, missing data), not with the sampled values."""
-
-
-class WorkerStopped(KeyboardInterrupt):
-    """Raised in a worker by SIGTERM/SIGINT; Optuna records the running trial as failed."""
 
 
 @dataclass(frozen=True)
@@ -125,29 +131,32 @@ def run_worker(study_name: str, options: WorkerOptions) -> int:
         checkpoint_interval_s=options.checkpoint_interval,
     )
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        objective.keep_checkpoints = True
-        raise WorkerStopped(signal.Signals(signum).name)
+    def keep_checkpoints() -> None:
+        objective.keep_checkpoints = True  # the interrupted trial resumes from them
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     heartbeat = Heartbeat(storage)
     # A dead worker's trial goes stale only a grace period after its last beat: checking once
     # per heartbeat interval finds it as soon as checking before every trial would, near enough.
     stale_check_interval = heartbeat.interval or 0.0
     next_stale_check = 0.0
     failures = 0
-    try:
+    nothing_left = False
+    with Interrupts(on_stop=keep_checkpoints) as interrupts:
         while failures < MAX_CONSECUTIVE_FAILURES:
+            if interrupts.pending is not None:
+                logger.warning("Worker %s stopped by %s.", os.getpid(), interrupts.pending)
+                return 0
             counts = count_states(study)
             finished = sum(counts[state] for state in FINISHED)
             if finished >= budget:
                 return 0
             waiting = finished + counts[TrialState.RUNNING] >= budget
             if spec.queued_only and not counts[TrialState.WAITING]:
-                if not counts[TrialState.RUNNING]:  # and no failure of theirs to retry
+                # Nothing to take. A failed trial's retry is queued just after it fails (by
+                # its worker, or by a stale check): look again after a poll before giving up.
+                if not counts[TrialState.RUNNING] and nothing_left:
                     return _no_queued_run_left(finished, budget, spec.budget)
+                nothing_left = not counts[TrialState.RUNNING]
                 waiting = True
             if waiting or time.monotonic() >= next_stale_check:
                 with warnings.catch_warnings():
@@ -157,34 +166,35 @@ def run_worker(study_name: str, options: WorkerOptions) -> int:
             if waiting:
                 time.sleep(POLL_S)
                 continue
-            _run_trial(study, objective, heartbeat)
+            nothing_left = False
+            _run_trial(study, objective, heartbeat, interrupts)
             failures = failures + 1 if objective.last_error is not None else 0
-        logger.error(
-            "Worker %s stops: its last %d trials failed (the last error: %s).",
-            os.getpid(),
-            failures,
-            objective.last_error,
-        )
-        return 1
-    except WorkerStopped as stopped:
-        _requeue_interrupted(study)
-        logger.warning(
-            "Worker %s stopped by %s; its trial is queued to resume.", os.getpid(), stopped
-        )
-        return 0
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    logger.error(
+        "Worker %s stops: its last %d trials failed (the last error: %s).",
+        os.getpid(),
+        failures,
+        objective.last_error,
+    )
+    return 1
 
 
-def _run_trial(study: optuna.Study, objective: TrialObjective, heartbeat: Heartbeat) -> None:
-    """Ask for a trial, run ``objective`` on it with a heartbeat, and tell how it ended.
+def _run_trial(
+    study: optuna.Study, objective: TrialObjective, heartbeat: Heartbeat, interrupts: Interrupts
+) -> None:
+    """Ask for a trial, run ``objective`` on it with a heartbeat, tell how it ended.
 
-    This is ``study.optimize(objective, n_trials=1, catch=(Exception,))`` with two changes, for
-    speed: :class:`Heartbeat` instead of Optuna's heartbeat thread (its docstring says why),
-    writing the trial's ``worker`` record with the first beat; and no check for stale trials
-    before each trial (:func:`run_worker` makes it once per heartbeat interval). An exception fails the trial and is logged; ``WorkerStopped`` (a
-    ``KeyboardInterrupt``) fails it and is raised again, as in ``study.optimize``.
+    This is ``study.optimize(objective, n_trials=1, catch=(Exception,))`` with these changes:
+
+    - :class:`Heartbeat` instead of Optuna's heartbeat thread, for speed (its docstring says
+      why); it writes the trial's ``worker`` record with the first beat;
+    - no check for stale trials before each trial (:func:`run_worker` makes one per heartbeat
+      interval);
+    - SIGTERM and SIGINT interrupt only the training (:mod:`~adamz.search.interrupts`): the
+      trial is told failed and queued to resume from its checkpoints;
+    - in a replicate study, a trial that failed with an exception, or a queued one refused as
+      surplus, is queued again: nothing would sample its (run, seed).
+
+    An exception fails the trial and is logged; the worker goes on.
     """
     with warnings.catch_warnings():
         # Optuna warns that a heartbeat storage is meant for study.optimize: this is its loop.
@@ -192,32 +202,43 @@ def _run_trial(study: optuna.Study, objective: TrialObjective, heartbeat: Heartb
         trial = study.ask()
     value: float | None = None
     state: TrialState | None = None  # complete, or failed by Optuna if the value is NaN
-    try:
-        with heartbeat.beating(trial._trial_id, {"worker": objective.worker_record(trial)}):
-            try:
+    requeue: dict[str, Any] | None = None  # queue_retry's options, if it is to run again
+    trained = False  # whether the objective started (it records its own error)
+    with heartbeat.beating(trial._trial_id, {"worker": objective.worker_record(trial)}):
+        try:
+            with interrupts.allowed():
+                trained = True
                 value = objective.run(trial)
-            except optuna.TrialPruned as pruned:
-                state = TrialState.PRUNED
-                logger.info("Trial %d pruned: %s", trial.number, pruned)
-            except SurplusTrialError as surplus:
-                state = TrialState.FAIL
-                logger.info("Trial %d not run: %s", trial.number, surplus)
-            except Exception:
-                state = TrialState.FAIL
-                logger.warning(
-                    "Trial %d failed, parameters %s:", trial.number, trial.params, exc_info=True
-                )
-    except KeyboardInterrupt:  # also while the first beat is written
-        _tell_with_warning(study, trial, state=TrialState.FAIL, skip_if_finished=True)
-        raise
+        except optuna.TrialPruned as pruned:
+            state = TrialState.PRUNED
+            logger.info("Trial %d pruned: %s", trial.number, pruned)
+        except SurplusTrialError as surplus:
+            state = TrialState.FAIL
+            logger.info("Trial %d not run: %s", trial.number, surplus)
+            if objective.spec.queued_only and is_queued(trial):
+                requeue = {"resume": True}
+        except WorkerStopped as stopped:
+            state = TrialState.FAIL
+            if not trained:  # the signal came while the trial was asked for or first beat
+                trial.set_user_attr("error", f"{WorkerStopped.__name__}: {stopped}")
+            logger.warning("Trial %d interrupted by %s: queued to resume.", trial.number, stopped)
+            requeue = {"resume": True}
+        except Exception:
+            state = TrialState.FAIL
+            logger.warning(
+                "Trial %d failed, parameters %s:", trial.number, trial.params, exc_info=True
+            )
+            if objective.spec.queued_only:
+                requeue = {"max_retry": MAX_RETRIES}
     # Optuna's own loop calls this rather than ``study.tell``, which reads the finished trial
     # back from the storage and deep-copies it for a caller that has no use for it here.
     # A trial another worker already failed as stale (this one stalled past the grace period)
     # keeps that state: its retry is queued, and this worker goes on.
+    if requeue is not None and study._storage.get_trial(trial._trial_id).state.is_finished():
+        requeue = None  # failed as stale by another worker, whose stale check queued it again
     _tell_with_warning(study, trial, value, state=state, skip_if_finished=True)
-    if objective.spec.queued_only and objective.last_error is not None:
-        # A replicate's (run, seed) must run: nothing samples it again, so queue it.
-        queue_retry(study, study._storage.get_trial(trial._trial_id), max_retry=MAX_RETRIES)
+    if requeue is not None:
+        queue_retry(study, study._storage.get_trial(trial._trial_id), **requeue)
 
 
 def queue_retry(
@@ -232,11 +253,14 @@ def queue_retry(
     The retry keeps the parameters and attributes but not the failure's ``error``. With
     ``resume`` it inherits the intermediate values, and resumes from the trial's checkpoints.
     """
-    retry = copy.copy(trial)
+    retry = copy.deepcopy(trial)  # the callback appends to the retry history in place
     retry.user_attrs = {k: v for k, v in trial.user_attrs.items() if k != "error"}
-    RetryHeartbeatStaleTrialCallback(max_retry=max_retry, inherit_intermediate_values=resume)(
-        study, retry
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        callback = RetryHeartbeatStaleTrialCallback(
+            max_retry=max_retry, inherit_intermediate_values=resume
+        )
+    callback(study, retry)
 
 
 def _no_queued_run_left(finished: int, budget: int, queued: int) -> int:
@@ -255,21 +279,6 @@ def _no_queued_run_left(finished: int, budget: int, queued: int) -> int:
         MAX_RETRIES,
     )
     return 1
-
-
-def _requeue_interrupted(study: optuna.Study) -> None:
-    """Queue this process's trials that the interruption failed, to resume from checkpoints."""
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        error = str(trial.user_attrs.get("error", ""))
-        pid = trial.user_attrs.get("worker", {}).get("pid")
-        if pid == os.getpid() and error.startswith("WorkerStopped"):
-            already = any(
-                RetryHeartbeatStaleTrialCallback.retried_trial_number(other) == trial.number
-                for other in study.get_trials(deepcopy=False)
-                if other.number > trial.number
-            )
-            if not already:
-                queue_retry(study, trial, resume=True)
 
 
 def stored_spec(study: optuna.Study) -> AnySpec:

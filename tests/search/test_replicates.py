@@ -5,17 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 from search_helpers import run_cli, trials
 
-from adamz.search import load_study_file
+from adamz.search import TrialObjective, load_study_file, open_storage
 from adamz.search import objective as objective_module
 from adamz.search.errors import SpecError
+from adamz.search.heartbeat import Heartbeat
+from adamz.search.interrupts import Interrupts
 from adamz.search.replicates import ReplicateSpec
 from adamz.search.storage import MAX_RETRIES
-from adamz.search.worker import WorkerOptions, run_worker
+from adamz.search.worker import WorkerOptions, _run_trial, run_worker
 from adamz.training import RunConfig, train
 
 
@@ -172,3 +175,24 @@ def test_a_run_that_always_fails_stops_the_worker_without_sampling_other_runs(
         if t.state == TrialState.FAIL
     )
     assert len(found) == 5 + 1 + MAX_RETRIES  # nothing sampled, nothing left queued
+
+
+def test_a_queued_run_refused_as_surplus_is_queued_again(tmp_path: Path) -> None:
+    """A worker that takes a queued run when the budget is already full does not lose it."""
+    path = replicate_file(tmp_path)
+    storage_url = f"sqlite:///{tmp_path / 'reps.db'}"
+    assert run_cli("create", str(path), "--storage", storage_url, cwd=tmp_path).returncode == 0
+    storage = open_storage(storage_url, heartbeat_interval=60)
+    study = optuna.load_study(study_name="reps", storage=storage)
+    spec = load_study_file(path)
+    full = TrialObjective(spec, budget=0, device="cpu", checkpoint_dir=tmp_path)
+    with Interrupts(on_stop=lambda: None) as interrupts:
+        _run_trial(study, full, Heartbeat(storage), interrupts)
+    found = study.get_trials(deepcopy=False)
+    refused = found[0]
+    assert refused.state == TrialState.FAIL
+    assert refused.user_attrs["surplus"] is True
+    assert "run" not in refused.user_attrs  # never trained
+    queued = [t.system_attrs["fixed_params"] for t in found if t.state == TrialState.WAITING]
+    assert queued.count(refused.system_attrs["fixed_params"]) == 1  # queued again, once
+    assert len(found) == spec.budget + 1
