@@ -72,6 +72,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+OUTCOME_ATTRS = ("error", "surplus")
+"""User attributes that say how one attempt at a trial ended; its retry starts without them."""
+
 POLL_S = 1.0
 CHECKPOINT_INTERVAL_S = 30.0
 """Least seconds between two checkpoints of a trial: a killed trial redoes at most this much."""
@@ -250,11 +253,12 @@ def queue_retry(
 ) -> None:
     """Queue ``trial`` again, as Optuna's stale-trial callback does, unless retried enough.
 
-    The retry keeps the parameters and attributes but not the failure's ``error``. With
+    The retry keeps the parameters and attributes, but not how this attempt ended (``error``,
+    ``surplus``). With
     ``resume`` it inherits the intermediate values, and resumes from the trial's checkpoints.
     """
     retry = copy.deepcopy(trial)  # the callback appends to the retry history in place
-    retry.user_attrs = {k: v for k, v in trial.user_attrs.items() if k != "error"}
+    retry.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in OUTCOME_ATTRS}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         callback = RetryHeartbeatStaleTrialCallback(

@@ -193,6 +193,8 @@ def test_a_queued_run_refused_as_surplus_is_queued_again(tmp_path: Path) -> None
     assert refused.state == TrialState.FAIL
     assert refused.user_attrs["surplus"] is True
     assert "run" not in refused.user_attrs  # never trained
-    queued = [t.system_attrs["fixed_params"] for t in found if t.state == TrialState.WAITING]
-    assert queued.count(refused.system_attrs["fixed_params"]) == 1  # queued again, once
+    queued = [t for t in found if t.state == TrialState.WAITING]
+    [retry] = [t for t in queued if t.system_attrs.get("failed_trial") == refused.number]
+    assert retry.system_attrs["fixed_params"] == refused.system_attrs["fixed_params"]
+    assert "surplus" not in retry.user_attrs  # it will run
     assert len(found) == spec.budget + 1
