@@ -49,8 +49,7 @@ class Heartbeat:
         worker killed at any point inside the block leaves a trial that goes stale.
         """
         if self.interval is None:
-            for key, value in (user_attrs or {}).items():
-                self._storage.set_trial_user_attr(trial_id, key, value)
+            self._set_user_attrs(trial_id, user_attrs or {})
             yield
             return
         self._first_beat(trial_id, user_attrs or {})
@@ -72,6 +71,10 @@ class Heartbeat:
         while not stop.wait(interval):
             self._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
 
+    def _set_user_attrs(self, trial_id: int, user_attrs: Mapping[str, Any]) -> None:
+        for key, value in user_attrs.items():  # Optuna's writes: one transaction each
+            self._storage.set_trial_user_attr(trial_id, key, value)
+
     def _first_beat(self, trial_id: int, user_attrs: Mapping[str, Any]) -> None:
         """The first beat and ``user_attrs``, in one transaction on SQLite and PostgreSQL.
 
@@ -85,8 +88,7 @@ class Heartbeat:
         rdb = getattr(self._storage, "_backend", self._storage)
         if not isinstance(rdb, RDBStorage) or rdb.engine.name not in _UPSERTS:
             # Another database, or a journal storage: Optuna's own writes.
-            for key, value in user_attrs.items():
-                self._storage.set_trial_user_attr(trial_id, key, value)
+            self._set_user_attrs(trial_id, user_attrs)
             self._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
             return
         insert = _UPSERTS[rdb.engine.name]

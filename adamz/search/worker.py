@@ -237,11 +237,12 @@ def _run_trial(
     # back from the storage and deep-copies it for a caller that has no use for it here.
     # A trial another worker already failed as stale (this one stalled past the grace period)
     # keeps that state: its retry is queued, and this worker goes on.
-    if requeue is not None and study._storage.get_trial(trial._trial_id).state.is_finished():
-        requeue = None  # failed as stale by another worker, whose stale check queued it again
+    # Read before the tell: a trial already finished was failed as stale by another worker,
+    # whose stale check queued it again. The retry needs nothing the tell writes.
+    attempt = study._storage.get_trial(trial._trial_id) if requeue is not None else None
     _tell_with_warning(study, trial, value, state=state, skip_if_finished=True)
-    if requeue is not None:
-        queue_retry(study, study._storage.get_trial(trial._trial_id), **requeue)
+    if requeue is not None and attempt is not None and not attempt.state.is_finished():
+        queue_retry(study, attempt, **requeue)
 
 
 def queue_retry(
