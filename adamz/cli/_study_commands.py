@@ -16,8 +16,8 @@ from optuna.trial import TrialState
 
 from adamz import __version__
 from adamz.cli._base import Command, UsageError, log_to_stderr
+from adamz.search.budget import count_states
 from adamz.search.errors import SpecError
-from adamz.search.objective import count_states
 from adamz.search.storage import STORAGE_ENV, load_study, open_storage, storage_url
 from adamz.search.studies import AnySpec, load_study_file, spec_from_definition
 from adamz.search.worker import (

@@ -8,8 +8,9 @@ parameters and attributes. On SQLite the two writers take turns on one lock, and
 waits for Python's GIL switch interval: about 10 ms per trial, measured, or 10 % of a
 one-epoch digits trial. :class:`Heartbeat` writes the first beat in line, before the trial
 starts, and leaves only the later beats (one per interval) to a thread. The first beat also
-carries the trial's start record (who runs it), in the same transaction on SQLite and
-PostgreSQL: on PostgreSQL each commit is a few milliseconds.
+carries the trial's start record (who runs it) and admits the trial against the study's budget
+(:class:`~adamz.search.budget.Budget`), in the same transaction on SQLite and PostgreSQL: on
+PostgreSQL each commit is a few milliseconds.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from sqlalchemy.dialects import postgresql, sqlite
+
+from adamz.search.budget import Budget, SurplusTrialError
 
 __all__ = ["Heartbeat"]
 
@@ -42,17 +45,32 @@ class Heartbeat:
         self.interval: float | None = interval
 
     @contextmanager
-    def beating(self, trial_id: int, user_attrs: Mapping[str, Any] | None = None) -> Iterator[None]:
+    def beating(
+        self,
+        trial_id: int,
+        user_attrs: Mapping[str, Any] | None = None,
+        *,
+        budget: Budget | None = None,
+    ) -> Iterator[bool]:
         """Record ``user_attrs`` and a beat for ``trial_id`` now, then a beat every interval.
 
         The first beat is written before the block runs: a trial never runs without one, so a
-        worker killed at any point inside the block leaves a trial that goes stale.
+        worker killed at any point inside the block leaves a trial that goes stale. With a
+        ``budget``, the first beat admits the trial (:class:`~adamz.search.budget.Budget`).
+
+        Yields:
+            whether ``budget`` was checked; it is not on a storage without heartbeats or where
+            the first beat cannot be one transaction, and the caller checks it another way.
+
+        Raises:
+            SurplusTrialError: ``budget`` has no room for the trial. Its ``user_attrs`` are
+                written with ``surplus`` and ``error``, and no beat; the block does not run.
         """
         if self.interval is None:
             self._set_user_attrs(trial_id, user_attrs or {})
-            yield
+            yield False
             return
-        self._first_beat(trial_id, user_attrs or {})
+        checked = self._first_beat(trial_id, user_attrs or {}, budget)
         stop = threading.Event()
         thread = threading.Thread(
             target=self._beat,
@@ -62,7 +80,7 @@ class Heartbeat:
         )
         thread.start()
         try:
-            yield
+            yield checked
         finally:
             stop.set()
             thread.join()
@@ -75,8 +93,11 @@ class Heartbeat:
         for key, value in user_attrs.items():  # Optuna's writes: one transaction each
             self._storage.set_trial_user_attr(trial_id, key, value)
 
-    def _first_beat(self, trial_id: int, user_attrs: Mapping[str, Any]) -> None:
-        """The first beat and ``user_attrs``, in one transaction on SQLite and PostgreSQL.
+    def _first_beat(
+        self, trial_id: int, user_attrs: Mapping[str, Any], budget: Budget | None
+    ) -> bool:
+        """The first beat and ``user_attrs``, in one transaction on SQLite and PostgreSQL, if
+        ``budget`` admits the trial; whether ``budget`` was checked (see :meth:`beating`).
 
         Optuna writes each attribute and each beat in a transaction of its own, and reads the
         trial before each write to check that it is still running. A trial's first beat comes
@@ -90,10 +111,17 @@ class Heartbeat:
             # Another database, or a journal storage: Optuna's own writes.
             self._set_user_attrs(trial_id, user_attrs)
             self._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
-            return
+            return False
         insert = _UPSERTS[rdb.engine.name]
         attrs, beats = models.TrialUserAttributeModel, models.TrialHeartbeatModel
+        refusal: SurplusTrialError | None = None
         with _create_scoped_session(rdb.scoped_session, True) as session:
+            if budget is not None and not budget.admits(session, trial_id):
+                refusal = SurplusTrialError(
+                    f"the budget of {budget.trials} trials is already taken"
+                )
+                error = f"{type(refusal).__name__}: {refusal}"
+                user_attrs = {**user_attrs, "surplus": True, "error": error}
             if user_attrs:
                 rows = insert(attrs).values(
                     [
@@ -107,12 +135,16 @@ class Heartbeat:
                         set_={"value_json": rows.excluded.value_json},
                     )
                 )
-            beat = insert(beats).values(trial_id=trial_id, heartbeat=sqlalchemy.func.now())
-            session.execute(
-                beat.on_conflict_do_update(
-                    index_elements=[beats.trial_id], set_={"heartbeat": sqlalchemy.func.now()}
+            if refusal is None:
+                beat = insert(beats).values(trial_id=trial_id, heartbeat=sqlalchemy.func.now())
+                session.execute(
+                    beat.on_conflict_do_update(
+                        index_elements=[beats.trial_id], set_={"heartbeat": sqlalchemy.func.now()}
+                    )
                 )
-            )
+        if refusal is not None:
+            raise refusal  # once the refusal is committed
+        return budget is not None
 
 
 _UPSERTS: dict[str, Callable[[Any], Any]] = {

@@ -13,7 +13,7 @@ milliseconds on SQLite, which is most of a worker's cost per trial on a short wo
   ``result``: the first seed's :class:`~adamz.training.TrainResult` as a dict, which for AdamZ
   holds the controller's adjustments.
 
-A trial that raised also has ``error``; one refused by the budget has ``surplus``.
+A trial that raised also has ``error``; one refused by the budget has ``surplus`` too.
 """
 
 from __future__ import annotations
@@ -28,25 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import sqlalchemy
 import torch
-from optuna.storages import RDBStorage
-from optuna.storages._rdb.models import TrialModel
 from optuna.trial import TrialState
 
 from adamz import __version__
+from adamz.search.budget import FINISHED, SurplusTrialError, count_states
 from adamz.search.replicates import TrialPlan
 from adamz.search.studies import AnySpec
 from adamz.training import RunConfig, train
 
-__all__ = ["FINISHED", "SurplusTrialError", "TrialObjective", "count_states", "is_queued"]
-
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-"""States that count against a study's budget."""
-
-
-class SurplusTrialError(RuntimeError):
-    """A trial started after the budget was already taken by trials before it; it is not run."""
+__all__ = ["TrialObjective", "is_queued"]
 
 
 def is_queued(trial: optuna.Trial) -> bool:
@@ -70,40 +61,13 @@ def original_trial_number(trial: optuna.Trial) -> int:
     return trial.number if origin is None else int(origin)
 
 
-def count_states(study: optuna.Study) -> dict[TrialState, int]:
-    """Number of the study's trials in each state.
-
-    A worker asks this before every trial. On an RDB storage it is one ``GROUP BY`` query on
-    Optuna's trials table; Optuna's own ``get_n_trials`` loads every trial with its parameters
-    and attributes, which costs tens of milliseconds a call once a study has a few hundred.
-    """
-    counts = dict.fromkeys(TrialState, 0)
-    # A study opened on an RDBStorage holds it wrapped in Optuna's caching layer.
-    storage = getattr(study._storage, "_backend", study._storage)
-    if isinstance(storage, RDBStorage):
-        with storage.engine.connect() as connection:
-            rows = connection.execute(
-                sqlalchemy.select(TrialModel.state, sqlalchemy.func.count())
-                .where(TrialModel.study_id == study._study_id)
-                .group_by(TrialModel.state)
-            )
-            for state, count in rows:
-                counts[TrialState[state.name] if hasattr(state, "name") else TrialState(state)] = (
-                    count
-                )
-        return counts
-    for trial in study.get_trials(deepcopy=False):
-        counts[trial.state] += 1
-    return counts
-
-
 class TrialObjective:
     """The objective a worker runs for each trial: one trial, ``seeds_per_trial`` training runs.
 
     Args:
         spec: the study.
         budget: finished trials the study runs; a trial beyond it is refused (see
-            :meth:`_check_budget`).
+            :mod:`~adamz.search.budget` and :meth:`_check_budget`).
         device: the torch device to train on.
         checkpoint_dir: where trials keep their per-epoch checkpoints until they finish.
         data_dir: the dataset directory, when the study file does not name one.
@@ -134,8 +98,6 @@ class TrialObjective:
         self.checkpoint_interval_s = checkpoint_interval_s
         self.keep_checkpoints = False
         """Set when the worker is interrupted: the trial's retry resumes from them."""
-        self.last_error: str | None = None
-        """The error of the last trial if it failed (not pruned, not surplus), else ``None``."""
 
     def __call__(self, trial: optuna.Trial) -> float:
         """Record who runs ``trial``, then :meth:`run` it: the objective for ``study.optimize``."""
@@ -160,31 +122,32 @@ class TrialObjective:
             worker["resumes_trial"] = origin
         return worker
 
-    def run(self, trial: optuna.Trial) -> float:
+    def run(self, trial: optuna.Trial, *, admitted: bool = False) -> float:
         """Train ``trial``'s plan on each of its seeds and return the mean metric.
+
+        ``admitted``: the budget already admitted ``trial`` (a worker's first heartbeat does,
+        :class:`~adamz.search.budget.Budget`); otherwise :meth:`_check_budget` checks it. An
+        exception is recorded in the ``error`` attribute, and raised.
 
         Raises:
             optuna.TrialPruned: the pruner stopped it, or the loss diverged.
             SurplusTrialError: the trials that started before it already fill the budget.
         """
-        self.last_error = None
         try:
-            return self._run(trial)
+            return self._run(trial, admitted=admitted)
         except optuna.TrialPruned:
             raise
         except BaseException as exc:
-            error = f"{type(exc).__name__}: {exc}"[:1000]
-            trial.set_user_attr("error", error)
-            if not isinstance(exc, SurplusTrialError):
-                self.last_error = error
+            trial.set_user_attr("error", error_message(exc))
             raise
 
-    def _run(self, trial: optuna.Trial) -> float:
+    def _run(self, trial: optuna.Trial, *, admitted: bool) -> float:
         if self.spec.queued_only and not is_queued(trial):
             # Two workers asked at once for the last queued run, and this one found none.
             trial.set_user_attr("surplus", True)
             raise SurplusTrialError("no queued run is left to take")
-        self._check_budget(trial)
+        if not admitted:
+            self._check_budget(trial)
         plan = self.spec.plan(trial)
         origin = original_trial_number(trial)
         seeds = plan.seeds
@@ -220,9 +183,11 @@ class TrialObjective:
     def _check_budget(self, trial: optuna.Trial) -> None:
         """Refuse ``trial`` if the trials that started before it already fill the budget.
 
-        Workers check the budget before asking for a trial, but two of them can ask at the same
-        moment; the one that started later is refused here. It is recorded as failed with
-        ``surplus: true`` and does not count against the budget.
+        The check for a trial that its first heartbeat did not admit (on Optuna's journal
+        storage, or run by ``study.optimize``). Workers check the budget before asking for a
+        trial, but two of them can ask at the same moment; the one that started later is
+        refused here. It is recorded as failed with ``surplus: true`` and does not count
+        against the budget.
 
         The slow path reads the running trials and then counts the finished ones, in that
         order: a trial that finishes between the two reads is then counted twice, which can
@@ -235,7 +200,8 @@ class TrialObjective:
         other, as the budget's last place frees, can both run where those times disagree with
         the order in which the trials became visible: on hosts whose clocks differ, or on
         PostgreSQL, where a trial taken from the queue becomes visible a moment after its time
-        is taken. SQLite serialises all writes, and there the check is exact.
+        is taken. SQLite serialises all writes, and there the check is exact. A worker's
+        admission by its first heartbeat is exact on both.
 
         A trial that was not queued was numbered and started in one step, so every trial that
         started before it has a lower number: if its number is below the budget, those cannot
@@ -297,3 +263,8 @@ class TrialObjective:
                 raise optuna.TrialPruned(run["stop_reason"])
 
         return on_epoch
+
+
+def error_message(exc: BaseException) -> str:
+    """How a trial's ``error`` attribute records ``exc``: its type and message, kept short."""
+    return f"{type(exc).__name__}: {exc}"[:1000]

@@ -43,15 +43,10 @@ from optuna.study._tell import _tell_with_warning
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
+from adamz.search.budget import FINISHED, Budget, SurplusTrialError, count_states
 from adamz.search.heartbeat import Heartbeat
 from adamz.search.interrupts import Interrupts, WorkerStopped
-from adamz.search.objective import (
-    FINISHED,
-    SurplusTrialError,
-    TrialObjective,
-    count_states,
-    is_queued,
-)
+from adamz.search.objective import TrialObjective, error_message, is_queued
 from adamz.search.storage import (
     GRACE_PERIOD_S,
     HEARTBEAT_INTERVAL_S,
@@ -143,6 +138,7 @@ def run_worker(study_name: str, options: WorkerOptions) -> int:
     stale_check_interval = heartbeat.interval or 0.0
     next_stale_check = 0.0
     failures = 0
+    error: str | None = None
     nothing_left = False
     with Interrupts(on_stop=keep_checkpoints) as interrupts:
         while failures < MAX_CONSECUTIVE_FAILURES:
@@ -170,26 +166,28 @@ def run_worker(study_name: str, options: WorkerOptions) -> int:
                 time.sleep(POLL_S)
                 continue
             nothing_left = False
-            _run_trial(study, objective, heartbeat, interrupts)
-            failures = failures + 1 if objective.last_error is not None else 0
+            error = _run_trial(study, objective, heartbeat, interrupts)
+            failures = failures + 1 if error is not None else 0
     logger.error(
         "Worker %s stops: its last %d trials failed (the last error: %s).",
         os.getpid(),
         failures,
-        objective.last_error,
+        error,
     )
     return 1
 
 
 def _run_trial(
     study: optuna.Study, objective: TrialObjective, heartbeat: Heartbeat, interrupts: Interrupts
-) -> None:
-    """Ask for a trial, run ``objective`` on it with a heartbeat, tell how it ended.
+) -> str | None:
+    """Ask for a trial, run ``objective`` on it with a heartbeat, tell how it ended; return the
+    error it failed with (``None`` if it finished, was refused as surplus or interrupted).
 
     This is ``study.optimize(objective, n_trials=1, catch=(Exception,))`` with these changes:
 
     - :class:`Heartbeat` instead of Optuna's heartbeat thread, for speed (its docstring says
-      why); it writes the trial's ``worker`` record with the first beat;
+      why); it writes the trial's ``worker`` record with the first beat, and admits the trial
+      against the budget (:class:`~adamz.search.budget.Budget`);
     - no check for stale trials before each trial (:func:`run_worker` makes one per heartbeat
       interval);
     - SIGTERM and SIGINT interrupt only the training (:mod:`~adamz.search.interrupts`): the
@@ -207,32 +205,37 @@ def _run_trial(
     state: TrialState | None = None  # complete, or failed by Optuna if the value is NaN
     requeue: dict[str, Any] | None = None  # queue_retry's options, if it is to run again
     trained = False  # whether the objective started (it records its own error)
-    with heartbeat.beating(trial._trial_id, {"worker": objective.worker_record(trial)}):
-        try:
-            with interrupts.allowed():
-                trained = True
-                value = objective.run(trial)
-        except optuna.TrialPruned as pruned:
-            state = TrialState.PRUNED
-            logger.info("Trial %d pruned: %s", trial.number, pruned)
-        except SurplusTrialError as surplus:
-            state = TrialState.FAIL
-            logger.info("Trial %d not run: %s", trial.number, surplus)
-            if objective.spec.queued_only and is_queued(trial):
-                requeue = {"resume": True}
-        except WorkerStopped as stopped:
-            state = TrialState.FAIL
-            if not trained:  # the signal came while the trial was asked for or first beat
-                trial.set_user_attr("error", f"{WorkerStopped.__name__}: {stopped}")
-            logger.warning("Trial %d interrupted by %s: queued to resume.", trial.number, stopped)
+    error: str | None = None
+    budget = Budget(study._study_id, objective.budget)
+    try:
+        with (
+            heartbeat.beating(
+                trial._trial_id, {"worker": objective.worker_record(trial)}, budget=budget
+            ) as admitted,
+            interrupts.allowed(),
+        ):
+            trained = True
+            value = objective.run(trial, admitted=admitted)
+    except optuna.TrialPruned as pruned:
+        state = TrialState.PRUNED
+        logger.info("Trial %d pruned: %s", trial.number, pruned)
+    except SurplusTrialError as surplus:
+        state = TrialState.FAIL
+        logger.info("Trial %d not run: %s", trial.number, surplus)
+        if objective.spec.queued_only and is_queued(trial):
             requeue = {"resume": True}
-        except Exception:
-            state = TrialState.FAIL
-            logger.warning(
-                "Trial %d failed, parameters %s:", trial.number, trial.params, exc_info=True
-            )
-            if objective.spec.queued_only:
-                requeue = {"max_retry": MAX_RETRIES}
+    except WorkerStopped as stopped:
+        state = TrialState.FAIL
+        if not trained:  # the signal came while the trial was asked for or first beat
+            trial.set_user_attr("error", error_message(stopped))
+        logger.warning("Trial %d interrupted by %s: queued to resume.", trial.number, stopped)
+        requeue = {"resume": True}
+    except Exception as exc:
+        state = TrialState.FAIL
+        error = error_message(exc)
+        logger.warning("Trial %d failed, parameters %s:", trial.number, trial.params, exc_info=True)
+        if objective.spec.queued_only:
+            requeue = {"max_retry": MAX_RETRIES}
     # Optuna's own loop calls this rather than ``study.tell``, which reads the finished trial
     # back from the storage and deep-copies it for a caller that has no use for it here.
     # A trial another worker already failed as stale (this one stalled past the grace period)
@@ -243,6 +246,7 @@ def _run_trial(
     _tell_with_warning(study, trial, value, state=state, skip_if_finished=True)
     if requeue is not None and attempt is not None and not attempt.state.is_finished():
         queue_retry(study, attempt, **requeue)
+    return error
 
 
 def queue_retry(

@@ -13,7 +13,7 @@ from search_helpers import write_study
 
 from adamz.search import TrialObjective, load_study_file, open_storage
 from adamz.search import objective as objective_module
-from adamz.search.objective import SurplusTrialError
+from adamz.search.budget import SurplusTrialError
 
 
 @pytest.fixture

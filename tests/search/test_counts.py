@@ -9,7 +9,7 @@ import pytest
 from optuna.trial import TrialState
 
 from adamz.search import open_storage
-from adamz.search.objective import count_states
+from adamz.search.budget import count_states
 
 
 def make_study(storage: optuna.storages.BaseStorage) -> optuna.Study:

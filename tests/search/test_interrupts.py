@@ -72,9 +72,9 @@ def test_a_signal_during_the_first_beat_fails_the_trial_and_queues_it_again(
 ) -> None:
     first_beat = Heartbeat._first_beat
 
-    def beat_then_signal(self: Heartbeat, *args: Any) -> None:
+    def beat_then_signal(self: Heartbeat, *args: Any) -> bool:
         sigterm_self()
-        first_beat(self, *args)  # written all the same
+        return first_beat(self, *args)  # written all the same
 
     monkeypatch.setattr(Heartbeat, "_first_beat", beat_then_signal)
     study, pending = trial_runner()
