@@ -6,11 +6,12 @@ training run, on the same storage, alternating rounds.
 ``scaling``: trials per hour with 2 workers against 1 (``adamz-search worker``), measured from the
 first trial's start to the last trial's end, so the processes' start-up is not counted.
 ``pruning``: the same study (same sampler seed and trial count) without a pruner, with the
-median pruner and with Hyperband: epochs trained and the best value found.
+median pruner as the workload's shipped AdamZ study configures it, and with Hyperband: epochs
+trained and the best value found, for several TPE seeds.
 
     python benchmarks/search_service.py overhead [--storage postgresql+psycopg://...]
     python benchmarks/search_service.py scaling
-    python benchmarks/search_service.py pruning
+    python benchmarks/search_service.py pruning [--workload circles] [--seeds 3]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from optuna.trial import TrialState
 from adamz.search import WorkerOptions, load_study_file, open_storage, run_worker
 from adamz.search.studies import make_sampler
 from adamz.training import RunConfig, train
+from adamz.workloads import get_workload
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = ROOT / "search_spaces" / "adamz.yaml"
@@ -178,14 +180,17 @@ def scaling(args: argparse.Namespace, directory: Path) -> None:
 def pruning(args: argparse.Namespace, directory: Path) -> None:
     storage = f"sqlite:///{directory / 'pruning.db'}"
     torch.set_num_threads(1)  # deterministic training: the same trials prune on every run
-    workload = {"name": "digits"}
-    pruners = {  # the median pruner as the shipped study files configure it
+    workload = {"name": args.workload}
+    # The median pruner and the defaults trial as the workload's shipped AdamZ study has them.
+    shipped = yaml.safe_load((ROOT / "studies" / f"{args.workload}-adamz.yaml").read_text())
+    epochs_per_trial = get_workload(args.workload).protocol.epochs
+    pruners = {
         "none": {"name": "none"},
-        "median": {"name": "median", "n_startup_trials": 5, "n_warmup_steps": 1},
+        "median": shipped["pruner"],
         "hyperband": {
             "name": "hyperband",
             "min_resource": 1,
-            "max_resource": 10,
+            "max_resource": epochs_per_trial,
             "reduction_factor": 4,
         },
     }
@@ -200,7 +205,13 @@ def pruning(args: argparse.Namespace, directory: Path) -> None:
             name = f"prune-{label}-{seed}"
             sampler = {"name": "tpe", "seed": seed}
             path = write_study(
-                directory, name, workload, args.trials, pruner=pruner, sampler=sampler
+                directory,
+                name,
+                workload,
+                args.trials,
+                pruner=pruner,
+                sampler=sampler,
+                enqueue_defaults=shipped.get("enqueue_defaults", False),
             )
             create(path, storage)
             run_worker(name, WorkerOptions(storage=storage, checkpoint_dir=str(directory)))
@@ -210,7 +221,8 @@ def pruning(args: argparse.Namespace, directory: Path) -> None:
             )
             best[label].append(study.best_value * 100)
             pruned[label].append(sum(t.state == TrialState.PRUNED for t in study.trials))
-    print(f"digits, {args.trials} trials, TPE seeds 0 to {args.seeds - 1}")
+    print(f"{args.workload}, {args.trials} trials, TPE seeds 0 to {args.seeds - 1}")
+    print(f"median pruner as studies/{args.workload}-adamz.yaml has it: {shipped['pruner']}")
     print(
         f"{'pruner':<10} {'epochs':>7} {'share':>6} {'by seed':>13} {'pruned':>6} "
         f"{'best acc %':>10} {'vs none':>8} {'worst':>6}"
@@ -240,6 +252,9 @@ def main() -> None:
         "--storage", default=None, help="overhead: a PostgreSQL URL instead of SQLite"
     )
     parser.add_argument("--seeds", type=int, default=3, help="pruning: TPE seeds")
+    parser.add_argument(
+        "--workload", choices=["digits", "circles"], default="digits", help="pruning: workload"
+    )
     args = parser.parse_args()
     args.trials = args.trials or {"overhead": 20, "scaling": 32, "pruning": 40}[args.measure]
     with tempfile.TemporaryDirectory() as directory:

@@ -16,6 +16,9 @@ A study file is YAML (``studies/*.yaml``)::
     seeds_per_trial: 1
     enqueue_defaults: true                    # trial 0 runs the optimizer's defaults
 
+A pruner sees one step per epoch, numbered from 1: ``n_warmup_steps: 2`` spares a trial's
+first epoch, and 0 or 1 let the pruner stop it after any epoch.
+
 Loading checks every key (unknown keys, unknown names, wrong types, empty ranges, the search
 space's rules, the sampler's and pruner's options) before anything touches a storage, and
 raises :class:`~adamz.search.errors.SpecError` naming the file, the key and the rule.
