@@ -10,8 +10,8 @@
   heartbeats, so a killed worker's trial stays RUNNING there: prefer SQLite or PostgreSQL.
 
 RDB storages get heartbeats: a worker killed mid-trial stops beating, and after the grace period
-the next worker marks its trial failed and queues a retry (Optuna's
-``RetryHeartbeatStaleTrialCallback``), which resumes from the trial's last checkpoint.
+the next worker marks its trial failed and queues a retry
+(:class:`~adamz.search.retries.RetryStaleTrial`), which resumes from the trial's last checkpoint.
 """
 
 from __future__ import annotations
@@ -22,13 +22,10 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.storages import (
-    BaseStorage,
-    JournalStorage,
-    RDBStorage,
-    RetryHeartbeatStaleTrialCallback,
-)
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
+
+from adamz.search.retries import RetryStaleTrial
 
 __all__ = [
     "DEFAULT_STORAGE",
@@ -46,8 +43,6 @@ HEARTBEAT_INTERVAL_S = 20
 """Seconds between a running trial's heartbeats."""
 GRACE_PERIOD_S = 60
 """Seconds without a heartbeat after which a trial counts as stale."""
-MAX_RETRIES = 3
-"""Times a stale trial is queued again before it is left failed."""
 
 
 def storage_url(url: str | None = None) -> str:
@@ -91,9 +86,7 @@ def open_storage(
         heartbeat = {
             "heartbeat_interval": heartbeat_interval,
             "grace_period": grace_period,
-            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(
-                max_retry=MAX_RETRIES, inherit_intermediate_values=True
-            ),
+            "heartbeat_stale_trial_callback": RetryStaleTrial(),
         }
     safe_url = parsed.render_as_string(hide_password=True)
     try:

@@ -13,7 +13,8 @@ progress bar read from the storage. Each process runs :func:`run_worker`, which 
 
 A replicate study (``queued_only``) runs only its queued trials: a worker waits while none is
 queued and some run elsewhere, stops when none is left, and queues a trial that failed with an
-exception again (up to ``MAX_RETRIES`` times), since nothing would sample its (run, seed).
+exception again (up to ``MAX_RETRIES`` faults, :mod:`~adamz.search.retries`), since nothing
+would sample its (run, seed).
 
 The budget is the study's, not each worker's: N workers together run it once. On the first
 SIGTERM or SIGINT a worker interrupts its trial's training, which is recorded as failed and
@@ -24,7 +25,6 @@ RUNNING. A signal during a storage write takes effect once the write is done
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import signal
@@ -35,25 +35,19 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages import fail_stale_trials
 from optuna.study._tell import _tell_with_warning
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 from tqdm import tqdm
 
 from adamz.search.budget import FINISHED, Budget, SurplusTrialError, count_states
 from adamz.search.heartbeat import Heartbeat
 from adamz.search.interrupts import Interrupts, WorkerStopped
 from adamz.search.objective import TrialObjective, error_message, is_queued
-from adamz.search.storage import (
-    GRACE_PERIOD_S,
-    HEARTBEAT_INTERVAL_S,
-    MAX_RETRIES,
-    load_study,
-    open_storage,
-)
+from adamz.search.retries import MAX_RETRIES, queue_retry
+from adamz.search.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, load_study, open_storage
 from adamz.search.studies import AnySpec, make_pruner, make_sampler, spec_from_definition
 
 __all__ = [
@@ -66,9 +60,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-OUTCOME_ATTRS = ("error", "surplus")
-"""User attributes that say how one attempt at a trial ended; its retry starts without them."""
 
 POLL_S = 1.0
 CHECKPOINT_INTERVAL_S = 30.0
@@ -203,7 +194,7 @@ def _run_trial(
         trial = study.ask()
     value: float | None = None
     state: TrialState | None = None  # complete, or failed by Optuna if the value is NaN
-    requeue: dict[str, Any] | None = None  # queue_retry's options, if it is to run again
+    requeue: dict[str, bool] | None = None  # queue_retry's options, if it is to run again
     trained = False  # whether the objective started (it records its own error)
     error: str | None = None
     budget = Budget(study._study_id, objective.budget)
@@ -223,19 +214,19 @@ def _run_trial(
         state = TrialState.FAIL
         logger.info("Trial %d not run: %s", trial.number, surplus)
         if objective.spec.queued_only and is_queued(trial):
-            requeue = {"resume": True}
+            requeue = {"fault": False, "resume": True}
     except WorkerStopped as stopped:
         state = TrialState.FAIL
         if not trained:  # the signal came while the trial was asked for or first beat
             trial.set_user_attr("error", error_message(stopped))
         logger.warning("Trial %d interrupted by %s: queued to resume.", trial.number, stopped)
-        requeue = {"resume": True}
+        requeue = {"fault": False, "resume": True}
     except Exception as exc:
         state = TrialState.FAIL
         error = error_message(exc)
         logger.warning("Trial %d failed, parameters %s:", trial.number, trial.params, exc_info=True)
         if objective.spec.queued_only:
-            requeue = {"max_retry": MAX_RETRIES}
+            requeue = {"fault": True, "resume": False}
     # Optuna's own loop calls this rather than ``study.tell``, which reads the finished trial
     # back from the storage and deep-copies it for a caller that has no use for it here.
     # A trial another worker already failed as stale (this one stalled past the grace period)
@@ -247,29 +238,6 @@ def _run_trial(
     if requeue is not None and attempt is not None and not attempt.state.is_finished():
         queue_retry(study, attempt, **requeue)
     return error
-
-
-def queue_retry(
-    study: optuna.Study,
-    trial: FrozenTrial,
-    *,
-    max_retry: int | None = None,
-    resume: bool = False,
-) -> None:
-    """Queue ``trial`` again, as Optuna's stale-trial callback does, unless retried enough.
-
-    The retry keeps the parameters and attributes, but not how this attempt ended (``error``,
-    ``surplus``). With
-    ``resume`` it inherits the intermediate values, and resumes from the trial's checkpoints.
-    """
-    retry = copy.deepcopy(trial)  # the callback appends to the retry history in place
-    retry.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in OUTCOME_ATTRS}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        callback = RetryHeartbeatStaleTrialCallback(
-            max_retry=max_retry, inherit_intermediate_values=resume
-        )
-    callback(study, retry)
 
 
 def _no_queued_run_left(finished: int, budget: int, queued: int) -> int:

@@ -17,7 +17,7 @@ from adamz.search.errors import SpecError
 from adamz.search.heartbeat import Heartbeat
 from adamz.search.interrupts import Interrupts
 from adamz.search.replicates import ReplicateSpec
-from adamz.search.storage import MAX_RETRIES
+from adamz.search.retries import MAX_RETRIES
 from adamz.search.worker import WorkerOptions, _run_trial, run_worker
 from adamz.training import RunConfig, train
 
