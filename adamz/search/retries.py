@@ -36,7 +36,9 @@ REQUEUES_ATTR = "requeues"
 
 def faults(trial: FrozenTrial) -> int:
     """How many earlier attempts at ``trial`` (the trials it retries) ended in a fault."""
-    history = RetryHeartbeatStaleTrialCallback.retry_history(trial)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        history = RetryHeartbeatStaleTrialCallback.retry_history(trial)
     return len(history) - int(trial.system_attrs.get(REQUEUES_ATTR, 0))
 
 
