@@ -65,10 +65,20 @@ class Budget:
     trial has room if the study's finished trials and its admitted running trials, this one
     aside, number fewer than ``trials``. A trial that finishes moves from one count to the
     other; one that fails (an error, or stale after its worker died) leaves a place free.
+
+    ``closed`` says why a trial has no room whatever the counts: a replicate study has places
+    for its queued runs only, and a trial it sampled (its worker found no queued run left) has
+    none.
     """
 
     study_id: int
     trials: int
+    closed: str | None = None
+
+    @property
+    def refusal(self) -> str:
+        """Why a trial without room is refused."""
+        return self.closed or f"the budget of {self.trials} trials is already taken"
 
     def admits(self, session: Session, trial_id: int) -> bool:
         """Whether ``trial_id`` has room; the caller writes its heartbeat in ``session`` if so.
@@ -78,6 +88,8 @@ class Budget:
         transaction with ``BEGIN IMMEDIATE``). Two admissions therefore never overlap, and the
         second sees the first's heartbeat once it is committed.
         """
+        if self.closed is not None:
+            return False
         models.StudyModel.find_or_raise_by_id(self.study_id, session, for_update=True)
         trials, beats = models.TrialModel, models.TrialHeartbeatModel
         admitted = sqlalchemy.and_(

@@ -19,12 +19,14 @@ import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import TrialState
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adamz.search.budget import Budget, SurplusTrialError
@@ -64,7 +66,8 @@ class Heartbeat:
 
         Raises:
             SurplusTrialError: ``budget`` has no room for the trial. Its ``user_attrs`` are
-                written with ``surplus`` and ``error``, and no beat; the block does not run.
+                written with ``surplus`` and ``error``, and no beat, and it is failed, in one
+                transaction; the block does not run.
         """
         if self.interval is None:
             self._set_user_attrs(trial_id, user_attrs or {})
@@ -117,11 +120,22 @@ class Heartbeat:
         refusal: SurplusTrialError | None = None
         with _create_scoped_session(rdb.scoped_session, True) as session:
             if budget is not None and not budget.admits(session, trial_id):
-                refusal = SurplusTrialError(
-                    f"the budget of {budget.trials} trials is already taken"
-                )
+                refusal = SurplusTrialError(budget.refusal)
                 error = f"{type(refusal).__name__}: {refusal}"
                 user_attrs = {**user_attrs, "surplus": True, "error": error}
+                # Failed here, not later by its worker: a trial left RUNNING without a heartbeat
+                # (its worker killed in between) would never go stale, and would hold up every
+                # worker waiting for the running trials to finish.
+                trials = models.TrialModel
+                session.execute(
+                    sqlalchemy.update(trials)
+                    .where(trials.trial_id == trial_id, trials.state == TrialState.RUNNING)
+                    .values(
+                        state=TrialState.FAIL,
+                        # The column Optuna keeps in naive UTC (its model converts on access).
+                        _datetime_complete_utc=datetime.now(UTC).replace(tzinfo=None),
+                    )
+                )
             if user_attrs:
                 rows = insert(attrs).values(
                     [

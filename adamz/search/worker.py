@@ -37,9 +37,10 @@ from pathlib import Path
 from types import FrameType
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import fail_stale_trials
 from optuna.study._tell import _tell_with_warning
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from adamz.search.budget import FINISHED, Budget, SurplusTrialError, count_states
@@ -178,13 +179,16 @@ def _run_trial(
 
     - :class:`Heartbeat` instead of Optuna's heartbeat thread, for speed (its docstring says
       why); it writes the trial's ``worker`` record with the first beat, and admits the trial
-      against the budget (:class:`~adamz.search.budget.Budget`);
+      against the budget (:class:`~adamz.search.budget.Budget`) or fails it as surplus (in a
+      replicate study, a sampled trial is always surplus);
     - no check for stale trials before each trial (:func:`run_worker` makes one per heartbeat
       interval);
     - SIGTERM and SIGINT interrupt only the training (:mod:`~adamz.search.interrupts`): the
       trial is told failed and queued to resume from its checkpoints;
     - in a replicate study, a trial that failed with an exception, or a queued one refused as
-      surplus, is queued again: nothing would sample its (run, seed).
+      surplus, is queued again: nothing would sample its (run, seed);
+    - a trial that another worker failed as stale while this one stalled keeps that state, and
+      is queued again once, by the stale check.
 
     An exception fails the trial and is logged; the worker goes on.
     """
@@ -196,8 +200,12 @@ def _run_trial(
     state: TrialState | None = None  # complete, or failed by Optuna if the value is NaN
     requeue: dict[str, bool] | None = None  # queue_retry's options, if it is to run again
     trained = False  # whether the objective started (it records its own error)
+    refused = False  # refused by its first beat, which failed it
     error: str | None = None
-    budget = Budget(study._study_id, objective.budget)
+    closed = None
+    if objective.spec.queued_only and not is_queued(trial):
+        closed = "no queued run is left to take"  # another worker took the last one
+    budget = Budget(study._study_id, objective.budget, closed=closed)
     try:
         with (
             heartbeat.beating(
@@ -212,6 +220,7 @@ def _run_trial(
         logger.info("Trial %d pruned: %s", trial.number, pruned)
     except SurplusTrialError as surplus:
         state = TrialState.FAIL
+        refused = not trained
         logger.info("Trial %d not run: %s", trial.number, surplus)
         if objective.spec.queued_only and is_queued(trial):
             requeue = {"fault": False, "resume": True}
@@ -227,17 +236,46 @@ def _run_trial(
         logger.warning("Trial %d failed, parameters %s:", trial.number, trial.params, exc_info=True)
         if objective.spec.queued_only:
             requeue = {"fault": True, "resume": False}
-    # Optuna's own loop calls this rather than ``study.tell``, which reads the finished trial
-    # back from the storage and deep-copies it for a caller that has no use for it here.
-    # A trial another worker already failed as stale (this one stalled past the grace period)
-    # keeps that state: its retry is queued, and this worker goes on.
-    # Read before the tell: a trial already finished was failed as stale by another worker,
-    # whose stale check queued it again. The retry needs nothing the tell writes.
-    attempt = study._storage.get_trial(trial._trial_id) if requeue is not None else None
-    _tell_with_warning(study, trial, value, state=state, skip_if_finished=True)
-    if requeue is not None and attempt is not None and not attempt.state.is_finished():
+    if requeue is None:
+        if not refused:
+            _tell(study, trial, value, state)
+        return error
+    # The worker that fails the trial queues it again. One that another worker's stale check
+    # failed first (this one stalled past the grace period) was queued again by that check.
+    attempt = study._storage.get_trial(trial._trial_id)
+    if refused or _fail(study, attempt):
         queue_retry(study, attempt, **requeue)
     return error
+
+
+def _tell(
+    study: optuna.Study, trial: optuna.Trial, value: float | None, state: TrialState | None
+) -> None:
+    """Tell how ``trial`` ended, unless another worker's stale check has failed it already.
+
+    Optuna's own loop calls ``_tell_with_warning`` rather than ``study.tell``, which reads the
+    finished trial back from the storage and deep-copies it for a caller that has no use for it.
+    """
+    try:
+        _tell_with_warning(study, trial, value, state=state, skip_if_finished=True)
+    except UpdateFinishedTrialError:  # failed as stale between the tell's read and its write
+        logger.warning("Trial %d was already failed as stale by another worker.", trial.number)
+
+
+def _fail(study: optuna.Study, attempt: FrozenTrial) -> bool:
+    """Fail the running trial ``attempt``, as ``study.tell`` does; whether this call failed it.
+
+    The state is checked and written under the trial's row lock (Optuna's
+    ``set_trial_state_values``): of two workers failing one trial, exactly one succeeds.
+    """
+    if attempt.state.is_finished():
+        return False
+    study.sampler.after_trial(study, attempt, TrialState.FAIL, None)
+    try:
+        study._storage.set_trial_state_values(attempt._trial_id, TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        return False
+    return True
 
 
 def _no_queued_run_left(finished: int, budget: int, queued: int) -> int:

@@ -3,6 +3,7 @@ SQLite and PostgreSQL, however many workers start trials at the same moment."""
 
 from __future__ import annotations
 
+import datetime
 import threading
 import warnings
 from pathlib import Path
@@ -57,12 +58,31 @@ def test_trials_are_admitted_until_the_budget_is_taken_and_the_next_is_refused(
         heartbeat.beating(third._trial_id, {"worker": {"pid": 3}}, budget=budget),
     ):
         raise AssertionError("a refused trial's block ran")
-    assert study.trials[third.number].user_attrs == {
+    refused = study.trials[third.number]
+    assert refused.user_attrs == {
         "worker": {"pid": 3},
         "surplus": True,
         "error": "SurplusTrialError: the budget of 2 trials is already taken",
     }
+    # Failed with the refusal: never RUNNING without a heartbeat, which would never go stale.
+    assert refused.state == TrialState.FAIL
+    assert refused.datetime_complete is not None
+    assert abs(refused.datetime_complete - datetime.datetime.now()).total_seconds() < 60
     assert beats(storage) == {first._trial_id, second._trial_id}  # a refused trial has none
+
+
+def test_a_closed_budget_refuses_a_trial_whatever_the_counts(database: str) -> None:
+    storage = open_storage(database, heartbeat_interval=60)
+    study = optuna.create_study(storage=storage)
+    closed = Budget(study._study_id, 5, closed="no queued run is left to take")
+    trial = ask(study)
+    with (
+        pytest.raises(SurplusTrialError, match=r"^no queued run is left to take$"),
+        Heartbeat(storage).beating(trial._trial_id, budget=closed),
+    ):
+        raise AssertionError("a refused trial's block ran")
+    assert study.trials[trial.number].state == TrialState.FAIL
+    assert beats(storage) == set()
 
 
 def test_finished_and_admitted_trials_take_places_but_failed_and_unadmitted_ones_do_not(

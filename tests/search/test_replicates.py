@@ -8,6 +8,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
+from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 from search_helpers import run_cli, trials
 
@@ -198,3 +199,57 @@ def test_a_queued_run_refused_as_surplus_is_queued_again(tmp_path: Path) -> None
     assert retry.system_attrs["fixed_params"] == refused.system_attrs["fixed_params"]
     assert "surplus" not in retry.user_attrs  # it will run
     assert len(found) == spec.budget + 1
+
+
+def test_a_sampled_trial_of_a_replicate_study_takes_no_place_from_a_queued_run(
+    tmp_path: Path,
+) -> None:
+    """Two workers asked for the last queued run; the one that found none got a sampled trial."""
+    path = replicate_file(tmp_path)
+    storage_url = f"sqlite:///{tmp_path / 'reps.db'}"
+    assert run_cli("create", str(path), "--storage", storage_url, cwd=tmp_path).returncode == 0
+    storage = open_storage(storage_url, heartbeat_interval=60)
+    study = optuna.load_study(study_name="reps", storage=storage)
+    spec = load_study_file(path)
+    for waiting in study.get_trials(states=(TrialState.WAITING,)):  # taken by other workers
+        storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING)
+    objective = TrialObjective(spec, budget=spec.budget, device="cpu", checkpoint_dir=tmp_path)
+    with Interrupts(on_stop=lambda: None) as interrupts:
+        assert _run_trial(study, objective, Heartbeat(storage), interrupts) is None
+    sampled = study.trials[-1]
+    assert sampled.state == TrialState.FAIL
+    assert sampled.user_attrs["error"] == "SurplusTrialError: no queued run is left to take"
+    assert "fixed_params" not in sampled.system_attrs
+    assert len(study.trials) == spec.budget + 1  # not queued again
+    with storage.scoped_session() as session:  # refused at its first beat: it took no place
+        assert models.TrialHeartbeatModel.where_trial_id(sampled._trial_id, session) is None
+
+
+def test_a_trial_failed_as_stale_while_its_worker_stalled_is_queued_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker's stale check fails and queues the trial just as its own worker fails it."""
+    path = replicate_file(tmp_path)
+    storage_url = f"sqlite:///{tmp_path / 'reps.db'}"
+    assert run_cli("create", str(path), "--storage", storage_url, cwd=tmp_path).returncode == 0
+    storage = open_storage(storage_url, heartbeat_interval=60)
+    study = optuna.load_study(study_name="reps", storage=storage)
+    spec = load_study_file(path)
+    objective = TrialObjective(spec, budget=spec.budget, device="cpu", checkpoint_dir=tmp_path)
+
+    def crash(trial: optuna.Trial, *, admitted: bool) -> float:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    def stale_check(study: optuna.Study, trial: FrozenTrial, *args: object) -> None:
+        # Runs between the worker's read of its trial and its write of the failed state.
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        storage.get_heartbeat_stale_trial_callback()(study, storage.get_trial(trial._trial_id))
+
+    monkeypatch.setattr(objective, "run", crash)
+    monkeypatch.setattr(study.sampler, "after_trial", stale_check)
+    with Interrupts(on_stop=lambda: None) as interrupts:
+        _run_trial(study, objective, Heartbeat(storage), interrupts)
+    failed = study.trials[0]
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == failed.number]
+    assert failed.state == TrialState.FAIL
+    assert len(retries) == 1
