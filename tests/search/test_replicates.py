@@ -8,6 +8,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
+from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 from search_helpers import run_cli, trials
@@ -19,6 +20,7 @@ from adamz.search.heartbeat import Heartbeat
 from adamz.search.interrupts import Interrupts
 from adamz.search.replicates import ReplicateSpec
 from adamz.search.retries import MAX_RETRIES
+from adamz.search.studies import AnySpec
 from adamz.search.worker import WorkerOptions, _run_trial, run_worker
 from adamz.training import RunConfig, train
 
@@ -39,6 +41,17 @@ def replicate_file(directory: Path, **changes: Any) -> Path:
     path = directory / "reps.yaml"
     path.write_text(yaml.safe_dump(content))
     return path
+
+
+def created_replicates(directory: Path) -> tuple[optuna.Study, RDBStorage, AnySpec]:
+    """The replicate study of :func:`replicate_file`, created as a user does, opened as a
+    worker opens it: the study, its storage and its spec."""
+    path = replicate_file(directory)
+    storage_url = f"sqlite:///{directory / 'reps.db'}"
+    assert run_cli("create", str(path), "--storage", storage_url, cwd=directory).returncode == 0
+    storage = open_storage(storage_url, heartbeat_interval=60)
+    assert isinstance(storage, RDBStorage)
+    return optuna.load_study(study_name="reps", storage=storage), storage, load_study_file(path)
 
 
 def test_a_replicate_file_queues_every_run_on_the_same_seeds(tmp_path: Path) -> None:
@@ -180,12 +193,7 @@ def test_a_run_that_always_fails_stops_the_worker_without_sampling_other_runs(
 
 def test_a_queued_run_refused_as_surplus_is_queued_again(tmp_path: Path) -> None:
     """A worker that takes a queued run when the budget is already full does not lose it."""
-    path = replicate_file(tmp_path)
-    storage_url = f"sqlite:///{tmp_path / 'reps.db'}"
-    assert run_cli("create", str(path), "--storage", storage_url, cwd=tmp_path).returncode == 0
-    storage = open_storage(storage_url, heartbeat_interval=60)
-    study = optuna.load_study(study_name="reps", storage=storage)
-    spec = load_study_file(path)
+    study, storage, spec = created_replicates(tmp_path)
     full = TrialObjective(spec, budget=0, device="cpu", checkpoint_dir=tmp_path)
     with Interrupts(on_stop=lambda: None) as interrupts:
         _run_trial(study, full, Heartbeat(storage), interrupts)
@@ -205,12 +213,7 @@ def test_a_sampled_trial_of_a_replicate_study_takes_no_place_from_a_queued_run(
     tmp_path: Path,
 ) -> None:
     """Two workers asked for the last queued run; the one that found none got a sampled trial."""
-    path = replicate_file(tmp_path)
-    storage_url = f"sqlite:///{tmp_path / 'reps.db'}"
-    assert run_cli("create", str(path), "--storage", storage_url, cwd=tmp_path).returncode == 0
-    storage = open_storage(storage_url, heartbeat_interval=60)
-    study = optuna.load_study(study_name="reps", storage=storage)
-    spec = load_study_file(path)
+    study, storage, spec = created_replicates(tmp_path)
     for waiting in study.get_trials(states=(TrialState.WAITING,)):  # taken by other workers
         storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING)
     objective = TrialObjective(spec, budget=spec.budget, device="cpu", checkpoint_dir=tmp_path)
@@ -229,12 +232,7 @@ def test_a_trial_failed_as_stale_while_its_worker_stalled_is_queued_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another worker's stale check fails and queues the trial just as its own worker fails it."""
-    path = replicate_file(tmp_path)
-    storage_url = f"sqlite:///{tmp_path / 'reps.db'}"
-    assert run_cli("create", str(path), "--storage", storage_url, cwd=tmp_path).returncode == 0
-    storage = open_storage(storage_url, heartbeat_interval=60)
-    study = optuna.load_study(study_name="reps", storage=storage)
-    spec = load_study_file(path)
+    study, storage, spec = created_replicates(tmp_path)
     objective = TrialObjective(spec, budget=spec.budget, device="cpu", checkpoint_dir=tmp_path)
 
     def crash(trial: optuna.Trial, *, admitted: bool) -> float:
