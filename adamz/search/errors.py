@@ -1,4 +1,5 @@
-"""The one error type for a bad study or search-space file, and the one reader of those files."""
+"""The one error type for a bad study or search-space file, the one reader of those files, and
+how a trial records the exception it ended with."""
 
 from __future__ import annotations
 
@@ -30,3 +31,8 @@ def read_yaml(path: Path) -> Any:
     except yaml.YAMLError as exc:
         first_line = (str(exc).strip() or type(exc).__name__).splitlines()[0]
         raise SpecError(path, "file", f"is not valid YAML ({first_line})") from exc
+
+
+def error_message(exc: BaseException) -> str:
+    """How a trial's ``error`` attribute records ``exc``: its type and message, kept short."""
+    return f"{type(exc).__name__}: {exc}"[:1000]

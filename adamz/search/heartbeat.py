@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adamz.search.budget import Budget, SurplusTrialError
+from adamz.search.errors import error_message
 
 __all__ = ["Heartbeat"]
 
@@ -121,8 +122,7 @@ class Heartbeat:
         with _create_scoped_session(rdb.scoped_session, True) as session:
             if budget is not None and not budget.admits(session, trial_id):
                 refusal = SurplusTrialError(budget.refusal)
-                error = f"{type(refusal).__name__}: {refusal}"
-                user_attrs = {**user_attrs, "surplus": True, "error": error}
+                user_attrs = {**user_attrs, "surplus": True, "error": error_message(refusal)}
                 # Failed here, not later by its worker: a trial left RUNNING without a heartbeat
                 # (its worker killed in between) would never go stale, and would hold up every
                 # worker waiting for the running trials to finish.

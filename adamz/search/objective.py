@@ -33,6 +33,7 @@ from optuna.trial import TrialState
 
 from adamz import __version__
 from adamz.search.budget import FINISHED, SurplusTrialError, count_states
+from adamz.search.errors import error_message
 from adamz.search.replicates import TrialPlan
 from adamz.search.studies import AnySpec
 from adamz.training import RunConfig, train
@@ -263,8 +264,3 @@ class TrialObjective:
                 raise optuna.TrialPruned(run["stop_reason"])
 
         return on_epoch
-
-
-def error_message(exc: BaseException) -> str:
-    """How a trial's ``error`` attribute records ``exc``: its type and message, kept short."""
-    return f"{type(exc).__name__}: {exc}"[:1000]

@@ -44,9 +44,10 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from adamz.search.budget import FINISHED, Budget, SurplusTrialError, count_states
+from adamz.search.errors import error_message
 from adamz.search.heartbeat import Heartbeat
 from adamz.search.interrupts import Interrupts, WorkerStopped
-from adamz.search.objective import TrialObjective, error_message, is_queued
+from adamz.search.objective import TrialObjective, is_queued
 from adamz.search.retries import MAX_RETRIES, queue_retry
 from adamz.search.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, load_study, open_storage
 from adamz.search.studies import AnySpec, make_pruner, make_sampler, spec_from_definition
