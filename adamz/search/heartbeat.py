@@ -10,7 +10,8 @@ one-epoch digits trial. :class:`Heartbeat` writes the first beat in line, before
 starts, and leaves only the later beats (one per interval) to a thread. The first beat also
 carries the trial's start record (who runs it) and admits the trial against the study's budget
 (:class:`~adamz.search.budget.Budget`), in the same transaction on SQLite and PostgreSQL: on
-PostgreSQL each commit is a few milliseconds.
+PostgreSQL each commit is a few milliseconds. :func:`fail_unbeaten_trials` finds the trials
+whose worker died before their first beat, which Optuna's stale check cannot see.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import optuna
 import sqlalchemy
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
@@ -32,7 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from adamz.search.budget import Budget, SurplusTrialError
 from adamz.search.errors import error_message
 
-__all__ = ["Heartbeat"]
+__all__ = ["Heartbeat", "fail_unbeaten_trials"]
 
 
 class Heartbeat:
@@ -159,6 +162,51 @@ class Heartbeat:
         if refusal is not None:
             raise refusal  # once the refusal is committed
         return budget is not None
+
+
+def fail_unbeaten_trials(study: optuna.Study) -> list[int]:
+    """Fail, and queue again, the running trials whose worker died before their first beat.
+
+    Optuna's stale check (``fail_stale_trials``) passes over a running trial without a
+    heartbeat: in ``study.optimize`` a thread writes the first beat as the trial starts. A
+    worker killed between ``study.ask()`` and its first beat leaves such a trial, RUNNING for
+    good, and workers waiting for the running trials to finish would wait for it forever. A
+    trial without a beat a grace period after it started is that trial: a live worker writes
+    its first beat as soon as ``study.ask()`` returns, once the sampler has sampled (a GP
+    sampler's fit on a long study can take seconds: keep the grace period well above that).
+    Start times come from the workers' clocks, which only need to agree to well within the
+    grace period.
+
+    Returns:
+        the ids of the trials this call failed; each is queued again by the storage's
+        stale-trial callback. None on a storage without heartbeats.
+    """
+    rdb = getattr(study._storage, "_backend", study._storage)
+    if not isinstance(rdb, RDBStorage) or rdb.heartbeat_interval is None:
+        return []
+    grace_period = rdb.grace_period or 2 * rdb.heartbeat_interval  # Optuna's default
+    started_before = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=grace_period)
+    trials, beats = models.TrialModel, models.TrialHeartbeatModel
+    with rdb.engine.connect() as connection:
+        unbeaten = connection.scalars(
+            sqlalchemy.select(trials.trial_id).where(
+                trials.study_id == study._study_id,
+                trials.state == TrialState.RUNNING,
+                trials._datetime_start_utc < started_before,  # naive UTC, as Optuna stores it
+                ~sqlalchemy.exists().where(beats.trial_id == trials.trial_id),
+            )
+        ).all()
+    failed = []
+    callback = rdb.get_heartbeat_stale_trial_callback()
+    for trial_id in unbeaten:
+        try:  # checked and written under the trial's row lock: one worker fails it
+            rdb.set_trial_state_values(trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            continue
+        failed.append(trial_id)
+        if callback is not None:
+            callback(study, rdb.get_trial(trial_id))
+    return failed
 
 
 _UPSERTS: dict[str, Callable[[Any], Any]] = {

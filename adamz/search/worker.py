@@ -6,7 +6,8 @@ progress bar read from the storage. Each process runs :func:`run_worker`, which 
 
 1. stop if the study's finished trials (complete + pruned) reach the budget;
 2. if the trials running elsewhere will reach it, wait for them (and fail stale ones, so a
-   dead worker's trial is queued again and someone retries it);
+   dead worker's trial is queued again and someone retries it; also one whose worker died
+   before its first heartbeat, :func:`~adamz.search.heartbeat.fail_unbeaten_trials`);
 3. otherwise fail stale trials (at most once per heartbeat interval) and run one trial:
    ``study.ask``, the objective under a :class:`~adamz.search.heartbeat.Heartbeat`,
    ``study.tell``.
@@ -45,7 +46,7 @@ from tqdm import tqdm
 
 from adamz.search.budget import FINISHED, Budget, SurplusTrialError, count_states
 from adamz.search.errors import error_message
-from adamz.search.heartbeat import Heartbeat
+from adamz.search.heartbeat import Heartbeat, fail_unbeaten_trials
 from adamz.search.interrupts import Interrupts, WorkerStopped
 from adamz.search.objective import TrialObjective, is_queued
 from adamz.search.retries import MAX_RETRIES, queue_retry
@@ -154,6 +155,7 @@ def run_worker(study_name: str, options: WorkerOptions) -> int:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     fail_stale_trials(study)
+                fail_unbeaten_trials(study)
                 next_stale_check = time.monotonic() + stale_check_interval
             if waiting:
                 time.sleep(POLL_S)

@@ -15,8 +15,9 @@ import pytest
 import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
+from optuna.trial import TrialState
 
-from adamz.search.heartbeat import Heartbeat
+from adamz.search.heartbeat import Heartbeat, fail_unbeaten_trials
 from adamz.search.storage import open_storage
 
 
@@ -138,3 +139,38 @@ def test_a_retried_trial_s_first_beat_replaces_the_attributes_it_inherited(
         attrs = study.trials[trial.number].user_attrs
     assert attrs == {"worker": {"pid": 2}, "enqueued": "defaults"}
     assert beat_times(storage)[trial._trial_id] > first
+
+
+def started_long_ago(storage: RDBStorage, trial_id: int) -> None:
+    """Move ``trial_id``'s start an hour back, as if it had been asked for then."""
+    trials = models.TrialModel
+    an_hour_ago = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(
+        hours=1
+    )
+    with storage.scoped_session() as session:
+        session.execute(
+            sqlalchemy.update(trials)
+            .where(trials.trial_id == trial_id)
+            .values(_datetime_start_utc=an_hour_ago)
+        )
+        session.commit()
+
+
+def test_a_trial_whose_worker_died_before_its_first_beat_is_failed_and_queued_again(
+    database: str,
+) -> None:
+    storage = open_storage(database, heartbeat_interval=60, grace_period=120)
+    study = optuna.create_study(storage=storage)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        orphan, just_asked, beating = study.ask(), study.ask(), study.ask()
+    started_long_ago(storage, orphan._trial_id)
+    storage.record_heartbeat(beating._trial_id)
+    started_long_ago(storage, beating._trial_id)  # long-running, and beating
+
+    assert fail_unbeaten_trials(study) == [orphan._trial_id]
+    assert fail_unbeaten_trials(study) == []  # failed once
+    states = [study.trials[trial.number].state for trial in (orphan, just_asked, beating)]
+    assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING]
+    [retry] = study.get_trials(states=(TrialState.WAITING,))
+    assert retry.system_attrs["failed_trial"] == orphan.number

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import signal
 import sqlite3
@@ -10,8 +11,12 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
+from optuna.storages._rdb.models import TrialModel
 from optuna.trial import TrialState
 from search_helpers import cli, run_cli, start_cli, trials, write_study
+
+from adamz.search import open_storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -227,6 +232,30 @@ def test_a_sigkilled_worker_s_trial_is_retried_and_resumes_from_its_checkpoint(
     assert retry.params == killed.params
     assert retry.user_attrs["run"]["result"]["resumed_from_epoch"] >= 2
     assert not list((tmp_path / "checkpoints" / "quick").glob("*.pt"))
+
+
+def test_a_trial_whose_worker_died_before_its_first_beat_does_not_hold_up_the_study(
+    tmp_path: Path,
+) -> None:
+    study_file = write_study(tmp_path, budget=1, epochs=1)
+    run_cli("create", str(study_file), cwd=tmp_path)
+    storage = open_storage(f"sqlite:///{tmp_path / 'adamz-search.db'}", heartbeat_interval=None)
+    study = optuna.load_study(study_name="quick", storage=storage)
+    orphan = study.ask()  # its worker was killed before the first beat: no heartbeat, ever
+    with storage.scoped_session() as session:  # asked for well over a grace period ago
+        session.execute(
+            sqlalchemy.update(TrialModel)
+            .where(TrialModel.trial_id == orphan._trial_id)
+            .values(_datetime_start_utc=datetime.datetime(2000, 1, 1))
+        )
+        session.commit()
+    beat = ["--heartbeat-interval", "1", "--grace-period", "2"]
+    worker = run_cli("worker", "quick", "--single", *beat, cwd=tmp_path, timeout=120)
+    assert worker.returncode == 0, worker.stderr[-2000:]
+    found = study.get_trials(deepcopy=False)
+    assert found[orphan.number].state == TrialState.FAIL
+    [done] = [trial for trial in found if trial.state == TrialState.COMPLETE]
+    assert done.system_attrs["failed_trial"] == orphan.number
 
 
 def test_sigterm_stops_the_workers_and_queues_the_interrupted_trial(tmp_path: Path) -> None:
