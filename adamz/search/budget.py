@@ -20,10 +20,13 @@ from optuna.storages._rdb import models
 from optuna.trial import TrialState
 from sqlalchemy.orm import Session
 
-__all__ = ["FINISHED", "Budget", "SurplusTrialError", "count_states"]
+__all__ = ["FINISHED", "NO_QUEUED_RUN", "Budget", "SurplusTrialError", "count_states"]
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 """States that count against a study's budget."""
+NO_QUEUED_RUN = "no queued run is left to take"
+"""Why a replicate study refuses a trial it sampled: two workers asked at once for the last
+queued run, and this one found none."""
 
 
 class SurplusTrialError(RuntimeError):

@@ -32,7 +32,7 @@ import torch
 from optuna.trial import TrialState
 
 from adamz import __version__
-from adamz.search.budget import FINISHED, SurplusTrialError, count_states
+from adamz.search.budget import FINISHED, NO_QUEUED_RUN, SurplusTrialError, count_states
 from adamz.search.errors import error_message
 from adamz.search.replicates import TrialPlan
 from adamz.search.studies import AnySpec
@@ -143,11 +143,10 @@ class TrialObjective:
             raise
 
     def _run(self, trial: optuna.Trial, *, admitted: bool) -> float:
-        if self.spec.queued_only and not is_queued(trial):
-            # Two workers asked at once for the last queued run, and this one found none.
-            trial.set_user_attr("surplus", True)
-            raise SurplusTrialError("no queued run is left to take")
-        if not admitted:
+        if not admitted:  # an admitted trial already passed both checks
+            if self.spec.queued_only and not is_queued(trial):
+                trial.set_user_attr("surplus", True)
+                raise SurplusTrialError(NO_QUEUED_RUN)
             self._check_budget(trial)
         plan = self.spec.plan(trial)
         origin = original_trial_number(trial)

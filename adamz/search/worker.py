@@ -44,7 +44,13 @@ from optuna.study._tell import _tell_with_warning
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
-from adamz.search.budget import FINISHED, Budget, SurplusTrialError, count_states
+from adamz.search.budget import (
+    FINISHED,
+    NO_QUEUED_RUN,
+    Budget,
+    SurplusTrialError,
+    count_states,
+)
 from adamz.search.errors import error_message
 from adamz.search.heartbeat import Heartbeat, fail_unbeaten_trials
 from adamz.search.interrupts import Interrupts, WorkerStopped
@@ -205,9 +211,8 @@ def _run_trial(
     trained = False  # whether the objective started (it records its own error)
     refused = False  # refused by its first beat, which failed it
     error: str | None = None
-    closed = None
-    if objective.spec.queued_only and not is_queued(trial):
-        closed = "no queued run is left to take"  # another worker took the last one
+    sampled_in_replicates = objective.spec.queued_only and not is_queued(trial)
+    closed = NO_QUEUED_RUN if sampled_in_replicates else None
     budget = Budget(study._study_id, objective.budget, closed=closed)
     try:
         with (
