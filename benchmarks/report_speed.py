@@ -53,7 +53,7 @@ def synthetic_study(n_trials: int, seed: int = 0) -> optuna.Study:
                 value=value,
                 intermediate_values={0: value - 0.1, 1: value},
                 user_attrs={"result": {"controller": controller}}
-                | ({"enqueued": "defaults"} if number == 0 else {}),
+                | ({"enqueued": ["library defaults", "paper settings"]} if number == 0 else {}),
             )
         )
     study.add_trials(trials)

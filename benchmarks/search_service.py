@@ -109,8 +109,11 @@ def overhead(args: argparse.Namespace, directory: Path) -> None:
                     epochs=args.epochs,
                 )
                 # The same per-epoch report as ours: pruning is part of the work, not overhead.
-                result = train(config, on_epoch=lambda epoch, metric: trial.report(metric, epoch))
-                return float(result.final_metric or 0.0)
+                result = train(
+                    config,
+                    on_epoch=lambda epoch, metrics: trial.report(metrics["val_accuracy"], epoch),
+                )
+                return float((result.final_metrics or {}).get("val_accuracy", 0.0))
 
             study.optimize(objective, n_trials=args.trials)
 

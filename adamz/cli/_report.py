@@ -16,9 +16,20 @@ from adamz.cli._study_commands import (
     load_study_or_fail,
     open_storage_or_fail,
 )
-from adamz.reports import ReportError, build_report, load_study_data
+from adamz.reports import ReportError, StudyData, build_report, load_study_data
 from adamz.reports._confirm import TOP, confirmation_spec
-from adamz.reports._export import export_config, save_config, write_config
+from adamz.reports._export import (
+    MARGIN,
+    PAPER_DEFAULTS,
+    export_config,
+    robust_candidates,
+    save_config,
+    validated_choice,
+    validation_spec,
+    validation_table,
+    write_config,
+)
+from adamz.search.replicates import ReplicateSpec, parse_replicates
 from adamz.search.worker import WorkerOptions, launch_workers, parse_devices
 
 __all__ = ["ExportCommand", "ReportCommand"]
@@ -57,16 +68,19 @@ class ReportCommand(Command):
             type=int,
             default=0,
             metavar="K",
-            help=f"first re-run the first study's top {TOP} configurations and the other "
-            "studies' best with K fresh seeds (a replicate study run by workers)",
+            help="first re-run every study's top --candidates configurations (by validation) "
+            "with K fresh seeds (a replicate study run by workers); the verdict picks each "
+            "study's winner by its validation median and reports its test numbers",
         )
         parser.add_argument(
-            "--devices", default="cpu", help="--confirm: cpu, cuda or cuda:0,1 (as worker)"
+            "--candidates",
+            type=int,
+            default=TOP,
+            metavar="N",
+            help=f"--confirm: configurations re-run from each study, the same for every "
+            f"optimizer (default: {TOP})",
         )
-        parser.add_argument(
-            "--workers-per-device", type=int, default=1, help="--confirm: processes per device"
-        )
-        parser.add_argument("--data-dir", default=None, help="--confirm: the dataset directory")
+        add_replicate_worker_arguments(parser, "--confirm")
 
     def take_action(self, args: argparse.Namespace) -> int:
         # The importance evaluators create throw-away in-memory studies: keep their logs quiet.
@@ -101,32 +115,56 @@ class ReportCommand(Command):
         args: argparse.Namespace, studies: list[optuna.Study], storage: BaseStorage
     ) -> optuna.Study:
         """Create the confirmation study of ``studies`` (once) and run it to its budget."""
-        if args.confirm < 2 or args.workers_per_device < 1:
-            raise UsageError(
-                f"--confirm must be at least 2 and --workers-per-device at least 1, got "
-                f"{args.confirm} and {args.workers_per_device}."
-            )
+        if args.confirm < 2:
+            raise UsageError(f"--confirm must be at least 2, got {args.confirm}.")
         try:
-            devices = parse_devices(args.devices)
-            spec = confirmation_spec([load_study_data(study) for study in studies], args.confirm)
-        except (ValueError, ReportError) as exc:
+            spec = confirmation_spec(
+                [load_study_data(study) for study in studies], args.confirm, top=args.candidates
+            )
+        except ReportError as exc:
             raise UsageError(str(exc)) from exc
-        create_study(spec, storage)
-        print(
-            f"Confirming in study {spec.name}: {len(spec.runs)} configurations x "
-            f"{spec.seeds} seeds",
-            file=sys.stderr,
-        )
-        options = WorkerOptions(storage=args.storage, data_dir=args.data_dir)
-        code = launch_workers(spec.name, devices, args.workers_per_device, options)
-        if code != 0:
-            raise UsageError(f"The confirmation workers failed (exit {code}): see their log.")
-        return load_study_or_fail(spec.name, storage)
+        return run_replicates(spec, args, storage, doing="Confirming")
+
+
+def add_replicate_worker_arguments(parser: argparse.ArgumentParser, option: str) -> None:
+    """The options of the workers that run a command's replicate studies."""
+    parser.add_argument(
+        "--devices", default="cpu", help=f"{option}: cpu, cuda or cuda:0,1 (as worker)"
+    )
+    parser.add_argument(
+        "--workers-per-device", type=int, default=1, help=f"{option}: processes per device"
+    )
+    parser.add_argument("--data-dir", default=None, help=f"{option}: the dataset directory")
+
+
+def run_replicates(
+    spec: ReplicateSpec, args: argparse.Namespace, storage: BaseStorage, *, doing: str
+) -> optuna.Study:
+    """Create ``spec``'s study (once) and run it to its budget with the command's workers."""
+    if args.workers_per_device < 1:
+        raise UsageError(f"--workers-per-device must be at least 1, got {args.workers_per_device}.")
+    try:
+        devices = parse_devices(args.devices)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    create_study(spec, storage)
+    print(
+        f"{doing} in study {spec.name}: {len(spec.runs)} configurations x {spec.seeds} seeds",
+        file=sys.stderr,
+    )
+    options = WorkerOptions(storage=args.storage, data_dir=args.data_dir)
+    code = launch_workers(spec.name, devices, args.workers_per_device, options)
+    if code != 0:
+        raise UsageError(f"The workers of {spec.name} failed (exit {code}): see their log.")
+    return load_study_or_fail(spec.name, storage)
 
 
 class ExportCommand(Command):
     name = "export"
-    help = "Write the recommended configuration of STUDY (or a robust default of several)."
+    help = (
+        "Write the recommended configuration of STUDY, or a default for several studies "
+        "validated on every workload."
+    )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("studies", nargs="+", metavar="STUDY", help="studies in the storage")
@@ -135,17 +173,126 @@ class ExportCommand(Command):
         parser.add_argument(
             "--out", type=Path, default=None, help="file to write (default: standard output)"
         )
+        parser.add_argument(
+            "--seeds",
+            type=int,
+            default=5,
+            metavar="K",
+            help="several studies: fresh seeds each candidate trains on every workload "
+            "(default: 5)",
+        )
+        parser.add_argument(
+            "--margin",
+            type=float,
+            default=MARGIN,
+            help="several studies: largest loss to the paper defaults' validation median on "
+            f"any workload that a recommendation may have (default: {MARGIN})",
+        )
+        parser.add_argument(
+            "--leave-one-out",
+            action="store_true",
+            help="several studies: for each, export from the others and train that default "
+            "and the paper defaults on the held-out workload (a replicate study each; report "
+            "them with adamz-search report)",
+        )
+        add_replicate_worker_arguments(parser, "several studies")
 
     def take_action(self, args: argparse.Namespace) -> int:
         storage = open_storage_or_fail(args.storage, heartbeat_interval=None)
         studies = [load_study_or_fail(name, storage) for name in args.studies]
         try:
-            config = export_config([load_study_data(study) for study in studies])
+            datas = [load_study_data(study) for study in studies]
+            if args.leave_one_out:
+                return self._leave_one_out(args, datas, storage)
+            validation = None
+            if len(datas) > 1:
+                validation = self._validate(args, datas, storage, tag="+".join(args.studies))
+            config = export_config(datas, validation=validation, margin=args.margin)
         except ReportError as exc:
             raise UsageError(str(exc)) from exc
+        if validation is not None:
+            choice = config["provenance"]
+            print(validation_table(choice), file=sys.stderr)
+            if choice["paper_defaults_recommended"]:
+                print(
+                    "No candidate beat the paper defaults on every workload: recommending the "
+                    "paper defaults (the table above is the evidence).",
+                    file=sys.stderr,
+                )
         if args.out is None:
             sys.stdout.write(write_config(config, args.format))
         else:
             save_config(config, args.format, args.out)
             print(f"Wrote {args.out}", file=sys.stderr)
+        return 0
+
+    @staticmethod
+    def _validate(
+        args: argparse.Namespace, datas: list[StudyData], storage: BaseStorage, *, tag: str
+    ) -> list[StudyData]:
+        """Train the candidates of ``datas`` and the paper defaults on each of their workloads."""
+        if len({data.workload for data in datas}) != len(datas):
+            raise UsageError(
+                "A default for several studies is validated per workload: give one study per "
+                "workload, got " + ", ".join(f"{d.name} ({d.workload})" for d in datas) + "."
+            )
+        candidates = robust_candidates(datas)
+        validation = []
+        for data in datas:
+            spec = validation_spec(
+                data,
+                candidates,
+                args.seeds,
+                name=f"validate-{tag}-on-{data.workload}-k{args.seeds}",
+            )
+            validation.append(
+                load_study_data(run_replicates(spec, args, storage, doing="Validating"))
+            )
+        return validation
+
+    def _leave_one_out(
+        self, args: argparse.Namespace, datas: list[StudyData], storage: BaseStorage
+    ) -> int:
+        """For each study: a default validated on the others, then trained on its workload."""
+        if len(datas) < 3:
+            raise UsageError(
+                f"--leave-one-out needs at least 3 studies (2 to export from, 1 held out), got "
+                f"{len(datas)}."
+            )
+        lines = []
+        for held in datas:
+            others = [data for data in datas if data is not held]
+            tag = "+".join(data.name for data in others)
+            validation = self._validate(args, others, storage, tag=tag)
+            choice = validated_choice(validation, margin=args.margin)
+            runs = [
+                {
+                    "label": f"default from {tag}",
+                    "optimizer": held.optimizer,
+                    "hyperparameters": choice["hyperparameters"],
+                    "source": {"exported_from": tag, "recommended": choice["recommended"]},
+                },
+                {"label": PAPER_DEFAULTS, "config": "paper"},
+            ]
+            if choice["paper_defaults_recommended"]:
+                runs = runs[1:]
+            spec = parse_replicates(
+                {
+                    "kind": "replicates",
+                    "name": f"holdout-{held.workload}-from-{tag}-k{args.seeds}",
+                    "description": f"the default exported from {tag}, on held-out {held.workload}",
+                    "workload": dict((held.definition or {}).get("workload", {})),
+                    "metric": "test_" + held.metric.removeprefix("val_"),
+                    "seeds": args.seeds,
+                    "first_seed": 2000,
+                    "runs": runs,
+                },
+                source=f"held-out validation on {held.workload}",
+            )
+            run_replicates(spec, args, storage, doing="Testing on the held-out workload")
+            lines.append(
+                f"{held.workload}: exported from {tag}: {choice['recommended']}; held-out runs "
+                f"in study {spec.name} (adamz-search report {spec.name})"
+            )
+        print("\n".join(lines))
         return 0

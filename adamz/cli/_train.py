@@ -13,7 +13,7 @@ import yaml
 from tqdm import tqdm
 
 from adamz.cli._base import Command, UsageError, log_to_stderr
-from adamz.training import OPTIMIZERS, CheckpointMismatchError, RunConfig, train
+from adamz.training import OPTIMIZER_NAMES, CheckpointMismatchError, RunConfig, train
 from adamz.workloads import WORKLOADS, DataNotFoundError
 
 __all__ = ["DATA_DIR_ENV", "TrainCommand", "parse_assignments"]
@@ -39,7 +39,7 @@ class TrainCommand(Command):
             "--optimizer",
             default="adamz",
             metavar="NAME",
-            help=f"how: {', '.join(OPTIMIZERS)} (default: adamz)",
+            help=f"how: {', '.join(OPTIMIZER_NAMES)} (default: adamz)",
         )
         parser.add_argument(
             "--set",

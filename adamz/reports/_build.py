@@ -22,6 +22,7 @@ from adamz.reports._pruning import pruning_section
 from adamz.reports._replicates import is_replicate_study, replicates_section
 from adamz.reports._robustness import robustness_section, tunability_section
 from adamz.reports._sensitivity import sensitivity_section
+from adamz.reports._verdict import verdict_section
 
 __all__ = ["ReportFiles", "build_report"]
 
@@ -60,7 +61,7 @@ def build_report(
     """
     datas = [load_study_data(study) for study in studies]
     searches = [data for data in datas if not is_replicate_study(data)]
-    jobs: list[tuple[str, Callable[[], Section]]] = []
+    jobs: list[tuple[str, Callable[[], Section]]] = [("Verdict", lambda: verdict_section(datas))]
     if searches:
         jobs.append(("All studies", lambda: budget_section(searches)))
     importance: dict[str, Section] = {}
@@ -126,14 +127,25 @@ def build_report(
         }
     write_json(files.json, numbers)
     if save_note:
-        _save_notes(studies, files.summary)
+        _save_notes(studies, files.summary, confirmed=any(map(is_replicate_study, datas)))
     return ReportFiles(files.html, files.markdown, files.json, charts, files.summary)
 
 
-def _save_notes(studies: list[optuna.Study], summary: str) -> None:
+NOTE_ATTR = "note"
+"""Study attribute saying which report wrote the study's dashboard note."""
+
+
+def _save_notes(studies: list[optuna.Study], summary: str, *, confirmed: bool) -> None:
+    """Save ``summary`` as each study's dashboard note, except over a note with a verdict
+    (written by a report with seed replicates) when this report has none."""
     import optuna_dashboard  # heavy; only for this
 
+    names = "+".join(study.study_name for study in studies)
     for study in studies:
+        if not confirmed and str(study.user_attrs.get(NOTE_ATTR, "")).startswith("verdict"):
+            logger.info("%s: kept the note with a verdict", study.study_name)
+            continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             optuna_dashboard.save_note(study, summary)
+        study.set_user_attr(NOTE_ATTR, f"{'verdict' if confirmed else 'report'} of {names}")

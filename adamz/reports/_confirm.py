@@ -2,14 +2,13 @@
 
 A search study's best value is the luckiest of many draws: it overstates what its configuration
 gives on another seed. ``report --confirm K`` therefore builds a replicate study (see
-:mod:`adamz.search.replicates`) of
-
-- the first study's top :data:`TOP` configurations (by value), and
-- each other study's best configuration (the baselines', at the same tuning budget),
-
-each trained on the same K seeds, none of which any search trial used
-(:data:`FIRST_SEED` on), and the workers run it. The report then compares them seed by seed,
-and ``export`` prefers the configuration that did best there (:func:`confirmed_choice`).
+:mod:`adamz.search.replicates`) of every study's top :data:`TOP` configurations by their
+validation value (the same number from every study: sending more candidates is itself an
+advantage), each trained on the same K seeds, none of which any search trial used
+(:data:`FIRST_SEED` on), and the workers run it. Its metric is the test twin of the searches'
+validation metric: each run records both. The verdict (:mod:`~adamz.reports._verdict`) picks
+each study's winner by its validation median over the fresh seeds and presents its test
+numbers, and ``export`` takes that same winner (:func:`confirmed_choice`).
 """
 
 from __future__ import annotations
@@ -26,7 +25,12 @@ from adamz.reports._data import (
     hyperparameters_of,
     load_study_data,
 )
-from adamz.reports._replicates import median_interval, replicate_runs
+from adamz.reports._replicates import (
+    median_interval,
+    replicate_runs,
+    selection_metric,
+    summarize_run,
+)
 from adamz.search.replicates import ReplicateSpec, parse_replicates
 
 __all__ = ["FIRST_SEED", "TOP", "confirmation_spec", "confirmed_choice"]
@@ -37,14 +41,16 @@ FIRST_SEED = 1000
 
 
 def confirmation_spec(datas: list[StudyData], seeds: int, *, top: int = TOP) -> ReplicateSpec:
-    """The replicate study confirming ``datas`` (first: the one whose top trials are re-run).
+    """The replicate study confirming ``datas``: each study's ``top`` trials by value.
 
     Raises:
         ReportError: a study was not made by ``adamz-search`` (its workload is unknown), or the
-            studies differ in workload or direction, or ``seeds`` is below 2.
+            studies differ in workload or direction, or ``seeds`` is below 2, or ``top`` below 1.
     """
     if seeds < 2:
         raise ReportError(f"Invalid --confirm {seeds}: needs at least 2 seeds to compare.")
+    if top < 1:
+        raise ReportError(f"Invalid --candidates {top}: must be at least 1.")
     for data in datas:
         if data.definition is None or data.workload is None:
             raise ReportError(
@@ -61,9 +67,10 @@ def confirmation_spec(datas: list[StudyData], seeds: int, *, top: int = TOP) -> 
     if len({data.maximize for data in datas}) > 1:
         raise ReportError("Seed confirmation needs studies with the same direction.")
     first = datas[0]
-    order = np.argsort(-goodness(first.values, maximize=first.maximize), kind="stable")
-    chosen = [(first, int(i)) for i in order[:top]]
-    chosen += [(data, int(data.best_index)) for data in datas[1:]]
+    chosen = []
+    for data in datas:
+        order = np.argsort(-goodness(data.values, maximize=data.maximize), kind="stable")
+        chosen += [(data, int(i)) for i in order[:top]]
     runs = []
     for data, index in chosen:
         trial = data.completed[index]
@@ -78,11 +85,11 @@ def confirmation_spec(datas: list[StudyData], seeds: int, *, top: int = TOP) -> 
     names = "+".join(data.name for data in datas)
     definition = {
         "kind": "replicates",
-        "name": f"confirm-{names}-k{seeds}",
-        "description": f"seed confirmation of {names}: top {top} of {first.name}, best of others",
+        "name": f"confirm-{names}-k{seeds}" + (f"-c{top}" if top != TOP else ""),
+        "description": f"seed confirmation of {names}: the top {top} of each",
         "workload": dict(first.definition.get("workload", {})),  # type: ignore[union-attr]
         "direction": "maximize" if first.maximize else "minimize",
-        "metric": first.definition.get("metric", "test_accuracy"),  # type: ignore[union-attr]
+        "metric": "test_" + first.metric.removeprefix("val_"),
         "seeds": seeds,
         "first_seed": FIRST_SEED,
         "runs": runs,
@@ -104,7 +111,8 @@ def confirmed_choice(data: StudyData) -> dict[str, Any] | None:
     """The best-confirmed configuration of ``data``'s study, if a confirmation ran it.
 
     Looks in the study's storage for replicate studies with runs taken from this study; among
-    those runs (with at least 2 seeds done), the one with the best median wins.
+    those runs (with at least 2 seeds done), the one with the best validation median wins (the
+    test median and its interval are recorded, never compared).
     """
     storage = data.study._storage
     best: dict[str, Any] | None = None
@@ -121,25 +129,31 @@ def confirmed_choice(data: StudyData) -> dict[str, Any] | None:
             )
         except ReportError:
             continue  # queued, nothing finished yet
+        val_metric = selection_metric(confirmation)
         for label, entry in replicate_runs(confirmation).items():
             source = entry["run"].get("source") or {}
-            values = np.array(entry["values"], dtype=float)
-            if source.get("study") != data.name or len(values) < 2:
+            run = summarize_run(entry, maximize=data.maximize)
+            if source.get("study") != data.name or run["n"] < 2 or run["val_median"] is None:
                 continue
-            median = float(np.median(values))
             if (
                 best is None
-                or goodness(np.array([median - best["median"]]), maximize=data.maximize)[0] > 0
+                or goodness(
+                    np.array([run["val_median"] - best["val_median"]]), maximize=data.maximize
+                )[0]
+                > 0
             ):
-                low, high = median_interval(values)
+                low, high = median_interval(np.array(entry["values"], dtype=float))
                 best = {
                     "study": summary.study_name,
                     "run": label,
                     "trial": source.get("trial"),
                     "search_value": source.get("value"),
-                    "seeds": len(values),
-                    "diverged": len(entry["diverged"]),
-                    "median": median,
+                    "seeds": run["n"],
+                    "diverged": run["diverged"],
+                    "selected_on": val_metric,
+                    "val_median": run["val_median"],
+                    "metric": confirmation.metric,
+                    "median": run["median"],
                     "ci95_median": [low, high],
                     "hyperparameters": entry["run"]["hyperparameters"],
                 }

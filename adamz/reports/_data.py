@@ -1,4 +1,16 @@
-"""What every report section reads: one study's finished trials as arrays, and what is missing."""
+"""What every report section reads: one study's trials as arrays, and what is missing.
+
+Two views of a study, because they answer different questions:
+
+- **the budget**: every trial the budget paid for, in the order they finished: a COMPLETE
+  trial at its value, a PRUNED one as one draw at its last reported value, a diverged one
+  (``run.diverged``) at the workload's chance value; trials that FAILED (faults: a crash, a
+  refused surplus) cost no budget and do not count. Budget curves, the cost axis and the
+  divergence rate read this view (:attr:`StudyData.finished`);
+- **the response surface**: the COMPLETE trials with a finite value, which are the only ones
+  whose value belongs to a fully trained configuration. Importance, sensitivity, robustness
+  and export read this view (:attr:`StudyData.completed`), and say so with the count.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +31,9 @@ __all__ = [
     "StudyData",
     "goodness",
     "hyperparameters_of",
+    "is_diverged",
     "load_study_data",
+    "run_metrics",
     "train_result",
 ]
 
@@ -58,6 +72,10 @@ class StudyData:
         trials: every trial, in number order.
         completed: the COMPLETE trials with a finite value.
         values: their values, in the same order.
+        finished: the trials the budget paid for (see the module docs), in the order they
+            finished.
+        finished_values: their values for the budget: a pruned trial's last reported value.
+        finished_epochs: epochs each of them trained (values it reported).
         params: the parameters every completed trial has, in first-seen order.
         distributions: their distributions (from the first completed trial).
         definition: the study file's definition stored by ``adamz-search create``, or None for
@@ -71,6 +89,9 @@ class StudyData:
     params: list[str]
     distributions: dict[str, BaseDistribution]
     definition: dict[str, Any] | None
+    finished: list[FrozenTrial] = field(default_factory=list)
+    finished_values: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    finished_epochs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
 
     @property
     def name(self) -> str:
@@ -84,6 +105,16 @@ class StudyData:
     def best_index(self) -> int:
         """Index into :attr:`completed` of the best trial."""
         return int(np.argmax(goodness(self.values, maximize=self.maximize)))
+
+    @property
+    def metric(self) -> str:
+        """What the values measure: the study file's metric, or ``"value"`` for a plain study."""
+        return str((self.definition or {}).get("metric", "value"))
+
+    @property
+    def diverged(self) -> list[FrozenTrial]:
+        """The finished trials whose loss diverged."""
+        return [trial for trial in self.finished if is_diverged(trial)]
 
     @property
     def workload(self) -> str | None:
@@ -109,6 +140,23 @@ class StudyData:
 def goodness(values: np.ndarray, *, maximize: bool) -> np.ndarray:
     """Values turned so that larger is better (negated when the study minimises)."""
     return values if maximize else -values
+
+
+def is_diverged(trial: FrozenTrial) -> bool:
+    """Whether ``trial``'s loss diverged: ``run.diverged``, or, in studies made before it was
+    recorded, a pruned trial whose ``run.stop_reason`` says so."""
+    run = trial.user_attrs.get("run")
+    if not isinstance(run, dict):
+        return False
+    return bool(run.get("diverged")) or str(run.get("stop_reason", "")).startswith("diverged")
+
+
+def run_metrics(trial: FrozenTrial) -> dict[str, float]:
+    """Every metric our workers recorded for ``trial`` (``run.metrics``: validation and test,
+    the mean over its seeds); empty for a trial that recorded none."""
+    run = trial.user_attrs.get("run")
+    metrics = run.get("metrics") if isinstance(run, dict) else None
+    return dict(metrics) if isinstance(metrics, dict) else {}
 
 
 def train_result(trial: FrozenTrial) -> dict[str, Any] | None:
@@ -163,12 +211,70 @@ def load_study_data(study: optuna.Study) -> StudyData:
         )
     params = [name for name in completed[0].params if all(name in t.params for t in completed)]
     definition = study.user_attrs.get("definition")
+    definition = definition if isinstance(definition, dict) else None
+    values = np.array([trial.value for trial in completed], dtype=float)
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    finished, finished_values = _budget_view(trials, definition, values, maximize=maximize)
     return StudyData(
         study=study,
         trials=trials,
         completed=completed,
-        values=np.array([trial.value for trial in completed], dtype=float),
+        values=values,
         params=params,
         distributions={name: completed[0].distributions[name] for name in params},
-        definition=definition if isinstance(definition, dict) else None,
+        definition=definition,
+        finished=finished,
+        finished_values=finished_values,
+        finished_epochs=np.array([len(t.intermediate_values) for t in finished], dtype=int),
     )
+
+
+def _budget_view(
+    trials: list[FrozenTrial],
+    definition: dict[str, Any] | None,
+    completed_values: np.ndarray,
+    *,
+    maximize: bool,
+) -> tuple[list[FrozenTrial], np.ndarray]:
+    """The trials the budget paid for, in finishing order, and their values for the budget."""
+    worst = _diverged_value(definition, completed_values, maximize=maximize)
+    finished: list[FrozenTrial] = []
+    values: list[float] = []
+    for trial in trials:
+        if trial.state == TrialState.COMPLETE and trial.value is not None:
+            value = float(trial.value)
+            value = value if math.isfinite(value) else worst
+        elif trial.state == TrialState.PRUNED:
+            if is_diverged(trial):
+                value = worst
+            elif trial.intermediate_values:
+                value = float(trial.intermediate_values[max(trial.intermediate_values)])
+            else:
+                continue  # pruned before it reported anything: nothing was learned or shown
+        else:
+            continue
+        finished.append(trial)
+        values.append(value)
+    order = sorted(
+        range(len(finished)),
+        key=lambda i: (
+            finished[i].datetime_complete or finished[i].datetime_start,
+            finished[i].number,
+        ),
+    )
+    return [finished[i] for i in order], np.array([values[i] for i in order], dtype=float)
+
+
+def _diverged_value(
+    definition: dict[str, Any] | None, completed_values: np.ndarray, *, maximize: bool
+) -> float:
+    """What a diverged trial counts as: the workload's chance value for its metric, or, for a
+    study of unknown workload, the worst value the study saw."""
+    from adamz.workloads import WORKLOADS  # the reports need the registry only here
+
+    workload = WORKLOADS.get(str((definition or {}).get("workload", {}).get("name")))
+    metric = (definition or {}).get("metric")
+    if workload is not None and isinstance(metric, str):
+        return workload.chance_value(metric)
+    finite = completed_values[np.isfinite(completed_values)]
+    return float(finite.min() if maximize else finite.max())

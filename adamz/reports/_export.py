@@ -15,16 +15,30 @@ included) in the search space scaled to [0, 1] (log scale for log parameters); t
 with the best neighbourhood wins. So a lucky spike among poor neighbours loses to a point in a
 flat good region.
 
-Rule for several studies (different workloads): every study's recommended configuration is a
-candidate; its value on each study is estimated by its nearest completed trial there; its rank
-there is the fraction of that study's trials better than that estimate; the candidate with the
-lowest mean rank wins, and its estimated loss vs each study's own best is reported.
+Rule for several studies (different workloads), which validates before it recommends:
+
+1. candidates: each study's top :data:`VALIDATION_CANDIDATES` completed trials, ranked by
+   their mean normalised rank across the studies (a candidate's value on another study is
+   estimated by its nearest completed trial there; its rank is the fraction of that study's
+   trials better than the estimate); the best :data:`VALIDATION_CANDIDATES` are kept. That
+   estimate cannot see a learning rate that diverges on another workload, hence step 2;
+2. every candidate, and the paper's defaults, is trained on every workload on fresh seeds
+   (:func:`validation_spec`: a replicate study per workload, run by the workers);
+3. :func:`validated_choice`: a candidate that diverged on any seed of any workload, or whose
+   validation median falls more than :data:`MARGIN` below the paper defaults' on any
+   workload, is never recommended; among the rest and the paper defaults, the smallest
+   worst-case normalised regret wins (regret on a workload: the gap to the best validation
+   median there, divided by the best's gap to chance). When that is the paper defaults,
+   export says so and recommends them, with the evidence.
+
+Every choice reads validation values only; the test medians are written beside them.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +56,46 @@ from adamz import __version__
 from adamz.reports._confirm import confirmed_choice
 from adamz.reports._data import ReportError, StudyData, goodness, hyperparameters_of
 from adamz.reports._html import plain_numbers
+from adamz.reports._replicates import (
+    is_replicate_study,
+    replicate_runs,
+    selection_metric,
+    summarize_run,
+)
 from adamz.reports._robustness import relative_gaps
+from adamz.search.replicates import ReplicateSpec, parse_replicates
+from adamz.workloads import get_workload
 
-__all__ = ["FORMAT", "NEIGHBOURS", "export_config", "recommend", "write_config"]
+__all__ = [
+    "FORMAT",
+    "MARGIN",
+    "NEIGHBOURS",
+    "PAPER_DEFAULTS",
+    "VALIDATION_CANDIDATES",
+    "VALIDATION_FIRST_SEED",
+    "export_config",
+    "recommend",
+    "robust_candidates",
+    "validated_choice",
+    "validation_spec",
+    "validation_table",
+    "write_config",
+]
 
 FORMAT = "adamz-config/1"
 NEIGHBOURS = 5
 FLAT_TOLERANCE = 0.01
 MAX_CANDIDATES = 10
+VALIDATION_CANDIDATES = 5
+"""Candidates a multi-study export validates on every workload."""
+MARGIN = 0.01
+"""Largest loss to the paper defaults' validation median, on any workload, that a recommended
+configuration may have (in the metric's units: one point of accuracy)."""
+PAPER_DEFAULTS = "paper defaults"
+"""Label of the reference run: ``AdamZ.from_config("paper")``."""
+VALIDATION_FIRST_SEED = 3000
+"""Seeds of the export's validation runs start here (the searches use 0 on, confirmations
+1000 on, held-out runs 2000 on)."""
 
 
 def _scaled(data: StudyData, params: dict[str, Any]) -> np.ndarray:
@@ -111,8 +157,43 @@ def _estimate(data: StudyData, params: dict[str, Any]) -> float:
     return float(data.values[int(np.argmin(distances))])
 
 
-def export_config(datas: list[StudyData]) -> dict[str, Any]:
-    """The configuration to write for ``datas`` (one study, or a robust default of several)."""
+def export_config(
+    datas: list[StudyData],
+    *,
+    validation: list[StudyData] | None = None,
+    margin: float = MARGIN,
+) -> dict[str, Any]:
+    """The configuration to write for ``datas`` (one study, or a robust default of several).
+
+    Args:
+        datas: search studies of one optimizer.
+        validation: for several studies, the finished :func:`validation_spec` studies, one per
+            workload.
+        margin: see :data:`MARGIN`.
+
+    Raises:
+        ReportError: a replicate study (it has nothing to choose: export the search it
+            confirms), studies of several optimizers, or several studies without validation.
+    """
+    for data in datas:
+        if is_replicate_study(data):
+            sources = sorted(
+                {
+                    str(run["source"]["study"])
+                    for run in (data.definition or {}).get("runs", [])
+                    if isinstance(run.get("source"), dict) and run["source"].get("study")
+                }
+            )
+            instead = (
+                f"export the search it confirms ({', '.join(sources)}), which reads this "
+                "confirmation"
+                if sources
+                else "export a search study"
+            )
+            raise ReportError(
+                f"Study {data.name!r} is a replicate study of fixed configurations: it has "
+                f"nothing to choose; {instead}."
+            )
     optimizers = {data.optimizer for data in datas}
     if len(optimizers) > 1:
         raise ReportError(
@@ -163,48 +244,235 @@ def export_config(datas: list[StudyData]) -> dict[str, Any]:
             **choice,
         )
     else:
-        choices = [recommend(data) for data in datas]
-        candidates = [
-            data.completed[c["index"]].params for data, c in zip(datas, choices, strict=True)
-        ]
-        ranks = []
-        for params in candidates:
-            per_study = []
-            for data in datas:
-                estimate = goodness(np.array([_estimate(data, params)]), maximize=data.maximize)
-                per_study.append(
-                    float(np.mean(goodness(data.values, maximize=data.maximize) > estimate[0]))
-                )
-            ranks.append(float(np.mean(per_study)))
-        winner = int(np.argmin(ranks))
-        params = candidates[winner]
-        hyperparameters = hyperparameters_of(datas[winner], choices[winner]["index"])
+        if validation is None:
+            raise ReportError(
+                "A default for several studies is validated on every workload before it is "
+                "recommended: pass the validation studies (adamz-search export runs them)."
+            )
+        choice = validated_choice(validation, margin=margin)
+        hyperparameters = choice.pop("hyperparameters")
         provenance.update(
-            rule="best mean normalised rank across the studies (value estimated by the nearest "
-            "trial), among each study's recommended configuration",
-            study=datas[winner].name,
-            trial=choices[winner]["trial"],
-            mean_normalised_rank=ranks[winner],
-            per_study={
-                data.name: {
-                    "workload": data.workload,
-                    "estimated_value": _estimate(data, params),
-                    "own_best": float(data.values[data.best_index]),
-                    "loss_vs_own_best": float(
-                        goodness(
-                            np.array([data.values[data.best_index] - _estimate(data, params)]),
-                            maximize=data.maximize,
-                        )[0]
-                    ),
-                }
-                for data in datas
-            },
+            rule=f"smallest worst-case normalised regret of the validation medians over "
+            f"{len(validation)} workloads, among the paper defaults and the candidates that "
+            f"neither diverged nor fell more than {margin} below the paper defaults on any "
+            "workload (candidates: the best mean normalised rank across the studies)",
+            studies=[data.name for data in datas],
+            **choice,
         )
     config: dict[str, Any] = {"format": FORMAT}
     if optimizer is not None:  # unknown for a study not created by adamz-search
         config["optimizer"] = optimizer
     config.update(hyperparameters=hyperparameters, provenance=provenance)
     return plain_numbers(config)
+
+
+def robust_candidates(
+    datas: list[StudyData], count: int = VALIDATION_CANDIDATES
+) -> list[dict[str, Any]]:
+    """The ``count`` configurations of ``datas`` with the best mean normalised rank across them.
+
+    Each study's top ``count`` completed trials are candidates; a candidate's value on another
+    study is its nearest completed trial's there.
+
+    Raises:
+        ReportError: the studies search different hyperparameters.
+    """
+    scored: list[dict[str, Any]] = []
+    for data in datas:
+        order = np.argsort(-goodness(data.values, maximize=data.maximize), kind="stable")
+        for index in order[:count]:
+            params = data.completed[int(index)].params
+            ranks = []
+            for other in datas:
+                estimate = goodness(np.array([_estimate(other, params)]), maximize=other.maximize)
+                ranks.append(
+                    float(np.mean(goodness(other.values, maximize=other.maximize) > estimate[0]))
+                )
+            scored.append(
+                {
+                    "study": data.name,
+                    "trial": data.completed[int(index)].number,
+                    "mean_normalised_rank": float(np.mean(ranks)),
+                    "hyperparameters": _plain_pairs(hyperparameters_of(data, int(index))),
+                }
+            )
+    scored.sort(key=lambda candidate: candidate["mean_normalised_rank"])
+    unique: list[dict[str, Any]] = []
+    for candidate in scored:
+        if all(candidate["hyperparameters"] != kept["hyperparameters"] for kept in unique):
+            unique.append(candidate)
+    return unique[:count]
+
+
+def validation_spec(
+    data: StudyData,
+    candidates: list[dict[str, Any]],
+    seeds: int,
+    *,
+    name: str,
+    first_seed: int = VALIDATION_FIRST_SEED,
+) -> ReplicateSpec:
+    """A replicate study training ``candidates`` and the paper defaults on ``data``'s workload.
+
+    Raises:
+        ReportError: ``data`` was not made by ``adamz-search`` (its workload is unknown), or
+            ``seeds`` is below 2.
+    """
+    if seeds < 2:
+        raise ReportError(f"Invalid --seeds {seeds}: needs at least 2 seeds to compare.")
+    if data.definition is None or data.workload is None:
+        raise ReportError(
+            f"Study {data.name!r} was not created by adamz-search: its workload is unknown, so "
+            "nothing can be validated on it."
+        )
+    runs: list[dict[str, Any]] = [
+        {
+            "label": f"{candidate['study']} #{candidate['trial']}",
+            "optimizer": data.optimizer,
+            "hyperparameters": candidate["hyperparameters"],
+            "source": {
+                "study": candidate["study"],
+                "trial": candidate["trial"],
+                "mean_normalised_rank": candidate["mean_normalised_rank"],
+            },
+        }
+        for candidate in candidates
+    ]
+    runs.append({"label": PAPER_DEFAULTS, "config": "paper"})
+    definition = {
+        "kind": "replicates",
+        "name": name,
+        "description": f"validation of {len(candidates)} candidate defaults on {data.workload}",
+        "workload": {k: v for k, v in data.definition["workload"].items()},
+        "direction": "maximize" if data.maximize else "minimize",
+        "metric": "test_" + data.metric.removeprefix("val_"),
+        "seeds": seeds,
+        "first_seed": first_seed,
+        "runs": runs,
+    }
+    return parse_replicates(definition, source=f"validation on {data.workload}")
+
+
+def validated_choice(validation: list[StudyData], *, margin: float = MARGIN) -> dict[str, Any]:
+    """The recommendation from validation studies (see the module docs, rule for several).
+
+    Returns ``hyperparameters``, ``recommended`` (a label), ``paper_defaults_recommended``, and
+    ``table``: per candidate and workload the validation and test medians, diverged seeds and
+    regret, the worst-case regret and why a candidate was excluded.
+    """
+    table: dict[str, dict[str, Any]] = {}
+    settings: dict[str, dict[str, Any]] = {}
+    for data in validation:
+        workload = str(data.workload)
+        runs = replicate_runs(data)
+        summaries = {
+            label: summarize_run(entry, maximize=data.maximize) for label, entry in runs.items()
+        }
+        sign = 1.0 if data.maximize else -1.0
+        medians = {
+            label: summary["val_median"]
+            for label, summary in summaries.items()
+            if summary["n"] and summary["val_median"] is not None
+        }
+        if PAPER_DEFAULTS not in medians:
+            raise ReportError(f"{data.name}: the paper defaults have no finished seed yet.")
+        best = max(medians.values(), key=lambda value: sign * value)
+        chance = get_workload(workload).chance_value(selection_metric(data))
+        for label, summary in summaries.items():
+            settings.setdefault(label, {"hyperparameters": runs[label]["run"]["hyperparameters"]})
+            median = medians.get(label)
+            regret = (
+                sign * (best - median) / (sign * (best - chance))
+                if median is not None and sign * (best - chance) > 0
+                else None
+            )
+            table.setdefault(label, {})[workload] = {
+                "val_median": median,
+                "test_median": summary.get("median"),
+                "seeds": summary["n"],
+                "diverged": summary["diverged"],
+                "regret": regret,
+                "vs_paper_defaults": None
+                if median is None
+                else sign * (median - medians[PAPER_DEFAULTS]),
+            }
+    for row in table.values():
+        regrets = [cell["regret"] for cell in row.values()]
+        worst = max(regrets) if regrets and None not in regrets else None
+        reasons = []
+        for workload, cell in row.items():
+            if cell["diverged"]:
+                reasons.append(f"diverged on {cell['diverged']} seeds of {workload}")
+            if cell["vs_paper_defaults"] is not None and cell["vs_paper_defaults"] < -margin:
+                reasons.append(
+                    f"{-cell['vs_paper_defaults']:.4f} below the paper defaults on {workload}"
+                )
+            if cell["val_median"] is None:
+                reasons.append(f"no finished seed on {workload}")
+        if len(row) < len(validation):
+            reasons.append("not run on every workload")
+        row["worst_regret"] = worst
+        row["excluded"] = "; ".join(reasons) or None
+    eligible = [
+        label
+        for label, row in table.items()
+        if label == PAPER_DEFAULTS or (row["excluded"] is None and row["worst_regret"] is not None)
+    ]
+    winner = min(
+        eligible,
+        key=lambda label: (
+            table[label]["worst_regret"] if table[label]["worst_regret"] is not None else math.inf,
+            label != PAPER_DEFAULTS,  # a tie goes to the defaults: no evidence to move
+        ),
+    )
+    return {
+        "recommended": winner,
+        "paper_defaults_recommended": winner == PAPER_DEFAULTS,
+        "hyperparameters": dict(settings[winner]["hyperparameters"]),
+        "margin": margin,
+        "validation_studies": [data.name for data in validation],
+        "table": table,
+    }
+
+
+def validation_table(choice: dict[str, Any]) -> str:
+    """The per-workload validation table of :func:`validated_choice` as Markdown."""
+    table = choice["table"]
+    workloads = sorted({w for row in table.values() for w in row if isinstance(row[w], dict)})
+    header = [
+        "candidate",
+        *(f"{w}: val / test median" for w in workloads),
+        "worst regret",
+        "status",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, row in table.items():
+        cells = []
+        for workload in workloads:
+            cell = row.get(workload)
+            if not isinstance(cell, dict) or cell["val_median"] is None:
+                cells.append("")
+                continue
+            diverged = f" ({cell['diverged']} diverged)" if cell["diverged"] else ""
+            cells.append(f"{cell['val_median']:.4f} / {cell['test_median']:.4f}{diverged}")
+        worst = row["worst_regret"]
+        status = (
+            "**recommended**"
+            if label == choice["recommended"]
+            else f"excluded: {row['excluded']}"
+            if row["excluded"]
+            else ""
+        )
+        lines.append(
+            "| "
+            + " | ".join([label, *cells, f"{worst:.3f}" if worst is not None else "", status])
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _plain_pairs(hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in hyperparameters.items()}
 
 
 def write_config(config: dict[str, Any], fmt: str) -> str:

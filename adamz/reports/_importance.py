@@ -26,6 +26,10 @@ from adamz.reports._data import Section, StudyData
 __all__ = ["importance_section"]
 
 
+MIN_TRIALS = 20
+TRIALS_PER_PARAM = 3
+
+
 def _importances(
     data: StudyData, trials: list[FrozenTrial], evaluator: BaseImportanceEvaluator
 ) -> dict[str, float]:
@@ -107,6 +111,14 @@ def importance_section(
     }
     if not results:
         return section
+    needed = trials_to_rank(len(data.params))
+    if n < needed:
+        section.summary.append(
+            f"Not enough trials to rank: {n} completed trials for {len(data.params)} "
+            f"hyperparameters (ranking needs at least {needed}); the estimates are in "
+            "report.json, but with so few trials the evaluators disagree run to run."
+        )
+        return section
     order = sorted(data.params, key=lambda name: -max(r[name]["mean"] for r in results.values()))
     figure = go.Figure()
     labels = {"ped_anova": "PED-ANOVA", "fanova": "fANOVA"}
@@ -125,12 +137,22 @@ def importance_section(
     section.figures.append(figure)
     top = order[0]
     parts = [f"{labels[k]} {r[top]['mean']:.2f} ± {r[top]['std']:.2f}" for k, r in results.items()]
-    section.summary.append(f"Most important: **{top}** ({', '.join(parts)}).")
+    section.summary.append(
+        f"Most important: **{top}** ({', '.join(parts)}), from the {n} completed trials "
+        "(pruned trials never finished training and are left out)."
+    )
     if n > fanova_max_trials:
         section.summary.append(
             f"fANOVA ran on {fanova_max_trials} of {n} trials per repeat, {fanova_trees} trees."
         )
     return section
+
+
+def trials_to_rank(params: int) -> int:
+    """Completed trials an importance ranking needs: :data:`TRIALS_PER_PARAM` per parameter,
+    and at least :data:`MIN_TRIALS`. Below it, PED-ANOVA's quantile split holds a handful of
+    trials and fANOVA's forest a few leaves, and their orders change with the seed."""
+    return max(MIN_TRIALS, TRIALS_PER_PARAM * params)
 
 
 def ranked_params(section: Section, params: list[str]) -> list[str]:

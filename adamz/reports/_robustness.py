@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
+from optuna.trial import FrozenTrial
 
-from adamz.reports._data import Section, StudyData, goodness
+from adamz.reports._data import Section, StudyData, goodness, hyperparameters_of
 
-__all__ = ["TOLERANCES", "relative_gaps", "robustness_section", "tunability_section"]
+__all__ = [
+    "REFERENCES",
+    "TOLERANCES",
+    "reference_trials",
+    "relative_gaps",
+    "robustness_section",
+    "tunability_section",
+]
 
 TOLERANCES = (0.01, 0.05)
 """Relative distances to the best value counted as "within" (1 % and 5 %)."""
@@ -42,39 +50,62 @@ def robustness_section(data: StudyData) -> Section:
     )
     section.figures.append(figure)
     section.summary.append(
-        f"{fractions['within_1pct']:.0%} of {len(gaps)} trials are within 1 % of the best, "
-        f"{fractions['within_5pct']:.0%} within 5 %."
+        f"{fractions['within_1pct']:.0%} of the {len(gaps)} completed trials are within 1 % of "
+        f"the best, {fractions['within_5pct']:.0%} within 5 % (pruned trials, which never "
+        "finished training, are left out here)."
     )
     return section
 
 
+REFERENCES = ("library defaults", "paper settings")
+"""The reference points a study queues first (``enqueued``; see ``adamz.search.studies``)."""
+
+
+def reference_trials(data: StudyData) -> dict[str, FrozenTrial]:
+    """The trial that ran each reference point, by name (studies made before the references
+    were named queued one trial, ``enqueued: defaults``, which ran the paper settings)."""
+    found: dict[str, FrozenTrial] = {}
+    for trial in data.trials:
+        labels = trial.user_attrs.get("enqueued")
+        if labels == "defaults":
+            labels = ["paper settings"]
+        if isinstance(labels, list):
+            for label in labels:
+                found.setdefault(str(label), trial)
+    return found
+
+
 def tunability_section(data: StudyData) -> Section:
-    """Gain of the best trial over the defaults trial (``user_attrs["enqueued"] == "defaults"``)."""
+    """Gain of the best trial over each reference point: the library defaults and the paper
+    settings (one seed each, like every trial of the search)."""
     section = Section("Tunability")
-    defaults = [t for t in data.trials if t.user_attrs.get("enqueued") == "defaults"]
-    if not defaults:
-        section.skipped.append("no trial ran the defaults (enqueue_defaults in the study file)")
-        return section
-    trial = defaults[0]
-    if trial not in data.completed:
-        section.skipped.append(f"the defaults trial #{trial.number} ended {trial.state.name}")
+    references = reference_trials(data)
+    if not references:
+        section.skipped.append(
+            "no trial ran the library defaults or the paper settings (enqueue_defaults in the "
+            "study file)"
+        )
         return section
     best = data.completed[data.best_index]
     best_value = float(data.values[data.best_index])
-    defaults_value = float(data.values[data.completed.index(trial)])
-    gain = (best_value - defaults_value) * (1 if data.maximize else -1)
-    relative = gain / abs(defaults_value) if defaults_value else None
-    section.numbers = {
-        "defaults_trial": trial.number,
-        "defaults_value": defaults_value,
-        "best_trial": best.number,
-        "best_value": best_value,
-        "gain": gain,
-        "relative_gain": relative,
-    }
-    shown = f" ({relative:+.1%})" if relative is not None else ""
-    section.summary.append(
-        f"Best trial #{best.number} ({best_value:.4g}) vs defaults #{trial.number} "
-        f"({defaults_value:.4g}): gain {gain:+.4g}{shown}."
-    )
+    section.numbers = {"best_trial": best.number, "best_value": best_value, "references": {}}
+    for label in REFERENCES:
+        trial = references.get(label)
+        if trial is None:
+            continue
+        if trial not in data.completed:
+            section.skipped.append(f"the {label} trial #{trial.number} ended {trial.state.name}")
+            continue
+        value = float(data.values[data.completed.index(trial)])
+        gain = (best_value - value) * (1 if data.maximize else -1)
+        section.numbers["references"][label] = {
+            "trial": trial.number,
+            "value": value,
+            "gain": gain,
+            "hyperparameters": hyperparameters_of(data, data.completed.index(trial)),
+        }
+        section.summary.append(
+            f"Tuning gained {gain:+.4g} {data.metric} over the {label} (trial #{trial.number}, "
+            f"{value:.4g}; best trial #{best.number}, {best_value:.4g}; one seed each)."
+        )
     return section

@@ -66,12 +66,15 @@ def sensitivity_section(data: StudyData, ranked: list[str] | None = None) -> Sec
             grid = np.linspace(low, high, GRID_POINTS)
             bandwidth = max(BANDWIDTH * (high - low), 1e-12)
             trend, spread = kernel_trend(scale, data.values, grid, bandwidth)
+            band_low, band_high = trend - spread, trend + spread
+            if data.metric.endswith("_accuracy"):  # a fraction: the band stays inside [0, 1]
+                band_low, band_high = np.clip(band_low, 0, 1), np.clip(band_high, 0, 1)
             scores[name] = float(trend.max() - trend.min()) if high > low else 0.0
             shown = 10**grid if log else grid
             row, col = index // columns + 1, index % columns + 1
             figure.add_scatter(
                 x=np.concatenate([shown, shown[::-1]]),
-                y=np.concatenate([trend + spread, (trend - spread)[::-1]]),
+                y=np.concatenate([band_high, band_low[::-1]]),
                 fill="toself",
                 line={"width": 0},
                 fillcolor="rgba(31,119,180,0.2)",
@@ -90,8 +93,11 @@ def sensitivity_section(data: StudyData, ranked: list[str] | None = None) -> Sec
             )  # fmt: skip
             if log:
                 figure.update_xaxes(type="log", row=row, col=col)
+            figure.update_xaxes(title_text=name, row=row, col=col)
+            figure.update_yaxes(title_text=data.metric, row=row, col=col)
         figure.update_layout(
-            title=f"{data.name}: objective vs each hyperparameter (kernel trend ± 1 sd)",
+            title=f"{data.name}: {data.metric} vs each hyperparameter (kernel trend ± 1 sd, "
+            f"{len(data.completed)} completed trials)",
             height=300 * rows,
         )
         section.figures.append(figure)
@@ -103,7 +109,9 @@ def sensitivity_section(data: StudyData, ranked: list[str] | None = None) -> Sec
     if scores:
         most = max(scores, key=lambda name: scores[name])
         section.summary.append(
-            f"Most sensitive: **{most}** (trend moves {scores[most]:.4g} across its range)."
+            f"Most sensitive: **{most}**: across the range tried, its trend moves "
+            f"{scores[most]:.4g} in {data.metric} (from the {len(data.completed)} completed "
+            "trials; pruned trials are left out)."
         )
     pair = [name for name in params if name in data.distributions][:2]
     if len(pair) == 2 and not any(

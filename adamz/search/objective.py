@@ -8,10 +8,18 @@ milliseconds on SQLite, which is most of a worker's cost per trial on a short wo
   ``resumes_trial`` (the number of the trial whose checkpoints it resumes); a worker writes it
   with the trial's first heartbeat;
 - ``run``, written when it ends however it ends: ``seeds`` it trained, ``wall_time_s``,
-  ``epochs_run`` in this trial,
-  ``seed_metrics`` with several seeds, ``stop_reason`` when it was pruned or diverged, and
-  ``result``: the first seed's :class:`~adamz.training.TrainResult` as a dict, which for AdamZ
-  holds the controller's adjustments.
+  ``epochs_run`` in this trial, ``metrics`` (the mean over its seeds of every metric the loop
+  records, validation and test: :data:`~adamz.workloads.METRICS`), ``seed_metrics`` (the same
+  per seed), ``stop_reason`` when it was pruned or diverged, ``diverged`` when a seed's loss
+  turned non-finite, and ``result``: the first seed's :class:`~adamz.training.TrainResult` as a
+  dict, which for AdamZ holds the controller's adjustments.
+
+The trial's value, every report to the pruner, and so everything that selects, is the study's
+metric, a validation metric for a search (see :mod:`~adamz.search.studies`); the test metrics
+are only recorded. A run whose loss diverges ends the trial as COMPLETE at the workload's
+chance value (:meth:`~adamz.workloads.Workload.chance_value`) with ``run.diverged``: it cost
+budget like any other, and the sampler must learn that its region is bad, which neither a
+failed trial nor a pruned one at its last good value would teach it.
 
 A trial that raised also has ``error``; one refused by the budget has ``surplus`` too.
 """
@@ -37,6 +45,7 @@ from adamz.search.errors import error_message
 from adamz.search.replicates import TrialPlan
 from adamz.search.studies import AnySpec
 from adamz.training import RunConfig, train
+from adamz.workloads import METRICS, get_workload
 
 __all__ = ["TrialObjective", "is_queued"]
 
@@ -124,14 +133,15 @@ class TrialObjective:
         return worker
 
     def run(self, trial: optuna.Trial, *, admitted: bool = False) -> float:
-        """Train ``trial``'s plan on each of its seeds and return the mean metric.
+        """Train ``trial``'s plan on each of its seeds and return the mean of the study's metric
+        (the workload's chance value if a seed diverged).
 
         ``admitted``: the budget already admitted ``trial`` (a worker's first heartbeat does,
         :class:`~adamz.search.budget.Budget`); otherwise :meth:`_check_budget` checks it. An
         exception is recorded in the ``error`` attribute, and raised.
 
         Raises:
-            optuna.TrialPruned: the pruner stopped it, or the loss diverged.
+            optuna.TrialPruned: the pruner stopped it.
             SurplusTrialError: the trials that started before it already fill the budget.
         """
         try:
@@ -152,33 +162,40 @@ class TrialObjective:
         origin = original_trial_number(trial)
         seeds = plan.seeds
         started = time.perf_counter()
-        metrics: list[float] = []
+        seed_metrics: list[dict[str, float]] = []
         run: dict[str, Any] = {"seeds": seeds, "epochs_run": 0}
         checkpoints = [self.checkpoint_dir / f"trial-{origin}-seed-{seed}.pt" for seed in seeds]
         try:
             for index, seed in enumerate(seeds):
                 result = train(
                     self._run_config(plan, seed),
-                    on_epoch=self._reporter(trial, run, report=index == 0),
+                    on_epoch=self._reporter(trial, run, self.spec.metric, report=index == 0),
                     on_step=self.on_step,
                     checkpoint_path=checkpoints[index],
                     checkpoint_interval_s=self.checkpoint_interval_s,
                 )
                 if index == 0:
                     run["result"] = result.to_dict()
-                if result.stop_reason == "nonfinite_loss" or result.final_metric is None:
-                    run["stop_reason"] = f"diverged: {result.stop_detail}"
-                    raise optuna.TrialPruned(run["stop_reason"])
-                metrics.append(result.final_metric)
+                if result.final_metrics is None:
+                    run["stop_reason"] = f"diverged on seed {seed}: {result.stop_detail}"
+                    run["diverged"] = True
+                    break
+                seed_metrics.append(result.final_metrics)
         finally:
             run["wall_time_s"] = round(time.perf_counter() - started, 3)
-            if len(seeds) > 1:
-                run["seed_metrics"] = metrics
+            run["seed_metrics"] = seed_metrics
+            if seed_metrics and not run.get("diverged"):
+                run["metrics"] = {
+                    name: statistics.fmean(metrics[name] for metrics in seed_metrics)
+                    for name in METRICS
+                }
             trial.set_user_attr("run", run)
             if not self.keep_checkpoints:
                 for path in checkpoints:
                     path.unlink(missing_ok=True)
-        return statistics.fmean(metrics)
+        if run.get("diverged"):
+            return get_workload(self.spec.workload["name"]).chance_value(self.spec.metric)
+        return float(run["metrics"][self.spec.metric])
 
     def _check_budget(self, trial: optuna.Trial) -> None:
         """Refuse ``trial`` if the trials that started before it already fill the budget.
@@ -243,15 +260,16 @@ class TrialObjective:
 
     @staticmethod
     def _reporter(
-        trial: optuna.Trial, run: dict[str, Any], *, report: bool
-    ) -> Callable[[int, float], None]:
-        """``on_epoch`` for the training loop: counts epochs in ``run``; reports and prunes if
-        ``report``."""
+        trial: optuna.Trial, run: dict[str, Any], metric_name: str, *, report: bool
+    ) -> Callable[[int, dict[str, float]], None]:
+        """``on_epoch`` for the training loop: counts epochs in ``run``; if ``report``, reports
+        the study's metric (and nothing else: the pruner never sees a test value) and prunes."""
 
-        def on_epoch(epoch: int, metric: float) -> None:
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             run["epochs_run"] += 1
             if not report:
                 return
+            metric = metrics[metric_name]
             if math.isfinite(metric):
                 trial.report(metric, epoch)
             # should_prune reads the trial back from the storage; without a pruner, skip it.

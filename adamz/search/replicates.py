@@ -10,7 +10,7 @@ A replicate file (``studies/paper-*.yaml``)::
     kind: replicates
     name: paper-circles
     workload: {name: circles}
-    metric: test_accuracy          # and direction, as in a study file
+    metric: test_accuracy          # the default: replicates select nothing, they measure
     seeds: 20                      # each run trains seeds first_seed .. first_seed + seeds - 1
     first_seed: 0
     runs:
@@ -166,7 +166,9 @@ def parse_replicates(content: Any, *, source: str, base_dir: Path | None = None)
     for key in ("name", "workload", "runs", "seeds"):
         if key not in content:
             raise SpecError(source, key, f"is required ({_KEYS[key]})")
-    name, workload, direction, metric = check_common_keys(content, source)
+    name, workload, direction, metric = check_common_keys(
+        content, source, default_metric="test_accuracy"
+    )
     seeds = content["seeds"]
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise SpecError(source, "seeds", "must be a positive integer", seeds)

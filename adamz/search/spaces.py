@@ -37,7 +37,7 @@ from optuna.distributions import (
 )
 
 from adamz.search.errors import SpecError, read_yaml
-from adamz.training.optimizers import default_hyperparameters, resolve_hyperparameters
+from adamz.training.optimizers import library_defaults, resolve_hyperparameters
 
 __all__ = ["SearchSpace", "load_search_space"]
 
@@ -119,7 +119,7 @@ def parse_search_space(content: Any, *, source: str) -> SearchSpace:
         )
     optimizer = str(content.get("optimizer"))
     try:
-        defaults = default_hyperparameters(optimizer)
+        defaults = library_defaults(optimizer)
     except ValueError as exc:
         raise SpecError(source, "optimizer", str(exc).rstrip(".")) from exc
     parameters = content.get("parameters")

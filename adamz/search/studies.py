@@ -7,14 +7,22 @@ A study file is YAML (``studies/*.yaml``)::
     workload: {name: digits, epochs: 10}      # plus batch_size, train_size, test_size, data_dir
     optimizer: adamz
     search_space: ../search_spaces/adamz.yaml # relative to this file
-    direction: maximize
-    metric: test_accuracy
+    metric: val_accuracy                      # or val_loss; the direction follows from it
     sampler: {name: tpe, seed: 0}             # tpe, random, qmc, gp, cmaes; options as keys
     pruner: {name: median, n_warmup_steps: 2} # none, median, percentile, successive-halving,
                                               # hyperband, wilcoxon, patient, threshold
     budget: 40                                # finished (complete + pruned) trials
     seeds_per_trial: 1
-    enqueue_defaults: true                    # trial 0 runs the optimizer's defaults
+    enqueue_defaults: true                    # the first trials run the reference points
+
+A search selects on its metric (the sampler, the pruner, the best trial, the confirmation's
+candidates and export all read it), so it must be a validation metric: a file naming a test
+metric is refused. Every trial still records the test metrics, for the report to present.
+
+``enqueue_defaults`` queues the optimizer's two reference points as the first trials, each
+labelled by name in the trial's ``enqueued`` attribute: ``library defaults`` (the constructor's
+own, torch's for the baselines) and ``paper settings`` (the same with lr 0.01, as the paper ran
+every optimizer); one trial carries both labels where they coincide (AdamZ).
 
 A pruner sees one step per epoch, numbered from 1: ``n_warmup_steps: 2`` spares a trial's
 first epoch, and 0 or 1 let the pruner stop it after any epoch.
@@ -45,10 +53,12 @@ from adamz.search.replicates import (
     parse_replicates,
 )
 from adamz.search.spaces import SearchSpace, load_search_space, parse_search_space
-from adamz.training.optimizers import default_hyperparameters
-from adamz.workloads import WORKLOADS
+from adamz.training.optimizers import library_defaults, paper_settings
+from adamz.workloads import METRICS, WORKLOADS
 
 __all__ = [
+    "LIBRARY_DEFAULTS",
+    "PAPER_SETTINGS",
     "AnySpec",
     "StudySpec",
     "load_study_file",
@@ -69,10 +79,11 @@ _STUDY_KEYS = {
     "pruner": "the pruner and its options",
     "budget": "finished trials the study runs",
     "seeds_per_trial": "seeds each trial trains (the value is their mean)",
-    "enqueue_defaults": "run the optimizer's defaults as trial 0",
+    "enqueue_defaults": "run the library defaults and the paper settings first",
 }
 _WORKLOAD_KEYS = {"name", "epochs", "batch_size", "train_size", "test_size", "data_dir"}
-_METRICS = {"test_accuracy"}
+LIBRARY_DEFAULTS = "library defaults"
+PAPER_SETTINGS = "paper settings"
 
 SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
@@ -133,27 +144,50 @@ class StudySpec:
         )
 
     def queued_trials(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        """``(params, user_attrs)`` of the trials to queue at creation: the defaults, if asked."""
+        """``(params, user_attrs)`` of the trials to queue at creation: the reference points.
+
+        With ``enqueue_defaults``, the library defaults and the paper settings, in that order,
+        each with ``enqueued``: the list of the reference points it runs (one trial for both
+        where their parameters coincide).
+        """
         if not self.enqueue_defaults:
             return []
-        defaults = default_hyperparameters(self.optimizer)
+        queued: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for label, reference in (
+            (LIBRARY_DEFAULTS, library_defaults(self.optimizer)),
+            (PAPER_SETTINGS, paper_settings(self.optimizer)),
+        ):
+            params, clamped = self._within_space(reference)
+            same = next((attrs for other, attrs in queued if other == params), None)
+            if same is not None:
+                same["enqueued"].append(label)
+                continue
+            attrs: dict[str, Any] = {"enqueued": [label]}
+            if clamped:
+                attrs["clamped"] = clamped
+            queued.append((params, attrs))
+        return queued
+
+    def _within_space(
+        self, reference: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+        """``reference``'s searched values, and those moved into the searched range.
+
+        A value outside the searched range (weight_decay 0 in a log range) runs at the range's
+        nearest end, and the trial says so.
+        """
         params: dict[str, Any] = {}
         clamped: dict[str, list[Any]] = {}
         for name, distribution in self.space.distributions.items():
             if name.endswith("]"):  # a pair's element, e.g. lr_bounds[0]
                 base, index = name[:-1].split("[")
-                value = defaults[base][int(index)]
+                value = reference[base][int(index)]
             else:
-                value = defaults[name]
+                value = reference[name]
             params[name] = _nearest_in(distribution, value)
             if params[name] != value:
                 clamped[name] = [value, params[name]]
-        # A default outside the searched range (weight_decay 0 in a log range) runs at the
-        # range's nearest end, and the trial says so.
-        attrs: dict[str, Any] = {"enqueued": "defaults"}
-        if clamped:
-            attrs["clamped"] = clamped
-        return [(params, attrs)]
+        return params, clamped
 
     @classmethod
     def from_definition(cls, definition: dict[str, Any], *, source: str) -> StudySpec:
@@ -192,10 +226,21 @@ def _parse(content: Any, *, source: str, base_dir: Path | None) -> StudySpec:
         if key not in content:
             raise SpecError(source, key, f"is required ({_STUDY_KEYS[key]})")
 
-    name, workload, direction, metric = check_common_keys(content, source)
+    name, workload, direction, metric = check_common_keys(
+        content, source, default_metric="val_accuracy"
+    )
+    if metric.startswith("test_"):
+        raise SpecError(
+            source,
+            "metric",
+            "a search selects on its metric, and selecting on the test split makes the test "
+            f"numbers the report presents optimistic: use val_{metric.removeprefix('test_')} "
+            "(every trial records the test metrics anyway)",
+            metric,
+        )
     optimizer = content["optimizer"]
     try:
-        default_hyperparameters(optimizer)
+        library_defaults(optimizer)
     except ValueError as exc:
         raise SpecError(source, "optimizer", str(exc).rstrip(".")) from exc
 
@@ -254,18 +299,27 @@ def _parse(content: Any, *, source: str, base_dir: Path | None) -> StudySpec:
     )
 
 
-def check_common_keys(content: dict[str, Any], source: str) -> tuple[str, dict[str, Any], str, str]:
-    """The keys every study file has: ``name``, ``workload``, ``direction``, ``metric``."""
+def check_common_keys(
+    content: dict[str, Any], source: str, *, default_metric: str
+) -> tuple[str, dict[str, Any], str, str]:
+    """The keys every study file has: ``name``, ``workload``, ``direction``, ``metric``.
+
+    The direction follows from the metric (accuracies are maximised, losses minimised); a file
+    may say it, but not the other way round.
+    """
     name = content["name"]
     if not (isinstance(name, str) and name.strip() and "/" not in name):
         raise SpecError(source, "name", "must be a non-empty string without '/'", name)
     workload = _parse_workload(content["workload"], source)
-    direction = content.get("direction", "maximize")
+    metric = content.get("metric", default_metric)
+    if metric not in METRICS:
+        raise SpecError(source, "metric", f"must be one of {', '.join(METRICS)}", metric)
+    natural = "maximize" if metric.endswith("_accuracy") else "minimize"
+    direction = content.get("direction", natural)
     if direction not in ("maximize", "minimize"):
         raise SpecError(source, "direction", "must be maximize or minimize", direction)
-    metric = content.get("metric", "test_accuracy")
-    if metric not in _METRICS:
-        raise SpecError(source, "metric", f"must be one of {', '.join(sorted(_METRICS))}", metric)
+    if direction != natural:
+        raise SpecError(source, "direction", f"must be {natural} for metric {metric}", direction)
     return name, workload, direction, metric
 
 

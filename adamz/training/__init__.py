@@ -5,7 +5,7 @@ Example::
     from adamz.training import RunConfig, train
 
     result = train(RunConfig(workload="digits", optimizer="adamz", hyperparameters={"lr": 0.01}))
-    print(result.final_metric, result.stop_reason, result.controller)
+    print(result.final_metrics, result.stop_reason, result.controller)
 """
 
 from __future__ import annotations
@@ -21,25 +21,33 @@ from adamz.training.loop import (
     train,
 )
 from adamz.training.optimizers import (
+    OPTIMIZER_NAMES,
     OPTIMIZERS,
     PAPER_LR,
+    SCHEDULED,
     build_optimizer,
-    default_hyperparameters,
+    build_schedule,
+    library_defaults,
+    paper_settings,
     resolve_hyperparameters,
 )
 
 __all__ = [
     "OPTIMIZERS",
+    "OPTIMIZER_NAMES",
     "PAPER_LR",
+    "SCHEDULED",
     "CheckpointMismatchError",
     "ResolvedRun",
     "RunConfig",
     "StopTraining",
     "TrainResult",
     "build_optimizer",
-    "default_hyperparameters",
+    "build_schedule",
     "evaluate",
+    "library_defaults",
     "load_checkpoint",
+    "paper_settings",
     "resolve_hyperparameters",
     "save_checkpoint",
     "train",

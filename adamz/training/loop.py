@@ -7,9 +7,10 @@ Every single run, search trial and benchmark trains through :func:`train`:
 3. each epoch visits the training set in a seeded random order, batched by index (no
    ``DataLoader``, no per-sample work); losses stay on the device (one host read every
    :data:`NONFINITE_CHECK_INTERVAL` steps, to stop on a non-finite loss);
-4. after each epoch the model is evaluated in ``eval()`` mode without gradients, a checkpoint is
-   written if asked, and ``on_epoch(epoch, metric)`` is called (a search passes Optuna's
-   ``trial.report`` / ``should_prune`` there);
+4. after each epoch the model is evaluated in ``eval()`` mode without gradients on the
+   validation and the test split (accuracy and mean loss on each: :data:`METRICS`), a
+   checkpoint is written if asked, and ``on_epoch(epoch, metrics)`` is called (a search passes
+   Optuna's ``trial.report`` / ``should_prune`` there, with a validation metric);
 5. the run ends after the protocol's epochs, at the first non-finite loss, or when ``on_epoch``
    raises :class:`StopTraining`; any other exception from ``on_epoch`` (``optuna.TrialPruned``)
    propagates, with the epoch's checkpoint already written.
@@ -37,8 +38,9 @@ from torch.optim import Optimizer
 
 from adamz.optim import AdamZ
 from adamz.training.checkpoint import load_checkpoint, save_checkpoint
-from adamz.training.optimizers import build_optimizer, resolve_hyperparameters
-from adamz.workloads import Protocol, TensorData, Workload, get_workload
+from adamz.training.optimizers import build_optimizer, build_schedule, resolve_hyperparameters
+from adamz.training.schedules import Schedule
+from adamz.workloads import METRICS, Protocol, TensorData, Workload, get_workload
 
 __all__ = [
     "NONFINITE_CHECK_INTERVAL",
@@ -48,6 +50,7 @@ __all__ = [
     "StopTraining",
     "TrainResult",
     "evaluate",
+    "evaluate_splits",
     "train",
 ]
 
@@ -59,9 +62,9 @@ accelerator with the host each step; a run that turns non-finite trains at most 
 useless steps before it stops (the record names the first non-finite step exactly)."""
 
 EVAL_BATCH_SIZE = 1000
-"""Test examples per forward pass during evaluation (no gradients: only activations count)."""
+"""Held-out examples per forward pass during evaluation (no gradients: only activations count)."""
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 
 StopReason = Literal["completed", "nonfinite_loss", "stopped_by_callback"]
 SubsetSize = int | Literal["all"] | None
@@ -170,12 +173,12 @@ class TrainResult:
     Attributes:
         workload, optimizer, seed, device: as configured.
         hyperparameters: every optimizer hyperparameter, defaults included.
-        protocol: what was actually used: epochs, batch_size, and train_size / test_size as
-            the numbers of examples trained on and evaluated on.
-        metric_name: what the metrics measure (``"test_accuracy"``: a fraction in [0, 1]).
-        final_metric: the metric after the last completed epoch; ``None`` when the run stopped
+        protocol: what was actually used: epochs, batch_size, and train_size / val_size /
+            test_size as the numbers of examples trained on and evaluated on.
+        final_metrics: :data:`METRICS` after the last completed epoch (accuracies are
+            fractions in [0, 1], losses means over the split); ``None`` when the run stopped
             on a non-finite loss (the model is then no longer meaningful).
-        epoch_metrics: the metric after each completed epoch.
+        epoch_metrics: each of :data:`METRICS`, a list with one value per completed epoch.
         epoch_losses: the mean of each completed epoch's per-step (batch-mean) training losses.
         epochs_completed: epochs trained and evaluated.
         steps: optimizer steps taken, over all epochs (including a stopped epoch's).
@@ -198,9 +201,10 @@ class TrainResult:
     seed: int
     device: str
     protocol: dict[str, Any]
-    metric_name: str
-    final_metric: float | None = None
-    epoch_metrics: list[float] = field(default_factory=list)
+    final_metrics: dict[str, float] | None = None
+    epoch_metrics: dict[str, list[float]] = field(
+        default_factory=lambda: {name: [] for name in METRICS}
+    )
     epoch_losses: list[float] = field(default_factory=list)
     epochs_completed: int = 0
     steps: int = 0
@@ -217,7 +221,7 @@ class TrainResult:
         return _plain(asdict(self))
 
 
-OnEpoch = Callable[[int, float], None]
+OnEpoch = Callable[[int, dict[str, float]], None]
 OnStep = Callable[[int, int, int], None]
 
 
@@ -233,13 +237,13 @@ def train(
 
     Args:
         config: the run.
-        on_epoch: called as ``on_epoch(epoch, metric)`` after each epoch (counted from 1) has
-            been evaluated and checkpointed. Raise :class:`StopTraining` to end the run with a
+        on_epoch: called as ``on_epoch(epoch, metrics)`` after each epoch (counted from 1) has
+            been evaluated and checkpointed (``metrics``: each of :data:`METRICS`). Raise :class:`StopTraining` to end the run with a
             record; any other exception propagates out of :func:`train`.
         on_step: called as ``on_step(epoch, step, steps_in_epoch)`` after each optimizer step
             (``step`` counted from 1), e.g. to drive a progress bar.
-        checkpoint_path: if given, a checkpoint (model, optimizer, epoch, RNG states, record so
-            far) is written there after every epoch, and a run finding one there resumes after
+        checkpoint_path: if given, a checkpoint (model, optimizer, schedule, epoch, RNG states,
+            record so far) is written there after every epoch, and a run finding one there resumes after
             its epoch; a finished run's checkpoint returns its record without training.
         checkpoint_interval_s: write an epoch's checkpoint only if this many seconds have
             passed since the last one (default 0: every epoch). With short epochs, checkpoints
@@ -269,22 +273,37 @@ def evaluate(
     targets: Tensor,
     *,
     batch_size: int = EVAL_BATCH_SIZE,
-) -> float:
-    """The workload's metric of ``model`` on ``inputs``: correct predictions / examples.
+) -> tuple[float, float]:
+    """``model``'s accuracy (correct predictions / examples) and mean loss on ``inputs``.
 
     The model runs in ``eval()`` mode (dropout off) under ``torch.no_grad()``; its previous
-    mode is restored afterwards. One value is read back from the device, at the end.
+    mode is restored afterwards. Two values are read back from the device, at the end.
     """
     was_training = model.training
     model.eval()
     try:
         correct = torch.zeros((), dtype=torch.int64, device=inputs.device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=inputs.device)
         for start in range(0, inputs.shape[0], batch_size):
             outputs = model(inputs[start : start + batch_size])
-            correct += workload.count_correct(outputs, targets[start : start + batch_size])
+            batch_targets = targets[start : start + batch_size]
+            correct += workload.count_correct(outputs, batch_targets)
+            loss_sum += workload.loss(outputs, batch_targets).double() * batch_targets.shape[0]
     finally:
         model.train(was_training)
-    return int(correct.item()) / inputs.shape[0]
+    return int(correct.item()) / inputs.shape[0], float(loss_sum.item()) / inputs.shape[0]
+
+
+def evaluate_splits(workload: Workload, model: nn.Module, data: TensorData) -> dict[str, float]:
+    """Each of :data:`METRICS`: accuracy and mean loss on the validation and test splits."""
+    val_accuracy, val_loss = evaluate(workload, model, data.val_inputs, data.val_targets)
+    test_accuracy, test_loss = evaluate(workload, model, data.test_inputs, data.test_targets)
+    return {
+        "val_accuracy": val_accuracy,
+        "val_loss": val_loss,
+        "test_accuracy": test_accuracy,
+        "test_loss": test_loss,
+    }
 
 
 @dataclass(frozen=True)
@@ -307,6 +326,13 @@ def _train(
     torch.manual_seed(config.seed)
     model = workload.build_model().to(run.device)
     optimizer = build_optimizer(config.optimizer, model.parameters(), run.hyperparameters)
+    steps_per_epoch = math.ceil(data.num_train / protocol.batch_size)
+    schedule = build_schedule(
+        config.optimizer,
+        optimizer,
+        run.hyperparameters,
+        total_steps=protocol.epochs * steps_per_epoch,
+    )
     order_generator = torch.Generator().manual_seed(config.seed)
     record = TrainResult(
         workload=workload.name,
@@ -314,10 +340,12 @@ def _train(
         hyperparameters=_plain(run.hyperparameters),
         seed=config.seed,
         device=str(run.device),
-        protocol=Protocol(
-            protocol.epochs, protocol.batch_size, data.num_train, data.num_test
-        ).to_dict(),
-        metric_name=workload.metric_name,
+        protocol={
+            **Protocol(
+                protocol.epochs, protocol.batch_size, data.num_train, data.num_test
+            ).to_dict(),
+            "val_size": data.num_val,
+        },
     )
     identity = _identity(record)
     first_epoch = 1
@@ -330,6 +358,8 @@ def _train(
             return saved
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
+        if schedule is not None:
+            schedule.load_state_dict(payload["schedule"])
         _set_rng_state(payload["rng"], order_generator, run.device)
         record = saved
         record.device = str(run.device)
@@ -357,6 +387,7 @@ def _train(
                 "epoch": epoch,
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
+                "schedule": None if schedule is None else schedule.state_dict(),
                 "rng": _rng_state(order_generator, run.device),
                 "record": record.to_dict(),
             },
@@ -366,13 +397,21 @@ def _train(
     for epoch in range(first_epoch, protocol.epochs + 1):
         epoch_start = time.perf_counter()
         outcome = _train_epoch(
-            workload, model, optimizer, data, protocol.batch_size, order_generator, epoch, on_step
+            workload,
+            model,
+            optimizer,
+            schedule,
+            data,
+            protocol.batch_size,
+            order_generator,
+            epoch,
+            on_step,
         )
         record.train_time_s += time.perf_counter() - epoch_start
         record.steps += outcome.steps
         if outcome.nonfinite_step is not None:
             record.controller = _controller_summary(optimizer, run, lr_at_epoch_end)
-            record.final_metric = None
+            record.final_metrics = None
             record.stop_reason = "nonfinite_loss"
             record.stop_detail = (
                 f"non-finite loss ({outcome.nonfinite_loss}) at epoch {epoch}, step "
@@ -382,11 +421,12 @@ def _train(
             logger.warning("%s/%s: %s", workload.name, config.optimizer, record.stop_detail)
             break
 
-        metric = evaluate(workload, model, data.test_inputs, data.test_targets)
-        record.epoch_metrics.append(metric)
+        metrics = evaluate_splits(workload, model, data)
+        for name in METRICS:
+            record.epoch_metrics[name].append(metrics[name])
         record.epoch_losses.append(outcome.mean_loss)
         record.epochs_completed = epoch
-        record.final_metric = metric
+        record.final_metrics = metrics
         if isinstance(optimizer, AdamZ):
             lr_at_epoch_end.append(float(optimizer.param_groups[0]["lr"]))
         record.controller = _controller_summary(optimizer, run, lr_at_epoch_end)
@@ -395,18 +435,17 @@ def _train(
             record.stop_detail = f"completed {protocol.epochs} epochs"
         save(epoch, always=False)
         logger.info(
-            "%s/%s epoch %d/%d: loss %.4f, %s %.4f",
+            "%s/%s epoch %d/%d: loss %.4f, val_accuracy %.4f",
             workload.name,
             config.optimizer,
             epoch,
             protocol.epochs,
             outcome.mean_loss,
-            workload.metric_name,
-            metric,
+            metrics["val_accuracy"],
         )
         if on_epoch is not None:
             try:
-                on_epoch(epoch, metric)
+                on_epoch(epoch, metrics)
             except StopTraining as exc:
                 record.stop_reason = "stopped_by_callback"
                 record.stop_detail = f"stopped by on_epoch after epoch {epoch}" + (
@@ -422,6 +461,7 @@ def _train_epoch(
     workload: Workload,
     model: nn.Module,
     optimizer: Optimizer,
+    schedule: Schedule | None,
     data: TensorData,
     batch_size: int,
     order_generator: torch.Generator,
@@ -447,6 +487,8 @@ def _train_epoch(
             adamz.step(loss=loss)
         else:
             optimizer.step()
+        if schedule is not None:
+            schedule.after_step(loss.detach())
         losses[step] = loss.detach()
         if on_step is not None:
             on_step(epoch, step + 1, steps)

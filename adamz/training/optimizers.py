@@ -1,4 +1,4 @@
-"""One registry of optimizers: AdamZ and the paper's baselines, built from plain dicts.
+"""One registry of optimizers: AdamZ, the paper's baselines and scheduled Adam, from plain dicts.
 
 A configuration is a name and a flat dict of hyperparameters, as a search space or a study
 file writes it. Names are the constructors' own keyword arguments (the paper's names for
@@ -6,10 +6,21 @@ AdamZ); pairs stay pairs: ``betas`` and AdamZ's ``lr_bounds`` are given as two-e
 (``lr_bounds: [1.0e-7, 1.0]``), never as separate ``beta1`` / ``min_lr`` keys, so a
 configuration reads the same here, in the optimizer's signature and in an exported config.
 
-Every optimizer's default rate is the paper's 0.01 (its experiments ran every optimizer at
-0.01 with torch's other defaults); everything else defaults to the constructor's default.
-Implementation switches (``foreach``, ``fused``, ``capturable``, ``differentiable``) and
-``maximize`` are not hyperparameters and are not accepted.
+The scheduled baselines (:data:`SCHEDULED`: ``adam-cosine``, ``adam-plateau``) are
+``torch.optim.Adam`` with a torch scheduler (:mod:`~adamz.training.schedules`); their
+hyperparameters are Adam's and the scheduler's, in one flat dict under torch's names.
+
+Two reference points, named for what they are:
+
+- :func:`library_defaults`: the constructors' own defaults (torch's for the baselines, e.g.
+  Adam's lr 1e-3; AdamZ's constructor defaults, which are the paper's). torch's ``SGD`` has
+  had a default rate (1e-3) since torch 2.2; older releases required one.
+- :func:`paper_settings`: the same with lr 0.01, the rate at which the paper ran every
+  optimizer in its tables.
+
+A missing hyperparameter takes its library default. Implementation switches (``foreach``,
+``fused``, ``capturable``, ``differentiable``) and ``maximize`` are not hyperparameters and
+are not accepted.
 """
 
 from __future__ import annotations
@@ -24,12 +35,17 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from adamz.optim import AdamZ
+from adamz.training.schedules import SCHEDULES, Schedule
 
 __all__ = [
     "OPTIMIZERS",
+    "OPTIMIZER_NAMES",
     "PAPER_LR",
+    "SCHEDULED",
     "build_optimizer",
-    "default_hyperparameters",
+    "build_schedule",
+    "library_defaults",
+    "paper_settings",
     "resolve_hyperparameters",
 ]
 
@@ -46,8 +62,17 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
 }
 """Registry name -> optimizer class."""
 
+SCHEDULED: dict[str, tuple[str, str]] = {
+    "adam-cosine": ("adam", "cosine"),
+    "adam-plateau": ("adam", "plateau"),
+}
+"""Scheduled baselines: registry name -> (optimizer name, schedule name)."""
+
+OPTIMIZER_NAMES: tuple[str, ...] = (*OPTIMIZERS, *SCHEDULED)
+"""Every name a run, a study or a search space may use."""
+
 PAPER_LR = 0.01
-"""The rate at which the paper ran every optimizer; the default ``lr`` here."""
+"""The rate at which the paper ran every optimizer (:func:`paper_settings`)."""
 
 _NOT_HYPERPARAMETERS = frozenset(
     {"self", "params", "foreach", "fused", "capturable", "differentiable", "maximize"}
@@ -63,18 +88,23 @@ _PAIR_HINTS = {
 }
 
 
+def _parts(name: str) -> tuple[str, str | None]:
+    """(optimizer, schedule or None) of registry name ``name``."""
+    if isinstance(name, str) and name in SCHEDULED:
+        return SCHEDULED[name]
+    if isinstance(name, str) and name in OPTIMIZERS:
+        return name, None
+    raise ValueError(f"Unknown optimizer {name!r}: must be one of {', '.join(OPTIMIZER_NAMES)}.")
+
+
 def _optimizer_class(name: str) -> type[Optimizer]:
-    try:
-        return OPTIMIZERS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"Unknown optimizer {name!r}: must be one of {', '.join(OPTIMIZERS)}."
-        ) from None
+    return OPTIMIZERS[_parts(name)[0]]
 
 
 def _signature_defaults(name: str) -> tuple[dict[str, Any], set[str]]:
-    """The hyperparameters' defaults from the constructor, and which of them accept ``None``."""
-    signature = inspect.signature(_optimizer_class(name).__init__)
+    """The hyperparameters' library defaults, and which of them accept ``None``."""
+    optimizer, schedule = _parts(name)
+    signature = inspect.signature(OPTIMIZERS[optimizer].__init__)
     defaults: dict[str, Any] = {}
     nullable: set[str] = set()
     for parameter in signature.parameters.values():
@@ -85,17 +115,27 @@ def _signature_defaults(name: str) -> tuple[dict[str, Any], set[str]]:
         # "None" for an optional argument (AdamZ's max_grad_norm).
         if "None" in str(parameter.annotation):
             nullable.add(parameter.name)
-    defaults["lr"] = PAPER_LR
+    if schedule is not None:
+        defaults.update(SCHEDULES[schedule].hyperparameters)
     return defaults, nullable
 
 
-def default_hyperparameters(name: str) -> dict[str, Any]:
-    """Every hyperparameter of optimizer ``name`` with its default (``lr``: the paper's 0.01).
+def library_defaults(name: str) -> dict[str, Any]:
+    """Every hyperparameter of optimizer ``name`` at its constructor's (and scheduler's) default.
 
     Raises:
         ValueError: unknown optimizer.
     """
     return _signature_defaults(name)[0]
+
+
+def paper_settings(name: str) -> dict[str, Any]:
+    """:func:`library_defaults` with the paper's rate, lr 0.01.
+
+    Raises:
+        ValueError: unknown optimizer.
+    """
+    return {**library_defaults(name), "lr": PAPER_LR}
 
 
 def resolve_hyperparameters(name: str, hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,7 +165,9 @@ def resolve_hyperparameters(name: str, hyperparameters: Mapping[str, Any]) -> di
         resolved[key] = _coerce(key, value, defaults[key], nullable=key in nullable)
     probe = torch.zeros(1, requires_grad=True)
     try:
-        _optimizer_class(name)([probe], **resolved)
+        optimizer = _optimizer_class(name)([probe], **_optimizer_part(name, resolved))
+        if (schedule := _parts(name)[1]) is not None:
+            Schedule(schedule, optimizer, _schedule_part(name, resolved), total_steps=1)
     except (ValueError, TypeError) as exc:
         raise ValueError(" ".join(str(exc).split())) from exc  # torch's message, on one line
     return resolved
@@ -136,13 +178,41 @@ def build_optimizer(
 ) -> Optimizer:
     """Optimizer ``name`` over ``params`` (one param group) with the given hyperparameters.
 
-    Missing hyperparameters take :func:`default_hyperparameters`.
+    Missing hyperparameters take :func:`library_defaults`. For a scheduled baseline this is
+    its optimizer; :func:`build_schedule` adds the schedule.
 
     Raises:
         ValueError: as :func:`resolve_hyperparameters`.
     """
     resolved = resolve_hyperparameters(name, hyperparameters)
-    return _optimizer_class(name)(params, **resolved)
+    return _optimizer_class(name)(params, **_optimizer_part(name, resolved))
+
+
+def build_schedule(
+    name: str, optimizer: Optimizer, hyperparameters: Mapping[str, Any], *, total_steps: int
+) -> Schedule | None:
+    """The schedule of optimizer ``name`` over ``optimizer`` (``None`` for unscheduled ones).
+
+    Raises:
+        ValueError: as :func:`resolve_hyperparameters`.
+    """
+    schedule = _parts(name)[1]
+    if schedule is None:
+        return None
+    resolved = resolve_hyperparameters(name, hyperparameters)
+    return Schedule(schedule, optimizer, _schedule_part(name, resolved), total_steps=total_steps)
+
+
+def _schedule_part(name: str, resolved: Mapping[str, Any]) -> dict[str, Any]:
+    schedule = _parts(name)[1]
+    tunable = SCHEDULES[schedule].hyperparameters if schedule else {}
+    return {key: value for key, value in resolved.items() if key in tunable}
+
+
+def _optimizer_part(name: str, resolved: Mapping[str, Any]) -> dict[str, Any]:
+    schedule = _parts(name)[1]
+    tunable = SCHEDULES[schedule].hyperparameters if schedule else {}
+    return {key: value for key, value in resolved.items() if key not in tunable}
 
 
 def _coerce(key: str, value: Any, default: Any, *, nullable: bool) -> Any:

@@ -8,11 +8,15 @@ Protocol(epochs=10, batch_size=64, train_size=None, test_size=None)
 from __future__ import annotations
 
 from adamz.workloads._base import (
+    METRICS,
+    VALIDATION_SPLIT_SEED,
     DataNotFoundError,
     Protocol,
+    Splits,
     TensorData,
     Workload,
     clear_data_cache,
+    validation_split,
 )
 from adamz.workloads.cifar10 import Cifar10
 from adamz.workloads.circles import Circles
@@ -20,13 +24,17 @@ from adamz.workloads.digits import Digits
 from adamz.workloads.mnist import Mnist
 
 __all__ = [
+    "METRICS",
+    "VALIDATION_SPLIT_SEED",
     "WORKLOADS",
     "DataNotFoundError",
     "Protocol",
+    "Splits",
     "TensorData",
     "Workload",
     "clear_data_cache",
     "get_workload",
+    "validation_split",
 ]
 
 WORKLOADS: dict[str, Workload] = {

@@ -3,23 +3,47 @@
 A workload is one of the paper's experiments. Its data fits in memory, so it is loaded once per
 process into tensors on the training device (see :meth:`Workload.load_data`) and the training
 loop batches it by index: no ``DataLoader``, no per-sample transforms while training.
+
+Every workload has three splits. The test split is the dataset's own; the validation split is
+carved from the training examples (after ``train_size`` picks them) by a permutation drawn
+from :data:`VALIDATION_SPLIT_SEED`, which no run's seed changes, so every run and every trial
+of every study sees the same validation examples. Searches select on validation metrics and
+reports present test metrics: the test split never steers a choice.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DataNotFoundError", "Protocol", "TensorData", "Workload", "clear_data_cache"]
+__all__ = [
+    "METRICS",
+    "VALIDATION_SPLIT_SEED",
+    "DataNotFoundError",
+    "Protocol",
+    "Splits",
+    "TensorData",
+    "Workload",
+    "clear_data_cache",
+    "validation_split",
+]
 
 logger = logging.getLogger(__name__)
+
+
+VALIDATION_SPLIT_SEED = 20241123
+"""Seeds the permutation that carves the validation split from the training examples."""
+
+METRICS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss")
+"""What every epoch records: accuracy (fraction correct) and mean loss on each held-out split."""
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -34,6 +58,7 @@ class Protocol:
         epochs: passes over the training set.
         batch_size: examples per optimisation step (the last step of an epoch may hold fewer).
         train_size: use the first ``train_size`` training examples; ``None`` uses all of them.
+            The workload's ``validation_fraction`` of them is held out for validation.
         test_size: evaluate on the first ``test_size`` test examples; ``None`` uses all of them.
 
     Raises:
@@ -59,11 +84,72 @@ class Protocol:
 
 
 @dataclass(frozen=True)
-class TensorData:
-    """A workload's train and test splits as tensors, already preprocessed, on one device."""
+class Splits:
+    """A dataset's own train and test splits as tensors, preprocessed, before validation is
+    carved out of the training split."""
 
     train_inputs: Tensor
     train_targets: Tensor
+    test_inputs: Tensor
+    test_targets: Tensor
+
+    def first(self, train_size: int | None, test_size: int | None) -> Splits:
+        """The first ``train_size`` training and ``test_size`` test examples (``None``: all).
+
+        Raises:
+            ValueError: a size is larger than its split.
+        """
+        return Splits(
+            first(self.train_inputs, train_size, name="train_size", split="training"),
+            first(self.train_targets, train_size, name="train_size", split="training"),
+            first(self.test_inputs, test_size, name="test_size", split="test"),
+            first(self.test_targets, test_size, name="test_size", split="test"),
+        )
+
+    def with_validation(self, fraction: float) -> TensorData:
+        """Hold out ``round(fraction * n)`` (at least 1) of the ``n`` training examples.
+
+        Which ones is drawn from :data:`VALIDATION_SPLIT_SEED` alone; the rest keep their
+        order, so the training split is the same in every run.
+        """
+        kept, held_out = validation_split(int(self.train_inputs.shape[0]), fraction)
+        return TensorData(
+            self.train_inputs[kept],
+            self.train_targets[kept],
+            self.train_inputs[held_out],
+            self.train_targets[held_out],
+            self.test_inputs,
+            self.test_targets,
+        )
+
+
+def validation_split(n: int, fraction: float) -> tuple[Tensor, Tensor]:
+    """Indices (kept for training, held out for validation) of ``n`` training examples.
+
+    ``round(fraction * n)`` of them, at least 1, drawn from :data:`VALIDATION_SPLIT_SEED`
+    alone; both index lists are sorted, so the examples keep their order.
+
+    Raises:
+        ValueError: nothing would be left to train on.
+    """
+    count = max(1, round(fraction * n))
+    if count >= n:
+        raise ValueError(
+            f"Invalid train_size: holding out {count} for validation needs more than {n} "
+            "training examples."
+        )
+    permutation = torch.randperm(n, generator=torch.Generator().manual_seed(VALIDATION_SPLIT_SEED))
+    return permutation[count:].sort().values, permutation[:count].sort().values
+
+
+@dataclass(frozen=True)
+class TensorData:
+    """A workload's train, validation and test splits as tensors, preprocessed, on one device."""
+
+    train_inputs: Tensor
+    train_targets: Tensor
+    val_inputs: Tensor
+    val_targets: Tensor
     test_inputs: Tensor
     test_targets: Tensor
 
@@ -73,27 +159,18 @@ class TensorData:
         return int(self.train_inputs.shape[0])
 
     @property
+    def num_val(self) -> int:
+        """Number of validation examples."""
+        return int(self.val_inputs.shape[0])
+
+    @property
     def num_test(self) -> int:
         """Number of test examples."""
         return int(self.test_inputs.shape[0])
 
-    def first(self, train_size: int | None, test_size: int | None) -> TensorData:
-        """The first ``train_size`` training and ``test_size`` test examples (``None``: all).
-
-        Raises:
-            ValueError: a size is larger than its split.
-        """
-        return TensorData(
-            first(self.train_inputs, train_size, name="train_size", split="training"),
-            first(self.train_targets, train_size, name="train_size", split="training"),
-            first(self.test_inputs, test_size, name="test_size", split="test"),
-            first(self.test_targets, test_size, name="test_size", split="test"),
-        )
-
     def to(self, device: torch.device) -> TensorData:
         """The same data on ``device`` (contiguous, so batches are gathered from one block)."""
-        splits = (self.train_inputs, self.train_targets, self.test_inputs, self.test_targets)
-        return TensorData(*(tensor.to(device).contiguous() for tensor in splits))
+        return TensorData(*(getattr(self, f.name).to(device).contiguous() for f in fields(self)))
 
 
 _DATA_CACHE: dict[tuple[str, str | None, str, int | None, int | None], TensorData] = {}
@@ -117,8 +194,11 @@ class Workload(ABC):
     """One line for ``--help`` and reports."""
     protocol: ClassVar[Protocol]
     """The paper's training protocol for this experiment."""
-    metric_name: ClassVar[str] = "test_accuracy"
-    """What :meth:`count_correct` summed over the test split and divided by its size measures."""
+    num_classes: ClassVar[int]
+    """Classes of the labels, balanced: chance accuracy is ``1 / num_classes`` and the loss of a
+    uniform prediction ``log(num_classes)`` (what a diverged run is scored at)."""
+    validation_fraction: ClassVar[float]
+    """Share of the training examples held out for validation (see the module docs)."""
     needs_data_dir: ClassVar[bool] = False
     """Whether :meth:`load_data` reads files from a data directory."""
 
@@ -130,7 +210,7 @@ class Workload(ABC):
         train_size: int | None,
         test_size: int | None,
         download: bool,
-    ) -> TensorData:
+    ) -> Splits:
         """The first ``train_size`` / ``test_size`` examples of each split, preprocessed, on CPU.
 
         Raises:
@@ -162,7 +242,8 @@ class Workload(ABC):
         test_size: int | None = None,
         download: bool = False,
     ) -> TensorData:
-        """The workload's data on ``device``, loaded once per process and cached.
+        """The workload's data on ``device``, loaded once per process and cached, with the
+        validation split held out of the training examples.
 
         Args:
             data_dir: directory holding the dataset (torchvision's layout, e.g.
@@ -196,11 +277,24 @@ class Workload(ABC):
         cached = _DATA_CACHE.get(key)
         if cached is None:
             logger.debug("loading %s data from %s onto %s", self.name, directory, device)
-            cpu_data = self._load(
+            splits = self._load(
                 directory, train_size=train_size, test_size=test_size, download=download
             )
+            cpu_data = splits.with_validation(self.validation_fraction)
             cached = _DATA_CACHE[key] = cpu_data.to(device)
         return cached
+
+    def chance_value(self, metric: str) -> float:
+        """What a model that learned nothing scores on ``metric`` (one of :data:`METRICS`).
+
+        Raises:
+            ValueError: an unknown metric.
+        """
+        if metric.endswith("_accuracy") and metric in METRICS:
+            return 1.0 / self.num_classes
+        if metric.endswith("_loss") and metric in METRICS:
+            return math.log(self.num_classes)
+        raise ValueError(f"Unknown metric {metric!r}: must be one of {', '.join(METRICS)}.")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, protocol={self.protocol})"

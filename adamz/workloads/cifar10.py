@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from adamz.workloads._base import (
     Protocol,
-    TensorData,
+    Splits,
     Workload,
     first,
     open_torchvision_split,
@@ -54,7 +54,8 @@ class Cifar10Net(nn.Module):
 class Cifar10(Workload):
     """torchvision's CIFAR-10, normalised to [-1, 1] per channel; :class:`Cifar10Net`;
     negative log-likelihood; batch 128; 10 epochs; the first 1,000 training and 200 test
-    images, as in the authors' script (a run may ask for other sizes, or all); test accuracy.
+    images, as in the authors' script (a run may ask for other sizes, or all). Validation: 10 %
+    of the training images (100 of the 1,000), leaving 900 to train on.
 
     Files are read from ``DATA_DIR/cifar-10-batches-py`` (the python version) by torchvision,
     which checks their md5 sums.
@@ -63,6 +64,8 @@ class Cifar10(Workload):
     name = "cifar10"
     summary = "torchvision CIFAR-10 (first 1000/200), 2-conv net, NLL (paper Table 6); needs files"
     protocol = Protocol(epochs=10, batch_size=128, train_size=1000, test_size=200)
+    num_classes = 10
+    validation_fraction = 0.1
     needs_data_dir = True
 
     def _load(
@@ -72,7 +75,7 @@ class Cifar10(Workload):
         train_size: int | None,
         test_size: int | None,
         download: bool,
-    ) -> TensorData:
+    ) -> Splits:
         if data_dir is None:  # Workload.load_data checks this first; here for the type
             raise ValueError(f"Invalid data_dir: workload {self.name!r} needs one, got None.")
         train = _open(data_dir, train=True, download=download)
@@ -84,7 +87,7 @@ class Cifar10(Workload):
         def labels(dataset: CIFAR10) -> Tensor:
             return torch.tensor(dataset.targets, dtype=torch.int64)
 
-        return TensorData(
+        return Splits(
             normalize_images(first(images(train), train_size, name="train_size", split="training")),
             first(labels(train), train_size, name="train_size", split="training"),
             normalize_images(first(images(test), test_size, name="test_size", split="test")),

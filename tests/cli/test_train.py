@@ -44,7 +44,8 @@ def test_train_prints_the_result_record_as_json_and_progress_on_stderr(
     record = json.loads(out)
     assert (record["workload"], record["optimizer"], record["seed"]) == ("digits", "adam", 1)
     assert record["hyperparameters"]["lr"] == 0.02
-    assert 0.5 < record["final_metric"] <= 1.0
+    assert 0.5 < record["final_metrics"]["val_accuracy"] <= 1.0
+    assert 0.5 < record["final_metrics"]["test_accuracy"] <= 1.0
     assert record["stop_reason"] == "completed"
     assert "digits/adam epoch 1/1: loss " in err
 
@@ -66,7 +67,8 @@ def test_protocol_overrides_are_applied_and_recorded(capsys: pytest.CaptureFixtu
     assert json.loads(out)["protocol"] == {
         "epochs": 1,
         "batch_size": 100,
-        "train_size": 300,
+        "train_size": 240,
+        "val_size": 60,
         "test_size": 450,
     }
 
@@ -179,4 +181,4 @@ def test_console_entry_point_runs_end_to_end() -> None:
     )
     assert completed.returncode == 0, completed.stderr
     record = json.loads(completed.stdout)
-    assert record["controller"]["observed"] == record["steps"] == 43
+    assert record["controller"]["observed"] == record["steps"] == 34

@@ -32,7 +32,8 @@ def synthetic_study(
     seed: int = 0,
     with_records: bool = True,
 ) -> optuna.Study:
-    """A maximised study of ``n_trials`` random trials; trial 0 is flagged as the defaults.
+    """A maximised study of ``n_trials`` random trials; trials 0 and 1 are flagged as the
+    library defaults and the paper settings.
 
     With ``with_records`` each trial carries the user attributes our workers write (worker,
     result with a controller record), the better trials with fewer overshoots.
@@ -51,8 +52,8 @@ def synthetic_study(
                 params[key] = float(rng.uniform(dist.low, dist.high))
         value = objective(params)
         attrs: dict[str, Any] = {}
-        if number == 0:
-            attrs["enqueued"] = "defaults"
+        if number < 2:
+            attrs["enqueued"] = [["library defaults"], ["paper settings"]][number]
         if with_records:
             attrs["worker"] = {"host": "h", "pid": number % 2, "torch_version": "t"}
             attrs["run"] = {

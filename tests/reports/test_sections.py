@@ -56,14 +56,27 @@ def test_robustness_counts_trials_within_one_and_five_percent():
     assert section.numbers["within_5pct"] == pytest.approx(0.75)
 
 
-def test_tunability_is_the_gain_of_the_best_over_the_defaults_trial():
+def test_tunability_is_the_gain_of_the_best_over_each_named_reference_point():
     values = iter([0.5, 0.7, 0.6])
     section = tunability_section(
         load_study_data(synthetic_study(lambda p: next(values), n_trials=3))
     )
-    assert section.numbers["defaults_trial"] == 0
-    assert section.numbers["gain"] == pytest.approx(0.2)
-    assert section.numbers["relative_gain"] == pytest.approx(0.4)
+    references = section.numbers["references"]
+    assert references["library defaults"]["trial"] == 0
+    assert references["library defaults"]["gain"] == pytest.approx(0.2)
+    assert references["paper settings"]["trial"] == 1
+    assert references["paper settings"]["gain"] == pytest.approx(0.0)
+    assert "over the library defaults" in section.summary[0]
+    assert "over the paper settings" in section.summary[1]
+
+
+def test_an_older_studys_defaults_trial_is_read_as_the_paper_settings():
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"x": 0.5}, user_attrs={"enqueued": "defaults"})
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    references = tunability_section(load_study_data(study)).numbers["references"]
+    assert list(references) == ["paper settings"]
+    assert references["paper settings"]["value"] == 0.5
 
 
 def test_tunability_is_skipped_without_a_defaults_trial():

@@ -249,6 +249,57 @@ def test_the_queued_defaults_of_every_shipped_search_lie_in_its_space(path: Path
 
 def test_a_default_outside_a_log_range_runs_at_the_range_end_and_says_so() -> None:
     spec = load_study_file(ROOT / "studies" / "digits-adam.yaml")
+    [(library, library_attrs), (paper, paper_attrs)] = spec.queued_trials()
+    assert (library["lr"], paper["lr"]) == (1e-3, 0.01)
+    assert library_attrs == {
+        "enqueued": ["library defaults"],
+        "clamped": {"weight_decay": [0, 1e-8]},
+    }
+    assert paper_attrs == {"enqueued": ["paper settings"], "clamped": {"weight_decay": [0, 1e-8]}}
+
+
+def test_adamz_queues_one_trial_for_its_defaults_which_are_the_papers() -> None:
+    spec = load_study_file(ROOT / "studies" / "digits-adamz.yaml")
     [(params, attrs)] = spec.queued_trials()
     assert params["lr"] == 0.01
-    assert attrs == {"enqueued": "defaults", "clamped": {"weight_decay": [0, 1e-8]}}
+    assert attrs == {"enqueued": ["library defaults", "paper settings"]}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"metric": "test_accuracy"}, "metric: a search selects on its metric"),
+        ({"metric": "test_loss"}, "use val_loss"),
+        ({"metric": "accuracy"}, "metric: must be one of val_accuracy, val_loss"),
+        ({"metric": "val_loss", "direction": "maximize"}, "direction: must be minimize"),
+        ({"direction": "minimize"}, "direction: must be maximize for metric val_accuracy"),
+    ],
+)
+def test_a_search_that_would_select_on_test_or_against_its_metric_is_refused(
+    tmp_path: Path, changes: dict[str, object], message: str
+) -> None:
+    write(tmp_path, "space.yaml", GOOD_SPACE)
+    path = write(tmp_path, "study.yaml", study(**changes))
+    with pytest.raises(SpecError, match=re.escape(message)) as raised:
+        load_study_file(path)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_search_selects_on_validation_by_default_and_a_replicate_measures_test(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "space.yaml", GOOD_SPACE)
+    search = load_study_file(write(tmp_path, "study.yaml", study()))
+    assert (search.metric, search.direction) == ("val_accuracy", "maximize")
+    assert load_study_file(write(tmp_path, "loss.yaml", study(metric="val_loss"))).direction == (
+        "minimize"
+    )
+    replicate = load_study_file(ROOT / "studies" / "paper-circles.yaml")
+    assert replicate.metric == "test_accuracy"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.yaml")), ids=lambda p: p.stem)
+def test_no_shipped_search_selects_on_a_test_metric(path: Path) -> None:
+    spec = load_study_file(path)
+    if isinstance(spec, StudySpec):
+        assert spec.metric.startswith("val_")

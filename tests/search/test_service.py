@@ -44,7 +44,7 @@ def test_two_workers_run_exactly_the_budget_on_sqlite(tmp_path: Path) -> None:
     found = trials(storage, "quick")
     assert sum(trial.state in FINISHED for trial in found) == 6
     assert not [trial for trial in found if trial.state == TrialState.RUNNING]
-    assert found[0].user_attrs["enqueued"] == "defaults"
+    assert found[0].user_attrs["enqueued"] == ["library defaults", "paper settings"]
     assert found[0].params["lr"] == 0.01
     first = next(trial for trial in found if trial.state == TrialState.COMPLETE)
     worker = first.user_attrs["worker"]
@@ -286,7 +286,9 @@ def test_sigterm_stops_the_workers_and_queues_the_interrupted_trial(tmp_path: Pa
     assert retry.user_attrs["run"]["result"]["resumed_from_epoch"] >= 1
 
 
-def test_a_diverging_trial_is_pruned_with_its_reason_and_the_study_goes_on(tmp_path: Path) -> None:
+def test_a_diverging_trial_counts_at_chance_with_its_reason_and_the_study_goes_on(
+    tmp_path: Path,
+) -> None:
     space = tmp_path / "wild.yaml"
     space.write_text(
         "optimizer: sgd\nparameters:\n  lr: {type: float, low: 1.0e+18, high: 1.0e+20, log: true}\n"
@@ -295,7 +297,10 @@ def test_a_diverging_trial_is_pruned_with_its_reason_and_the_study_goes_on(tmp_p
     result = run_cli("worker", str(study_file), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     found = trials(f"sqlite:///{tmp_path / 'adamz-search.db'}", "quick")
-    assert [trial.state for trial in found] == [TrialState.PRUNED, TrialState.PRUNED]
+    # it cost budget like any trial: complete, at chance (digits: 1 in 10), marked diverged
+    assert [trial.state for trial in found] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert [trial.value for trial in found] == [0.1, 0.1]
+    assert all(trial.user_attrs["run"]["diverged"] for trial in found)
     assert all(trial.user_attrs["run"]["stop_reason"].startswith("diverged") for trial in found)
 
 

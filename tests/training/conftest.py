@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from adamz.workloads import WORKLOADS, Protocol, TensorData, Workload, clear_data_cache
+from adamz.workloads import WORKLOADS, Protocol, Splits, Workload, clear_data_cache
 
 
 class TinyDropout(Workload):
@@ -19,6 +19,8 @@ class TinyDropout(Workload):
     name = "tiny-dropout"
     summary = "test workload"
     protocol = Protocol(epochs=3, batch_size=16)
+    num_classes = 3
+    validation_fraction = 0.2
 
     def _load(
         self,
@@ -27,11 +29,11 @@ class TinyDropout(Workload):
         train_size: int | None,
         test_size: int | None,
         download: bool,
-    ) -> TensorData:
+    ) -> Splits:
         generator = torch.Generator().manual_seed(123)
         inputs = torch.randn(200, 8, generator=generator)
         targets = (inputs[:, 0] > 0).long() + (inputs[:, 1] > 0.5).long()
-        return TensorData(inputs[:150], targets[:150], inputs[150:], targets[150:]).first(
+        return Splits(inputs[:150], targets[:150], inputs[150:], targets[150:]).first(
             train_size, test_size
         )
 
@@ -46,7 +48,7 @@ class TinyDropout(Workload):
 
 
 class NanAtStep(TinyDropout):
-    """:class:`TinyDropout` whose loss is NaN from the 15th training step on (epoch 2, step 5)."""
+    """:class:`TinyDropout` whose loss is NaN from the 15th training step on (epoch 2, step 7)."""
 
     name = "nan-at-step-15"
     nan_from_step = 15
@@ -55,7 +57,7 @@ class NanAtStep(TinyDropout):
         self.calls = 0
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        self.calls += 1
+        self.calls += torch.is_grad_enabled()  # training steps only, not evaluation
         loss = super().loss(outputs, targets)
         return loss * float("nan") if self.calls >= self.nan_from_step else loss
 

@@ -10,10 +10,11 @@ from typing import Any
 import optuna
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from adamz.training import RunConfig, StopTraining, TrainResult, evaluate, train
-from adamz.workloads import get_workload
+from adamz.workloads import METRICS, get_workload
 
 TIMES = ("train_time_s", "wall_time_s")
 
@@ -43,10 +44,21 @@ def test_different_seeds_give_different_runs() -> None:
 
 def test_record_holds_the_protocol_actually_used_and_one_entry_per_epoch() -> None:
     result = train(tiny(epochs=2, batch_size=40, train_size=100, test_size="all"))
-    assert result.protocol == {"epochs": 2, "batch_size": 40, "train_size": 100, "test_size": 50}
-    assert result.steps == 2 * 3  # ceil(100 / 40) steps per epoch
-    assert len(result.epoch_metrics) == len(result.epoch_losses) == result.epochs_completed == 2
-    assert result.final_metric == result.epoch_metrics[-1]
+    # 20 % of the first 100 training examples are held out for validation
+    assert result.protocol == {
+        "epochs": 2,
+        "batch_size": 40,
+        "train_size": 80,
+        "val_size": 20,
+        "test_size": 50,
+    }
+    assert result.steps == 2 * 2  # ceil(80 / 40) steps per epoch
+    assert set(result.epoch_metrics) == set(METRICS)
+    assert all(len(values) == 2 for values in result.epoch_metrics.values())
+    assert len(result.epoch_losses) == result.epochs_completed == 2
+    assert result.final_metrics == {
+        name: values[-1] for name, values in result.epoch_metrics.items()
+    }
     assert (result.stop_reason, result.stop_detail) == ("completed", "completed 2 epochs")
     assert result.hyperparameters["lr_bounds"] == [1e-7, 1.0]
     assert json.loads(json.dumps(result.to_dict())) == result.to_dict()
@@ -63,7 +75,7 @@ def test_adamz_controller_is_fed_the_loss_and_adjusts_the_rate_during_training()
     )
     controller = result.controller
     assert controller is not None
-    assert controller["observed"] == result.steps == 43
+    assert controller["observed"] == result.steps == 34
     assert controller["overshoots"] + controller["stagnations"] > 0
     assert controller["final_lr"] != controller["initial_lr"] == 0.01
     assert controller["lr_at_epoch_end"] == [controller["final_lr"]]
@@ -73,20 +85,22 @@ def test_other_optimizers_have_no_controller_summary() -> None:
     assert train(tiny(optimizer="adam", hyperparameters={}, epochs=1)).controller is None
 
 
-def test_on_epoch_receives_each_epoch_counted_from_one_and_its_metric() -> None:
-    reported: list[tuple[int, float]] = []
-    result = train(tiny(), on_epoch=lambda epoch, metric: reported.append((epoch, metric)))
-    assert reported == list(enumerate(result.epoch_metrics, start=1))
+def test_on_epoch_receives_each_epoch_counted_from_one_and_its_metrics() -> None:
+    reported: list[tuple[int, dict[str, float]]] = []
+    result = train(tiny(), on_epoch=lambda epoch, metrics: reported.append((epoch, metrics)))
+    assert [epoch for epoch, _ in reported] == [1, 2, 3]
+    for index, (_, metrics) in enumerate(reported):
+        assert metrics == {name: values[index] for name, values in result.epoch_metrics.items()}
 
 
 def test_on_step_receives_epoch_step_and_steps_in_epoch() -> None:
     steps: list[tuple[int, int, int]] = []
     train(tiny(epochs=1, batch_size=64), on_step=lambda *args: steps.append(args))
-    assert steps == [(1, 1, 3), (1, 2, 3), (1, 3, 3)]
+    assert steps == [(1, 1, 2), (1, 2, 2)]  # 120 training examples (30 validate) at batch 64
 
 
 def test_stop_training_from_on_epoch_ends_the_run_with_a_record() -> None:
-    def stop_after_two(epoch: int, metric: float) -> None:
+    def stop_after_two(epoch: int, metrics: dict[str, float]) -> None:
         if epoch == 2:
             raise StopTraining("good enough")
 
@@ -94,7 +108,8 @@ def test_stop_training_from_on_epoch_ends_the_run_with_a_record() -> None:
     assert result.stop_reason == "stopped_by_callback"
     assert result.stop_detail == "stopped by on_epoch after epoch 2: good enough"
     assert result.epochs_completed == 2
-    assert result.final_metric == result.epoch_metrics[-1]
+    assert result.final_metrics is not None
+    assert result.final_metrics["val_accuracy"] == result.epoch_metrics["val_accuracy"][-1]
 
 
 def test_optuna_pruning_raised_in_on_epoch_propagates() -> None:
@@ -103,8 +118,8 @@ def test_optuna_pruning_raised_in_on_epoch_propagates() -> None:
     )
     trial = study.ask()
 
-    def report(epoch: int, metric: float) -> None:
-        trial.report(metric, epoch)
+    def report(epoch: int, metrics: dict[str, float]) -> None:
+        trial.report(metrics["val_accuracy"], epoch)
         if trial.should_prune():
             raise optuna.TrialPruned()
 
@@ -115,11 +130,11 @@ def test_optuna_pruning_raised_in_on_epoch_propagates() -> None:
 
 def test_nonfinite_loss_stops_the_run_and_records_where() -> None:
     result = train(tiny(workload="nan-at-step-15", batch_size=16))
-    # 150 examples at batch 16: 10 steps per epoch, so global step 15 is epoch 2, step 5.
+    # 120 training examples at batch 16: 8 steps per epoch, so global step 15 is epoch 2, step 7.
     assert result.stop_reason == "nonfinite_loss"
-    assert result.stop_detail.startswith("non-finite loss (nan) at epoch 2, step 5 of 10")
-    assert result.final_metric is None
-    assert result.epochs_completed == len(result.epoch_metrics) == 1
+    assert result.stop_detail.startswith("non-finite loss (nan) at epoch 2, step 7 of 8")
+    assert result.final_metrics is None
+    assert result.epochs_completed == len(result.epoch_metrics["val_accuracy"]) == 1
     assert result.controller is not None
     assert result.controller["nonfinite"] >= 1
 
@@ -144,11 +159,18 @@ def test_evaluation_runs_in_eval_mode_without_gradients_and_restores_train_mode(
                 lambda m, _: seen.append((m.training, torch.is_grad_enabled()))
             )
     inputs, targets = torch.randn(30, 28, 28), torch.randint(0, 10, (30,))
-    first = evaluate(workload, model, inputs, targets, batch_size=8)
+    accuracy, loss = evaluate(workload, model, inputs, targets, batch_size=8)
     assert seen
     assert all(state == (False, False) for state in seen)
     assert model.training
-    assert evaluate(workload, model, inputs, targets) == first  # dropout off: repeatable
+    with torch.no_grad():
+        model.eval()
+        outputs = model(inputs)
+        model.train()
+    assert accuracy == pytest.approx(float((outputs.argmax(1) == targets).double().mean()))
+    assert loss == pytest.approx(float(F.nll_loss(outputs, targets)), rel=1e-5)
+    # dropout off, and batching changes no result
+    assert evaluate(workload, model, inputs, targets) == pytest.approx((accuracy, loss), rel=1e-6)
 
 
 def test_run_leaves_the_callers_rng_state_untouched() -> None:
@@ -184,19 +206,32 @@ def checkpointed_model(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        {},
+        {"optimizer": "adam-cosine", "hyperparameters": {"lr": 0.05, "eta_min": 1e-4}},
+        {"optimizer": "adam-plateau", "hyperparameters": {"lr": 0.05, "patience": 2}},
+    ],
+    ids=["adamz", "adam-cosine", "adam-plateau"],
+)
 def test_run_resumed_from_its_checkpoint_ends_exactly_like_an_uninterrupted_one(
-    tmp_path: Path,
+    tmp_path: Path, optimizer: dict[str, Any]
 ) -> None:
-    uninterrupted = train(tiny(), checkpoint_path=tmp_path / "whole.pt")
+    uninterrupted = train(tiny(**optimizer), checkpoint_path=tmp_path / "whole.pt")
 
-    def interrupt_after_first_epoch(epoch: int, metric: float) -> None:
+    def interrupt_after_first_epoch(epoch: int, metrics: dict[str, float]) -> None:
         if epoch == 1:
             raise KeyboardInterrupt  # as if the worker were killed after the checkpoint
 
     with pytest.raises(KeyboardInterrupt):
-        train(tiny(), on_epoch=interrupt_after_first_epoch, checkpoint_path=tmp_path / "cut.pt")
+        train(
+            tiny(**optimizer),
+            on_epoch=interrupt_after_first_epoch,
+            checkpoint_path=tmp_path / "cut.pt",
+        )
     assert torch.load(tmp_path / "cut.pt", weights_only=True)["epoch"] == 1
-    resumed = train(tiny(), checkpoint_path=tmp_path / "cut.pt")
+    resumed = train(tiny(**optimizer), checkpoint_path=tmp_path / "cut.pt")
 
     assert resumed.resumed_from_epoch == 1
     assert outcome(resumed) == outcome(uninterrupted)
@@ -256,3 +291,22 @@ def test_a_stopped_run_writes_its_checkpoint_whatever_the_interval(tmp_path: Pat
     path = tmp_path / "run.pt"
     train(tiny(epochs=3), checkpoint_path=path, checkpoint_interval_s=1e9, on_epoch=stop)
     assert torch.load(path, weights_only=True)["record"]["stop_reason"] == "stopped_by_callback"
+
+
+def test_a_schedule_moves_the_rate_during_the_run() -> None:
+    constant = train(tiny(optimizer="adam", hyperparameters={"lr": 0.05}))
+    cosine = train(tiny(optimizer="adam-cosine", hyperparameters={"lr": 0.05, "eta_min": 0.0}))
+    assert cosine.epoch_losses != constant.epoch_losses
+    assert cosine.hyperparameters["eta_min"] == 0.0
+
+
+def test_validation_and_test_metrics_are_computed_on_their_own_splits() -> None:
+    result = train(tiny(epochs=1))
+    assert result.final_metrics is not None
+    # 20 % of 150 training examples validate; the test split is the last 50 examples
+    assert (result.protocol["val_size"], result.protocol["test_size"]) == (30, 50)
+    val, test = result.final_metrics["val_accuracy"], result.final_metrics["test_accuracy"]
+    assert round(val * 30) == pytest.approx(val * 30)  # a count out of 30
+    assert round(test * 50) == pytest.approx(test * 50)  # a count out of 50
+    assert result.final_metrics["val_loss"] > 0
+    assert result.final_metrics["test_loss"] > 0

@@ -7,10 +7,13 @@ import torch
 
 from adamz.optim import AdamZ
 from adamz.training import (
+    OPTIMIZER_NAMES,
     OPTIMIZERS,
     PAPER_LR,
     build_optimizer,
-    default_hyperparameters,
+    build_schedule,
+    library_defaults,
+    paper_settings,
     resolve_hyperparameters,
 )
 
@@ -37,22 +40,89 @@ def test_registry_holds_adamz_and_the_papers_eight_baselines() -> None:
     assert OPTIMIZERS["nadam"] is torch.optim.NAdam
 
 
+TORCH_DEFAULT_LR = {
+    "adam": 1e-3,
+    "adamw": 1e-3,
+    "sgd": 1e-3,
+    "rmsprop": 1e-2,
+    "adagrad": 1e-2,
+    "adamax": 2e-3,
+    "nadam": 2e-3,
+    "asgd": 1e-2,
+    "adamz": 1e-2,
+}
+
+
 @pytest.mark.parametrize("name", PAPER_OPTIMIZERS)
-def test_every_optimizer_builds_from_an_empty_dict_at_the_papers_rate(name: str) -> None:
+def test_every_optimizer_builds_from_an_empty_dict_at_its_constructors_rate(name: str) -> None:
     optimizer = build_optimizer(name, parameters(), {})
     assert isinstance(optimizer, OPTIMIZERS[name])
-    assert optimizer.param_groups[0]["lr"] == PAPER_LR == 0.01
+    assert optimizer.param_groups[0]["lr"] == TORCH_DEFAULT_LR[name]
 
 
-def test_defaults_are_the_constructors_except_the_rate() -> None:
-    assert default_hyperparameters("adamw") == {
-        "lr": 0.01,
+def test_library_defaults_are_the_constructors_own() -> None:
+    assert library_defaults("adamw") == {
+        "lr": 1e-3,
         "betas": (0.9, 0.999),
         "eps": 1e-8,
         "weight_decay": 0.01,
         "amsgrad": False,
     }
-    assert default_hyperparameters("adamz")["patience"] == 100
+    assert library_defaults("adamz")["patience"] == 100
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_paper_settings_are_the_library_defaults_at_the_papers_rate(name: str) -> None:
+    settings = paper_settings(name)
+    assert settings["lr"] == PAPER_LR == 0.01
+    assert {k: v for k, v in settings.items() if k != "lr"} == {
+        k: v for k, v in library_defaults(name).items() if k != "lr"
+    }
+
+
+def test_scheduled_adam_takes_adams_and_the_schedulers_hyperparameters() -> None:
+    defaults = library_defaults("adam-plateau")
+    assert defaults["lr"] == 1e-3
+    assert defaults["betas"] == (0.9, 0.999)
+    assert (defaults["factor"], defaults["patience"], defaults["cooldown"]) == (0.1, 10, 0)
+    assert library_defaults("adam-cosine")["eta_min"] == 0.0
+    model = parameters()
+    optimizer = build_optimizer("adam-plateau", model, {"lr": 0.02, "factor": 0.5})
+    assert isinstance(optimizer, torch.optim.Adam)
+    schedule = build_schedule("adam-plateau", optimizer, {"factor": 0.5}, total_steps=10)
+    assert schedule is not None
+    assert schedule.scheduler.factor == 0.5
+    assert build_schedule("adam", optimizer, {}, total_steps=10) is None
+
+
+def test_a_cosine_schedule_ends_at_eta_min_after_the_runs_steps() -> None:
+    optimizer = build_optimizer("adam-cosine", parameters(), {"lr": 0.1})
+    schedule = build_schedule("adam-cosine", optimizer, {"eta_min": 0.001}, total_steps=20)
+    assert schedule is not None
+    rates = []
+    for _ in range(20):
+        optimizer.step()
+        schedule.after_step(torch.tensor(1.0))
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates[0] < 0.1
+    assert rates == sorted(rates, reverse=True)
+    assert rates[-1] == pytest.approx(0.001)
+
+
+def test_a_plateau_schedule_cuts_the_rate_after_patience_flat_losses() -> None:
+    optimizer = build_optimizer("adam-plateau", parameters(), {"lr": 0.1})
+    schedule = build_schedule(
+        "adam-plateau", optimizer, {"factor": 0.5, "patience": 3}, total_steps=100
+    )
+    assert schedule is not None
+    for _ in range(5):  # the best, then four that do not improve on it: 4 > patience 3
+        schedule.after_step(torch.tensor(1.0))
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
+
+
+def test_an_invalid_schedule_argument_is_one_line_naming_it() -> None:
+    with pytest.raises(ValueError, match=r"[Ff]actor"):
+        resolve_hyperparameters("adam-plateau", {"factor": 2.0})
 
 
 def test_given_hyperparameters_reach_the_optimizer() -> None:

@@ -10,7 +10,7 @@ import torch
 from torchvision.datasets import CIFAR10
 
 from adamz.training import RunConfig, train
-from adamz.workloads import DataNotFoundError, get_workload
+from adamz.workloads import DataNotFoundError, get_workload, validation_split
 
 
 def test_images_become_chw_in_minus_one_to_one_like_totensor_then_normalize(
@@ -20,11 +20,21 @@ def test_images_become_chw_in_minus_one_to_one_like_totensor_then_normalize(
     with open(cifar10_dir / CIFAR10.base_folder / "data_batch_1", "rb") as file:
         first_batch = pickle.load(file)
     rows = torch.from_numpy(first_batch["data"]).reshape(-1, 3, 32, 32)  # stored channel-first
-    assert (data.num_train, data.num_test) == (100, 30)  # 5 batches of 20, 30: as written
-    assert data.train_inputs.shape == (100, 3, 32, 32)
+    # 5 batches of 20, 30: as written; 10 % of the training images validate
+    assert (data.num_train, data.num_val, data.num_test) == (90, 10, 30)
+    assert data.train_inputs.shape == (90, 3, 32, 32)
+    kept, held_out = validation_split(100, 0.1)
+    first_kept = kept[kept < 20]
+    first_held_out = held_out[held_out < 20]
     expected = (rows.float() / 255 - 0.5) / 0.5
-    torch.testing.assert_close(data.train_inputs[:20], expected, rtol=0, atol=1e-7)
-    assert data.train_targets[:20].tolist() == first_batch["labels"]
+    torch.testing.assert_close(
+        data.train_inputs[: len(first_kept)], expected[first_kept], rtol=0, atol=1e-7
+    )
+    torch.testing.assert_close(
+        data.val_inputs[: len(first_held_out)], expected[first_held_out], rtol=0, atol=1e-7
+    )
+    labels = torch.tensor(first_batch["labels"])
+    assert torch.equal(data.train_targets[: len(first_kept)], labels[first_kept])
 
 
 def test_default_protocol_takes_the_first_1000_and_200_images(cifar10_dir: Path) -> None:
@@ -55,7 +65,13 @@ def test_one_short_epoch_trains_from_files_written_in_torchvisions_format(
         )
     )
     assert result.stop_reason == "completed"
-    assert result.protocol == {"epochs": 1, "batch_size": 128, "train_size": 64, "test_size": 20}
+    assert result.protocol == {
+        "epochs": 1,
+        "batch_size": 128,
+        "train_size": 58,
+        "val_size": 6,
+        "test_size": 20,
+    }
     assert result.steps == 1
 
 

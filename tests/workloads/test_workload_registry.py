@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from adamz.workloads import WORKLOADS, Protocol, get_workload
+from adamz.workloads import WORKLOADS, Protocol, get_workload, validation_split
 
 
 @pytest.mark.parametrize(
@@ -55,9 +57,14 @@ def test_subset_larger_than_the_split_is_refused() -> None:
 
 def test_subsets_are_the_first_examples_and_hold_no_reference_to_the_whole_split() -> None:
     digits = get_workload("digits")
-    whole = digits.load_data(None, "cpu")
+    whole = digits.load_data(None, "cpu", train_size=1347)  # every example, validation apart
     part = digits.load_data(None, "cpu", train_size=5, test_size=3)
-    assert torch.equal(part.train_inputs, whole.train_inputs[:5])
+    assert part.num_train + part.num_val == 5
+    first_five = torch.cat([whole.train_inputs, whole.val_inputs])
+    rows = {tuple(row) for row in first_five.tolist()}
+    assert all(
+        tuple(row) in rows for row in torch.cat([part.train_inputs, part.val_inputs]).tolist()
+    )
     assert torch.equal(part.test_targets, whole.test_targets[:3])
     assert part.train_inputs.untyped_storage().nbytes() == part.train_inputs.nbytes
 
@@ -65,3 +72,53 @@ def test_subsets_are_the_first_examples_and_hold_no_reference_to_the_whole_split
 def test_workloads_that_read_files_need_a_data_directory() -> None:
     with pytest.raises(ValueError, match=r"^Invalid data_dir: workload 'mnist' reads its dataset"):
         get_workload("mnist").load_data(None, "cpu")
+
+
+@pytest.mark.parametrize(
+    ("name", "train", "val", "test"),
+    [("circles", 5695, 1005, 3300), ("digits", 1078, 269, 450)],
+)
+def test_the_validation_split_is_carved_from_the_training_set_at_the_documented_size(
+    name: str, train: int, val: int, test: int
+) -> None:
+    data = get_workload(name).load_data(None, "cpu")
+    assert (data.num_train, data.num_val, data.num_test) == (train, val, test)
+
+
+def test_the_validation_split_is_disjoint_from_training_and_fixed_by_its_own_seed() -> None:
+    kept, held_out = validation_split(100, 0.2)
+    assert len(held_out) == 20
+    assert len(kept) == 80
+    assert set(kept.tolist()).isdisjoint(held_out.tolist())
+    assert sorted([*kept.tolist(), *held_out.tolist()]) == list(range(100))
+    torch.manual_seed(1)  # a run's seed changes nothing about the split
+    again_kept, again_held_out = validation_split(100, 0.2)
+    assert torch.equal(kept, again_kept)
+    assert torch.equal(held_out, again_held_out)
+
+
+def test_validation_examples_are_training_examples_never_test_ones() -> None:
+    data = get_workload("circles").load_data(None, "cpu")
+    from sklearn.datasets import make_circles
+    from sklearn.model_selection import train_test_split
+
+    points, labels = make_circles(n_samples=10000, noise=0.05, random_state=26, factor=0.8)
+    train_points, test_points, _, _ = train_test_split(
+        points, labels, test_size=0.33, random_state=26
+    )
+    train_rows = {tuple(row) for row in torch.as_tensor(train_points, dtype=torch.float32).tolist()}
+    assert all(tuple(row) in train_rows for row in data.val_inputs.tolist())
+    assert torch.equal(data.test_inputs, torch.as_tensor(test_points, dtype=torch.float32))
+
+
+@pytest.mark.parametrize(
+    ("name", "accuracy", "loss"),
+    [("circles", 0.5, math.log(2)), ("digits", 0.1, math.log(10)), ("mnist", 0.1, math.log(10))],
+)
+def test_chance_values_are_a_uniform_guess(name: str, accuracy: float, loss: float) -> None:
+    workload = get_workload(name)
+    assert workload.chance_value("val_accuracy") == workload.chance_value("test_accuracy")
+    assert workload.chance_value("val_accuracy") == pytest.approx(accuracy)
+    assert workload.chance_value("val_loss") == pytest.approx(loss)
+    with pytest.raises(ValueError, match=r"^Unknown metric 'accuracy': must be one of"):
+        workload.chance_value("accuracy")
