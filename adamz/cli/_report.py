@@ -17,7 +17,7 @@ from adamz.cli._study_commands import (
     open_storage_or_fail,
 )
 from adamz.reports import ReportError, StudyData, build_report, load_study_data
-from adamz.reports._confirm import TOP, confirmation_spec
+from adamz.reports._confirm import TOP, confirmation_spec, fresh_seed_study
 from adamz.reports._export import (
     MARGIN,
     PAPER_DEFAULTS,
@@ -29,10 +29,14 @@ from adamz.reports._export import (
     validation_table,
     write_config,
 )
-from adamz.search.replicates import ReplicateSpec, parse_replicates
+from adamz.search.replicates import ReplicateSpec
 from adamz.search.worker import WorkerOptions, launch_workers, parse_devices
 
 __all__ = ["ExportCommand", "ReportCommand"]
+
+HOLDOUT_FIRST_SEED = 2000
+"""Seeds of the held-out runs of ``export --leave-one-out`` start here (searches use 0 on,
+confirmations 1000 on, the export's validation 3000 on)."""
 
 REPORTS_DIR = Path("out/reports")
 """Where reports go by default: scratch output, git-ignored (``reports/`` holds shipped ones)."""
@@ -276,18 +280,13 @@ class ExportCommand(Command):
             ]
             if choice["paper_defaults_recommended"]:
                 runs = runs[1:]
-            spec = parse_replicates(
-                {
-                    "kind": "replicates",
-                    "name": f"holdout-{held.workload}-from-{tag}-k{args.seeds}",
-                    "description": f"the default exported from {tag}, on held-out {held.workload}",
-                    "workload": dict((held.definition or {}).get("workload", {})),
-                    "metric": "test_" + held.metric.removeprefix("val_"),
-                    "seeds": args.seeds,
-                    "first_seed": 2000,
-                    "runs": runs,
-                },
-                source=f"held-out validation on {held.workload}",
+            spec = fresh_seed_study(
+                held,
+                runs,
+                name=f"holdout-{held.workload}-from-{tag}-k{args.seeds}",
+                description=f"the default exported from {tag}, on held-out {held.workload}",
+                seeds=args.seeds,
+                first_seed=HOLDOUT_FIRST_SEED,
             )
             run_replicates(spec, args, storage, doing="Testing on the held-out workload")
             lines.append(

@@ -33,7 +33,7 @@ from adamz.reports._replicates import (
 )
 from adamz.search.replicates import ReplicateSpec, parse_replicates
 
-__all__ = ["FIRST_SEED", "TOP", "confirmation_spec", "confirmed_choice"]
+__all__ = ["FIRST_SEED", "TOP", "confirmation_spec", "confirmed_choice", "fresh_seed_study"]
 
 TOP = 3
 FIRST_SEED = 1000
@@ -83,18 +83,48 @@ def confirmation_spec(datas: list[StudyData], seeds: int, *, top: int = TOP) -> 
             }
         )
     names = "+".join(data.name for data in datas)
+    return fresh_seed_study(
+        first,
+        runs,
+        name=f"confirm-{names}-k{seeds}" + (f"-c{top}" if top != TOP else ""),
+        description=f"seed confirmation of {names}: the top {top} of each",
+        seeds=seeds,
+        first_seed=FIRST_SEED,
+    )
+
+
+def fresh_seed_study(
+    data: StudyData,
+    runs: list[dict[str, Any]],
+    *,
+    name: str,
+    description: str,
+    seeds: int,
+    first_seed: int,
+) -> ReplicateSpec:
+    """A replicate study training ``runs`` on ``data``'s workload on fresh seeds, measuring the
+    test twin of ``data``'s validation metric (each run records both; the validation one picks).
+
+    Raises:
+        ReportError: ``data`` was not made by ``adamz-search`` (its workload is unknown).
+    """
+    if data.definition is None or data.workload is None:
+        raise ReportError(
+            f"Study {data.name!r} was not created by adamz-search: its workload is unknown, so "
+            "nothing can be re-run on it."
+        )
     definition = {
         "kind": "replicates",
-        "name": f"confirm-{names}-k{seeds}" + (f"-c{top}" if top != TOP else ""),
-        "description": f"seed confirmation of {names}: the top {top} of each",
-        "workload": dict(first.definition.get("workload", {})),  # type: ignore[union-attr]
-        "direction": "maximize" if first.maximize else "minimize",
-        "metric": "test_" + first.metric.removeprefix("val_"),
+        "name": name,
+        "description": description,
+        "workload": dict(data.definition.get("workload", {})),
+        "direction": "maximize" if data.maximize else "minimize",
+        "metric": "test_" + data.metric.removeprefix("val_"),
         "seeds": seeds,
-        "first_seed": FIRST_SEED,
+        "first_seed": first_seed,
         "runs": runs,
     }
-    return parse_replicates(definition, source=f"confirmation of {names}")
+    return parse_replicates(definition, source=description)
 
 
 def _workload_key(data: StudyData) -> str:

@@ -53,7 +53,7 @@ from optuna.distributions import (
 )
 
 from adamz import __version__
-from adamz.reports._confirm import confirmed_choice
+from adamz.reports._confirm import confirmed_choice, fresh_seed_study
 from adamz.reports._data import ReportError, StudyData, goodness, hyperparameters_of
 from adamz.reports._html import plain_numbers
 from adamz.reports._replicates import (
@@ -63,7 +63,7 @@ from adamz.reports._replicates import (
     summarize_run,
 )
 from adamz.reports._robustness import relative_gaps
-from adamz.search.replicates import ReplicateSpec, parse_replicates
+from adamz.search.replicates import ReplicateSpec
 from adamz.workloads import get_workload
 
 __all__ = [
@@ -320,11 +320,6 @@ def validation_spec(
     """
     if seeds < 2:
         raise ReportError(f"Invalid --seeds {seeds}: needs at least 2 seeds to compare.")
-    if data.definition is None or data.workload is None:
-        raise ReportError(
-            f"Study {data.name!r} was not created by adamz-search: its workload is unknown, so "
-            "nothing can be validated on it."
-        )
     runs: list[dict[str, Any]] = [
         {
             "label": f"{candidate['study']} #{candidate['trial']}",
@@ -339,18 +334,14 @@ def validation_spec(
         for candidate in candidates
     ]
     runs.append({"label": PAPER_DEFAULTS, "config": "paper"})
-    definition = {
-        "kind": "replicates",
-        "name": name,
-        "description": f"validation of {len(candidates)} candidate defaults on {data.workload}",
-        "workload": {k: v for k, v in data.definition["workload"].items()},
-        "direction": "maximize" if data.maximize else "minimize",
-        "metric": "test_" + data.metric.removeprefix("val_"),
-        "seeds": seeds,
-        "first_seed": first_seed,
-        "runs": runs,
-    }
-    return parse_replicates(definition, source=f"validation on {data.workload}")
+    return fresh_seed_study(
+        data,
+        runs,
+        name=name,
+        description=f"validation of {len(candidates)} candidate defaults on {data.workload}",
+        seeds=seeds,
+        first_seed=first_seed,
+    )
 
 
 def validated_choice(validation: list[StudyData], *, margin: float = MARGIN) -> dict[str, Any]:

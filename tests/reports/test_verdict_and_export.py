@@ -206,3 +206,28 @@ def test_export_of_a_replicate_study_is_refused_naming_what_to_export_instead() 
         ReportError, match=r"nothing to choose; export the search it confirms \(digits-adamz\)"
     ):
         export_config([load_study_data(study)])
+
+
+def test_a_report_without_replicates_keeps_the_note_a_verdict_wrote(tmp_path: Any) -> None:
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    from adamz.reports import build_report
+
+    storage = optuna.storages.InMemoryStorage()
+    search = optuna.create_study(direction="maximize", study_name="z", storage=storage)
+    search.optimize(lambda t: t.suggest_float("lr", 0, 1), n_trials=4)
+    confirmation = replicate_study(
+        {"z #1": {"val": constant(0.9), "test": constant(0.9), "source": {"study": "z"}}}
+    )
+
+    def note() -> str:
+        attrs = storage.get_study_system_attrs(search._study_id)
+        return str(get_note_from_system_attrs(attrs, None)["body"])
+
+    options = {"importance_repeats": 1, "fanova_trees": 2, "progress": False}
+    with_verdict = build_report([search, confirmation], tmp_path / "a", **options)
+    assert note() == with_verdict.summary
+    assert "## Verdict" in note()
+    build_report([search], tmp_path / "b", **options)
+    assert note() == with_verdict.summary
+    assert search.user_attrs["note"] == "verdict of z+confirm"
