@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,44 @@ def test_every_shipped_report_has_its_page_summary_and_numbers() -> None:
             assert (folder / name).is_file(), folder / name
         assert "../plotly.min.js" in (folder / "report.html").read_text()
     assert (ROOT / "reports" / "plotly.min.js").is_file()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SHIPPED = sorted(path for path in (ROOT / "reports").iterdir() if (path / "report.html").is_file())
+# Every axis of every chart, folded parts opened: its title, or nothing when it has one.
+UNTITLED_AXES = """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(chart => {
+    const layout = chart._fullLayout;
+    return Object.keys(layout)
+        .filter(key => /^[xy]axis\\d*$/.test(key) && layout[key].visible !== false)
+        .filter(key => !(layout[key].title && layout[key].title.text))
+        .map(key => `${layout.title && layout.title.text}: ${key}`);
+})"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+@pytest.mark.parametrize("folder", SHIPPED, ids=lambda path: path.name)
+def test_every_shipped_report_opens_without_console_errors_and_titles_every_axis(
+    folder: Path,
+) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    errors: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto((folder / "report.html").as_uri())
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length > 0")
+        first = page.locator("h2").first.inner_text()
+        page.evaluate("document.querySelectorAll('details').forEach(part => part.open = true)")
+        page.wait_for_function(
+            "document.querySelectorAll('.deferred-chart:not(.js-plotly-plot)').length === 0"
+        )
+        charts = page.evaluate("document.querySelectorAll('.js-plotly-plot').length")
+        untitled = page.evaluate(UNTITLED_AXES)
+        browser.close()
+    assert first == "Verdict"
+    assert charts > 0
+    assert errors == []
+    assert untitled == []

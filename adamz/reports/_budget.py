@@ -96,7 +96,7 @@ def budget_section(
         }
         expected.add_scatter(
             x=np.concatenate([ks, ks[::-1]]), y=np.concatenate([high, low[::-1]]),
-            fill="toself", fillcolor=_translucent(colour), line={"width": 0},
+            fill="toself", fillcolor=_translucent(colour), line={"width": 0}, mode="lines",
             hoverinfo="skip", name=f"{data.name} 90 % band", legendgroup=data.name,
             showlegend=False, visible=True if show_bands else "legendonly",
         )  # fmt: skip

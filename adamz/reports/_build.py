@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -61,12 +61,15 @@ def build_report(
     """
     datas = [load_study_data(study) for study in studies]
     searches = [data for data in datas if not is_replicate_study(data)]
-    jobs: list[tuple[str, Callable[[], Section]]] = [("Verdict", lambda: verdict_section(datas))]
+    # (group in report.json, question on the page, the section's job)
+    jobs: list[tuple[str, str, Callable[[], Section]]] = [
+        (VERDICT, VERDICT, lambda: verdict_section(datas))
+    ]
     if searches:
-        jobs.append(("All studies", lambda: budget_section(searches)))
+        jobs.append(("All studies", EQUAL_BUDGET, lambda: budget_section(searches)))
     importance: dict[str, Section] = {}
 
-    def study_jobs(data: StudyData) -> list[tuple[str, Callable[[], Section]]]:
+    def study_jobs(data: StudyData) -> list[tuple[str, str, Callable[[], Section]]]:
         def run_importance() -> Section:
             importance[data.name] = importance_section(
                 data,
@@ -77,29 +80,34 @@ def build_report(
             return importance[data.name]
 
         return [
-            (data.name, run_importance),
+            (data.name, EQUAL_BUDGET, lambda: tunability_section(data)),
+            (data.name, WHAT_MATTERS, run_importance),
             (
                 data.name,
+                WHAT_MATTERS,
                 lambda: sensitivity_section(
                     data, ranked_params(importance[data.name], data.params)
                 ),
             ),
-            (data.name, lambda: robustness_section(data)),
-            (data.name, lambda: tunability_section(data)),
-            (data.name, lambda: controller_section(data)),
-            (data.name, lambda: pruning_section(data)),
+            (data.name, WHAT_MATTERS, lambda: robustness_section(data)),
+            (data.name, DIAGNOSTICS, lambda: controller_section(data)),
+            (data.name, DIAGNOSTICS, lambda: pruning_section(data)),
         ]
 
     for data in datas:
         if is_replicate_study(data):  # fixed configurations: their spread over seeds
-            jobs.append((data.name, partial(replicates_section, data)))
+            jobs.append((data.name, DIAGNOSTICS, partial(replicates_section, data)))
         else:
             jobs += study_jobs(data)
-    parts: dict[str, list[Section]] = {}
-    for heading, job in tqdm(jobs, desc="report", unit="section", disable=not progress):
-        parts.setdefault(heading, []).append(job())
-    ordered = list(parts.items())
-    title = "AdamZ Search report: " + ", ".join(data.name for data in datas)
+    groups: dict[str, list[Section]] = {}
+    pages: dict[str, list[Section]] = {question: [] for question in QUESTIONS}
+    for group, question, job in tqdm(jobs, desc="report", unit="section", disable=not progress):
+        section = job()
+        groups.setdefault(group, []).append(section)
+        shown = section if group in (VERDICT, "All studies") else _titled(section, group)
+        pages[question].append(shown)
+    ordered = [(question, sections) for question, sections in pages.items() if sections]
+    title = _title(datas)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = ReportFiles(
         html=out_dir / "report.html",
@@ -108,14 +116,14 @@ def build_report(
         charts=0,
         summary=markdown_summary(title, ordered),
     )
-    charts = write_html(files.html, title, ordered, plotly_js=plotly_js)
+    charts = write_html(files.html, title, ordered, plotly_js=plotly_js, folded={DIAGNOSTICS})
     files.markdown.write_text(files.summary)
     numbers: dict[str, Any] = {
-        heading: {
+        group: {
             section.title: {"numbers": section.numbers, "skipped": section.skipped}
             for section in sections
         }
-        for heading, sections in ordered
+        for group, sections in groups.items()
     }
     for data in datas:
         numbers[data.name]["study"] = {
@@ -129,6 +137,26 @@ def build_report(
     if save_note:
         _save_notes(studies, files.summary, confirmed=any(map(is_replicate_study, datas)))
     return ReportFiles(files.html, files.markdown, files.json, charts, files.summary)
+
+
+VERDICT = "Verdict"
+EQUAL_BUDGET = "The comparison at equal budget"
+WHAT_MATTERS = "Which hyperparameters matter"
+DIAGNOSTICS = "Diagnostics: the controller, pruning, workers, every seed"
+QUESTIONS = (VERDICT, EQUAL_BUDGET, WHAT_MATTERS, DIAGNOSTICS)
+"""The report's pages, in the order a reader asks them; the last one is folded."""
+
+
+def _titled(section: Section, study: str) -> Section:
+    """``section`` headed by its study's name, as the pages mix studies under one question."""
+    return replace(section, title=f"{study}: {section.title}")
+
+
+def _title(datas: list[StudyData]) -> str:
+    """The page's title: the studies, or the first and how many more when there are many."""
+    names = [data.name for data in datas]
+    shown = " vs ".join(names) if len(names) <= 2 else f"{names[0]} and {len(names) - 1} more"
+    return f"AdamZ Search report: {shown}"
 
 
 NOTE_ATTR = "note"

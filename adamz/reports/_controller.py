@@ -31,9 +31,7 @@ def controller_section(data: StudyData) -> Section:
     records = [_controller(trial) for trial in data.completed]
     have = [i for i, record in enumerate(records) if record is not None]
     if not have:
-        section.skipped.append(
-            "no trial records AdamZ's controller (user_attrs run.result.controller)"
-        )
+        section.skipped.append("this study's trials did not run AdamZ: no controller to show")
         return section
     better = goodness(data.values[have], maximize=data.maximize)
     median = float(np.median(better))
@@ -55,6 +53,7 @@ def controller_section(data: StudyData) -> Section:
     figure.update_layout(
         title=f"{data.name}: controller adjustments per run, better vs worse half",
         barmode="group",
+        xaxis_title="adjustment",
         yaxis_title="mean count per trial",
     )
     section.figures.append(figure)
@@ -63,8 +62,8 @@ def controller_section(data: StudyData) -> Section:
         trajectory = [float(lr) for lr in best["lr_at_epoch_end"]]
         section.numbers["best_trial_lr_at_epoch_end"] = trajectory
         lr_figure = go.Figure(
-            go.Scatter(x=list(range(len(trajectory))), y=trajectory, mode="lines+markers")
-        )
+            go.Scatter(x=list(range(1, len(trajectory) + 1)), y=trajectory, mode="lines+markers")
+        )  # epochs counted from 1, as the intermediate values count them
         lr_figure.update_layout(
             title=f"{data.name}: learning rate of the best trial at each epoch end",
             xaxis_title="epoch",

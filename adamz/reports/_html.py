@@ -70,18 +70,27 @@ def write_html(
     parts: list[tuple[str, list[Section]]],
     *,
     plotly_js: Path | None = None,
+    folded: set[str] | frozenset[str] = frozenset(),
 ) -> int:
     """Write the page; return the number of charts on it. It opens offline (no CDN).
 
     plotly.js (3.5 MB) is inlined, or with ``plotly_js`` written once to that file (if it is
     not there yet) and loaded from it by a relative path: several pages then share one copy.
+    The parts whose heading is in ``folded`` start closed (a ``<details>`` element); their
+    charts are drawn when it opens (drawn while hidden, plotly gets no size and errs).
     """
     body: list[str] = []
     charts = 0
     for heading, sections in parts:
-        body.append(f"<h2>{html.escape(heading)}</h2>")
+        fold = heading in folded
+        body.append(
+            f"<details><summary><h2>{html.escape(heading)}</h2></summary>"
+            if fold
+            else f"<h2>{html.escape(heading)}</h2>"
+        )
         for section in sections:
-            body.append(f"<h3>{html.escape(section.title)}</h3>")
+            if section.title != heading:
+                body.append(f"<h3>{html.escape(section.title)}</h3>")
             body += [f"<p>{html.escape(line).replace('**', '')}</p>" for line in section.summary]
             body += [
                 f'<p class="skipped">Skipped: {html.escape(reason)}</p>'
@@ -89,8 +98,17 @@ def write_html(
             ]
             body += [_html_table(table) for table in section.tables]
             for figure in section.figures:
-                body.append(plotly.io.to_html(figure, full_html=False, include_plotlyjs=False))
+                if fold:  # drawn when the part opens: a chart drawn hidden has no size
+                    body.append(
+                        '<div class="deferred-chart" data-figure="'
+                        + html.escape(plotly.io.to_json(figure), quote=True)
+                        + '"></div>'
+                    )
+                else:
+                    body.append(plotly.io.to_html(figure, full_html=False, include_plotlyjs=False))
                 charts += 1
+        if fold:
+            body.append("</details>")
     if plotly_js is None:
         script = f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>'
     else:
@@ -103,9 +121,23 @@ def write_html(
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 {script}
 <style>body{{font-family:sans-serif;max-width:1200px;margin:auto}} .skipped{{color:#888}}
-table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}</style>
+summary h2{{display:inline;cursor:pointer}}
+table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}</style>
 </head><body><h1>{html.escape(title)}</h1>
 {chr(10).join(body)}
+<script>
+// The charts of a folded part are drawn the first time it opens, in page order.
+document.querySelectorAll("details").forEach(function (part) {{
+  part.addEventListener("toggle", function () {{
+    if (!part.open) return;
+    part.querySelectorAll(".deferred-chart:not(.js-plotly-plot)").forEach(function (chart) {{
+      var figure = JSON.parse(chart.dataset.figure);
+      Plotly.newPlot(chart, figure.data, figure.layout, {{responsive: true}});
+    }});
+  }});
+}});
+</script>
 </body></html>
 """
     path.write_text(page, encoding="utf-8")

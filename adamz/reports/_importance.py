@@ -132,6 +132,7 @@ def importance_section(
     figure.update_layout(
         title=f"{data.name}: hyperparameter importance (mean ± sd over {repeats} repeats)",
         barmode="group",
+        xaxis_title="hyperparameter",
         yaxis_title="importance (normalised)",
     )
     section.figures.append(figure)

@@ -13,6 +13,8 @@ __all__ = ["pruning_section"]
 
 MAX_CURVES = 200
 """Intermediate-value curves drawn at most (a 1,000-curve chart is unreadable and slow)."""
+MAX_LEGEND = 20
+"""More curves than this get no legend (it would be longer than the chart)."""
 
 
 def pruning_section(data: StudyData) -> Section:
@@ -46,7 +48,12 @@ def pruning_section(data: StudyData) -> Section:
         if len(figure.data) > MAX_CURVES:
             figure.data = figure.data[:MAX_CURVES]
             section.skipped.append(f"intermediate values: first {MAX_CURVES} curves shown")
-        figure.update_layout(title=f"{data.name}: intermediate values (per epoch)")
+        figure.update_layout(
+            title=f"{data.name}: {data.metric} after each epoch, one line per trial",
+            xaxis_title="epoch",
+            yaxis_title=data.metric,
+            showlegend=len(figure.data) <= MAX_LEGEND,
+        )
         section.figures.append(figure)
     else:
         section.skipped.append("no intermediate values reported: no pruning statistics")
@@ -62,12 +69,17 @@ def pruning_section(data: StudyData) -> Section:
         entry["busy_s"] += (end - trial.datetime_start).total_seconds()
     if workers:
         section.numbers["workers"] = workers
-        section.summary.append(f"{len(workers)} worker processes ran the trials.")
+        count = len(workers)
+        section.summary.append(
+            f"{count} worker process{'es' if count != 1 else ''} ran the trials."
+        )
     else:
-        section.skipped.append("no worker records (user_attrs worker)")
+        section.skipped.append("the trials do not say which worker ran them")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         timeline = plot_timeline(data.study)
-    timeline.update_layout(title=f"{data.name}: trials over time")
+    timeline.update_layout(
+        title=f"{data.name}: trials over time", xaxis_title="time", yaxis_title="trial"
+    )
     section.figures.append(timeline)
     return section

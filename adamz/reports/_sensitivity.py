@@ -19,6 +19,7 @@ from optuna.visualization import plot_contour
 from plotly.subplots import make_subplots
 
 from adamz.reports._data import Section, StudyData
+from adamz.reports._importance import trials_to_rank
 
 __all__ = ["kernel_trend", "sensitivity_section"]
 
@@ -106,7 +107,14 @@ def sensitivity_section(data: StudyData, ranked: list[str] | None = None) -> Sec
         "max - min of the Gaussian-kernel trend over the observed range "
         f"(bandwidth {BANDWIDTH} of the range, log scale for log parameters)"
     )
-    if scores:
+    needed = trials_to_rank(len(data.params))
+    if scores and len(data.completed) < needed:
+        section.summary.append(
+            f"Too few completed trials to say which hyperparameter the {data.metric} is most "
+            f"sensitive to ({len(data.completed)}, ranking needs {needed}); the slices show "
+            "every completed trial."
+        )
+    elif scores:
         most = max(scores, key=lambda name: scores[name])
         section.summary.append(
             f"Most sensitive: **{most}**: across the range tried, its trend moves "
@@ -120,7 +128,11 @@ def sensitivity_section(data: StudyData, ranked: list[str] | None = None) -> Sec
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # plot_contour's ExperimentalWarning
             contour = plot_contour(data.study, params=pair)
-        contour.update_layout(title=f"{data.name}: {pair[0]} × {pair[1]} (most important pair)")
+        contour.update_layout(
+            title=f"{data.name}: {data.metric} over {pair[0]} × {pair[1]} (most important pair)",
+            xaxis_title=pair[0],
+            yaxis_title=pair[1],
+        )
         section.figures.append(contour)
         section.numbers["contour_pair"] = pair
     else:

@@ -10,7 +10,9 @@ milliseconds on SQLite, which is most of a worker's cost per trial on a short wo
 - ``run``, written when it ends however it ends: ``seeds`` it trained, ``wall_time_s``,
   ``epochs_run`` in this trial, ``metrics`` (the mean over its seeds of every metric the loop
   records, validation and test: :data:`~adamz.workloads.METRICS`), ``seed_metrics`` (the same
-  per seed), ``stop_reason`` when it was pruned or diverged, ``diverged`` when a seed's loss
+  per seed), ``last_epoch_metrics`` (every metric after the last epoch the first seed
+  reported, which is what a pruned trial reached), ``stop_reason`` when it was pruned or
+  diverged, ``diverged`` when a seed's loss
   turned non-finite, and ``result``: the first seed's :class:`~adamz.training.TrainResult` as a
   dict, which for AdamZ holds the controller's adjustments.
 
@@ -269,6 +271,7 @@ class TrialObjective:
             run["epochs_run"] += 1
             if not report:
                 return
+            run["last_epoch_metrics"] = metrics  # what a pruned trial had reached, test included
             metric = metrics[metric_name]
             if math.isfinite(metric):
                 trial.report(metric, epoch)

@@ -147,6 +147,11 @@ def test_trial_values_are_the_validation_metric_and_test_metrics_are_recorded(
         assert trial.value == metrics["val_accuracy"]
         assert set(metrics) == {"val_accuracy", "val_loss", "test_accuracy", "test_loss"}
         assert trial.intermediate_values[max(trial.intermediate_values)] == trial.value
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    for trial in pruned:  # what it reached when it was stopped, test metrics included
+        reached = trial.user_attrs["run"]["last_epoch_metrics"]
+        assert reached["val_accuracy"] == trial.intermediate_values[max(trial.intermediate_values)]
+        assert "test_accuracy" in reached
 
 
 def test_a_diverged_run_is_a_completed_trial_at_chance_marked_diverged(
