@@ -38,9 +38,20 @@ class ReportCommand(Command):
             "--out", type=Path, default=None, help=f"output folder (default: {REPORTS_DIR}/NAME)"
         )
         parser.add_argument(
-            "--repeats", type=int, default=5, help="importance repeats (seeds, bootstraps)"
+            "--repeats",
+            type=int,
+            default=5,
+            help="how many times each importance is estimated (fANOVA with another seed, "
+            "PED-ANOVA on a bootstrap sample); the report shows their spread "
+            "(default: %(default)s)",
         )
-        parser.add_argument("--fanova-trees", type=int, default=16, help="trees per fANOVA fit")
+        parser.add_argument(
+            "--fanova-trees",
+            type=int,
+            default=16,
+            help="trees in each fANOVA random forest: more is steadier and slower "
+            "(default: %(default)s)",
+        )
         parser.add_argument(
             "--no-note", action="store_true", help="do not save the summary as the dashboard note"
         )
@@ -58,13 +69,19 @@ class ReportCommand(Command):
             default=0,
             metavar="K",
             help=f"first re-run the first study's top {TOP} configurations and the other "
-            "studies' best with K fresh seeds (a replicate study run by workers)",
+            "studies' best with K fresh seeds (a replicate study run by workers) "
+            "(default: %(default)s, no re-runs)",
         )
         parser.add_argument(
-            "--devices", default="cpu", help="--confirm: cpu, cuda or cuda:0,1 (as worker)"
+            "--devices",
+            default="cpu",
+            help="--confirm: cpu, cuda or cuda:0,1 (as worker) (default: %(default)s)",
         )
         parser.add_argument(
-            "--workers-per-device", type=int, default=1, help="--confirm: processes per device"
+            "--workers-per-device",
+            type=int,
+            default=1,
+            help="--confirm: processes per device (default: %(default)s)",
         )
         parser.add_argument("--data-dir", default=None, help="--confirm: the dataset directory")
 
@@ -131,7 +148,12 @@ class ExportCommand(Command):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("studies", nargs="+", metavar="STUDY", help="studies in the storage")
         add_storage_argument(parser)
-        parser.add_argument("--format", choices=("yaml", "json"), default="yaml")
+        parser.add_argument(
+            "--format",
+            choices=("yaml", "json"),
+            default="yaml",
+            help="the file's format; AdamZ.from_config reads both (default: %(default)s)",
+        )
         parser.add_argument(
             "--out", type=Path, default=None, help="file to write (default: standard output)"
         )
