@@ -3,16 +3,20 @@
 Add a sub-command by writing a :class:`Command` subclass in its own module and listing it in
 :data:`COMMANDS`. Bad input raises :class:`UsageError`; :func:`main` prints it as
 ``adamz-search: error: <message>`` and returns 2, as argparse does for its own errors.
+
+``-v`` and ``-q`` set how much a command shows (see :mod:`adamz.cli._base`). Output cut short by
+its reader (``adamz-search studies | head -1``) ends the command quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from adamz import __version__
-from adamz.cli._base import Command, UsageError
+from adamz.cli._base import Command, UsageError, add_verbosity_arguments, verbosity, verbosity_from
 from adamz.cli._report import ExportCommand, ReportCommand
 from adamz.cli._study_commands import (
     CreateCommand,
@@ -46,11 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description="Tune AdamZ and compare it fairly with other optimizers."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    add_verbosity_arguments(parser)
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for command_class in COMMANDS:
         command = command_class()
         subparser = subparsers.add_parser(command.name, help=command.help, description=command.help)
         command.add_arguments(subparser)
+        add_verbosity_arguments(subparser)
         subparser.set_defaults(command=command)
     return parser
 
@@ -63,8 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is None:
         parser.print_help(sys.stderr)
         return 2
-    try:
-        return command.take_action(args)
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+    with verbosity(verbosity_from(args)):
+        try:
+            code = command.take_action(args)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit where it cannot be caught
+            return code
+        except UsageError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 2
+        except BrokenPipeError:
+            # The reader stopped reading (``| head``): what is left of the output has nowhere to
+            # go. Point stdout at /dev/null so that Python's flush at exit fails no more.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1

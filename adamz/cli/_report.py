@@ -53,9 +53,20 @@ class ReportCommand(Command):
             "--out", type=Path, default=None, help=f"output folder (default: {REPORTS_DIR}/NAME)"
         )
         parser.add_argument(
-            "--repeats", type=int, default=5, help="importance repeats (seeds, bootstraps)"
+            "--repeats",
+            type=int,
+            default=5,
+            help="how many times each importance is estimated (fANOVA with another seed, "
+            "PED-ANOVA on a bootstrap sample); the report shows their spread "
+            "(default: %(default)s)",
         )
-        parser.add_argument("--fanova-trees", type=int, default=16, help="trees per fANOVA fit")
+        parser.add_argument(
+            "--fanova-trees",
+            type=int,
+            default=16,
+            help="trees in each fANOVA random forest: more is steadier and slower "
+            "(default: %(default)s)",
+        )
         parser.add_argument(
             "--no-note", action="store_true", help="do not save the summary as the dashboard note"
         )
@@ -74,15 +85,16 @@ class ReportCommand(Command):
             metavar="K",
             help="first re-run every study's top --candidates configurations (by validation) "
             "with K fresh seeds (a replicate study run by workers); the verdict picks each "
-            "study's winner by its validation median and reports its test numbers",
+            "study's winner by its validation median and reports its test numbers (default: "
+            "%(default)s, no re-runs)",
         )
         parser.add_argument(
             "--candidates",
             type=int,
             default=TOP,
             metavar="N",
-            help=f"--confirm: configurations re-run from each study, the same for every "
-            f"optimizer (default: {TOP})",
+            help="--confirm: configurations re-run from each study, the same for every "
+            "optimizer (default: %(default)s)",
         )
         add_replicate_worker_arguments(parser, "--confirm")
 
@@ -133,12 +145,21 @@ class ReportCommand(Command):
 def add_replicate_worker_arguments(parser: argparse.ArgumentParser, option: str) -> None:
     """The options of the workers that run a command's replicate studies."""
     parser.add_argument(
-        "--devices", default="cpu", help=f"{option}: cpu, cuda or cuda:0,1 (as worker)"
+        "--devices",
+        default="cpu",
+        help=f"{option}: cpu, cuda or cuda:0,1 (as worker) (default: %(default)s)",
     )
     parser.add_argument(
-        "--workers-per-device", type=int, default=1, help=f"{option}: processes per device"
+        "--workers-per-device",
+        type=int,
+        default=1,
+        help=f"{option}: processes per device (default: %(default)s)",
     )
-    parser.add_argument("--data-dir", default=None, help=f"{option}: the dataset directory")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help=f"{option}: the dataset directory (default: the study file's, if any)",
+    )
 
 
 def run_replicates(
@@ -173,7 +194,12 @@ class ExportCommand(Command):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("studies", nargs="+", metavar="STUDY", help="studies in the storage")
         add_storage_argument(parser)
-        parser.add_argument("--format", choices=("yaml", "json"), default="yaml")
+        parser.add_argument(
+            "--format",
+            choices=("yaml", "json"),
+            default="yaml",
+            help="the file's format; AdamZ.from_config reads both (default: %(default)s)",
+        )
         parser.add_argument(
             "--out", type=Path, default=None, help="file to write (default: standard output)"
         )
@@ -183,14 +209,14 @@ class ExportCommand(Command):
             default=5,
             metavar="K",
             help="several studies: fresh seeds each candidate trains on every workload "
-            "(default: 5)",
+            "(default: %(default)s)",
         )
         parser.add_argument(
             "--margin",
             type=float,
             default=MARGIN,
             help="several studies: largest loss to the paper defaults' validation median on "
-            f"any workload that a recommendation may have (default: {MARGIN})",
+            "any workload that a recommendation may have (default: %(default)s)",
         )
         parser.add_argument(
             "--leave-one-out",

@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from adamz import __version__
-from adamz.cli._base import Command, UsageError, log_to_stderr
+from adamz.cli._base import VERBOSE, Command, UsageError, current_verbosity, log_to_stderr
 from adamz.search.budget import count_states
 from adamz.search.errors import SpecError
 from adamz.search.storage import STORAGE_ENV, load_study, open_storage, storage_url
@@ -213,9 +213,14 @@ class StatusCommand(Command):
     help = "Show a study's trials by state, its best trial and its running trials."
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("study")
+        parser.add_argument("study", help="the study's name in the storage (see: studies)")
         add_storage_argument(parser)
-        parser.add_argument("--format", choices=["table", "json"], default="table")
+        parser.add_argument(
+            "--format",
+            choices=["table", "json"],
+            default="table",
+            help="table for a person, json for a program (default: %(default)s)",
+        )
 
     def take_action(self, args: argparse.Namespace) -> int:
         storage = open_storage_or_fail(args.storage, heartbeat_interval=None)
@@ -284,7 +289,12 @@ class StudiesCommand(Command):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_storage_argument(parser)
-        parser.add_argument("--format", choices=["table", "json"], default="table")
+        parser.add_argument(
+            "--format",
+            choices=["table", "json"],
+            default="table",
+            help="table for a person, json for a program (default: %(default)s)",
+        )
 
     def take_action(self, args: argparse.Namespace) -> int:
         storage = open_storage_or_fail(args.storage, heartbeat_interval=None)
@@ -315,13 +325,25 @@ class DashboardCommand(Command):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_storage_argument(parser)
-        parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8080)
+        parser.add_argument(
+            "--host",
+            default="127.0.0.1",
+            help="address to listen on; 0.0.0.0 serves every network the machine is on, "
+            "without a password (default: %(default)s, this machine only)",
+        )
+        parser.add_argument(
+            "--port", type=int, default=8080, help="port to listen on (default: %(default)s)"
+        )
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from optuna_dashboard import run_server
+        import bottle
+        from optuna_dashboard import wsgi
 
         storage = open_storage_or_fail(args.storage, heartbeat_interval=None)
         print(f"optuna-dashboard on http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
-        run_server(storage, host=args.host, port=args.port)
+        # optuna_dashboard.run_server is this, with the server's banner and a line per request
+        # on stderr always; they are shown here at -v only.
+        bottle.run(
+            wsgi(storage), host=args.host, port=args.port, quiet=current_verbosity() < VERBOSE
+        )
         return 0

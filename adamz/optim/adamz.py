@@ -292,7 +292,7 @@ class AdamZ(Optimizer):
                 "AdamZ.step() was called without a loss: the learning-rate controller is off and "
                 "these steps are plain Adam. Call step(loss=loss) or step(closure).",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=_caller_stacklevel(),
             )
 
         groups = [self._gather(group) for group in self.param_groups]
@@ -437,6 +437,29 @@ class AdamZ(Optimizer):
             controller = resize_window(controller, group["patience"])
         group["controller"] = controller
         return controller
+
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` at which a warning raised in :meth:`AdamZ.step` names the line that
+    called ``step``, not torch's ``no_grad`` decorator, an LR scheduler's or a GradScaler's
+    wrapper around ``step``, whose number varies with how the optimizer is used.
+
+    Level 1 is the function that calls ``warnings.warn``; the count skips this module's frames
+    and torch's.
+    """
+    level = 1
+    frame = inspect.currentframe()
+    frame = frame.f_back if frame is not None else None  # the caller of this function: level 1
+    while frame is not None and frame.f_back is not None:
+        filename = frame.f_code.co_filename
+        if filename != __file__ and not filename.startswith(_TORCH_DIR):
+            break
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def _uses_foreach(group: dict[str, Any]) -> bool:

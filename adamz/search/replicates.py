@@ -37,9 +37,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import optuna
-import yaml
 
-from adamz.search.errors import SpecError, read_yaml
+from adamz.search.errors import SpecError, read_yaml, referenced_file
 from adamz.training.optimizers import resolve_hyperparameters
 
 __all__ = ["KIND", "ReplicateSpec", "TrialPlan", "load_replicate_file"]
@@ -241,13 +240,14 @@ def _run_from_config(
     name = raw["config"]
     if not isinstance(name, str):
         raise SpecError(source, key, "must be a file path or a preset name", name)
-    path = Path(name) if base_dir is None else base_dir / name
-    try:
-        if not Path(name).suffix:
+    if not Path(name).suffix:
+        try:
             path = preset_path(name)
-        content = yaml.safe_load(path.read_text())
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise SpecError(source, key, f"cannot be read ({exc})") from exc
+        except ValueError as exc:
+            raise SpecError(source, key, str(exc).rstrip(".")) from exc
+    else:
+        path = referenced_file(name, source=source, key=key, base_dir=base_dir or Path())
+    content = read_yaml(path)
     if not isinstance(content, dict) or not isinstance(content.get("hyperparameters"), dict):
         raise SpecError(source, key, "must be a file written by adamz-search export", name)
     run = {k: v for k, v in raw.items() if k != "config"}

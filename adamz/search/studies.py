@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 import optuna
 
-from adamz.search.errors import SpecError, read_yaml
+from adamz.search.errors import SpecError, read_yaml, referenced_file
 from adamz.search.replicates import (
     ReplicateSpec,
     TrialPlan,
@@ -248,7 +248,9 @@ def _parse(content: Any, *, source: str, base_dir: Path | None) -> StudySpec:
     if isinstance(raw_space, str):
         if base_dir is None:
             raise SpecError(source, "search_space", "a stored definition must inline the space")
-        space = load_search_space(base_dir / raw_space)
+        space = load_search_space(
+            referenced_file(raw_space, source=source, key="search_space", base_dir=base_dir)
+        )
     else:
         space = parse_search_space(raw_space, source=f"{source}: search_space")
     if space.optimizer != optimizer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import linecache
 import re
 import warnings
 from collections.abc import Callable
@@ -232,6 +233,28 @@ def test_step_without_a_loss_warns_once_and_is_plain_adam() -> None:
             else:
                 optimizer.step()
     assert_same_parameters_and_moments(model_z, adamz, model_a, adam)
+
+
+@pytest.mark.parametrize("wrapper", ["none", "lr_scheduler", "grad_scaler"])
+def test_the_warning_without_a_loss_names_the_line_that_called_step(wrapper: str) -> None:
+    model = make_model(dtype=torch.float32)
+    optimizer = AdamZ(model.parameters())
+    scaler = torch.amp.GradScaler("cpu")
+    if wrapper == "lr_scheduler":  # it wraps optimizer.step in one more frame
+        torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)
+    inputs, targets = batch(0, torch.float32)
+    loss = nn.functional.mse_loss(model(inputs), targets)
+    (scaler.scale(loss) if wrapper == "grad_scaler" else loss).backward()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if wrapper == "grad_scaler":
+            scaler.step(optimizer)
+        else:
+            optimizer.step()
+    [warning] = [w for w in caught if "controller is off" in str(w.message)]
+    assert warning.filename == __file__
+    calling_line = linecache.getline(__file__, warning.lineno).strip()
+    assert calling_line in ("scaler.step(optimizer)", "optimizer.step()")
 
 
 class OnDevice(Tensor):

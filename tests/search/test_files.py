@@ -9,6 +9,7 @@ import optuna
 import pytest
 import yaml
 
+from adamz.cli import main
 from adamz.search import SpecError, StudySpec, load_search_space, load_study_file
 from adamz.search.studies import make_pruner, spec_from_definition
 
@@ -199,8 +200,8 @@ BAD_STUDIES = [
         study(pruner={"name": "percentile", "percentile": 150}),
         "pruner: Percentile must be between 0 and 100",
     ),
-    (study(search_space="missing.yaml"), "file: cannot be read"),
-    ("name: [unclosed", "file: is not valid YAML"),
+    (study(search_space="missing.yaml"), "search_space: missing.yaml (relative to "),
+    ("name: [unclosed", "file: is not valid YAML: expected ',' or ']'"),
 ]
 
 
@@ -303,3 +304,62 @@ def test_no_shipped_search_selects_on_a_test_metric(path: Path) -> None:
     spec = load_study_file(path)
     if isinstance(spec, StudySpec):
         assert spec.metric.startswith("val_")
+
+
+def test_a_search_space_path_that_cannot_be_read_is_said_to_be_relative_to_the_study_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A shipped study file copied to another folder keeps its ../search_spaces/ path.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine").mkdir()
+    copied = Path("mine/x.yaml")
+    copied.write_text((ROOT / "studies" / "digits-adamz.yaml").read_text())
+    assert main(["create", str(copied)]) == 2
+    error = capsys.readouterr().err
+    assert error == (
+        "adamz-search: error: mine/x.yaml: search_space: ../search_spaces/adamz.yaml (relative "
+        f"to mine/x.yaml, i.e. {tmp_path.resolve() / 'search_spaces' / 'adamz.yaml'}) cannot be "
+        "read (No such file or directory).\n"
+    )
+    assert list(tmp_path.iterdir()) == [tmp_path / "mine"]  # no storage was written
+
+
+def test_a_config_path_in_a_replicate_file_is_said_to_be_relative_to_it(tmp_path: Path) -> None:
+    runs = [{"label": "tuned", "config": "../exported.yaml"}]
+    content = {"kind": "replicates", "name": "r", "workload": "digits", "seeds": 2, "runs": runs}
+    path = write(tmp_path, "r.yaml", content)
+    expected = (
+        f"{path}: runs[0].config: ../exported.yaml (relative to {path}, "
+        f"i.e. {tmp_path.parent.resolve() / 'exported.yaml'}) cannot be read"
+    )
+    with pytest.raises(SpecError, match=re.escape(expected)):
+        load_study_file(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("name: x\nworkload: {name: digits\nbudget: 3\n", "but got ':' at line 3, column 7"),
+        (
+            "name: x\n  workload: digits\n",
+            "mapping values are not allowed here at line 2, column 11",
+        ),
+        ("name: x\n\tbudget: 3\n", "at line 2, column 1"),
+    ],
+)
+def test_a_yaml_syntax_error_names_its_line_and_column(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = write(tmp_path, "study.yaml", text)
+    with pytest.raises(SpecError, match=re.escape(f"{path}: file: is not valid YAML: ")) as raised:
+        load_study_file(path)
+    assert problem in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_yaml_syntax_error_in_a_search_space_names_its_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "space.yaml", "optimizer: adamz\nparameters:\n  lr: {type: float\n")
+    with pytest.raises(
+        SpecError, match=r"space\.yaml: file: is not valid YAML: .* at line 4, column 1"
+    ):
+        load_search_space(path)

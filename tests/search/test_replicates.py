@@ -129,7 +129,7 @@ def test_a_run_can_take_an_exported_config_or_a_preset(tmp_path: Path) -> None:
     # The stored definition holds the values themselves: it parses without the file.
     (tmp_path / "exported.yaml").unlink()
     assert ReplicateSpec.from_definition(spec.definition, source="stored").digest == spec.digest
-    with pytest.raises(SpecError, match=r"runs\[0\]\.config: cannot be read"):
+    with pytest.raises(SpecError, match=r"runs\[0\]\.config: exported\.yaml .* cannot be read"):
         load_study_file(replicate_file(tmp_path, runs=runs))
 
 
