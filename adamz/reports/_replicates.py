@@ -208,12 +208,12 @@ def replicates_section(data: StudyData) -> Section:
     return section
 
 
-def format_interval(interval: list[float] | tuple[float, float]) -> str:
+def format_interval(interval: list[float] | tuple[float, float], digits: int = 4) -> str:
     """``[low, high]``, or why there is none (too few seeds for a 95 % interval)."""
     low, high = interval
     if not (math.isfinite(low) and math.isfinite(high)):
         return "n/a (needs 6+ seeds)"
-    return f"[{low:.4f}, {high:.4f}]"
+    return f"[{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def paired_test(first: dict[str, Any], other: dict[str, Any], sign: float) -> dict[str, Any]:

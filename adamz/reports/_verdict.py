@@ -9,8 +9,10 @@ never the search values, which are the maxima of the very draws that chose them:
 2. each winner's **test** median, with its 95 % interval, and its training time per run;
 3. the reference (the AdamZ group, else the first) against every other winner on the same
    seeds: the median paired test difference with a bootstrap 95 % interval, the Wilcoxon
-   p-value, the smallest p-value that number of seeds can give, and whether the difference is
-   inside the seed noise (p >= 0.05, or an interval that contains 0).
+   p-value, the smallest p-value that number of seeds can give, the p-value adjusted for the
+   number of comparisons (Benjamini-Hochberg, ``scipy.stats.false_discovery_control``: with
+   six baselines, a raw p below 0.05 somewhere is likely by chance alone), and whether the
+   difference is inside the seed noise (adjusted p >= 0.05, or an interval that contains 0).
 
 Without replicates the section says that there is no verdict yet and how to get one.
 """
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import math
 from typing import Any
+
+from scipy import stats
 
 from adamz.reports._data import Section, StudyData
 from adamz.reports._replicates import (
@@ -50,7 +54,7 @@ def verdict_section(datas: list[StudyData]) -> Section:
         )
         return section
     for data in replicates:
-        _verdict_of(data, section)
+        _verdict_of(data, section, several=len(replicates) > 1)
     return section
 
 
@@ -64,7 +68,7 @@ def _groups(data: StudyData) -> dict[str, list[str]]:
     return groups
 
 
-def _verdict_of(data: StudyData, section: Section) -> None:
+def _verdict_of(data: StudyData, section: Section, *, several: bool) -> None:
     runs = replicate_runs(data)
     summaries = {
         label: summarize_run(entry, maximize=data.maximize) for label, entry in runs.items()
@@ -104,20 +108,29 @@ def _verdict_of(data: StudyData, section: Section) -> None:
             f"{metric} median [95 % CI]", "train s per run", f"vs {reference}",
         ]
     ]  # fmt: skip
-    comparisons: dict[str, Any] = {}
     reference_summary = summaries[winners[reference]]
+    comparisons: dict[str, Any] = {
+        group: _compare(
+            paired_test(runs[winners[reference]], runs[label], sign),
+            reference_summary,
+            summaries[label],
+            sign=sign,
+        )
+        for group, label in winners.items()
+        if group != reference
+    }
+    _adjust(comparisons)
+    prefix = f"{data.name}: " if several else ""
+    for group, comparison in comparisons.items():
+        section.summary.append(
+            f"{prefix}**{reference}** vs {group}: "
+            + _sentence(comparison, reference, group, metric, scale, unit)
+        )
     for group, label in winners.items():
         summary = summaries[label]
         versus = "reference"
         if group != reference:
-            paired = paired_test(runs[winners[reference]], runs[label], sign)
-            comparison = _compare(paired, reference_summary, summary, sign=sign)
-            comparisons[group] = comparison
-            versus = _describe(comparison, scale=scale, unit=unit)
-            section.summary.append(
-                f"{data.name}: **{reference}** vs {group}: "
-                + _sentence(comparison, reference, group, metric, scale, unit)
-            )
+            versus = _describe(comparisons[group], scale=scale, unit=unit)
         time = summary["median_train_time_s"]
         table.append(
             [
@@ -126,7 +139,8 @@ def _verdict_of(data: StudyData, section: Section) -> None:
                 label,
                 f"{summary['n']}"
                 + (f" ({summary['diverged']} diverged)" if summary["diverged"] else ""),
-                f"{summary['median'] * scale:.2f} {format_interval([v * scale for v in summary['ci95_median']])}",
+                f"{summary['median'] * scale:.2f} "
+                + format_interval([v * scale for v in summary["ci95_median"]], digits=2),
                 f"{time:.2f}" if time is not None else "",
                 versus,
             ]
@@ -151,9 +165,6 @@ def _compare(
     low, high = paired["ci95_median_difference"]
     difference = -paired["median_difference"]
     interval = [-high, -low]
-    inside = paired["p_value"] >= SIGNIFICANCE or (
-        math.isfinite(interval[0]) and interval[0] <= 0 <= interval[1]
-    )
     times = reference["median_train_time_s"], other["median_train_time_s"]
     return {
         "n": paired["n"],
@@ -161,18 +172,32 @@ def _compare(
         "ci95_difference": interval,
         "p_value": paired["p_value"],
         "smallest_possible_p": paired["smallest_possible_p"],
-        "inside_seed_noise": inside,
         "reference_better": sign * difference > 0,
         "time_ratio": times[0] / times[1] if all(times) else None,
     }
+
+
+def _adjust(comparisons: dict[str, Any]) -> None:
+    """Add each comparison's p-value adjusted for their number, and the noise verdict."""
+    tested = [group for group, comparison in comparisons.items() if comparison.get("n")]
+    if not tested:
+        return
+    adjusted = stats.false_discovery_control([comparisons[g]["p_value"] for g in tested])
+    for group, p_value in zip(tested, adjusted, strict=True):
+        comparison = comparisons[group]
+        low, high = comparison["ci95_difference"]
+        comparison["adjusted_p_value"] = float(p_value)
+        comparison["inside_seed_noise"] = bool(
+            p_value >= SIGNIFICANCE or (math.isfinite(low) and low <= 0 <= high)
+        )
 
 
 def _describe(comparison: dict[str, Any], *, scale: float, unit: str) -> str:
     if not comparison.get("n"):
         return "no shared seeds"
     return (
-        f"{comparison['difference'] * scale:+.2f}{unit}, p = {comparison['p_value']:.2g} "
-        f"(n = {comparison['n']})"
+        f"{comparison['difference'] * scale:+.2f}{unit}, p = {comparison['p_value']:.2g}, "
+        f"adjusted {comparison['adjusted_p_value']:.2g} (n = {comparison['n']})"
     )
 
 
@@ -201,6 +226,7 @@ def _sentence(
         time = f"; {comparison['time_ratio'] - 1:+.0%} training time per run"
     return (
         f"{comparison['difference'] * scale:+.2f}{unit} of {metric} ({interval}), "
-        f"p = {comparison['p_value']:.2g} over {comparison['n']} paired seeds "
-        f"(smallest possible p {comparison['smallest_possible_p']:.2g}): {verdict}{time}." + floor
+        f"p = {comparison['p_value']:.2g} over {comparison['n']} paired seeds, "
+        f"{comparison['adjusted_p_value']:.2g} adjusted for the comparisons made (smallest "
+        f"possible p {comparison['smallest_possible_p']:.2g}): {verdict}{time}." + floor
     )

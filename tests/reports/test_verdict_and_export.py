@@ -231,3 +231,32 @@ def test_a_report_without_replicates_keeps_the_note_a_verdict_wrote(tmp_path: An
     build_report([search], tmp_path / "b", **options)
     assert note() == with_verdict.summary
     assert search.user_attrs["note"] == "verdict of z+confirm"
+
+
+def test_p_values_are_adjusted_for_the_number_of_baselines_compared() -> None:
+    rng = np.random.default_rng(3)
+    base = list(0.9 + 0.01 * rng.standard_normal(len(SEEDS)))
+    runs: dict[str, dict[str, Any]] = {
+        "adamz #1": {"val": base, "test": base, "source": {"study": "z"}}
+    }
+    # one baseline worse on 8 of 10 seeds (raw p below 0.05), five level ones
+    worse = [value - 0.01 if index < 8 else value + 0.001 for index, value in enumerate(base)]
+    runs["b0 #1"] = {"val": worse, "test": worse, "optimizer": "adam", "source": {"study": "b0"}}
+    for index in range(1, 6):
+        level = list(np.array(base) + 0.01 * rng.standard_normal(len(SEEDS)))
+        runs[f"b{index} #1"] = {
+            "val": level,
+            "test": level,
+            "optimizer": "adam",
+            "source": {"study": f"b{index}"},
+        }
+    comparisons = verdict_section([load_study_data(replicate_study(runs))]).numbers["confirm"][
+        "comparisons"
+    ]
+    raw = comparisons["b0"]["p_value"]
+    assert raw < 0.05
+    assert comparisons["b0"]["adjusted_p_value"] > raw
+    ranked = sorted(c["p_value"] for c in comparisons.values())
+    assert comparisons["b0"]["adjusted_p_value"] == pytest.approx(
+        min(ranked[i] * 6 / (i + 1) for i in range(ranked.index(raw), 6)), rel=1e-9
+    )
