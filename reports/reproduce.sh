@@ -55,7 +55,7 @@ if has export; then  # 4a. one default from the three AdamZ studies, validated o
     --out reports/defaults/validated-all.yaml
 fi
 if has holdout; then  # 4b. leave one workload out: export from two, test on the third
-  run $CLI export $(printf "%s-adamz " "${WORKLOADS[@]}") --leave-one-out --seeds 5 \
+  run $CLI export $(printf "%s-adamz " "${WORKLOADS[@]}") --leave-one-out --seeds "$SEEDS" \
     "${workers[@]}" | tee out/holdout.txt
 fi
 if has report; then

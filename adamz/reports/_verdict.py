@@ -187,6 +187,7 @@ def _adjust(comparisons: dict[str, Any]) -> None:
         comparison = comparisons[group]
         low, high = comparison["ci95_difference"]
         comparison["adjusted_p_value"] = float(p_value)
+        comparison["too_few_seeds"] = comparison["smallest_possible_p"] >= SIGNIFICANCE
         comparison["inside_seed_noise"] = bool(
             p_value >= SIGNIFICANCE or (math.isfinite(low) and low <= 0 <= high)
         )
@@ -211,7 +212,9 @@ def _sentence(
         f"95 % CI {low * scale:+.2f} to {high * scale:+.2f}" if math.isfinite(low) else "no CI"
     )
     verdict = (
-        "inside the seed noise"
+        "too few seeds to tell it from the seed noise"
+        if comparison["too_few_seeds"]
+        else "inside the seed noise"
         if comparison["inside_seed_noise"]
         else f"{reference if comparison['reference_better'] else other} better, beyond the seed noise"
     )

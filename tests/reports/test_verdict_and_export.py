@@ -260,3 +260,23 @@ def test_p_values_are_adjusted_for_the_number_of_baselines_compared() -> None:
     assert comparisons["b0"]["adjusted_p_value"] == pytest.approx(
         min(ranked[i] * 6 / (i + 1) for i in range(ranked.index(raw), 6)), rel=1e-9
     )
+
+
+def test_with_too_few_seeds_for_any_test_the_verdict_says_so_instead_of_noise() -> None:
+    study = replicate_study(
+        {
+            "adamz #1": {"val": constant(0.9), "test": constant(0.9), "source": {"study": "z"}},
+            "adam #1": {
+                "val": constant(0.1),
+                "test": constant(0.1),
+                "optimizer": "adam",
+                "source": {"study": "a"},
+            },
+        }
+    )
+    data = load_study_data(study)
+    data.trials = [t for t in data.trials if t.params["seed"] < SEEDS[5]]  # 5 seeds
+    section = verdict_section([data])
+    assert section.numbers["confirm"]["comparisons"]["a"]["too_few_seeds"] is True
+    assert "too few seeds to tell it from the seed noise" in section.summary[0]
+    assert "no test can reach p < 0.05" in section.summary[0]
