@@ -94,9 +94,12 @@ def build_report(
             (data.name, DIAGNOSTICS, lambda: pruning_section(data)),
         ]
 
+    # Fixed configurations over seeds: the detail behind a search's verdict, or on their own
+    # (the paper's tables), the report's body.
+    replicates_page = DIAGNOSTICS if searches else EVERY_SEED
     for data in datas:
-        if is_replicate_study(data):  # fixed configurations: their spread over seeds
-            jobs.append((data.name, DIAGNOSTICS, partial(replicates_section, data)))
+        if is_replicate_study(data):
+            jobs.append((data.name, replicates_page, partial(replicates_section, data)))
         else:
             jobs += study_jobs(data)
     groups: dict[str, list[Section]] = {}
@@ -142,8 +145,9 @@ def build_report(
 VERDICT = "Verdict"
 EQUAL_BUDGET = "The comparison at equal budget"
 WHAT_MATTERS = "Which hyperparameters matter"
+EVERY_SEED = "Every run, seed by seed"
 DIAGNOSTICS = "Diagnostics: the controller, pruning, workers, every seed"
-QUESTIONS = (VERDICT, EQUAL_BUDGET, WHAT_MATTERS, DIAGNOSTICS)
+QUESTIONS = (VERDICT, EVERY_SEED, EQUAL_BUDGET, WHAT_MATTERS, DIAGNOSTICS)
 """The report's pages, in the order a reader asks them; the last one is folded."""
 
 
