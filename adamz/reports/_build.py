@@ -179,5 +179,21 @@ def _save_notes(studies: list[optuna.Study], summary: str, *, confirmed: bool) -
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            optuna_dashboard.save_note(study, summary)
+            optuna_dashboard.save_note(study, comparison_links(study, studies) + summary)
         study.set_user_attr(NOTE_ATTR, f"{'verdict' if confirmed else 'report'} of {names}")
+
+
+def comparison_links(study: optuna.Study, studies: list[optuna.Study]) -> str:
+    """A Markdown line linking ``study``'s dashboard note to the other studies of its report
+    (optuna-dashboard's study pages are ``/dashboard/studies/ID``); empty for one study."""
+    others = [other for other in studies if other.study_name != study.study_name]
+    if not others:
+        return ""
+    # Study objects do not expose their storage; the one they were loaded from is theirs.
+    storage = study._storage
+    links = ", ".join(
+        f"[{other.study_name}](/dashboard/studies/"
+        f"{storage.get_study_id_from_name(other.study_name)})"
+        for other in others
+    )
+    return f"Compared in one report with: {links}\n\n"

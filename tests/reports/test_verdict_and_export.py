@@ -19,11 +19,15 @@ SEEDS = list(range(1000, 1010))
 
 
 def replicate_study(
-    runs: dict[str, dict[str, Any]], *, workload: str = "digits", name: str = "confirm"
+    runs: dict[str, dict[str, Any]],
+    *,
+    workload: str = "digits",
+    name: str = "confirm",
+    storage: optuna.storages.BaseStorage | None = None,
 ) -> optuna.Study:
     """A finished replicate study: per run label, ``val`` and ``test`` values per seed (lists),
     ``source``, ``optimizer``, ``hyperparameters``, ``time`` and ``diverged`` seeds."""
-    study = optuna.create_study(direction="maximize", study_name=name)
+    study = optuna.create_study(direction="maximize", study_name=name, storage=storage)
     definition = {
         "kind": "replicates",
         "name": name,
@@ -217,7 +221,8 @@ def test_a_report_without_replicates_keeps_the_note_a_verdict_wrote(tmp_path: An
     search = optuna.create_study(direction="maximize", study_name="z", storage=storage)
     search.optimize(lambda t: t.suggest_float("lr", 0, 1), n_trials=4)
     confirmation = replicate_study(
-        {"z #1": {"val": constant(0.9), "test": constant(0.9), "source": {"study": "z"}}}
+        {"z #1": {"val": constant(0.9), "test": constant(0.9), "source": {"study": "z"}}},
+        storage=storage,
     )
 
     def note() -> str:
@@ -226,11 +231,16 @@ def test_a_report_without_replicates_keeps_the_note_a_verdict_wrote(tmp_path: An
 
     options = {"importance_repeats": 1, "fanova_trees": 2, "progress": False}
     with_verdict = build_report([search, confirmation], tmp_path / "a", **options)
-    assert note() == with_verdict.summary
+    assert note().endswith(with_verdict.summary)
     assert "## Verdict" in note()
     build_report([search], tmp_path / "b", **options)
-    assert note() == with_verdict.summary
+    assert note().endswith(with_verdict.summary)
     assert search.user_attrs["note"] == "verdict of z+confirm"
+    # the note links to the other studies of the comparison on the dashboard
+    confirmation_id = storage.get_study_id_from_name("confirm")
+    assert note().startswith(
+        f"Compared in one report with: [confirm](/dashboard/studies/{confirmation_id})"
+    )
 
 
 def test_p_values_are_adjusted_for_the_number_of_baselines_compared() -> None:
