@@ -99,10 +99,16 @@ def test_report_page_opens_offline_in_chromium_without_errors_and_shows_its_char
         page.route("http*://**", lambda route: route.abort())  # prove it needs no network
         page.goto((synthetic_report / "report.html").as_uri())
         page.wait_for_selector(".plot-container", timeout=20_000)
-        charts = page.locator(".js-plotly-plot").count()
         screenshot = page.screenshot(full_page=False)
+        shown = page.locator(".js-plotly-plot").count()
+        page.evaluate("document.querySelectorAll('details').forEach(part => part.open = true)")
+        page.wait_for_function(
+            "document.querySelectorAll('.deferred-chart:not(.js-plotly-plot)').length === 0"
+        )
+        charts = page.locator(".js-plotly-plot").count()
         browser.close()
     assert errors == []
+    assert shown < charts  # the diagnostics are folded until opened
     assert charts >= 8
     assert len(screenshot) > 10_000
 
