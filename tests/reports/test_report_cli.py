@@ -125,7 +125,7 @@ def test_a_plain_optuna_study_reports_and_says_what_it_skipped(storage: str, tmp
     assert main(["report", "plain", "--storage", storage, "--out", str(tmp_path)]) == 0
     summary = (tmp_path / "summary.md").read_text()
     assert "skipped no trial ran the library defaults or the paper settings" in summary
-    assert "skipped no trial records AdamZ's controller" in summary
+    assert "skipped this study's trials did not run AdamZ: no controller to show" in summary
     numbers = json.loads((tmp_path / "report.json").read_text())
     assert numbers["plain"]["study"]["created_by_adamz_search"] is False
 
