@@ -9,7 +9,7 @@ first trial's start to the last trial's end, so the processes' start-up is not c
 median pruner as the workload's shipped AdamZ study configures it, and with Hyperband: epochs
 trained and the best value found, for several TPE seeds.
 
-    python benchmarks/search_service.py overhead [--storage postgresql+psycopg://...]
+    python benchmarks/search_service.py overhead [--storage postgresql+psycopg://...] [--proxy]
     python benchmarks/search_service.py scaling
     python benchmarks/search_service.py pruning [--workload circles] [--seeds 3]
 """
@@ -17,10 +17,12 @@ trained and the best value found, for several TPE seeds.
 from __future__ import annotations
 
 import argparse
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -29,6 +31,7 @@ from typing import Any
 import optuna
 import torch
 import yaml
+from optuna.storages import run_grpc_proxy_server
 from optuna.trial import TrialState
 
 from adamz.search import WorkerOptions, load_study_file, open_storage, run_worker
@@ -65,8 +68,25 @@ def create(path: Path, storage: str) -> None:
     )
 
 
+def start_proxy(storage: str) -> str:
+    """Serve ``storage`` through Optuna's gRPC storage proxy in a thread; the proxy's URL."""
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    backend = open_storage(storage)
+    threading.Thread(
+        target=run_grpc_proxy_server,
+        args=(backend,),
+        kwargs={"host": "127.0.0.1", "port": port},
+        daemon=True,
+    ).start()
+    return f"grpc://127.0.0.1:{port}"
+
+
 def overhead(args: argparse.Namespace, directory: Path) -> None:
     storage = args.storage or f"sqlite:///{directory / 'overhead.db'}"
+    if args.proxy:
+        storage = start_proxy(storage)
     workload = {"name": "digits", "epochs": args.epochs}
     # One intra-op thread on both sides: with two, any other process on this 2-core machine
     # stalls torch's thread barrier and the rounds scatter by tens of percent.
@@ -85,19 +105,24 @@ def overhead(args: argparse.Namespace, directory: Path) -> None:
         # them (a diverging run stops early), and a fixed sampler seed repeats them every round.
         created = optuna.create_study(
             study_name=bare_name,
-            storage=open_storage(storage, heartbeat_interval=None),
+            storage=open_storage(storage),
             direction="maximize",
         )
         for params, user_attrs in spec.queued_trials():
             created.enqueue_trial(params, user_attrs=user_attrs)
 
         def ours(spec: Any = spec) -> None:
-            run_worker(spec.name, WorkerOptions(storage=storage, checkpoint_dir=str(directory)))
+            options = WorkerOptions(
+                storage=storage,
+                checkpoint_dir=str(directory),
+                sampler_seed=spec.sampler.get("seed"),  # the bare side's: the same trials
+            )
+            run_worker(spec.name, options)
 
         def bare(spec: Any = spec, bare_name: str = bare_name) -> None:
             study = optuna.load_study(  # inside the timing, as our worker opens its storage
                 study_name=bare_name,
-                storage=open_storage(storage, heartbeat_interval=None),
+                storage=open_storage(storage),
                 sampler=make_sampler(spec.sampler),
             )
 
@@ -143,9 +168,7 @@ def overhead(args: argparse.Namespace, directory: Path) -> None:
 
 
 def _params(storage: str, name: str) -> list[dict[str, Any]]:
-    study = optuna.load_study(
-        study_name=name, storage=open_storage(storage, heartbeat_interval=None)
-    )
+    study = optuna.load_study(study_name=name, storage=open_storage(storage))
     return [trial.params for trial in study.get_trials(deepcopy=False)]
 
 
@@ -214,8 +237,11 @@ def pruning(args: argparse.Namespace, directory: Path) -> None:
                 enqueue_defaults=shipped.get("enqueue_defaults", False),
             )
             create(path, storage)
-            run_worker(name, WorkerOptions(storage=storage, checkpoint_dir=str(directory)))
-            study = optuna.load_study(study_name=name, storage=storage)
+            options = WorkerOptions(
+                storage=storage, checkpoint_dir=str(directory), sampler_seed=seed
+            )
+            run_worker(name, options)
+            study = optuna.load_study(study_name=name, storage=open_storage(storage))
             epochs[label].append(
                 sum(t.user_attrs.get("run", {}).get("epochs_run", 0) for t in study.trials)
             )
@@ -250,6 +276,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--storage", default=None, help="overhead: a PostgreSQL URL instead of SQLite"
+    )
+    parser.add_argument(
+        "--proxy",
+        action="store_true",
+        help="overhead: both sides through Optuna's gRPC storage proxy in front of the storage",
     )
     parser.add_argument("--seeds", type=int, default=3, help="pruning: TPE seeds")
     parser.add_argument(

@@ -15,8 +15,10 @@ from adamz import __version__
 from adamz.cli._base import Command, UsageError
 from adamz.cli._report import ExportCommand, ReportCommand
 from adamz.cli._study_commands import (
+    BudgetCommand,
     CreateCommand,
     DashboardCommand,
+    ProxyCommand,
     StatusCommand,
     StudiesCommand,
     WorkerCommand,
@@ -32,7 +34,9 @@ COMMANDS: list[type[Command]] = [
     WorkerCommand,
     StatusCommand,
     StudiesCommand,
+    BudgetCommand,
     DashboardCommand,
+    ProxyCommand,
     TrainCommand,
     ReportCommand,
     ExportCommand,

@@ -19,7 +19,8 @@ from adamz.cli._study_commands import (
 from adamz.reports import ReportError, build_report, load_study_data
 from adamz.reports._confirm import TOP, confirmation_spec
 from adamz.reports._export import export_config, save_config, write_config
-from adamz.search.worker import WorkerOptions, launch_workers, parse_devices
+from adamz.search.launcher import launch_workers, parse_devices
+from adamz.search.worker import WorkerOptions
 
 __all__ = ["ExportCommand", "ReportCommand"]
 
@@ -76,7 +77,7 @@ class ReportCommand(Command):
                 f"--repeats and --fanova-trees must be at least 1, got {args.repeats} and "
                 f"{args.fanova_trees}."
             )
-        storage = open_storage_or_fail(args.storage, heartbeat_interval=None)
+        storage = open_storage_or_fail(args.storage, read_only=not args.confirm)
         studies = [load_study_or_fail(name, storage) for name in args.studies]
         if args.confirm:
             studies.append(self._confirm(args, studies, storage))
@@ -137,7 +138,7 @@ class ExportCommand(Command):
         )
 
     def take_action(self, args: argparse.Namespace) -> int:
-        storage = open_storage_or_fail(args.storage, heartbeat_interval=None)
+        storage = open_storage_or_fail(args.storage, read_only=True)
         studies = [load_study_or_fail(name, storage) for name in args.studies]
         try:
             config = export_config([load_study_data(study) for study in studies])
