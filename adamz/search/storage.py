@@ -21,6 +21,7 @@ Optuna's public storage interface (:mod:`~adamz.search.heartbeat`).
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,9 @@ def _open_grpc(url: str) -> GrpcStorageProxy:
     host, _, port = url.removeprefix("grpc://").rstrip("/").rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f"Invalid storage URL {url!r}: must be grpc://HOST:PORT.")
-    storage = GrpcStorageProxy(host=host, port=int(port))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = GrpcStorageProxy(host=host, port=int(port))
     try:
         storage.wait_server_ready(timeout=GRPC_CONNECT_TIMEOUT_S)
     except ConnectionError as exc:
