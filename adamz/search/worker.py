@@ -279,7 +279,7 @@ class Worker:
                 return
             waited = False
             if time.monotonic() >= next_stale_check:
-                self._requeue_stale()
+                self.requeue_stale()
                 next_stale_check = time.monotonic() + self.options.heartbeat_interval
             counts = count_states(self.study)
             finished = sum(counts[state] for state in FINISHED)
@@ -319,7 +319,7 @@ class Worker:
                 self.summary.reason = f"its last {failures} trials failed (the last: {error})"
                 return
 
-    def _requeue_stale(self) -> None:
+    def requeue_stale(self) -> None:
         """Fail the trials whose worker died, and queue each again (or drop it at its limit)."""
         for trial in claim_stale_trials(self.study, self.storage, self.options.grace_period):
             self.requeue(trial, "death")

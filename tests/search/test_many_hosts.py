@@ -148,3 +148,29 @@ def test_a_worker_stops_training_a_trial_that_another_worker_failed(tmp_path: Pa
     assert trial.state == TrialState.FAIL
     assert 2 <= len(trial.intermediate_values) < 400  # it stopped long before its 400 epochs
     assert list((tmp_path / "checkpoints" / "quick").glob("trial-0-*.pt"))  # for its retry
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u@db/adamz", "postgresql+psycopg://u@db/adamz"),
+        ("postgresql://u@db/adamz", "postgresql+psycopg://u@db/adamz"),
+        ("postgresql+psycopg://u@db/adamz", "postgresql+psycopg://u@db/adamz"),
+        ("grpc://proxy:13000", "grpc://proxy:13000"),
+    ],
+)
+def test_postgres_urls_are_read_as_psycopg_3(url: str, expected: str) -> None:
+    from adamz.search.storage import storage_url
+
+    assert storage_url(url) == expected
+
+
+def test_a_proxy_that_does_not_answer_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from adamz.search import storage as storage_module
+
+    monkeypatch.setattr(storage_module, "GRPC_CONNECT_TIMEOUT_S", 0.5)
+    port = free_port()
+    with pytest.raises(ValueError, match=rf"Cannot open storage grpc://127.0.0.1:{port}: no gRPC"):
+        open_storage(f"grpc://127.0.0.1:{port}")
