@@ -5,6 +5,9 @@ heartbeats, budget checks and trial records) against a bare ``study.optimize`` c
 training run, on the same storage, alternating rounds.
 ``scaling``: trials per hour with 2 workers against 1 (``adamz-search worker``), measured from the
 first trial's start to the last trial's end, so the processes' start-up is not counted.
+``hosts``: independently started launchers on one study: identical configurations, errors,
+trials left RUNNING, and finished trials against the budget.
+``stop``: seconds from SIGTERM to a launcher's exit, split at its trial's requeue.
 ``pruning``: the same study (same sampler seed and trial count) without a pruner, with the
 median pruner as the workload's shipped AdamZ study configures it, and with Hyperband: epochs
 trained and the best value found, for several TPE seeds.
@@ -12,11 +15,15 @@ trained and the best value found, for several TPE seeds.
     python benchmarks/search_service.py overhead [--storage postgresql+psycopg://...] [--proxy]
     python benchmarks/search_service.py scaling
     python benchmarks/search_service.py pruning [--workload circles] [--seeds 3]
+    python benchmarks/search_service.py hosts [--launchers 16 --trials 48] [--storage ...] [--proxy]
+    python benchmarks/search_service.py stop [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -200,6 +207,75 @@ def scaling(args: argparse.Namespace, directory: Path) -> None:
     print(f"ratio 2 workers / 1: {rates[2] / rates[1]:.2f} (target >= 1.8)")
 
 
+def hosts(args: argparse.Namespace, directory: Path) -> None:
+    """Independently started launchers, one worker each, as separate hosts start them."""
+    storage = args.storage or f"sqlite:///{directory / 'hosts.db'}"
+    if args.proxy:
+        storage = start_proxy(storage)
+    name = f"hosts-{uuid.uuid4().hex[:8]}"
+    path = write_study(directory, name, {"name": "digits", "epochs": 1}, args.trials)
+    create(path, storage)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "adamz.cli", "worker", name, "--storage", storage]
+    launchers = [
+        subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(args.launchers)
+    ]
+    codes = [launcher.wait() for launcher in launchers]
+    errors = sum(
+        b"Traceback" in (launcher.stderr.read() if launcher.stderr else b"")
+        for launcher in launchers
+    )
+    found = optuna.load_study(study_name=name, storage=open_storage(storage)).trials
+    first = [tuple(sorted(t.params.items())) for t in found if t.params][: args.trials]
+    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in found)
+    states = {state.name.lower(): sum(t.state == state for t in found) for state in TrialState}
+    print(f"storage {storage.split('://')[0]}, {args.launchers} launchers, budget {args.trials}")
+    print(f"exit codes {sorted(set(codes))}, tracebacks {errors}, trials {states}")
+    print(
+        f"identical configurations in the first {len(first)} trials: "
+        f"{len(first) - len(set(first))} (target 0); finished {finished} of {args.trials} "
+        f"(bound: budget + launchers - 1 = {args.trials + args.launchers - 1})"
+    )
+
+
+def stop(args: argparse.Namespace, directory: Path) -> None:
+    """Seconds from SIGTERM to a launcher's exit, and from its trial's requeue to the exit."""
+    storage = f"sqlite:///{directory / 'stop.db'}"
+    to_requeue, after_requeue = [], []
+    for round_ in range(args.rounds):
+        name = f"stop-{round_}"
+        workload = {"name": "digits", "epochs": 500}
+        create(write_study(directory, name, workload, 1, pruner={"name": "none"}), storage)
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "adamz.cli", "worker", name, "--storage", storage],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        study = optuna.load_study(study_name=name, storage=open_storage(storage))
+        while not [t for t in study.get_trials() if t.intermediate_values]:
+            time.sleep(0.05)
+        sent = time.perf_counter()
+        launcher.send_signal(signal.SIGTERM)
+        requeued = None
+        while launcher.poll() is None:
+            if requeued is None and study.get_trials(states=(TrialState.WAITING,)):
+                requeued = time.perf_counter()
+            time.sleep(0.005)
+        exited = time.perf_counter()
+        requeued = requeued or exited
+        to_requeue.append(requeued - sent)
+        after_requeue.append(exited - requeued)
+        print(
+            f"round {round_}: requeued {requeued - sent:.3f} s after SIGTERM, "
+            f"exit {exited - requeued:.3f} s later (code {launcher.returncode})"
+        )
+    print(
+        f"median: requeue {statistics.median(to_requeue):.3f} s, exit "
+        f"{statistics.median(after_requeue):.3f} s after it (target <= 2 s on an idle machine)"
+    )
+
+
 def pruning(args: argparse.Namespace, directory: Path) -> None:
     storage = f"sqlite:///{directory / 'pruning.db'}"
     torch.set_num_threads(1)  # deterministic training: the same trials prune on every run
@@ -268,30 +344,37 @@ def pruning(args: argparse.Namespace, directory: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("measure", choices=["overhead", "scaling", "pruning"])
+    parser.add_argument("measure", choices=["overhead", "scaling", "pruning", "hosts", "stop"])
+    parser.add_argument("--launchers", type=int, default=2, help="hosts: launchers started")
     parser.add_argument("--epochs", type=int, default=1, help="overhead: epochs per trial")
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument(
         "--rounds", type=int, default=4, help="overhead: rounds, the first a warm-up"
     )
     parser.add_argument(
-        "--storage", default=None, help="overhead: a PostgreSQL URL instead of SQLite"
+        "--storage", default=None, help="overhead, hosts: a PostgreSQL URL instead of SQLite"
     )
     parser.add_argument(
         "--proxy",
         action="store_true",
-        help="overhead: both sides through Optuna's gRPC storage proxy in front of the storage",
+        help="overhead, hosts: through Optuna's gRPC storage proxy in front of the storage",
     )
     parser.add_argument("--seeds", type=int, default=3, help="pruning: TPE seeds")
     parser.add_argument(
         "--workload", choices=["digits", "circles"], default="digits", help="pruning: workload"
     )
     args = parser.parse_args()
-    args.trials = args.trials or {"overhead": 20, "scaling": 32, "pruning": 40}[args.measure]
+    defaults = {"overhead": 20, "scaling": 32, "pruning": 40, "hosts": 20, "stop": 1}
+    args.trials = args.trials or defaults[args.measure]
+    measures = {
+        "overhead": overhead,
+        "scaling": scaling,
+        "pruning": pruning,
+        "hosts": hosts,
+        "stop": stop,
+    }
     with tempfile.TemporaryDirectory() as directory:
-        {"overhead": overhead, "scaling": scaling, "pruning": pruning}[args.measure](
-            args, Path(directory)
-        )
+        measures[args.measure](args, Path(directory))
 
 
 if __name__ == "__main__":

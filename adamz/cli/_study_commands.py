@@ -283,6 +283,12 @@ class StatusCommand(Command):
             budget += f", set by 'adamz-search budget'; the file's is {status['file_budget']}"
         print(f"study {status['study']} ({status['direction']}, {budget})")
         print("trials: " + ", ".join(f"{k} {v}" for k, v in status["trials"].items()))
+        limits = status["retry_limits"]
+        print(
+            f"retries: a trial is queued again after up to {limits['deaths']} deaths of its "
+            f"worker (and a replicate run after {limits['faults']} errors), then dropped; "
+            "stops and refusals are never held against it"
+        )
         if status["trials"]["dropped"]:
             print(
                 f"dropped: {status['trials']['dropped']} trials whose workers died "
@@ -355,6 +361,7 @@ def study_status(study: optuna.Study) -> dict[str, Any]:
         "budget": study_budget(study, file_budget) if file_budget else None,
         "file_budget": file_budget,
         "trials": trial_counts(trials),
+        "retry_limits": {"deaths": MAX_DEATHS, "faults": MAX_FAULTS},
         "best": best,
         "running": running,
     }

@@ -84,7 +84,10 @@ def worker_process(
             print(f"adamz-search: error: {exc}", file=sys.stderr)
             sys.exit(2)
     print(summary.line(), file=sys.stderr, flush=True)
-    sys.exit(summary.code)
+    sys.stdout.flush()
+    # Every result is in the storage: skip the interpreter's teardown (torch's takes a second
+    # or more), so that a stopped worker is gone well within a container's grace period.
+    os._exit(summary.code)
 
 
 def _die_with_parent(parent: int) -> None:
