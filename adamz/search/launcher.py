@@ -23,7 +23,6 @@ import signal
 import sys
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
 
 from optuna.trial import TrialState
 from tqdm import tqdm
@@ -67,7 +66,7 @@ def parse_devices(devices: str) -> list[str]:
 
 
 def worker_process(
-    study_name: str, options: WorkerOptions, tickets: Any = None, parent: int | None = None
+    study_name: str, options: WorkerOptions, tickets: Tickets, parent: int | None = None
 ) -> None:
     """A worker child's entry: dies with its parent, runs, prints its summary, exits."""
     if parent is not None:
@@ -79,7 +78,7 @@ def worker_process(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with log_to_stderr(logging.WARNING):
         try:
-            summary = run_worker(study_name, options, Tickets(tickets))
+            summary = run_worker(study_name, options, tickets)
         except ValueError as exc:
             print(f"adamz-search: error: {exc}", file=sys.stderr)
             sys.exit(2)
@@ -122,7 +121,7 @@ def launch_workers(
         return 0
     context = multiprocessing.get_context("spawn")
     total = len(devices) * workers_per_device
-    tickets = context.Value("i", options.n_trials) if options.n_trials is not None else None
+    tickets = Tickets.shared(options.n_trials)
     children: list[tuple[str, multiprocessing.process.BaseProcess]] = []
     stopped_by: list[str] = []
 

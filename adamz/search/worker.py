@@ -27,6 +27,7 @@ The process supervisor, :func:`launch_workers`, lives in :mod:`~adamz.search.lau
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import secrets
 import threading
@@ -179,6 +180,8 @@ def run_worker(
             by ``adamz-search create``.
     """
     worker = open_worker(study_name, options)
+    if tickets is None:
+        tickets = Tickets.shared(options.n_trials)
     with Interrupts(on_stop=worker.keep_checkpoints) as interrupts:
         worker.run(interrupts, tickets)
     worker.summary.seconds = time.monotonic() - worker.summary.started
@@ -212,10 +215,18 @@ def open_worker(study_name: str, options: WorkerOptions) -> Worker:
 
 
 class Tickets:
-    """A count of trials an invocation may still start, shared by its worker processes."""
+    """A count of trials an invocation may still start (``--n-trials``), shared by its worker
+    processes. Nothing of it is stored: the study's budget is unchanged."""
 
     def __init__(self, value: object) -> None:
         self._value = value  # a multiprocessing.Value("i"), or None: no limit
+
+    @classmethod
+    def shared(cls, trials: int | None) -> Tickets:
+        """``trials`` tickets (``None``: no limit), shareable with spawned processes."""
+        if trials is None:
+            return cls(None)
+        return cls(multiprocessing.get_context("spawn").Value("i", trials))
 
     def take(self) -> bool:
         if self._value is None:
