@@ -221,15 +221,18 @@ def hosts(args: argparse.Namespace, directory: Path) -> None:
         subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         for _ in range(args.launchers)
     ]
-    codes = [launcher.wait() for launcher in launchers]
-    errors = sum(
-        b"Traceback" in (launcher.stderr.read() if launcher.stderr else b"")
-        for launcher in launchers
-    )
+    outputs = [launcher.communicate()[1] for launcher in launchers]
+    codes = [launcher.returncode for launcher in launchers]
+    failed = [err.decode() for err in outputs if b"Traceback" in err]
+    errors = len(failed)
+    if failed:  # the first one's last lines say why
+        print(failed[0][failed[0].index("Traceback") :][-3000:])
     found = optuna.load_study(study_name=name, storage=open_storage(storage)).trials
     first = [tuple(sorted(t.params.items())) for t in found if t.params][: args.trials]
     finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in found)
     states = {state.name.lower(): sum(t.state == state for t in found) for state in TrialState}
+    states["surplus"] = sum(bool(t.user_attrs.get("surplus")) for t in found)
+    states["fail"] -= states["surplus"]  # refused by the budget: never trained
     print(f"storage {storage.split('://')[0]}, {args.launchers} launchers, budget {args.trials}")
     print(f"exit codes {sorted(set(codes))}, tracebacks {errors}, trials {states}")
     print(

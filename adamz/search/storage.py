@@ -8,8 +8,9 @@
   :data:`SQLITE_BUSY_TIMEOUT_S`, is shorter than the grace period, and a heartbeat that still
   finds the file locked tries again (:mod:`~adamz.search.heartbeat`);
 * ``--storage URL`` or ``$ADAMZ_STORAGE``: any SQLAlchemy URL Optuna's RDB storage accepts;
-  ``postgresql://`` and ``postgres://`` are read as ``postgresql+psycopg://`` (psycopg 3). Each
-  process keeps a pool of at most :data:`POOL_SIZE` + :data:`POOL_OVERFLOW` connections;
+  ``postgresql://`` and ``postgres://`` are read as ``postgresql+psycopg://`` (psycopg 3). A
+  worker keeps a pool of at most :data:`POOL_SIZE` + :data:`POOL_OVERFLOW` connections; a reader
+  keeps none open between reads;
 * ``grpc://HOST:PORT``: Optuna's gRPC storage proxy (``adamz-search proxy``), which holds the
   database connections for any number of workers;
 * ``journal:PATH`` (or a path ending in ``.journal``): Optuna's journal file storage.
@@ -94,13 +95,22 @@ def open_storage(url: str | None = None, *, read_only: bool = False) -> BaseStor
         if not read_only:
             _enable_sqlite_wal(parsed)
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+    elif read_only:
+        # A reader (the progress bar, status) holds no idle connection: a hundred hosts'
+        # launchers would otherwise take PostgreSQL's hundred connections.
+        engine_kwargs["poolclass"] = sqlalchemy.pool.NullPool
     else:
         engine_kwargs.update(pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
     safe_url = parsed.render_as_string(hide_password=True)
     try:
         storage = RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=read_only)
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ModuleNotFoundError) as exc:
-        cause = " ".join(str(exc).split())[:300]
+    except (
+        sqlalchemy.exc.SQLAlchemyError,
+        optuna.exceptions.StorageInternalError,
+        ImportError,
+        ModuleNotFoundError,
+    ) as exc:
+        cause = " ".join(str(exc.__cause__ or exc).split())[:300]
         raise ValueError(f"Cannot open storage {safe_url}: {cause}") from exc
     if sqlite and not read_only:
         sqlalchemy.event.listen(storage.engine, "connect", _sqlite_connect)
