@@ -5,22 +5,31 @@ heartbeats, budget checks and trial records) against a bare ``study.optimize`` c
 training run, on the same storage, alternating rounds.
 ``scaling``: trials per hour with 2 workers against 1 (``adamz-search worker``), measured from the
 first trial's start to the last trial's end, so the processes' start-up is not counted.
+``hosts``: independently started launchers on one study: identical configurations, errors,
+trials left RUNNING, and finished trials against the budget.
+``stop``: seconds from SIGTERM to a launcher's exit, split at its trial's requeue.
 ``pruning``: the same study (same sampler seed and trial count) without a pruner, with the
 median pruner as the workload's shipped AdamZ study configures it, and with Hyperband: epochs
 trained and the best value found, for several TPE seeds.
 
-    python benchmarks/search_service.py overhead [--storage postgresql+psycopg://...]
+    python benchmarks/search_service.py overhead [--storage postgresql+psycopg://...] [--proxy]
     python benchmarks/search_service.py scaling
     python benchmarks/search_service.py pruning [--workload circles] [--seeds 3]
+    python benchmarks/search_service.py hosts [--launchers 16 --trials 48] [--storage ...] [--proxy]
+    python benchmarks/search_service.py stop [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -29,6 +38,7 @@ from typing import Any
 import optuna
 import torch
 import yaml
+from optuna.storages import run_grpc_proxy_server
 from optuna.trial import TrialState
 
 from adamz.search import WorkerOptions, load_study_file, open_storage, run_worker
@@ -65,8 +75,25 @@ def create(path: Path, storage: str) -> None:
     )
 
 
+def start_proxy(storage: str) -> str:
+    """Serve ``storage`` through Optuna's gRPC storage proxy in a thread; the proxy's URL."""
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    backend = open_storage(storage)
+    threading.Thread(
+        target=run_grpc_proxy_server,
+        args=(backend,),
+        kwargs={"host": "127.0.0.1", "port": port},
+        daemon=True,
+    ).start()
+    return f"grpc://127.0.0.1:{port}"
+
+
 def overhead(args: argparse.Namespace, directory: Path) -> None:
     storage = args.storage or f"sqlite:///{directory / 'overhead.db'}"
+    if args.proxy:
+        storage = start_proxy(storage)
     workload = {"name": "digits", "epochs": args.epochs}
     # One intra-op thread on both sides: with two, any other process on this 2-core machine
     # stalls torch's thread barrier and the rounds scatter by tens of percent.
@@ -85,19 +112,24 @@ def overhead(args: argparse.Namespace, directory: Path) -> None:
         # them (a diverging run stops early), and a fixed sampler seed repeats them every round.
         created = optuna.create_study(
             study_name=bare_name,
-            storage=open_storage(storage, heartbeat_interval=None),
+            storage=open_storage(storage),
             direction="maximize",
         )
         for params, user_attrs in spec.queued_trials():
             created.enqueue_trial(params, user_attrs=user_attrs)
 
         def ours(spec: Any = spec) -> None:
-            run_worker(spec.name, WorkerOptions(storage=storage, checkpoint_dir=str(directory)))
+            options = WorkerOptions(
+                storage=storage,
+                checkpoint_dir=str(directory),
+                sampler_seed=spec.sampler.get("seed"),  # the bare side's: the same trials
+            )
+            run_worker(spec.name, options)
 
         def bare(spec: Any = spec, bare_name: str = bare_name) -> None:
             study = optuna.load_study(  # inside the timing, as our worker opens its storage
                 study_name=bare_name,
-                storage=open_storage(storage, heartbeat_interval=None),
+                storage=open_storage(storage),
                 sampler=make_sampler(spec.sampler),
             )
 
@@ -146,9 +178,7 @@ def overhead(args: argparse.Namespace, directory: Path) -> None:
 
 
 def _params(storage: str, name: str) -> list[dict[str, Any]]:
-    study = optuna.load_study(
-        study_name=name, storage=open_storage(storage, heartbeat_interval=None)
-    )
+    study = optuna.load_study(study_name=name, storage=open_storage(storage))
     return [trial.params for trial in study.get_trials(deepcopy=False)]
 
 
@@ -178,6 +208,78 @@ def scaling(args: argparse.Namespace, directory: Path) -> None:
         rates[workers], count = trials_per_hour(storage, f"scale-{workers}")
         print(f"{workers} worker(s): {count} trials, {rates[workers]:8.0f} trials/hour")
     print(f"ratio 2 workers / 1: {rates[2] / rates[1]:.2f} (target >= 1.8)")
+
+
+def hosts(args: argparse.Namespace, directory: Path) -> None:
+    """Independently started launchers, one worker each, as separate hosts start them."""
+    storage = args.storage or f"sqlite:///{directory / 'hosts.db'}"
+    if args.proxy:
+        storage = start_proxy(storage)
+    name = f"hosts-{uuid.uuid4().hex[:8]}"
+    path = write_study(directory, name, {"name": "digits", "epochs": 1}, args.trials)
+    create(path, storage)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "adamz.cli", "worker", name, "--storage", storage]
+    launchers = [
+        subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(args.launchers)
+    ]
+    outputs = [launcher.communicate()[1] for launcher in launchers]
+    codes = [launcher.returncode for launcher in launchers]
+    failed = [err.decode() for err in outputs if b"Traceback" in err]
+    errors = len(failed)
+    if failed:  # the first one's last lines say why
+        print(failed[0][failed[0].index("Traceback") :][-3000:])
+    found = optuna.load_study(study_name=name, storage=open_storage(storage)).trials
+    first = [tuple(sorted(t.params.items())) for t in found if t.params][: args.trials]
+    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in found)
+    states = {state.name.lower(): sum(t.state == state for t in found) for state in TrialState}
+    states["surplus"] = sum(bool(t.user_attrs.get("surplus")) for t in found)
+    states["fail"] -= states["surplus"]  # refused by the budget: never trained
+    print(f"storage {storage.split('://')[0]}, {args.launchers} launchers, budget {args.trials}")
+    print(f"exit codes {sorted(set(codes))}, tracebacks {errors}, trials {states}")
+    print(
+        f"identical configurations in the first {len(first)} trials: "
+        f"{len(first) - len(set(first))} (target 0); finished {finished} of {args.trials} "
+        f"(bound: budget + launchers - 1 = {args.trials + args.launchers - 1})"
+    )
+
+
+def stop(args: argparse.Namespace, directory: Path) -> None:
+    """Seconds from SIGTERM to a launcher's exit, and from its trial's requeue to the exit."""
+    storage = f"sqlite:///{directory / 'stop.db'}"
+    to_requeue, after_requeue = [], []
+    for round_ in range(args.rounds):
+        name = f"stop-{round_}"
+        workload = {"name": "digits", "epochs": 500}
+        create(write_study(directory, name, workload, 1, pruner={"name": "none"}), storage)
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "adamz.cli", "worker", name, "--storage", storage],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        study = optuna.load_study(study_name=name, storage=open_storage(storage))
+        while not [t for t in study.get_trials() if t.intermediate_values]:
+            time.sleep(0.05)
+        sent = time.perf_counter()
+        launcher.send_signal(signal.SIGTERM)
+        requeued = None
+        while launcher.poll() is None:
+            if requeued is None and study.get_trials(states=(TrialState.WAITING,)):
+                requeued = time.perf_counter()
+            time.sleep(0.005)
+        exited = time.perf_counter()
+        requeued = requeued or exited
+        to_requeue.append(requeued - sent)
+        after_requeue.append(exited - requeued)
+        print(
+            f"round {round_}: requeued {requeued - sent:.3f} s after SIGTERM, "
+            f"exit {exited - requeued:.3f} s later (code {launcher.returncode})"
+        )
+    print(
+        f"median: requeue {statistics.median(to_requeue):.3f} s, exit "
+        f"{statistics.median(after_requeue):.3f} s after it (target <= 2 s on an idle machine)"
+    )
 
 
 def pruning(args: argparse.Namespace, directory: Path) -> None:
@@ -217,8 +319,11 @@ def pruning(args: argparse.Namespace, directory: Path) -> None:
                 enqueue_defaults=shipped.get("enqueue_defaults", False),
             )
             create(path, storage)
-            run_worker(name, WorkerOptions(storage=storage, checkpoint_dir=str(directory)))
-            study = optuna.load_study(study_name=name, storage=storage)
+            options = WorkerOptions(
+                storage=storage, checkpoint_dir=str(directory), sampler_seed=seed
+            )
+            run_worker(name, options)
+            study = optuna.load_study(study_name=name, storage=open_storage(storage))
             epochs[label].append(
                 sum(t.user_attrs.get("run", {}).get("epochs_run", 0) for t in study.trials)
             )
@@ -245,25 +350,37 @@ def pruning(args: argparse.Namespace, directory: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("measure", choices=["overhead", "scaling", "pruning"])
+    parser.add_argument("measure", choices=["overhead", "scaling", "pruning", "hosts", "stop"])
+    parser.add_argument("--launchers", type=int, default=2, help="hosts: launchers started")
     parser.add_argument("--epochs", type=int, default=1, help="overhead: epochs per trial")
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument(
         "--rounds", type=int, default=4, help="overhead: rounds, the first a warm-up"
     )
     parser.add_argument(
-        "--storage", default=None, help="overhead: a PostgreSQL URL instead of SQLite"
+        "--storage", default=None, help="overhead, hosts: a PostgreSQL URL instead of SQLite"
+    )
+    parser.add_argument(
+        "--proxy",
+        action="store_true",
+        help="overhead, hosts: through Optuna's gRPC storage proxy in front of the storage",
     )
     parser.add_argument("--seeds", type=int, default=3, help="pruning: TPE seeds")
     parser.add_argument(
         "--workload", choices=["digits", "circles"], default="digits", help="pruning: workload"
     )
     args = parser.parse_args()
-    args.trials = args.trials or {"overhead": 20, "scaling": 32, "pruning": 40}[args.measure]
+    defaults = {"overhead": 20, "scaling": 32, "pruning": 40, "hosts": 20, "stop": 1}
+    args.trials = args.trials or defaults[args.measure]
+    measures = {
+        "overhead": overhead,
+        "scaling": scaling,
+        "pruning": pruning,
+        "hosts": hosts,
+        "stop": stop,
+    }
     with tempfile.TemporaryDirectory() as directory:
-        {"overhead": overhead, "scaling": scaling, "pruning": pruning}[args.measure](
-            args, Path(directory)
-        )
+        measures[args.measure](args, Path(directory))
 
 
 if __name__ == "__main__":

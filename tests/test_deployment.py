@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from adamz.cli import build_parser
-from adamz.cli._study_commands import DashboardCommand, WorkerCommand
+from adamz.cli._study_commands import DashboardCommand, ProxyCommand, WorkerCommand
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,11 +23,11 @@ def with_defaults(text: str) -> str:
     return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", text)
 
 
-def test_compose_defines_postgres_workers_and_the_dashboard_built_from_our_dockerfile() -> None:
+def test_compose_defines_postgres_the_proxy_workers_and_the_dashboard_from_our_dockerfile() -> None:
     services = compose()["services"]
-    assert set(services) == {"postgres", "worker", "dashboard"}
+    assert set(services) == {"postgres", "proxy", "worker", "dashboard"}
     assert (ROOT / "Dockerfile").is_file()
-    assert services["worker"]["build"] == services["dashboard"]["build"] == "."
+    assert {services[name]["build"] for name in ("proxy", "worker", "dashboard")} == {"."}
 
 
 def test_postgres_has_a_volume_and_a_healthcheck_the_others_wait_for() -> None:
@@ -35,8 +35,20 @@ def test_postgres_has_a_volume_and_a_healthcheck_the_others_wait_for() -> None:
     postgres = services["postgres"]
     assert any(volume.endswith(":/var/lib/postgresql/data") for volume in postgres["volumes"])
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
-    for name in ("worker", "dashboard"):
+    for name in ("proxy", "worker", "dashboard"):
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_workers_reach_postgres_through_the_grpc_proxy_once_it_answers() -> None:
+    services = compose()["services"]
+    proxy, worker = services["proxy"], services["worker"]
+    args = build_parser().parse_args(proxy["command"])
+    assert isinstance(args.command, ProxyCommand)
+    assert proxy["environment"]["ADAMZ_STORAGE"].startswith("postgresql+psycopg://")
+    assert worker["environment"]["ADAMZ_STORAGE"] == f"grpc://proxy:{args.port}"
+    assert worker["depends_on"]["proxy"]["condition"] == "service_healthy"
+    assert f"port={args.port}" in " ".join(proxy["healthcheck"]["test"])
+    assert all(port.startswith("127.0.0.1:") for port in proxy["ports"])
 
 
 def test_no_password_is_written_in_the_file() -> None:
@@ -45,7 +57,7 @@ def test_no_password_is_written_in_the_file() -> None:
         if "PASSWORD" in line and ":" in line and not line.lstrip().startswith("#"):
             value = line.split(":", 1)[1]
             assert "${POSTGRES_PASSWORD" in value, line
-    storage = compose()["services"]["worker"]["environment"]["ADAMZ_STORAGE"]
+    storage = compose()["services"]["proxy"]["environment"]["ADAMZ_STORAGE"]
     assert re.search(r":\$\{POSTGRES_PASSWORD[^}]*\}@", storage)
 
 

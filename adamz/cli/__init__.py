@@ -19,8 +19,10 @@ from adamz import __version__
 from adamz.cli._base import Command, UsageError, add_verbosity_arguments, verbosity, verbosity_from
 from adamz.cli._report import ExportCommand, ReportCommand
 from adamz.cli._study_commands import (
+    BudgetCommand,
     CreateCommand,
     DashboardCommand,
+    ProxyCommand,
     StatusCommand,
     StudiesCommand,
     WorkerCommand,
@@ -36,7 +38,9 @@ COMMANDS: list[type[Command]] = [
     WorkerCommand,
     StatusCommand,
     StudiesCommand,
+    BudgetCommand,
     DashboardCommand,
+    ProxyCommand,
     TrainCommand,
     ReportCommand,
     ExportCommand,

@@ -29,8 +29,9 @@ from adamz.reports._export import (
     validation_table,
     write_config,
 )
+from adamz.search.launcher import launch_workers, parse_devices
 from adamz.search.replicates import ReplicateSpec
-from adamz.search.worker import WorkerOptions, launch_workers, parse_devices
+from adamz.search.worker import WorkerOptions
 
 __all__ = ["ExportCommand", "ReportCommand"]
 
@@ -106,7 +107,7 @@ class ReportCommand(Command):
                 f"--repeats and --fanova-trees must be at least 1, got {args.repeats} and "
                 f"{args.fanova_trees}."
             )
-        storage = open_storage_or_fail(args.storage, heartbeat_interval=None)
+        storage = open_storage_or_fail(args.storage, read_only=not args.confirm)
         studies = [load_study_or_fail(name, storage) for name in args.studies]
         if args.confirm:
             studies.append(self._confirm(args, studies, storage))
@@ -228,7 +229,9 @@ class ExportCommand(Command):
         add_replicate_worker_arguments(parser, "several studies")
 
     def take_action(self, args: argparse.Namespace) -> int:
-        storage = open_storage_or_fail(args.storage, heartbeat_interval=None)
+        # Several studies are validated by replicate studies it writes; one is only read.
+        writes = len(args.studies) > 1 or args.leave_one_out
+        storage = open_storage_or_fail(args.storage, read_only=not writes)
         studies = [load_study_or_fail(name, storage) for name in args.studies]
         try:
             datas = [load_study_data(study) for study in studies]

@@ -16,22 +16,19 @@ from optuna.trial import TrialState
 
 from adamz import __version__
 from adamz.cli._base import VERBOSE, Command, UsageError, current_verbosity, log_to_stderr
-from adamz.search.budget import count_states
+from adamz.search.budget import set_budget, study_budget
 from adamz.search.errors import SpecError
+from adamz.search.launcher import launch_workers, parse_devices
+from adamz.search.retries import MAX_DEATHS, MAX_FAULTS, requeued
 from adamz.search.storage import STORAGE_ENV, load_study, open_storage, storage_url
 from adamz.search.studies import AnySpec, load_study_file, spec_from_definition
-from adamz.search.worker import (
-    BUDGET_OVERRIDE_ATTR,
-    WorkerOptions,
-    launch_workers,
-    parse_devices,
-    run_worker,
-    stored_spec,
-)
+from adamz.search.worker import WorkerOptions, stored_spec
 
 __all__ = [
+    "BudgetCommand",
     "CreateCommand",
     "DashboardCommand",
+    "ProxyCommand",
     "StatusCommand",
     "StudiesCommand",
     "WorkerCommand",
@@ -79,7 +76,7 @@ class CreateCommand(Command):
             spec = load_study_file(args.study_file)
         except SpecError as exc:
             raise UsageError(str(exc)) from exc
-        storage = open_storage_or_fail(args.storage, heartbeat_interval=None)
+        storage = open_storage_or_fail(args.storage)
         created = create_study(spec, storage, study_file=args.study_file)
         verb = "Created" if created else "Study already exists, same definition:"
         print(f"{verb} {spec.name} in {storage_url(args.storage)}", file=sys.stderr)
@@ -132,80 +129,138 @@ class WorkerCommand(Command):
     help = "Run workers that pull trials of STUDY from the storage until its budget is met."
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        defaults = WorkerOptions()
         parser.add_argument("study", help="the study's name, or a study file (created if needed)")
         add_storage_argument(parser)
-        parser.add_argument("--devices", default="cpu", help="cpu, cuda (all GPUs) or cuda:0,1")
-        parser.add_argument("--workers-per-device", type=int, default=1, metavar="K")
-        parser.add_argument("--n-trials", type=int, default=None, help="override the budget")
-        parser.add_argument("--data-dir", default=None, help="dataset directory (mnist, cifar10)")
-        parser.add_argument("--download", action="store_true", help="let torchvision download data")
-        parser.add_argument("--checkpoint-dir", default=None)
+        parser.add_argument(
+            "--devices", default="cpu", help="cpu, cuda (every GPU) or cuda:0,1 (default: cpu)"
+        )
+        parser.add_argument(
+            "--workers-per-device",
+            type=int,
+            default=1,
+            metavar="K",
+            help="worker processes per device (default: 1)",
+        )
+        parser.add_argument(
+            "--n-trials",
+            type=int,
+            default=None,
+            metavar="N",
+            help="run at most N trials in this invocation; the study's budget is unchanged "
+            "(default: until the budget is met; see 'adamz-search budget')",
+        )
+        parser.add_argument(
+            "--data-dir",
+            default=None,
+            help="dataset directory for mnist and cifar10 (default: the study file's, else "
+            "the workload's)",
+        )
+        parser.add_argument(
+            "--download",
+            action="store_true",
+            help="let torchvision download a missing dataset (default: off)",
+        )
+        parser.add_argument(
+            "--checkpoint-dir",
+            default=None,
+            help="where trials keep checkpoints, shared by workers on several hosts (default: "
+            "checkpoints/ beside a SQLite file, else in the working directory)",
+        )
         parser.add_argument(
             "--checkpoint-interval",
             type=float,
-            default=WorkerOptions().checkpoint_interval,
-            help="least seconds between two checkpoints of a trial (0: every epoch)",
+            default=defaults.checkpoint_interval,
+            metavar="S",
+            help="least seconds between two checkpoints of a trial, 0: every epoch "
+            f"(default: {defaults.checkpoint_interval:g})",
         )
-        defaults = WorkerOptions()
-        parser.add_argument("--heartbeat-interval", type=int, default=defaults.heartbeat_interval)
-        parser.add_argument("--grace-period", type=int, default=defaults.grace_period)
-        parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
-        parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
-        parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+        parser.add_argument(
+            "--heartbeat-interval",
+            type=float,
+            default=defaults.heartbeat_interval,
+            metavar="S",
+            help=f"seconds between a running trial's heartbeats (default: "
+            f"{defaults.heartbeat_interval:g})",
+        )
+        parser.add_argument(
+            "--grace-period",
+            type=float,
+            default=defaults.grace_period,
+            metavar="S",
+            help="seconds without a heartbeat after which a trial's worker counts as dead and "
+            f"the trial is queued again (default: {defaults.grace_period:g})",
+        )
 
     def take_action(self, args: argparse.Namespace) -> int:
-        for flag in ("workers_per_device", "n_trials", "heartbeat_interval", "grace_period"):
-            value = getattr(args, flag)
-            if value is not None and value < 1:
-                raise UsageError(f"Invalid --{flag.replace('_', '-')}: must be >= 1, got {value}.")
-        if args.checkpoint_interval < 0:
+        if args.workers_per_device < 1:
             raise UsageError(
-                f"Invalid --checkpoint-interval: must be >= 0, got {args.checkpoint_interval}."
+                f"Invalid --workers-per-device: must be >= 1, got {args.workers_per_device}."
             )
-        if args.grace_period <= args.heartbeat_interval:
-            raise UsageError(
-                f"Invalid --grace-period: must exceed --heartbeat-interval "
-                f"({args.heartbeat_interval}), got {args.grace_period}."
+        try:
+            options = WorkerOptions(
+                storage=args.storage,
+                n_trials=args.n_trials,
+                data_dir=args.data_dir,
+                download=args.download,
+                checkpoint_dir=args.checkpoint_dir,
+                checkpoint_interval=args.checkpoint_interval,
+                heartbeat_interval=args.heartbeat_interval,
+                grace_period=args.grace_period,
             )
+        except ValueError as exc:
+            raise UsageError(str(exc).replace("Invalid ", "Invalid --").replace("_", "-")) from exc
         study_name = args.study
         if args.study.endswith((".yaml", ".yml")):
             try:
                 spec = load_study_file(args.study)
             except SpecError as exc:
                 raise UsageError(str(exc)) from exc
-            storage = open_storage_or_fail(args.storage, heartbeat_interval=None)
+            storage = open_storage_or_fail(args.storage)
             create_study(spec, storage, study_file=Path(args.study))
             study_name = spec.name
-        options = WorkerOptions(
-            storage=args.storage,
-            device=args.device,
-            n_trials=args.n_trials,
-            data_dir=args.data_dir,
-            download=args.download,
-            checkpoint_dir=args.checkpoint_dir,
-            checkpoint_interval=args.checkpoint_interval,
-            worker_index=args.worker_index,
-            heartbeat_interval=args.heartbeat_interval,
-            grace_period=args.grace_period,
-        )
-        if args.single:
-            # The launcher's progress bar is the display; a child speaks only of trouble.
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-            with log_to_stderr(logging.WARNING):
-                try:
-                    return run_worker(study_name, options)
-                except ValueError as exc:
-                    raise UsageError(str(exc)) from exc
         try:
             devices = parse_devices(args.devices)
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
-        storage = open_storage_or_fail(args.storage, heartbeat_interval=None)
+        storage = open_storage_or_fail(args.storage, read_only=True)
         try:
             stored_spec(load_study_or_fail(study_name, storage))
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
-        return launch_workers(study_name, devices, args.workers_per_device, options)
+        with log_to_stderr(logging.WARNING):
+            return launch_workers(study_name, devices, args.workers_per_device, options)
+
+
+class BudgetCommand(Command):
+    name = "budget"
+    help = "Change STUDY's budget of finished trials, for every worker from its next trial."
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("study", help="the study's name")
+        parser.add_argument("trials", type=int, help="the new budget: finished trials, >= 1")
+        add_storage_argument(parser)
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        storage = open_storage_or_fail(args.storage, read_only=True)
+        study = load_study_or_fail(args.study, storage)
+        try:
+            spec = stored_spec(study)
+            if spec.queued_only:
+                raise ValueError(
+                    f"Study {args.study!r} is a replicate study: its budget is its queued runs "
+                    f"({spec.budget}) and cannot be changed."
+                )
+            old = study_budget(study, spec.budget)
+            set_budget(study, args.trials)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        print(
+            f"Study {args.study}: budget changed from {old} to {args.trials} finished trials "
+            f"(the file's is {spec.budget}).",
+            file=sys.stderr,
+        )
+        return 0
 
 
 class StatusCommand(Command):
@@ -223,16 +278,27 @@ class StatusCommand(Command):
         )
 
     def take_action(self, args: argparse.Namespace) -> int:
-        storage = open_storage_or_fail(args.storage, heartbeat_interval=None)
+        storage = open_storage_or_fail(args.storage, read_only=True)
         status = study_status(load_study_or_fail(args.study, storage))
         if args.format == "json":
             print(json.dumps(status, indent=2))
             return 0
         budget = f"budget {status['budget']}"
         if status["budget"] != status["file_budget"]:
-            budget += f" from the workers' --n-trials; the file's is {status['file_budget']}"
+            budget += f", set by 'adamz-search budget'; the file's is {status['file_budget']}"
         print(f"study {status['study']} ({status['direction']}, {budget})")
         print("trials: " + ", ".join(f"{k} {v}" for k, v in status["trials"].items()))
+        limits = status["retry_limits"]
+        print(
+            f"retries: a trial is queued again after up to {limits['deaths']} deaths of its "
+            f"worker (and a replicate run after {limits['faults']} errors), then dropped; "
+            "stops and refusals are never held against it"
+        )
+        if status["trials"]["dropped"]:
+            print(
+                f"dropped: {status['trials']['dropped']} trials whose workers died "
+                f"{MAX_DEATHS + 1} times (or whose replicate run raised {MAX_FAULTS + 1} times)"
+            )
         best = status["best"]
         if best:
             print(f"best: trial {best['number']} value {best['value']:.6g}")
@@ -248,11 +314,32 @@ class StatusCommand(Command):
         return 0
 
 
+def trial_counts(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
+    """Trials by outcome: Optuna's states, with a failed trial split into ``requeued`` (a retry
+    was queued), ``surplus`` (refused by the budget), ``dropped`` (its retries' limit reached)
+    and ``fail`` (its training raised)."""
+    counts = {state.name.lower(): 0 for state in TrialState}
+    counts.update(requeued=0, surplus=0, dropped=0)
+    again = requeued(trials)
+    for trial in trials:
+        if trial.state != TrialState.FAIL:
+            counts[trial.state.name.lower()] += 1
+        elif trial.number in again:
+            counts["requeued"] += 1
+        elif trial.user_attrs.get("surplus"):
+            counts["surplus"] += 1
+        elif "error" in trial.user_attrs and not trial.system_attrs.get("faults"):
+            counts["fail"] += 1
+        else:
+            counts["dropped"] += 1
+    return counts
+
+
 def study_status(study: optuna.Study) -> dict[str, Any]:
-    """Counts by state, the best trial and the running trials of ``study``, as plain data."""
-    counts = count_states(study)
+    """Counts by outcome, the best trial and the running trials of ``study``, as plain data."""
+    trials = study.get_trials(deepcopy=False)
     best = None
-    if counts[TrialState.COMPLETE]:
+    if any(trial.state == TrialState.COMPLETE for trial in trials):
         trial = study.best_trial
         best = {"number": trial.number, "value": trial.value, "params": trial.params}
     now = datetime.datetime.now()
@@ -265,19 +352,21 @@ def study_status(study: optuna.Study) -> dict[str, Any]:
             },
             "age_s": (now - trial.datetime_start).total_seconds() if trial.datetime_start else 0.0,
         }
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        for trial in trials
+        if trial.state == TrialState.RUNNING
     ]
     definition = study.user_attrs.get("definition")
     file_budget = None
     if isinstance(definition, dict):  # a replicate study's budget is runs x seeds
         file_budget = spec_from_definition(definition, source=study.study_name).budget
-    override = study.user_attrs.get(BUDGET_OVERRIDE_ATTR)
     return {
         "study": study.study_name,
         "direction": study.direction.name.lower(),
-        "budget": override or file_budget,
+        "metric": study.metric_names[0] if study.metric_names else None,
+        "budget": study_budget(study, file_budget) if file_budget else None,
         "file_budget": file_budget,
-        "trials": {state.name.lower(): count for state, count in counts.items()},
+        "trials": trial_counts(trials),
+        "retry_limits": {"deaths": MAX_DEATHS, "faults": MAX_FAULTS},
         "best": best,
         "running": running,
     }
@@ -297,25 +386,68 @@ class StudiesCommand(Command):
         )
 
     def take_action(self, args: argparse.Namespace) -> int:
-        storage = open_storage_or_fail(args.storage, heartbeat_interval=None)
+        storage = open_storage_or_fail(args.storage, read_only=True)
         rows = []
         for name in optuna.get_all_study_names(storage):
             status = study_status(optuna.load_study(study_name=name, storage=storage))
-            rows.append({key: status[key] for key in ("study", "direction", "budget", "trials")})
+            rows.append(
+                {key: status[key] for key in ("study", "direction", "metric", "budget", "trials")}
+            )
             rows[-1]["best_value"] = status["best"]["value"] if status["best"] else None
         if args.format == "json":
             print(json.dumps(rows, indent=2))
             return 0
-        print(
-            f"{'study':<32} {'budget':>6} {'complete':>8} {'pruned':>6} {'running':>7} {'failed':>6} {'best':>8}"
-        )
+        columns = ["complete", "pruned", "running", "waiting", "requeued", "fail", "dropped"]
+        table = [["study", "metric", "budget", *columns, "best"]]
         for row in rows:
-            trials = row["trials"]
             best = "-" if row["best_value"] is None else f"{row['best_value']:.4f}"
-            print(
-                f"{row['study']:<32} {row['budget']!s:>6} {trials['complete']:>8} "
-                f"{trials['pruned']:>6} {trials['running']:>7} {trials['fail']:>6} {best:>8}"
+            table.append(
+                [
+                    row["study"],
+                    str(row["metric"] or "-"),
+                    str(row["budget"] or "-"),
+                    *(str(row["trials"][column]) for column in columns),
+                    best,
+                ]
             )
+        widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+        for line in table:
+            cells = [
+                cell.ljust(width) if i < 2 else cell.rjust(width)
+                for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+            ]
+            print("  ".join(cells).rstrip())
+        return 0
+
+
+class ProxyCommand(Command):
+    name = "proxy"
+    help = "Serve a storage to many workers through Optuna's gRPC storage proxy."
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_storage_argument(parser)
+        parser.add_argument(
+            "--host",
+            default="127.0.0.1",
+            help="address to listen on; 0.0.0.0 for workers on other hosts (default: 127.0.0.1)",
+        )
+        parser.add_argument(
+            "--port", type=int, default=13000, help="port to listen on (default: 13000)"
+        )
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        from optuna.storages import run_grpc_proxy_server
+
+        if storage_url(args.storage).startswith("grpc://"):
+            raise UsageError("Invalid --storage: the proxy serves a database, not another proxy.")
+        storage = open_storage_or_fail(args.storage)
+        print(
+            f"gRPC storage proxy for {storage_url(args.storage)} on {args.host}:{args.port}; "
+            f"workers use --storage grpc://{args.host}:{args.port}",
+            file=sys.stderr,
+            flush=True,
+        )
+        run_grpc_proxy_server(storage, host=args.host, port=args.port)
         return 0
 
 
@@ -339,7 +471,7 @@ class DashboardCommand(Command):
         import bottle
         from optuna_dashboard import wsgi
 
-        storage = open_storage_or_fail(args.storage, heartbeat_interval=None)
+        storage = open_storage_or_fail(args.storage, read_only=True)
         print(f"optuna-dashboard on http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
         # optuna_dashboard.run_server is this, with the server's banner and a line per request
         # on stderr always; they are shown here at -v only.

@@ -5,11 +5,12 @@ optimizer); nothing below it imports the search service.
 """
 
 from adamz.search.errors import SpecError
+from adamz.search.launcher import launch_workers
 from adamz.search.objective import TrialObjective
 from adamz.search.spaces import SearchSpace, load_search_space
 from adamz.search.storage import load_study, open_storage, storage_url
 from adamz.search.studies import StudySpec, load_study_file, make_pruner, make_sampler
-from adamz.search.worker import WorkerOptions, launch_workers, run_worker
+from adamz.search.worker import WorkerOptions, run_worker
 
 __all__ = [
     "SearchSpace",

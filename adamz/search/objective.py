@@ -46,6 +46,7 @@ from adamz.search.budget import FINISHED, NO_QUEUED_RUN, SurplusTrialError, coun
 from adamz.search.errors import error_message
 from adamz.search.replicates import TrialPlan
 from adamz.search.studies import AnySpec
+from adamz.search.trials import queued_attrs
 from adamz.training import RunConfig, train
 from adamz.workloads import METRICS, get_workload
 
@@ -56,20 +57,18 @@ def is_queued(trial: optuna.Trial) -> bool:
     """Whether ``trial`` was queued (defaults, a replicate run, a retry) rather than sampled.
 
     Queued trials carry ``fixed_params`` (``enqueue_trial``) or ``failed_trial`` (a retry) in
-    the system attributes of the frozen trial a live ``Trial`` was created from: no query.
+    their system attributes.
     """
-    system_attrs = trial._cached_frozen_trial.system_attrs
+    system_attrs = queued_attrs(trial)
     return "fixed_params" in system_attrs or "failed_trial" in system_attrs
 
 
 def original_trial_number(trial: optuna.Trial) -> int:
     """The number of the trial that ``trial`` retries (itself if it retries none).
 
-    Optuna's retry callbacks record it in the system attributes, which a live ``Trial`` no
-    longer exposes; it holds them in the frozen trial it read when it was created (where Optuna
-    itself reads ``fixed_params``), so no query is needed.
+    Optuna's retry callbacks record it in the system attributes (``failed_trial``).
     """
-    origin = trial._cached_frozen_trial.system_attrs.get("failed_trial")
+    origin = queued_attrs(trial).get("failed_trial")
     return trial.number if origin is None else int(origin)
 
 

@@ -1,69 +1,82 @@
-"""Queuing a trial again, and how many times: faults are limited, interruptions are not.
+"""Queuing a trial again after an attempt at it ended early, and when to stop.
 
 A trial is queued again (a new ``WAITING`` trial with its parameters, built by Optuna's
-``RetryHeartbeatStaleTrialCallback``) when
+``RetryHeartbeatStaleTrialCallback``, which records ``failed_trial`` and ``retry_history``) for
+one of these :data:`Reason` s, each counted in a system attribute of its own:
 
-- its worker died: it went stale, and the storage's :class:`RetryStaleTrial` queues it;
-- it raised, in a replicate study, where nothing would sample its (run, seed) again;
-- its worker was stopped (SIGTERM on a preempted host, Ctrl-C), or it was refused as surplus.
+- ``stop``: its worker was stopped (SIGTERM on a preempted host, Ctrl-C). Never limited: the
+  infrastructure is not the trial's fault.
+- ``surplus``: a queued trial was refused because the budget was taken. Never limited.
+- ``death``: its worker died (the trial went stale). Limited to :data:`MAX_DEATHS`: a
+  configuration that kills its worker every time (out of memory) would otherwise hold a worker
+  for good. Preempted hosts die too, so the limit is generous.
+- ``fault``: its training raised, in a replicate study, where nothing would sample its
+  (run, seed) again. Limited to :data:`MAX_FAULTS`: it would likely raise again.
 
-The first two are *faults*: after :data:`MAX_RETRIES` of them a trial is left failed, since
-it would likely fail again. The last are not, and are not held against it. Optuna's callback
-counts every earlier attempt in ``retry_history`` against its ``max_retry``: with it, a trial
-interrupted three times would be dropped at its first fault, and a replicate study would lose
-its (run, seed) for good. So the retry counts its non-fault attempts in the system attribute
-``requeues``, and the limit applies to the rest.
+A stopped, surplus or dead trial's retry resumes from the trial's checkpoints; a faulted one's
+starts over. A trial past its limit is left failed (``status`` shows it as dropped), and the
+worker that drops it deletes its checkpoints.
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
+from typing import Literal
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
 
-__all__ = ["MAX_RETRIES", "OUTCOME_ATTRS", "RetryStaleTrial", "faults", "queue_retry"]
+from adamz.search.heartbeat import HEARTBEAT_ATTR
 
-MAX_RETRIES = 3
-"""Times a trial that faulted (went stale, or raised in a replicate study) is queued again."""
+__all__ = ["MAX_DEATHS", "MAX_FAULTS", "OUTCOME_ATTRS", "Reason", "queue_retry", "requeued"]
+
+Reason = Literal["stop", "surplus", "death", "fault"]
+MAX_DEATHS = 5
+"""Times a trial whose worker died (it went stale) is queued again; then it is dropped."""
+MAX_FAULTS = 3
+"""Times a replicate trial whose training raised is queued again; then it is dropped."""
+LIMITS: dict[Reason, int | None] = {
+    "stop": None,
+    "surplus": None,
+    "death": MAX_DEATHS,
+    "fault": MAX_FAULTS,
+}
+COUNT_ATTRS: dict[Reason, str] = {
+    "stop": "stops",
+    "surplus": "surplus_requeues",
+    "death": "deaths",
+    "fault": "faults",
+}
+"""System attribute counting each reason over the earlier attempts at a trial."""
 OUTCOME_ATTRS = ("error", "surplus")
 """User attributes that say how one attempt at a trial ended; its retry starts without them."""
-REQUEUES_ATTR = "requeues"
-"""System attribute: how many earlier attempts at a trial were queued again without a fault."""
 
 
-def faults(trial: FrozenTrial) -> int:
-    """How many earlier attempts at ``trial`` (the trials it retries) ended in a fault."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        history = RetryHeartbeatStaleTrialCallback.retry_history(trial)
-    return len(history) - int(trial.system_attrs.get(REQUEUES_ATTR, 0))
+def queue_retry(study: optuna.Study, trial: FrozenTrial, reason: Reason) -> bool:
+    """Queue ``trial``, which has just ended, again; whether it was (one past its limit is not).
 
-
-def queue_retry(study: optuna.Study, trial: FrozenTrial, *, fault: bool, resume: bool) -> bool:
-    """Queue ``trial``, which has just ended, again; whether it was (a fault past the limit is not).
-
-    The retry keeps the parameters and attributes, but not how this attempt ended
-    (:data:`OUTCOME_ATTRS`). With ``resume`` it inherits the intermediate values, and resumes
-    from the trial's checkpoints. A ``fault`` counts against :data:`MAX_RETRIES`.
+    The retry keeps the parameters and the user attributes, but not how this attempt ended
+    (:data:`OUTCOME_ATTRS`) nor its heartbeat. It inherits the intermediate values (it resumes
+    from the trial's checkpoints) unless the trial faulted.
     """
-    if fault and faults(trial) + 1 > MAX_RETRIES:
+    key = COUNT_ATTRS[reason]
+    count = int(trial.system_attrs.get(key, 0)) + 1
+    limit = LIMITS[reason]
+    if limit is not None and count > limit:
         return False
     retry = copy.deepcopy(trial)  # the callback appends to the retry history in place
     retry.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in OUTCOME_ATTRS}
-    if not fault:
-        retry.system_attrs[REQUEUES_ATTR] = int(trial.system_attrs.get(REQUEUES_ATTR, 0)) + 1
+    retry.system_attrs.pop(HEARTBEAT_ATTR, None)
+    retry.system_attrs[key] = count
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        callback = RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=resume)
+        callback = RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=reason != "fault")
     callback(study, retry)
     return True
 
 
-class RetryStaleTrial:
-    """The storage's callback for a trial that went stale: a fault; the retry resumes."""
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        queue_retry(study, trial, fault=True, resume=True)
+def requeued(trials: list[FrozenTrial]) -> set[int]:
+    """The numbers of the trials among ``trials``' attempts that were queued again."""
+    return {number for trial in trials for number in trial.system_attrs.get("retry_history", ())}

@@ -371,11 +371,11 @@ def _parse_component(
     return dict(component)
 
 
-def make_sampler(spec: dict[str, Any], *, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+def make_sampler(spec: dict[str, Any], *, seed: int | None = None) -> optuna.samplers.BaseSampler:
     """The sampler a study file names, with its options.
 
-    ``seed_offset`` is added to the file's seed, so that parallel workers, each with its own
-    sampler, do not draw the same random start-up trials.
+    ``seed`` replaces the file's seed: each worker has its own, so that parallel workers do not
+    propose the same trials. A QMC sampler keeps the file's seed: its workers draw one sequence.
 
     Raises:
         TypeError: an option the sampler does not take.
@@ -384,8 +384,8 @@ def make_sampler(spec: dict[str, Any], *, seed_offset: int = 0) -> optuna.sample
     options = {k: v for k, v in spec.items() if k != "name"}
     sampler_class = SAMPLERS[spec["name"]]
     _check_options(sampler_class, options)
-    if options.get("seed") is not None:
-        options["seed"] = int(options["seed"]) + seed_offset
+    if seed is not None and spec["name"] != "qmc":
+        options["seed"] = seed
     return sampler_class(**options)
 
 

@@ -1,91 +1,110 @@
-"""Study workers: processes that pull trials from a shared storage until the budget is met.
+"""A study worker: a process that pulls trials from a shared storage until the budget is met.
 
-:func:`launch_workers` starts ``workers_per_device`` processes per device, each pinned to its
-device (``CUDA_VISIBLE_DEVICES``; on the CPU each gets its share of the cores), and shows a
-progress bar read from the storage. Each process runs :func:`run_worker`, which repeats:
+:func:`run_worker` is Optuna's trial loop (``study.ask``, the objective, ``study.tell``) on its
+public storage interface, so one code path runs on SQLite, PostgreSQL, the journal storage and
+the gRPC storage proxy. Around each trial it adds:
 
-1. stop if the study's finished trials (complete + pruned) reach the budget;
-2. if the trials running elsewhere will reach it, wait for them (and fail stale ones, so a
-   dead worker's trial is queued again and someone retries it; also one whose worker died
-   before its first heartbeat, :func:`~adamz.search.heartbeat.fail_unbeaten_trials`);
-3. otherwise fail stale trials (at most once per heartbeat interval) and run one trial:
-   ``study.ask``, the objective under a :class:`~adamz.search.heartbeat.Heartbeat`,
-   ``study.tell``.
+1. a check for trials whose worker died (:func:`~adamz.search.heartbeat.claim_stale_trials`),
+   once per heartbeat interval and whenever it waits: each is queued again to resume from its
+   checkpoints (:mod:`~adamz.search.retries`);
+2. the budget: it stops once the study's finished trials reach it, and waits while the running
+   ones would (:mod:`~adamz.search.budget` bounds the overrun);
+3. a :class:`~adamz.search.heartbeat.Heartbeat` while the trial runs; training stops as soon
+   as the trial is found no longer RUNNING;
+4. SIGTERM and SIGINT (:mod:`~adamz.search.interrupts`): the trial's training is interrupted,
+   it is failed and queued to resume from its checkpoints, and the worker exits 143 or 130.
 
-A replicate study (``queued_only``) runs only its queued trials: a worker waits while none is
-queued and some run elsewhere, stops when none is left, and queues a trial that failed with an
-exception again (up to ``MAX_RETRIES`` faults, :mod:`~adamz.search.retries`), since nothing
-would sample its (run, seed).
+Each worker samples with a seed of its own, drawn from the OS and recorded in every trial's
+``worker`` attribute, so workers started anywhere, or restarted, never propose the same
+sequence (a QMC sampler keeps the study file's seed: its points are one sequence).
 
-The budget is the study's, not each worker's: N workers together run it once. On the first
-SIGTERM or SIGINT a worker interrupts its trial's training, which is recorded as failed and
-queued again (it resumes from its last epoch checkpoint), and exits 0; it never leaves a trial
-RUNNING. A signal during a storage write takes effect once the write is done
-(:mod:`~adamz.search.interrupts`).
+A replicate study (``queued_only``) runs only its queued trials, and queues again a trial whose
+training raised (its (run, seed) would otherwise never run).
+
+The process supervisor, :func:`launch_workers`, lives in :mod:`~adamz.search.launcher`.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
-import signal
-import subprocess
-import sys
+import secrets
+import threading
 import time
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import fail_stale_trials
-from optuna.study._tell import _tell_with_warning
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
-from tqdm import tqdm
 
-from adamz.search.budget import (
-    FINISHED,
-    NO_QUEUED_RUN,
-    Budget,
-    SurplusTrialError,
-    count_states,
-)
+from adamz.search.budget import FINISHED, SurplusTrialError, count_states, study_budget
 from adamz.search.errors import error_message
-from adamz.search.heartbeat import Heartbeat, fail_unbeaten_trials
+from adamz.search.heartbeat import Heartbeat, claim_stale_trials
 from adamz.search.interrupts import Interrupts, WorkerStopped
-from adamz.search.objective import TrialObjective, is_queued
-from adamz.search.retries import MAX_RETRIES, queue_retry
-from adamz.search.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, load_study, open_storage
+from adamz.search.retries import Reason, queue_retry
+from adamz.search.storage import (
+    GRACE_PERIOD_S,
+    HEARTBEAT_INTERVAL_S,
+    load_study,
+    open_storage,
+    storage_url,
+)
 from adamz.search.studies import AnySpec, make_pruner, make_sampler, spec_from_definition
+from adamz.search.trials import trial_id as trial_id_of
+
+if TYPE_CHECKING:
+    from adamz.search.objective import TrialObjective
 
 __all__ = [
-    "BUDGET_OVERRIDE_ATTR",
+    "Tickets",
+    "Worker",
     "WorkerOptions",
     "WorkerStopped",
-    "launch_workers",
-    "parse_devices",
+    "WorkerSummary",
+    "open_worker",
     "run_worker",
+    "stored_spec",
 ]
 
 logger = logging.getLogger(__name__)
 
 POLL_S = 1.0
+"""Seconds a worker waits before it looks again at a study whose running trials fill it."""
 CHECKPOINT_INTERVAL_S = 30.0
 """Least seconds between two checkpoints of a trial: a killed trial redoes at most this much."""
-BUDGET_OVERRIDE_ATTR = "n_trials"
-"""The study attribute holding the last workers' ``--n-trials`` (``None``: the file's budget)."""
 MAX_CONSECUTIVE_FAILURES = 5
 """A worker whose trials fail this many times in a row stops with exit code 1: something is
 wrong with the study or the host (a bug, missing data), not with the sampled values."""
+STOP_CODES = {"SIGINT": 130, "SIGTERM": 143}
+"""A stopped worker's exit code, as shells report a process ended by the signal."""
+
+
+class TrialLost(RuntimeError):
+    """The trial being trained is no longer RUNNING: another worker failed it as stale."""
 
 
 @dataclass(frozen=True)
 class WorkerOptions:
     """How a worker runs: where, with what data, how long, and how it beats.
 
-    ``n_trials`` overrides the study file's budget; ``heartbeat_interval`` and ``grace_period``
-    are in seconds (shorter ones find dead workers sooner, at the cost of more writes).
+    Args:
+        storage: the storage URL (``None``: ``$ADAMZ_STORAGE``, else the SQLite default).
+        device: the torch device this worker trains on.
+        n_trials: most trials this invocation runs (all its workers together); ``None``: until
+            the study's budget is met. Nothing is stored: the budget is the study's.
+        data_dir: the dataset directory, when the study file does not name one.
+        download: let torchvision download a missing dataset.
+        checkpoint_dir: where trials keep their checkpoints (``None``: see
+            :func:`checkpoint_dir`).
+        checkpoint_interval: least seconds between two checkpoints of a trial.
+        heartbeat_interval: seconds between a running trial's heartbeats.
+        grace_period: seconds without a beat after which a trial counts as stale.
+        sampler_seed: the sampler's seed (``None``: one from the OS, :func:`worker_seed`); fix
+            it only to repeat a single worker's run, as the benchmarks do.
     """
 
     storage: str | None = None
@@ -95,213 +114,305 @@ class WorkerOptions:
     download: bool = False
     checkpoint_dir: str | None = None
     checkpoint_interval: float = CHECKPOINT_INTERVAL_S
-    worker_index: int = 0
-    heartbeat_interval: int = HEARTBEAT_INTERVAL_S
-    grace_period: int = GRACE_PERIOD_S
+    heartbeat_interval: float = HEARTBEAT_INTERVAL_S
+    grace_period: float = GRACE_PERIOD_S
+    sampler_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("heartbeat_interval", "grace_period", "n_trials"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"Invalid {name}: must be > 0, got {value}.")
+        if self.checkpoint_interval < 0:
+            raise ValueError(
+                f"Invalid checkpoint_interval: must be >= 0, got {self.checkpoint_interval}."
+            )
+        if self.grace_period <= self.heartbeat_interval:
+            raise ValueError(
+                f"Invalid grace_period: must exceed heartbeat_interval "
+                f"({self.heartbeat_interval}), got {self.grace_period}."
+            )
 
 
-def run_worker(study_name: str, options: WorkerOptions) -> int:
-    """Pull and run trials of ``study_name`` until its budget is met; return the exit code.
+@dataclass
+class WorkerSummary:
+    """What one worker did: its trials by outcome, its exit code, and why it stopped."""
+
+    code: int = 0
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    requeued: int = 0
+    surplus: int = 0
+    seconds: float = 0.0
+    reason: str = ""
+    started: float = field(default_factory=time.monotonic, repr=False)
+
+    @property
+    def trials(self) -> int:
+        return self.complete + self.pruned + self.failed + self.requeued + self.surplus
+
+    def line(self) -> str:
+        """One line for the worker's log: ``worker 123: 4 trials (3 complete, ...), 9.1 s; why``."""
+        parts = [f"{self.complete} complete", f"{self.pruned} pruned", f"{self.failed} failed"]
+        parts.append(f"{self.requeued} requeued")
+        if self.surplus:
+            parts.append(f"{self.surplus} surplus")
+        return (
+            f"worker {os.getpid()}: {self.trials} trials ({', '.join(parts)}) in "
+            f"{self.seconds:.1f} s; {self.reason}"
+        )
+
+
+def worker_seed() -> int:
+    """A sampler seed from the OS: no two workers of a study share one (chance 2**-32)."""
+    return secrets.randbits(32)
+
+
+def run_worker(
+    study_name: str, options: WorkerOptions, tickets: Tickets | None = None
+) -> WorkerSummary:
+    """Pull and run trials of ``study_name`` until its budget is met, or ``tickets`` (the
+    invocation's ``--n-trials``) run out; what it did, with its exit code.
 
     Raises:
         ValueError: the storage cannot be opened, or the study is unknown or was not created
             by ``adamz-search create``.
     """
-    storage = open_storage(
-        options.storage,
-        heartbeat_interval=options.heartbeat_interval,
-        grace_period=options.grace_period,
-    )
+    worker = open_worker(study_name, options)
+    if tickets is None:
+        tickets = Tickets.shared(options.n_trials)
+    with Interrupts(on_stop=worker.keep_checkpoints) as interrupts:
+        worker.run(interrupts, tickets)
+    worker.summary.seconds = time.monotonic() - worker.summary.started
+    return worker.summary
+
+
+def open_worker(study_name: str, options: WorkerOptions) -> Worker:
+    """A :class:`Worker` for ``study_name``, its sampler seeded with :func:`worker_seed`.
+
+    Raises:
+        ValueError: as :func:`run_worker`.
+    """
+    from adamz.search.objective import TrialObjective  # torch: only where trials train
+
+    storage = open_storage(options.storage)
     study = load_study(study_name, storage)
     spec = stored_spec(study)
-    study.sampler = make_sampler(spec.sampler, seed_offset=options.worker_index)
+    seed = worker_seed() if options.sampler_seed is None else options.sampler_seed
+    study.sampler = make_sampler(spec.sampler, seed=seed)
     study.pruner = make_pruner(spec.pruner)
-    budget = options.n_trials or spec.budget
-    if study.user_attrs.get(BUDGET_OVERRIDE_ATTR) != options.n_trials:
-        study.set_user_attr(BUDGET_OVERRIDE_ATTR, options.n_trials)  # for `status`
     objective = TrialObjective(
         spec,
-        budget=budget,
+        budget=study_budget(study, spec.budget),
         device=options.device,
         checkpoint_dir=checkpoint_dir(options, study_name),
         data_dir=options.data_dir,
         download=options.download,
         checkpoint_interval_s=options.checkpoint_interval,
     )
+    return Worker(study, storage, objective, options, seed)
 
-    def keep_checkpoints() -> None:
-        objective.keep_checkpoints = True  # the interrupted trial resumes from them
 
-    heartbeat = Heartbeat(storage)
-    # A dead worker's trial goes stale only a grace period after its last beat: checking once
-    # per heartbeat interval finds it as soon as checking before every trial would, near enough.
-    stale_check_interval = heartbeat.interval or 0.0
-    next_stale_check = 0.0
-    failures = 0
-    error: str | None = None
-    nothing_left = False
-    with Interrupts(on_stop=keep_checkpoints) as interrupts:
-        while failures < MAX_CONSECUTIVE_FAILURES:
+class Tickets:
+    """A count of trials an invocation may still start (``--n-trials``), shared by its worker
+    processes. Nothing of it is stored: the study's budget is unchanged."""
+
+    def __init__(self, value: object) -> None:
+        self._value = value  # a multiprocessing.Value("i"), or None: no limit
+
+    @classmethod
+    def shared(cls, trials: int | None) -> Tickets:
+        """``trials`` tickets (``None``: no limit), shareable with spawned processes."""
+        if trials is None:
+            return cls(None)
+        return cls(multiprocessing.get_context("spawn").Value("i", trials))
+
+    def take(self) -> bool:
+        if self._value is None:
+            return True
+        with self._value.get_lock():  # type: ignore[attr-defined]
+            if self._value.value <= 0:  # type: ignore[attr-defined]
+                return False
+            self._value.value -= 1  # type: ignore[attr-defined]
+            return True
+
+
+class Worker:
+    """One worker's trial loop on ``study``; its counts are what :class:`WorkerSummary` says."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        storage: BaseStorage,
+        objective: TrialObjective,
+        options: WorkerOptions,
+        seed: int,
+    ) -> None:
+        self.study = study
+        self.storage = storage
+        self.study_id = storage.get_study_id_from_name(study.study_name)
+        self.objective = objective
+        objective.on_step = self._stop_if_lost
+        self.options = options
+        self.seed = seed
+        self.lost = threading.Event()
+        self.heartbeat = Heartbeat(storage, options.heartbeat_interval, on_lost=self._on_lost)
+        self.summary = WorkerSummary()
+
+    @property
+    def spec(self) -> AnySpec:
+        return self.objective.spec
+
+    def keep_checkpoints(self) -> None:
+        """Keep the running trial's checkpoints: its retry resumes from them."""
+        self.objective.keep_checkpoints = True
+
+    def _on_lost(self) -> None:
+        self.keep_checkpoints()  # the retry queued by the stale check resumes from them
+        self.lost.set()
+
+    def _stop_if_lost(self, epoch: int, step: int, steps: int) -> None:
+        if self.lost.is_set():
+            raise TrialLost("another worker failed this trial as stale")
+
+    def run(self, interrupts: Interrupts, tickets: Tickets | None) -> None:
+        budget = self.objective.budget
+        failures = 0
+        error: str | None = None
+        next_stale_check = 0.0
+        first = True
+        empty_polls = 0
+        while True:
             if interrupts.pending is not None:
-                logger.warning("Worker %s stopped by %s.", os.getpid(), interrupts.pending)
-                return 0
-            counts = count_states(study)
+                self.summary.code = STOP_CODES.get(interrupts.pending, 1)
+                self.summary.reason = f"stopped by {interrupts.pending}"
+                return
+            waited = False
+            if time.monotonic() >= next_stale_check:
+                self.requeue_stale()
+                next_stale_check = time.monotonic() + self.options.heartbeat_interval
+            counts = count_states(self.study)
             finished = sum(counts[state] for state in FINISHED)
             if finished >= budget:
-                return 0
-            waiting = finished + counts[TrialState.RUNNING] >= budget
-            if spec.queued_only and not counts[TrialState.WAITING]:
-                # Nothing to take. A failed trial's retry is queued just after it fails (by
-                # its worker, or by a stale check): look again after a poll before giving up.
-                if not counts[TrialState.RUNNING] and nothing_left:
-                    return _no_queued_run_left(finished, budget, spec.budget)
-                nothing_left = not counts[TrialState.RUNNING]
-                waiting = True
-            if waiting or time.monotonic() >= next_stale_check:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    fail_stale_trials(study)
-                fail_unbeaten_trials(study)
-                next_stale_check = time.monotonic() + stale_check_interval
-            if waiting:
+                self.summary.reason = (
+                    f"nothing to do: study {self.study.study_name} has met its budget "
+                    f"({finished} of {budget} trials finished)"
+                    if first
+                    else f"the budget is met ({finished} of {budget} trials finished)"
+                )
+                return
+            first = False
+            if self.spec.queued_only and not counts[TrialState.WAITING]:
+                # A failed run's retry is queued just after it fails: look again before leaving.
+                empty_polls = 0 if counts[TrialState.RUNNING] else empty_polls + 1
+                if empty_polls > 1:
+                    self.summary.code = 0 if finished >= budget else 1
+                    self.summary.reason = (
+                        f"no queued run is left ({finished} of {budget} finished; the others "
+                        "failed too often, see 'adamz-search status')"
+                    )
+                    return
+                waited = True
+            elif finished + counts[TrialState.RUNNING] >= budget:
+                waited = True  # the running trials fill the budget: wait for them
+            if waited:
+                next_stale_check = 0.0
                 time.sleep(POLL_S)
                 continue
-            nothing_left = False
-            error = _run_trial(study, objective, heartbeat, interrupts)
+            if tickets is not None and not tickets.take():
+                self.summary.reason = "--n-trials reached"
+                return
+            error = self.run_trial(interrupts)
             failures = failures + 1 if error is not None else 0
-    logger.error(
-        "Worker %s stops: its last %d trials failed (the last error: %s).",
-        os.getpid(),
-        failures,
-        error,
-    )
-    return 1
+            if failures >= MAX_CONSECUTIVE_FAILURES:
+                self.summary.code = 1
+                self.summary.reason = f"its last {failures} trials failed (the last: {error})"
+                return
 
+    def requeue_stale(self) -> None:
+        """Fail the trials whose worker died, and queue each again (or drop it at its limit)."""
+        for trial in claim_stale_trials(self.study, self.storage, self.options.grace_period):
+            self.requeue(trial, "death")
 
-def _run_trial(
-    study: optuna.Study, objective: TrialObjective, heartbeat: Heartbeat, interrupts: Interrupts
-) -> str | None:
-    """Ask for a trial, run ``objective`` on it with a heartbeat, tell how it ended; return the
-    error it failed with (``None`` if it finished, was refused as surplus or interrupted).
-
-    This is ``study.optimize(objective, n_trials=1, catch=(Exception,))`` with these changes:
-
-    - :class:`Heartbeat` instead of Optuna's heartbeat thread, for speed (its docstring says
-      why); it writes the trial's ``worker`` record with the first beat, and admits the trial
-      against the budget (:class:`~adamz.search.budget.Budget`) or fails it as surplus (in a
-      replicate study, a sampled trial is always surplus);
-    - no check for stale trials before each trial (:func:`run_worker` makes one per heartbeat
-      interval);
-    - SIGTERM and SIGINT interrupt only the training (:mod:`~adamz.search.interrupts`): the
-      trial is told failed and queued to resume from its checkpoints;
-    - in a replicate study, a trial that failed with an exception, or a queued one refused as
-      surplus, is queued again: nothing would sample its (run, seed);
-    - a trial that another worker failed as stale while this one stalled keeps that state, and
-      is queued again once, by the stale check.
-
-    An exception fails the trial and is logged; the worker goes on.
-    """
-    with warnings.catch_warnings():
-        # Optuna warns that a heartbeat storage is meant for study.optimize: this is its loop.
-        warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
-        trial = study.ask()
-    value: float | None = None
-    state: TrialState | None = None  # complete, or failed by Optuna if the value is NaN
-    requeue: dict[str, bool] | None = None  # queue_retry's options, if it is to run again
-    trained = False  # whether the objective started (it records its own error)
-    refused = False  # refused by its first beat, which failed it
-    error: str | None = None
-    sampled_in_replicates = objective.spec.queued_only and not is_queued(trial)
-    closed = NO_QUEUED_RUN if sampled_in_replicates else None
-    budget = Budget(study._study_id, objective.budget, closed=closed)
-    try:
-        with (
-            heartbeat.beating(
-                trial._trial_id, {"worker": objective.worker_record(trial)}, budget=budget
-            ) as admitted,
-            interrupts.allowed(),
-        ):
-            trained = True
-            value = objective.run(trial, admitted=admitted)
-    except optuna.TrialPruned as pruned:
-        state = TrialState.PRUNED
-        logger.info("Trial %d pruned: %s", trial.number, pruned)
-    except SurplusTrialError as surplus:
-        state = TrialState.FAIL
-        refused = not trained
-        logger.info("Trial %d not run: %s", trial.number, surplus)
-        if objective.spec.queued_only and is_queued(trial):
-            requeue = {"fault": False, "resume": True}
-    except WorkerStopped as stopped:
-        state = TrialState.FAIL
-        if not trained:  # the signal came while the trial was asked for or first beat
-            trial.set_user_attr("error", error_message(stopped))
-        logger.warning("Trial %d interrupted by %s: queued to resume.", trial.number, stopped)
-        requeue = {"fault": False, "resume": True}
-    except Exception as exc:
-        state = TrialState.FAIL
-        error = error_message(exc)
-        logger.warning("Trial %d failed, parameters %s:", trial.number, trial.params, exc_info=True)
-        if objective.spec.queued_only:
-            requeue = {"fault": True, "resume": False}
-    if requeue is None:
-        if not refused:
-            _tell(study, trial, value, state)
-        return error
-    # The worker that fails the trial queues it again. One that another worker's stale check
-    # failed first (this one stalled past the grace period) was queued again by that check.
-    attempt = study._storage.get_trial(trial._trial_id)
-    if refused or _fail(study, attempt):
-        queue_retry(study, attempt, **requeue)
-    return error
-
-
-def _tell(
-    study: optuna.Study, trial: optuna.Trial, value: float | None, state: TrialState | None
-) -> None:
-    """Tell how ``trial`` ended, unless another worker's stale check has failed it already.
-
-    Optuna's own loop calls ``_tell_with_warning`` rather than ``study.tell``, which reads the
-    finished trial back from the storage and deep-copies it for a caller that has no use for it.
-    """
-    try:
-        _tell_with_warning(study, trial, value, state=state, skip_if_finished=True)
-    except UpdateFinishedTrialError:  # failed as stale between the tell's read and its write
-        logger.warning("Trial %d was already failed as stale by another worker.", trial.number)
-
-
-def _fail(study: optuna.Study, attempt: FrozenTrial) -> bool:
-    """Fail the running trial ``attempt``, as ``study.tell`` does; whether this call failed it.
-
-    The state is checked and written under the trial's row lock (Optuna's
-    ``set_trial_state_values``): of two workers failing one trial, exactly one succeeds.
-    """
-    if attempt.state.is_finished():
-        return False
-    study.sampler.after_trial(study, attempt, TrialState.FAIL, None)
-    try:
-        study._storage.set_trial_state_values(attempt._trial_id, TrialState.FAIL)
-    except UpdateFinishedTrialError:
-        return False
-    return True
-
-
-def _no_queued_run_left(finished: int, budget: int, queued: int) -> int:
-    """A replicate study's worker with nothing to take: 0 if every queued run finished."""
-    if finished >= queued:
-        logger.info(
-            "Every queued run has finished (%d trials of the budget's %d).", finished, budget
+    def requeue(self, trial: FrozenTrial, reason: Reason) -> None:
+        """Queue ``trial`` again for ``reason``; past its limit, drop it and its checkpoints."""
+        if queue_retry(self.study, trial, reason):
+            logger.warning("Trial %d queued again (%s).", trial.number, reason)
+            return
+        origin = int(trial.system_attrs.get("failed_trial", trial.number))
+        for path in self.objective.checkpoint_dir.glob(f"trial-{origin}-seed-*.pt"):
+            path.unlink(missing_ok=True)
+        logger.error(
+            "Trial %d dropped: its %s limit is reached (see adamz.search.retries).",
+            trial.number,
+            reason,
         )
-        return 0
-    logger.error(
-        "Worker %s stops: no queued run is left and %d of %d finished; the others failed "
-        "and were retried up to %d times (see 'adamz-search status').",
-        os.getpid(),
-        finished,
-        queued,
-        MAX_RETRIES,
-    )
-    return 1
+
+    def run_trial(self, interrupts: Interrupts) -> str | None:
+        """Ask for a trial, train it with a heartbeat, tell how it ended; the error it failed
+        with (``None`` if it finished, was refused as surplus, interrupted or lost)."""
+        from adamz.search.objective import is_queued
+
+        trial = self.study.ask()
+        trial_id = trial_id_of(trial)
+        self.lost.clear()
+        self.objective.keep_checkpoints = False
+        value: float | None = None
+        state = TrialState.FAIL
+        requeue: Reason | None = None
+        error: str | None = None
+        try:
+            with self.heartbeat.beating(trial_id):
+                record = {**self.objective.worker_record(trial), "sampler_seed": self.seed}
+                trial.set_user_attr("worker", record)
+                with interrupts.allowed():
+                    value = self.objective.run(trial)
+                state = TrialState.COMPLETE
+        except optuna.TrialPruned as pruned:
+            state = TrialState.PRUNED
+            logger.info("Trial %d pruned: %s", trial.number, pruned)
+        except SurplusTrialError as surplus:
+            self.summary.surplus += 1
+            logger.info("Trial %d not run: %s", trial.number, surplus)
+            if self.spec.queued_only and is_queued(trial):
+                requeue = "surplus"
+        except WorkerStopped as stopped:
+            if "error" not in trial.user_attrs:  # stopped before its training began
+                trial.set_user_attr("error", error_message(stopped))
+            logger.warning("Trial %d interrupted by %s: queued to resume.", trial.number, stopped)
+            requeue = "stop"
+        except (TrialLost, UpdateFinishedTrialError):
+            logger.warning("Trial %d was failed as stale by another worker.", trial.number)
+            self.summary.requeued += 1
+            return None
+        except Exception as exc:
+            error = error_message(exc)
+            logger.warning(
+                "Trial %d failed, parameters %s:", trial.number, trial.params, exc_info=True
+            )
+            if self.spec.queued_only:
+                requeue = "fault"
+        if requeue is None:
+            told = self.study.tell(trial, value, state=state, skip_if_finished=True)
+            if told.state == TrialState.COMPLETE:
+                self.summary.complete += 1
+            elif told.state == TrialState.PRUNED:
+                self.summary.pruned += 1
+            elif error is not None:
+                self.summary.failed += 1
+            return error
+        # Fail it here, unless another worker's stale check did first and queued it again.
+        try:
+            self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            return error
+        if requeue == "fault":
+            self.summary.failed += 1
+        elif requeue == "stop":
+            self.summary.requeued += 1
+        self.requeue(self.storage.get_trial(trial_id), requeue)
+        return error
 
 
 def stored_spec(study: optuna.Study) -> AnySpec:
@@ -322,109 +433,7 @@ def checkpoint_dir(options: WorkerOptions, study_name: str) -> Path:
     """
     if options.checkpoint_dir:
         return Path(options.checkpoint_dir) / study_name
-    from adamz.search.storage import storage_url
-
     url = storage_url(options.storage)
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         return Path(url.removeprefix("sqlite:///")).resolve().parent / "checkpoints" / study_name
     return Path("checkpoints") / study_name
-
-
-def parse_devices(devices: str) -> list[str]:
-    """``cpu``, ``cuda`` (every visible GPU) or ``cuda:0,1`` -> one device string per device.
-
-    Raises:
-        ValueError: an unknown device, or CUDA asked for where none is available.
-    """
-    if devices == "cpu":
-        return ["cpu"]
-    if devices == "cuda" or devices.startswith("cuda:"):
-        import torch
-
-        available = torch.cuda.device_count()
-        if available == 0:
-            raise ValueError(f"Invalid --devices {devices!r}: no CUDA device is available here.")
-        if devices == "cuda":
-            return [f"cuda:{i}" for i in range(available)]
-        indices = devices.removeprefix("cuda:").split(",")
-        if not all(i.isdigit() and int(i) < available for i in indices):
-            raise ValueError(
-                f"Invalid --devices {devices!r}: indices must be in 0..{available - 1}."
-            )
-        return [f"cuda:{i}" for i in indices]
-    raise ValueError(f"Invalid --devices {devices!r}: must be cpu, cuda or cuda:0,1,...")
-
-
-def launch_workers(
-    study_name: str, devices: list[str], workers_per_device: int, options: WorkerOptions
-) -> int:
-    """Run ``workers_per_device`` worker processes per device with a progress bar; exit code.
-
-    Each child is ``python -m adamz.cli worker STUDY --single`` with the same options. SIGTERM
-    and SIGINT are passed on to the children, which stop as :func:`run_worker` describes.
-    """
-    total = len(devices) * workers_per_device
-    cpu_threads = max(1, (os.cpu_count() or 1) // total)
-    children: list[subprocess.Popen[bytes]] = []
-    for index in range(total):
-        device = devices[index % len(devices)]
-        env = dict(os.environ)
-        if device.startswith("cuda:"):
-            env["CUDA_VISIBLE_DEVICES"] = device.removeprefix("cuda:")
-            device = "cuda:0"
-        else:
-            env["OMP_NUM_THREADS"] = str(cpu_threads)
-        command = [
-            sys.executable, "-m", "adamz.cli", "worker", study_name, "--single",
-            "--device", device, "--worker-index", str(index),
-            "--heartbeat-interval", str(options.heartbeat_interval),
-            "--grace-period", str(options.grace_period),
-            "--checkpoint-interval", str(options.checkpoint_interval),
-        ]  # fmt: skip
-        for flag, value in (
-            ("--storage", options.storage),
-            ("--n-trials", options.n_trials),
-            ("--data-dir", options.data_dir),
-            ("--checkpoint-dir", options.checkpoint_dir),
-        ):
-            if value is not None:
-                command += [flag, str(value)]
-        if options.download:
-            command.append("--download")
-        children.append(subprocess.Popen(command, env=env))
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        _show_progress(study_name, options, children)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    codes = [child.wait() for child in children]
-    return max(codes, default=0)
-
-
-def _show_progress(
-    study_name: str, options: WorkerOptions, children: list[subprocess.Popen[bytes]]
-) -> None:
-    """A bar of finished / budget with the best value and running trials, until children end."""
-    storage = open_storage(options.storage, heartbeat_interval=None)
-    study = load_study(study_name, storage)
-    budget = options.n_trials or stored_spec(study).budget
-    with tqdm(total=budget, unit="trial", desc=study_name, dynamic_ncols=True) as bar:
-        while any(child.poll() is None for child in children):
-            time.sleep(POLL_S)
-            counts = count_states(study)
-            finished = sum(counts[state] for state in FINISHED)
-            bar.update(min(finished, budget) - bar.n)
-            postfix: dict[str, object] = {
-                "running": counts[TrialState.RUNNING],
-                "failed": counts[TrialState.FAIL],
-            }
-            if counts[TrialState.COMPLETE]:
-                postfix["best"] = f"{study.best_value:.4f}"
-            bar.set_postfix(postfix)

@@ -19,7 +19,7 @@ from adamz.search.budget import SurplusTrialError
 @pytest.fixture
 def study(tmp_path: Path) -> optuna.Study:
     torch.set_num_threads(1)
-    storage = open_storage(f"sqlite:///{tmp_path / 'budget.db'}", heartbeat_interval=None)
+    storage = open_storage(f"sqlite:///{tmp_path / 'budget.db'}")
     return optuna.create_study(storage=storage, direction="maximize")
 
 

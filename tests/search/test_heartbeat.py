@@ -1,176 +1,164 @@
-"""The worker's heartbeat: a first beat in line before the trial runs, carrying the trial's start
-record, then one per interval."""
+"""The heartbeat: a trial system attribute written from a thread, that survives storage errors
+and notices a trial another worker failed; and stale trials found through the public API on
+every storage."""
 
 from __future__ import annotations
 
-import datetime
 import threading
 import time
-import warnings
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import optuna
 import pytest
 import sqlalchemy
-from optuna.storages import BaseStorage, RDBStorage
-from optuna.storages._rdb import models
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from adamz.search.heartbeat import Heartbeat, fail_unbeaten_trials
+from adamz.search.heartbeat import HEARTBEAT_ATTR, Heartbeat, claim_stale_trials
 from adamz.search.storage import open_storage
 
 
-class RecordingStorage:
-    """The two heartbeat methods of an RDB storage, recording who beat and when."""
+class FlakyStorage:
+    """A storage whose first ``errors`` beats raise, as a dropped connection does."""
 
-    def __init__(self, interval: float | None) -> None:
-        self.interval = interval
-        self.beats: list[tuple[int, str]] = []
+    def __init__(self, errors: int = 0, finished_after: int | None = None) -> None:
+        self.errors = errors
+        self.finished_after = finished_after
+        self.beats: list[tuple[int, str, float]] = []
+        self.attempts = 0
 
-    def get_heartbeat_interval(self) -> float | None:
-        return self.interval
-
-    def record_heartbeat(self, trial_id: int) -> None:
-        self.beats.append((trial_id, threading.current_thread().name))
-
-
-def test_the_first_beat_is_written_in_line_before_the_block_runs() -> None:
-    storage = RecordingStorage(interval=60)
-    with Heartbeat(cast(BaseStorage, storage)).beating(7):
-        assert storage.beats == [(7, threading.current_thread().name)]
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self.attempts += 1
+        if self.attempts <= self.errors:
+            raise sqlalchemy.exc.OperationalError("UPDATE", {}, Exception("connection reset"))
+        if self.finished_after is not None and len(self.beats) >= self.finished_after:
+            raise UpdateFinishedTrialError("trial 1 is already finished")
+        assert key == HEARTBEAT_ATTR
+        self.beats.append((trial_id, threading.current_thread().name, value))
 
 
-def test_later_beats_come_every_interval_from_a_thread_and_stop_with_the_block() -> None:
-    storage = RecordingStorage(interval=0.05)
-    with Heartbeat(cast(BaseStorage, storage)).beating(3):
-        time.sleep(0.4)
+def beat_for(storage: FlakyStorage, seconds: float, interval: float = 0.05, **kwargs: Any) -> None:
+    with Heartbeat(cast(BaseStorage, storage), interval, **kwargs).beating(3):
+        time.sleep(seconds)
+
+
+def test_beats_come_every_interval_from_a_thread_and_stop_with_the_block() -> None:
+    storage = FlakyStorage()
+    beat_for(storage, 0.4)
     beats = len(storage.beats)
     time.sleep(0.2)
     assert len(storage.beats) == beats  # none after the block
     assert beats >= 4
-    assert {name for _, name in storage.beats[1:]} == {"heartbeat-3"}
-    assert all(trial_id == 3 for trial_id, _ in storage.beats)
+    assert {(trial_id, name) for trial_id, name, _ in storage.beats} == {(3, "heartbeat")}
+    assert all(abs(value - time.time()) < 60 for _, _, value in storage.beats)
 
 
-def test_the_thread_stops_when_the_block_raises() -> None:
-    storage = RecordingStorage(interval=0.05)
-    with pytest.raises(KeyboardInterrupt), Heartbeat(cast(BaseStorage, storage)).beating(1):
-        raise KeyboardInterrupt
-    assert not [thread for thread in threading.enumerate() if thread.name == "heartbeat-1"]
+def test_the_beats_stop_when_the_block_raises_and_resume_for_the_next_trial() -> None:
+    storage = FlakyStorage()
+    heartbeat = Heartbeat(cast(BaseStorage, storage), 0.05)
+
+    def interrupted() -> None:
+        with heartbeat.beating(1):
+            time.sleep(0.2)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+    beats = len(storage.beats)
+    time.sleep(0.2)
+    assert len(storage.beats) == beats
+    with heartbeat.beating(2):
+        time.sleep(0.2)
+    assert {trial_id for trial_id, _, _ in storage.beats} == {1, 2}
 
 
-def test_a_storage_without_heartbeats_gets_no_beats() -> None:
-    storage = RecordingStorage(interval=None)
-    with Heartbeat(cast(BaseStorage, storage)).beating(1):
-        time.sleep(0.05)
-    assert storage.beats == []
+def test_storage_errors_are_logged_and_the_beats_go_on(caplog: pytest.LogCaptureFixture) -> None:
+    storage = FlakyStorage(errors=2)
+    beat_for(storage, 2.0, interval=0.05)
+    assert storage.beats, "the beats stopped after a storage error"
+    warnings = [r.getMessage() for r in caplog.records if "Heartbeat of trial 3" in r.getMessage()]
+    assert len(warnings) == 2
+    assert "OperationalError" in warnings[0]
+    assert "connection reset" in warnings[0]
 
 
-def test_on_sqlite_a_beating_trial_stays_alive_and_goes_stale_once_the_beats_stop(
-    tmp_path: Path,
-) -> None:
-    storage = open_storage(
-        f"sqlite:///{tmp_path / 'beat.db'}", heartbeat_interval=1, grace_period=2
-    )
-    study = optuna.create_study(storage=storage)
-    with pytest.warns(UserWarning, match="Heartbeat of storage"):
-        trial = study.ask()
-
-    def stale() -> list[int]:
-        return storage._get_stale_trial_ids(study._study_id)  # type: ignore[attr-defined,no-any-return]
-
-    with Heartbeat(storage).beating(trial._trial_id):
-        time.sleep(3)  # longer than the grace period: only the thread's beats keep it alive
-        assert stale() == []
-    # The block is left without telling the trial: as if the worker died there.
-    time.sleep(3)
-    assert stale() == [trial._trial_id]
+def test_a_trial_found_finished_stops_the_beats_and_says_so() -> None:
+    storage = FlakyStorage(finished_after=2)
+    lost = threading.Event()
+    beat_for(storage, 0.5, on_lost=lost.set)
+    assert lost.is_set()
+    assert len(storage.beats) == 2
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def test_a_short_trial_writes_no_beat() -> None:
+    storage = FlakyStorage()
+    beat_for(storage, 0.01, interval=1.0)
+    assert storage.attempts == 0
+
+
+def test_an_interval_must_be_positive() -> None:
+    with pytest.raises(ValueError, match=r"Invalid heartbeat interval: must be > 0, got 0"):
+        Heartbeat(cast(BaseStorage, FlakyStorage()), 0)
+
+
+STORAGES = ["sqlite", "journal", "postgresql"]
+
+
+@pytest.fixture(params=STORAGES)
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> BaseStorage:
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'beat.db'}"
-    return str(request.getfixturevalue("postgres_url"))
+        return open_storage(f"sqlite:///{tmp_path / 'beat.db'}")
+    if request.param == "journal":
+        return open_storage(f"journal:{tmp_path / 'beat.journal'}")
+    return open_storage(request.getfixturevalue("postgres_url"))
 
 
-def beat_times(storage: RDBStorage) -> dict[int, datetime.datetime]:
-    with storage.scoped_session() as session:
-        return {
-            beat.trial_id: beat.heartbeat
-            for beat in session.query(models.TrialHeartbeatModel).all()
-        }
-
-
-@pytest.mark.parametrize("interval", [60, None])
-def test_the_first_beat_carries_the_start_record_in_one_commit(
-    database: str, interval: int | None
+def test_a_beating_trial_stays_alive_and_goes_stale_once_the_beats_stop(
+    storage: BaseStorage,
 ) -> None:
-    storage = open_storage(database, heartbeat_interval=interval)
-    study = optuna.create_study(storage=storage)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # heartbeat storage outside optimize
-        trial = study.ask()
-    commits: list[object] = []
-    record = commits.append  # one bound method, to remove the listener by
-    sqlalchemy.event.listen(storage.engine, "commit", record)
-    with Heartbeat(storage).beating(trial._trial_id, {"worker": {"pid": 1}, "note": "x"}):
-        assert len(commits) == (1 if interval else 2)  # one per attribute without beats
-        assert study.trials[trial.number].user_attrs == {"worker": {"pid": 1}, "note": "x"}
-    sqlalchemy.event.remove(storage.engine, "commit", record)
-    assert list(beat_times(storage)) == ([trial._trial_id] if interval else [])
+    study = optuna.create_study(storage=storage, study_name="beats")
+    dead, alive = study.ask(), study.ask()
+    study_id = storage.get_study_id_from_name("beats")
+    ids = [storage.get_trial_id_from_study_id_trial_number(study_id, n) for n in (0, 1)]
+    storage.set_trial_system_attr(ids[0], HEARTBEAT_ATTR, time.time() - 10)  # it died
+    with Heartbeat(storage, 0.2).beating(ids[1]):
+        time.sleep(0.5)
+        claimed = claim_stale_trials(study, storage, grace_period=3)
+    assert [trial.number for trial in claimed] == [dead.number]
+    assert claimed[0].state == TrialState.FAIL
+    assert study.trials[alive.number].state == TrialState.RUNNING
+    assert claim_stale_trials(study, storage, grace_period=3) == []  # claimed once
 
 
-def test_a_retried_trial_s_first_beat_replaces_the_attributes_it_inherited(
-    database: str,
+def test_a_trial_never_beaten_goes_stale_a_grace_period_after_it_started(
+    storage: BaseStorage,
 ) -> None:
-    storage = open_storage(database, heartbeat_interval=60)
-    study = optuna.create_study(storage=storage)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        trial = study.ask()
-    storage.set_trial_user_attr(trial._trial_id, "worker", {"pid": 1})
-    storage.set_trial_user_attr(trial._trial_id, "enqueued", "defaults")
-    storage.record_heartbeat(trial._trial_id)
-    first = beat_times(storage)[trial._trial_id]
-    time.sleep(1.1)  # SQLite keeps beats to the second
-    with Heartbeat(storage).beating(trial._trial_id, {"worker": {"pid": 2}}):
-        attrs = study.trials[trial.number].user_attrs
-    assert attrs == {"worker": {"pid": 2}, "enqueued": "defaults"}
-    assert beat_times(storage)[trial._trial_id] > first
+    study = optuna.create_study(storage=storage, study_name="unbeaten")
+    orphan = study.ask()  # its worker died before the first beat
+    assert claim_stale_trials(study, storage, grace_period=60) == []
+    time.sleep(1.2)
+    [claimed] = claim_stale_trials(study, storage, grace_period=1)
+    assert claimed.number == orphan.number
 
 
-def started_long_ago(storage: RDBStorage, trial_id: int) -> None:
-    """Move ``trial_id``'s start an hour back, as if it had been asked for then."""
-    trials = models.TrialModel
-    an_hour_ago = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(
-        hours=1
-    )
-    with storage.scoped_session() as session:
-        session.execute(
-            sqlalchemy.update(trials)
-            .where(trials.trial_id == trial_id)
-            .values(_datetime_start_utc=an_hour_ago)
-        )
-        session.commit()
+def test_of_two_workers_claiming_a_stale_trial_exactly_one_gets_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    study = optuna.create_study(storage=open_storage(url), study_name="race")
+    for _ in range(6):
+        study.ask()
+    time.sleep(1.1)
+    claims: list[list[int]] = []
 
+    def claim(storage: BaseStorage) -> None:  # a worker with its own connection
+        worker = optuna.load_study(study_name="race", storage=storage)
+        claims.append([t.number for t in claim_stale_trials(worker, storage, grace_period=1)])
 
-def test_a_trial_whose_worker_died_before_its_first_beat_is_failed_and_queued_again(
-    database: str,
-) -> None:
-    storage = open_storage(database, heartbeat_interval=60, grace_period=120)
-    study = optuna.create_study(storage=storage)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        orphan, just_asked, beating = study.ask(), study.ask(), study.ask()
-    started_long_ago(storage, orphan._trial_id)
-    storage.record_heartbeat(beating._trial_id)
-    started_long_ago(storage, beating._trial_id)  # long-running, and beating
-
-    assert fail_unbeaten_trials(study) == [orphan._trial_id]
-    assert fail_unbeaten_trials(study) == []  # failed once
-    states = [study.trials[trial.number].state for trial in (orphan, just_asked, beating)]
-    assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING]
-    [retry] = study.get_trials(states=(TrialState.WAITING,))
-    assert retry.system_attrs["failed_trial"] == orphan.number
+    threads = [threading.Thread(target=claim, args=(open_storage(url),)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    numbers = sorted(number for claimed in claims for number in claimed)
+    assert numbers == list(range(6))

@@ -13,10 +13,10 @@ import torch
 from optuna.trial import TrialState
 from search_helpers import write_study
 
-from adamz.search import TrialObjective, load_study_file, open_storage
-from adamz.search import worker as worker_module
-from adamz.search.heartbeat import Heartbeat
+from adamz.cli._study_commands import create_study
+from adamz.search import load_study_file, open_storage
 from adamz.search.interrupts import Interrupts, WorkerStopped
+from adamz.search.worker import Worker, WorkerOptions, open_worker
 
 
 def sigterm_self() -> None:
@@ -51,35 +51,34 @@ def test_a_signal_inside_an_allowed_block_raises_there_and_later_ones_are_ignore
 
 
 @pytest.fixture
-def trial_runner(tmp_path: Path) -> Any:
-    """``run()`` runs one trial of a digits study the way a worker does; returns the study."""
+def worker(tmp_path: Path) -> Worker:
+    """A worker of a digits study in a SQLite storage, as ``adamz-search worker`` opens it."""
     torch.set_num_threads(1)
+    url = f"sqlite:///{tmp_path / 'stop.db'}"
     spec = load_study_file(write_study(tmp_path, budget=4, epochs=1))
-    storage = open_storage(f"sqlite:///{tmp_path / 'stop.db'}", heartbeat_interval=60)
-    study = optuna.create_study(storage=storage, direction="maximize")
-    objective = TrialObjective(spec, budget=4, device="cpu", checkpoint_dir=tmp_path)
-
-    def run() -> tuple[optuna.Study, str | None]:
-        with Interrupts(on_stop=lambda: None) as interrupts:
-            worker_module._run_trial(study, objective, Heartbeat(storage), interrupts)
-        return study, interrupts.pending
-
-    return run
+    create_study(spec, open_storage(url))
+    return open_worker(spec.name, WorkerOptions(storage=url, checkpoint_dir=str(tmp_path)))
 
 
-def test_a_signal_during_the_first_beat_fails_the_trial_and_queues_it_again(
-    trial_runner: Any, monkeypatch: pytest.MonkeyPatch
+def run_one_trial(worker: Worker) -> str | None:
+    """Run one trial as the worker's loop does; the signal that asked it to stop, if any."""
+    with Interrupts(on_stop=worker.keep_checkpoints) as interrupts:
+        worker.run_trial(interrupts)
+    return interrupts.pending
+
+
+def test_a_signal_while_the_trial_starts_fails_it_and_queues_it_again(
+    worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first_beat = Heartbeat._first_beat
+    record = worker.objective.worker_record
 
-    def beat_then_signal(self: Heartbeat, *args: Any) -> bool:
+    def signal_then_record(trial: optuna.Trial) -> dict[str, Any]:
         sigterm_self()
-        return first_beat(self, *args)  # written all the same
+        return record(trial)  # written all the same
 
-    monkeypatch.setattr(Heartbeat, "_first_beat", beat_then_signal)
-    study, pending = trial_runner()
-    assert pending == "SIGTERM"
-    failed, retry = study.get_trials(deepcopy=False)
+    monkeypatch.setattr(worker.objective, "worker_record", signal_then_record)
+    assert run_one_trial(worker) == "SIGTERM"
+    failed, retry = worker.study.get_trials(deepcopy=False)
     assert failed.state == TrialState.FAIL
     assert failed.user_attrs["error"] == "WorkerStopped: SIGTERM"
     assert "run" not in failed.user_attrs  # stopped before it trained
@@ -87,20 +86,21 @@ def test_a_signal_during_the_first_beat_fails_the_trial_and_queues_it_again(
     assert retry.params == failed.params
     assert "error" not in retry.user_attrs
     assert retry.system_attrs["failed_trial"] == failed.number
+    assert retry.system_attrs["stops"] == 1
 
 
 def test_a_signal_while_the_outcome_is_told_keeps_the_result(
-    trial_runner: Any, monkeypatch: pytest.MonkeyPatch
+    worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tell = worker_module._tell_with_warning
+    tell = worker.study.tell
 
     def signal_then_tell(*args: Any, **kwargs: Any) -> Any:
         sigterm_self()
         return tell(*args, **kwargs)
 
-    monkeypatch.setattr(worker_module, "_tell_with_warning", signal_then_tell)
-    study, pending = trial_runner()
-    assert pending == "SIGTERM"
-    [trial] = study.get_trials(deepcopy=False)
+    monkeypatch.setattr(worker.study, "tell", signal_then_tell)
+    assert run_one_trial(worker) == "SIGTERM"
+    [trial] = worker.study.get_trials(deepcopy=False)
     assert trial.state == TrialState.COMPLETE
     assert 0.0 < trial.value <= 1.0  # type: ignore[operator]
+    assert trial.user_attrs["worker"]["sampler_seed"] == worker.seed

@@ -8,20 +8,16 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from optuna.storages import RDBStorage
-from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 from search_helpers import run_cli, trials
 
-from adamz.search import TrialObjective, load_study_file, open_storage
+from adamz.search import TrialObjective, load_study_file
 from adamz.search import objective as objective_module
 from adamz.search.errors import SpecError
-from adamz.search.heartbeat import Heartbeat
 from adamz.search.interrupts import Interrupts
 from adamz.search.replicates import ReplicateSpec
-from adamz.search.retries import MAX_RETRIES
-from adamz.search.studies import AnySpec
-from adamz.search.worker import WorkerOptions, _run_trial, run_worker
+from adamz.search.retries import MAX_FAULTS
+from adamz.search.worker import Worker, WorkerOptions, open_worker, run_worker
 from adamz.training import RunConfig, train
 
 
@@ -43,15 +39,17 @@ def replicate_file(directory: Path, **changes: Any) -> Path:
     return path
 
 
-def created_replicates(directory: Path) -> tuple[optuna.Study, RDBStorage, AnySpec]:
-    """The replicate study of :func:`replicate_file`, created as a user does, opened as a
-    worker opens it: the study, its storage and its spec."""
+def created_replicates(directory: Path) -> Worker:
+    """A worker of the replicate study of :func:`replicate_file`, created as a user does."""
     path = replicate_file(directory)
     storage_url = f"sqlite:///{directory / 'reps.db'}"
     assert run_cli("create", str(path), "--storage", storage_url, cwd=directory).returncode == 0
-    storage = open_storage(storage_url, heartbeat_interval=60)
-    assert isinstance(storage, RDBStorage)
-    return optuna.load_study(study_name="reps", storage=storage), storage, load_study_file(path)
+    return open_worker("reps", WorkerOptions(storage=storage_url, checkpoint_dir=str(directory)))
+
+
+def run_one_trial(worker: Worker) -> str | None:
+    with Interrupts(on_stop=worker.keep_checkpoints) as interrupts:
+        return worker.run_trial(interrupts)
 
 
 def test_a_replicate_file_queues_every_run_on_the_same_seeds(tmp_path: Path) -> None:
@@ -151,7 +149,7 @@ def run_with_failures(
 
     monkeypatch.setattr(objective_module, "train", flaky_train)
     options = WorkerOptions(storage=storage, checkpoint_dir=str(tmp_path / "checkpoints"))
-    code = run_worker("reps", options)
+    code = run_worker("reps", options).code
     return code, trials(storage, "reps")
 
 
@@ -182,21 +180,21 @@ def test_a_run_that_always_fails_stops_the_worker_without_sampling_other_runs(
     assert pairs(found, TrialState.COMPLETE) == [
         ("AdamZ", 7), ("AdamZ", 8), ("AdamZ", 9), ("SGD", 7), ("SGD", 9),
     ]  # fmt: skip
-    assert pairs(found, TrialState.FAIL) == [("SGD", 8)] * (1 + MAX_RETRIES)
+    assert pairs(found, TrialState.FAIL) == [("SGD", 8)] * (1 + MAX_FAULTS)
     assert all(
         "illegal memory access" in t.user_attrs["error"]
         for t in found
         if t.state == TrialState.FAIL
     )
-    assert len(found) == 5 + 1 + MAX_RETRIES  # nothing sampled, nothing left queued
+    assert len(found) == 5 + 1 + MAX_FAULTS  # nothing sampled, nothing left queued
 
 
 def test_a_queued_run_refused_as_surplus_is_queued_again(tmp_path: Path) -> None:
     """A worker that takes a queued run when the budget is already full does not lose it."""
-    study, storage, spec = created_replicates(tmp_path)
-    full = TrialObjective(spec, budget=0, device="cpu", checkpoint_dir=tmp_path)
-    with Interrupts(on_stop=lambda: None) as interrupts:
-        _run_trial(study, full, Heartbeat(storage), interrupts)
+    worker = created_replicates(tmp_path)
+    spec, study = worker.spec, worker.study
+    worker.objective = TrialObjective(spec, budget=0, device="cpu", checkpoint_dir=tmp_path)
+    run_one_trial(worker)
     found = study.get_trials(deepcopy=False)
     refused = found[0]
     assert refused.state == TrialState.FAIL
@@ -213,41 +211,37 @@ def test_a_sampled_trial_of_a_replicate_study_takes_no_place_from_a_queued_run(
     tmp_path: Path,
 ) -> None:
     """Two workers asked for the last queued run; the one that found none got a sampled trial."""
-    study, storage, spec = created_replicates(tmp_path)
-    for waiting in study.get_trials(states=(TrialState.WAITING,)):  # taken by other workers
-        storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING)
-    objective = TrialObjective(spec, budget=spec.budget, device="cpu", checkpoint_dir=tmp_path)
-    with Interrupts(on_stop=lambda: None) as interrupts:
-        assert _run_trial(study, objective, Heartbeat(storage), interrupts) is None
+    worker = created_replicates(tmp_path)
+    study, spec = worker.study, worker.spec
+    for _ in study.get_trials(states=(TrialState.WAITING,)):  # taken by other workers
+        study.ask()
+    assert run_one_trial(worker) is None
     sampled = study.trials[-1]
     assert sampled.state == TrialState.FAIL
     assert sampled.user_attrs["error"] == "SurplusTrialError: no queued run is left to take"
     assert "fixed_params" not in sampled.system_attrs
+    assert "run" not in sampled.user_attrs  # never trained
     assert len(study.trials) == spec.budget + 1  # not queued again
-    with storage.scoped_session() as session:  # refused at its first beat: it took no place
-        assert models.TrialHeartbeatModel.where_trial_id(sampled._trial_id, session) is None
 
 
 def test_a_trial_failed_as_stale_while_its_worker_stalled_is_queued_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another worker's stale check fails and queues the trial just as its own worker fails it."""
-    study, storage, spec = created_replicates(tmp_path)
-    objective = TrialObjective(spec, budget=spec.budget, device="cpu", checkpoint_dir=tmp_path)
+    worker = created_replicates(tmp_path)
+    study = worker.study
 
-    def crash(trial: optuna.Trial, *, admitted: bool) -> float:
+    def crash_after_stale_check(trial: optuna.Trial, **kwargs: Any) -> float:
+        # Another worker found this one stalled past the grace period, failed and queued it.
+        frozen = study.trials[trial.number]
+        worker.storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
+        worker.requeue(worker.storage.get_trial(frozen._trial_id), "death")
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
-    def stale_check(study: optuna.Study, trial: FrozenTrial, *args: object) -> None:
-        # Runs between the worker's read of its trial and its write of the failed state.
-        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        storage.get_heartbeat_stale_trial_callback()(study, storage.get_trial(trial._trial_id))
-
-    monkeypatch.setattr(objective, "run", crash)
-    monkeypatch.setattr(study.sampler, "after_trial", stale_check)
-    with Interrupts(on_stop=lambda: None) as interrupts:
-        _run_trial(study, objective, Heartbeat(storage), interrupts)
+    monkeypatch.setattr(worker.objective, "run", crash_after_stale_check)
+    run_one_trial(worker)
     failed = study.trials[0]
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == failed.number]
     assert failed.state == TrialState.FAIL
     assert len(retries) == 1
+    assert retries[0].system_attrs["deaths"] == 1

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import datetime
 import json
+import os
 import signal
 import sqlite3
 import time
@@ -11,12 +11,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-import sqlalchemy
-from optuna.storages._rdb.models import TrialModel
 from optuna.trial import TrialState
 from search_helpers import cli, run_cli, start_cli, trials, write_study
-
-from adamz.search import open_storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -48,7 +44,9 @@ def test_two_workers_run_exactly_the_budget_on_sqlite(tmp_path: Path) -> None:
     assert found[0].params["lr"] == 0.01
     first = next(trial for trial in found if trial.state == TrialState.COMPLETE)
     worker = first.user_attrs["worker"]
-    assert set(worker) == {"host", "pid", "device", "torch_version", "adamz_version"}
+    assert set(worker) == {
+        "host", "pid", "device", "torch_version", "adamz_version", "sampler_seed",
+    }  # fmt: skip
     assert worker["device"] == "cpu"
     assert first.user_attrs["run"]["wall_time_s"] > 0
     assert first.user_attrs["run"]["epochs_run"] == 24
@@ -146,32 +144,85 @@ def test_status_and_studies_report_trials_by_state(
     def run(*args: str) -> tuple[int, str, str]:
         return cli(*args, cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
 
-    assert run("worker", str(write_study(tmp_path, budget=2)), "--single")[0] == 0
+    assert run_cli("worker", str(write_study(tmp_path, budget=2)), cwd=tmp_path).returncode == 0
+    long_name = "a-study-whose-name-is-longer-than-any-column-of-the-table"
+    run("create", str(write_study(tmp_path, name=long_name, budget=3)))
     status = json.loads(run("status", "quick", "--format", "json")[1])
     assert status["trials"]["complete"] + status["trials"]["pruned"] == 2
     assert status["best"]["number"] in (0, 1)
+    assert status["metric"] == "test_accuracy"
     assert set(status["best"]["params"]) == {"lr", "patience", "stagnation_period"}
     assert "best: trial" in run("status", "quick")[1]
     listing = json.loads(run("studies", "--format", "json")[1])
-    assert [row["study"] for row in listing] == ["quick"]
-    assert "quick" in run("studies")[1]
+    assert [row["study"] for row in listing] == ["quick", long_name]
+    header, *rows = run("studies")[1].splitlines()
+    assert header.split()[:3] == ["study", "metric", "budget"]
+    assert [row.split()[:3] for row in rows] == [
+        ["quick", "test_accuracy", "2"],
+        [long_name, "test_accuracy", "3"],
+    ]
+    budget_end = header.index("budget") + len("budget")
+    assert all(row[budget_end - 1] != " " and row[budget_end] == " " for row in rows)
 
 
-def test_status_shows_the_budget_the_workers_were_given_with_n_trials(
+def test_n_trials_limits_one_invocation_and_stores_nothing(tmp_path: Path) -> None:
+    study_file = str(write_study(tmp_path, budget=3, epochs=1))
+    worker = run_cli("worker", study_file, "--n-trials", "1", cwd=tmp_path)
+    assert worker.returncode == 0, worker.stderr[-2000:]
+    assert "1 trials (1 complete" in worker.stderr
+    assert "--n-trials reached" in worker.stderr
+    status = json.loads(run_cli("status", "quick", "--format", "json", cwd=tmp_path).stdout)
+    assert (status["budget"], status["file_budget"]) == (3, 3)
+    assert status["trials"]["complete"] + status["trials"]["pruned"] == 1
+
+
+def test_the_budget_command_changes_the_budget_for_every_worker_and_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def run(*args: str) -> tuple[int, str, str]:
         return cli(*args, cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
 
-    study_file = str(write_study(tmp_path, budget=3, epochs=1))
-    assert run("worker", study_file, "--single", "--n-trials", "1")[0] == 0
-    status = json.loads(run("status", "quick", "--format", "json")[1])
-    assert (status["budget"], status["file_budget"]) == (1, 3)
-    assert "budget 1 from the workers' --n-trials; the file's is 3" in run("status", "quick")[1]
-    assert run("worker", "quick", "--single")[0] == 0  # back to the file's budget
-    status = json.loads(run("status", "quick", "--format", "json")[1])
-    assert (status["budget"], status["file_budget"]) == (3, 3)
-    assert status["trials"]["complete"] + status["trials"]["pruned"] == 3
+    run("create", str(write_study(tmp_path, budget=3, epochs=1)))
+    code, _, err = run("budget", "quick", "1")
+    assert code == 0
+    assert err.strip() == (
+        "Study quick: budget changed from 3 to 1 finished trials (the file's is 3)."
+    )
+    assert "budget 1, set by 'adamz-search budget'; the file's is 3" in run("status", "quick")[1]
+    worker = run_cli("worker", "quick", cwd=tmp_path)
+    assert worker.returncode == 0, worker.stderr[-2000:]
+    assert len([s for s in states(f"sqlite:///{tmp_path / 'adamz-search.db'}", "quick")]) == 1
+    code, _, err = run("budget", "quick", "0")
+    assert code == 2
+    assert "Invalid budget: must be an integer >= 1, got 0." in err
+
+
+def test_a_worker_on_a_finished_study_says_nothing_to_do(tmp_path: Path) -> None:
+    study_file = str(write_study(tmp_path, budget=1, epochs=1))
+    assert run_cli("worker", study_file, cwd=tmp_path).returncode == 0
+    again = run_cli("worker", "quick", cwd=tmp_path)
+    assert again.returncode == 0
+    assert again.stderr.strip() == (
+        "Nothing to do: study quick has met its budget (1 of 1 trials finished; "
+        "'adamz-search budget' raises it)."
+    )
+
+
+@pytest.mark.parametrize("command", ["status quick", "studies", "report quick", "export quick"])
+def test_read_only_commands_on_a_missing_sqlite_file_fail_in_one_line_and_create_nothing(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    database = tmp_path / "nothing-here.db"
+    args = [*command.split(), "--storage", f"sqlite:///{database}"]
+    code, _, err = cli(*args, cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 2
+    assert err.strip() == (
+        f"adamz-search: error: No storage at {database}: the SQLite file does not exist."
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_eight_concurrent_workers_on_sqlite_raise_no_errors(tmp_path: Path) -> None:
@@ -214,11 +265,13 @@ def test_a_sigkilled_worker_s_trial_is_retried_and_resumes_from_its_checkpoint(
     run_cli("create", str(study_file), cwd=tmp_path)
     storage = f"sqlite:///{tmp_path / 'adamz-search.db'}"
     beat = ["--heartbeat-interval", "1", "--grace-period", "3", "--checkpoint-interval", "0"]
-    doomed = start_cli("worker", "quick", "--single", *beat, cwd=tmp_path)
+    launcher = start_cli("worker", "quick", *beat, cwd=tmp_path)
     killed = wait_for_running_trial(storage, "quick", epochs=2)
-    doomed.send_signal(signal.SIGKILL)
-    doomed.wait()
-    survivor = run_cli("worker", "quick", "--single", *beat, cwd=tmp_path, timeout=300)
+    os.kill(killed.user_attrs["worker"]["pid"], signal.SIGKILL)
+    _, err = launcher.communicate(timeout=60)
+    assert launcher.returncode == 1  # its worker was killed
+    assert "was killed by SIGKILL" in err
+    survivor = run_cli("worker", "quick", *beat, cwd=tmp_path, timeout=300)
     assert survivor.returncode == 0, survivor.stderr[-2000:]
 
     found = trials(storage, "quick")
@@ -230,32 +283,12 @@ def test_a_sigkilled_worker_s_trial_is_retried_and_resumes_from_its_checkpoint(
     )
     assert retry.state == TrialState.COMPLETE
     assert retry.params == killed.params
+    assert retry.system_attrs["deaths"] == 1
     assert retry.user_attrs["run"]["result"]["resumed_from_epoch"] >= 2
     assert not list((tmp_path / "checkpoints" / "quick").glob("*.pt"))
-
-
-def test_a_trial_whose_worker_died_before_its_first_beat_does_not_hold_up_the_study(
-    tmp_path: Path,
-) -> None:
-    study_file = write_study(tmp_path, budget=1, epochs=1)
-    run_cli("create", str(study_file), cwd=tmp_path)
-    storage = open_storage(f"sqlite:///{tmp_path / 'adamz-search.db'}", heartbeat_interval=None)
-    study = optuna.load_study(study_name="quick", storage=storage)
-    orphan = study.ask()  # its worker was killed before the first beat: no heartbeat, ever
-    with storage.scoped_session() as session:  # asked for well over a grace period ago
-        session.execute(
-            sqlalchemy.update(TrialModel)
-            .where(TrialModel.trial_id == orphan._trial_id)
-            .values(_datetime_start_utc=datetime.datetime(2000, 1, 1))
-        )
-        session.commit()
-    beat = ["--heartbeat-interval", "1", "--grace-period", "2"]
-    worker = run_cli("worker", "quick", "--single", *beat, cwd=tmp_path, timeout=120)
-    assert worker.returncode == 0, worker.stderr[-2000:]
-    found = study.get_trials(deepcopy=False)
-    assert found[orphan.number].state == TrialState.FAIL
-    [done] = [trial for trial in found if trial.state == TrialState.COMPLETE]
-    assert done.system_attrs["failed_trial"] == orphan.number
+    status = json.loads(run_cli("status", "quick", "--format", "json", cwd=tmp_path).stdout)
+    assert status["trials"]["requeued"] == 1
+    assert status["trials"]["fail"] == 0
 
 
 def test_sigterm_stops_the_workers_and_queues_the_interrupted_trial(tmp_path: Path) -> None:
@@ -265,7 +298,10 @@ def test_sigterm_stops_the_workers_and_queues_the_interrupted_trial(tmp_path: Pa
     launcher = start_cli("worker", "quick", "--checkpoint-interval", "0", cwd=tmp_path)
     interrupted = wait_for_running_trial(storage, "quick")
     launcher.send_signal(signal.SIGTERM)
-    assert launcher.wait(timeout=60) == 0
+    _, err = launcher.communicate(timeout=60)
+    assert launcher.returncode == 143, err[-2000:]
+    assert "Traceback" not in err
+    assert "1 requeued" in err  # the worker's summary
 
     found = trials(storage, "quick")
     assert TrialState.RUNNING not in [trial.state for trial in found]

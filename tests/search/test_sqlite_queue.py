@@ -18,9 +18,7 @@ def take_queued_trials(url: str) -> list[str]:
     """Ask for queued trials until none is left; return the errors met on the way."""
     warnings.simplefilter("ignore")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.load_study(
-        study_name="queue", storage=open_storage(url, heartbeat_interval=None)
-    )
+    study = optuna.load_study(study_name="queue", storage=open_storage(url))
     errors = []
     while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         trial = study.ask()
@@ -34,9 +32,7 @@ def take_queued_trials(url: str) -> list[str]:
 
 def test_four_processes_never_take_the_same_queued_trial(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'queue.db'}"
-    study = optuna.create_study(
-        study_name="queue", storage=open_storage(url, heartbeat_interval=None)
-    )
+    study = optuna.create_study(study_name="queue", storage=open_storage(url))
     for x in range(QUEUED):
         study.enqueue_trial({"x": x})
     with multiprocessing.get_context("spawn").Pool(4) as pool:

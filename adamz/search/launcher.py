@@ -1,0 +1,237 @@
+"""The worker supervisor: starts worker processes, shows progress, and reports how they ended.
+
+:func:`launch_workers` starts ``workers_per_device`` processes per device with
+``multiprocessing`` (spawned: a fresh interpreter, safe with CUDA and threads), each given the
+same :class:`~adamz.search.worker.WorkerOptions` object with its device. A GPU worker sees only
+its GPU (``CUDA_VISIBLE_DEVICES``); CPU workers share the cores (``OMP_NUM_THREADS``, unless the
+user set it). Each child asks the kernel to stop it with SIGTERM if the launcher dies
+(``PR_SET_PDEATHSIG`` on Linux), so no worker runs on without its supervisor.
+
+SIGTERM and SIGINT are passed on to the children, which requeue their trials and exit; the
+launcher then exits 143 or 130. It exits 1, naming them, if any child failed or was killed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+from collections.abc import Callable
+from types import FrameType
+
+from optuna.trial import TrialState
+from tqdm import tqdm
+
+from adamz.search.budget import FINISHED, study_budget
+from adamz.search.retries import requeued
+from adamz.search.storage import load_study, open_storage
+from adamz.search.worker import STOP_CODES, Tickets, WorkerOptions, run_worker, stored_spec
+
+__all__ = ["launch_workers", "parse_devices", "worker_process"]
+
+logger = logging.getLogger(__name__)
+
+POLL_S = 1.0
+PR_SET_PDEATHSIG = 1
+
+
+def parse_devices(devices: str) -> list[str]:
+    """``cpu``, ``cuda`` (every visible GPU) or ``cuda:0,1`` -> one device string per device.
+
+    Raises:
+        ValueError: an unknown device, or CUDA asked for where none is available.
+    """
+    if devices == "cpu":
+        return ["cpu"]
+    if devices == "cuda" or devices.startswith("cuda:"):
+        import torch
+
+        available = torch.cuda.device_count()
+        if available == 0:
+            raise ValueError(f"Invalid --devices {devices!r}: no CUDA device is available here.")
+        if devices == "cuda":
+            return [f"cuda:{i}" for i in range(available)]
+        indices = devices.removeprefix("cuda:").split(",")
+        if not all(i.isdigit() and int(i) < available for i in indices):
+            raise ValueError(
+                f"Invalid --devices {devices!r}: indices must be in 0..{available - 1}."
+            )
+        return [f"cuda:{i}" for i in indices]
+    raise ValueError(f"Invalid --devices {devices!r}: must be cpu, cuda or cuda:0,1,...")
+
+
+def worker_process(
+    study_name: str, options: WorkerOptions, tickets: Tickets, parent: int | None = None
+) -> None:
+    """A worker child's entry: dies with its parent, runs, prints its summary, exits."""
+    if parent is not None:
+        _die_with_parent(parent)
+    import optuna
+
+    from adamz.cli._base import log_to_stderr
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with log_to_stderr(logging.WARNING):
+        try:
+            summary = run_worker(study_name, options, tickets)
+        except ValueError as exc:
+            print(f"adamz-search: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+    # On a line of its own: the launcher's progress bar may be mid-line on the same terminal.
+    print("\n" + summary.line(), file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    # Every result is in the storage: skip the interpreter's teardown (torch's takes a second
+    # or more), so that a stopped worker is gone well within a container's grace period.
+    os._exit(summary.code)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel send SIGTERM to this process when its parent dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def launch_workers(
+    study_name: str, devices: list[str], workers_per_device: int, options: WorkerOptions
+) -> int:
+    """Run ``workers_per_device`` worker processes per device with a progress bar; exit code.
+
+    Returns:
+        130 or 143 if the launcher was stopped by SIGINT or SIGTERM, else 1 if any worker
+        failed or was killed (each is named in the log), else 0.
+    """
+    study = load_study(study_name, open_storage(options.storage, read_only=True))
+    budget = study_budget(study, stored_spec(study).budget)
+    finished = sum(trial.state in FINISHED for trial in study.get_trials(deepcopy=False))
+    if finished >= budget:
+        logger.warning(
+            "Nothing to do: study %s has met its budget (%d of %d trials finished; "
+            "'adamz-search budget' raises it).",
+            study_name,
+            finished,
+            budget,
+        )
+        return 0
+    context = multiprocessing.get_context("spawn")
+    total = len(devices) * workers_per_device
+    tickets = Tickets.shared(options.n_trials)
+    children: list[tuple[str, multiprocessing.process.BaseProcess]] = []
+    stopped_by: list[str] = []
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        stopped_by.append(signal.Signals(signum).name)
+        _stop([child for _, child in children])
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for index in range(total):
+            device = devices[index % len(devices)]
+            env = _child_env(device, total)
+            if device.startswith("cuda:"):
+                device = "cuda:0"  # the only GPU it sees
+            child = context.Process(
+                target=worker_process,
+                args=(study_name, dataclasses.replace(options, device=device), tickets),
+                kwargs={"parent": os.getpid()},
+                name=f"worker {index} ({devices[index % len(devices)]})",
+            )
+            saved = dict(os.environ)
+            os.environ.update(env)  # a spawned child starts with the parent's environment
+            # and with these signals ignored until its worker handles them (the launcher sends
+            # SIGTERM again until it stops): a signal during its imports loses no trial.
+            ignored = {sig: signal.signal(sig, signal.SIG_IGN) for sig in previous}
+            try:
+                child.start()
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+                for sig, handler in ignored.items():
+                    signal.signal(sig, handler)
+            children.append((child.name, child))
+            if stopped_by:
+                break
+        _show_progress(
+            study_name, options, [child for _, child in children], lambda: bool(stopped_by)
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for _, process in children:
+        process.join()
+    return _exit_code(children, stopped_by[0] if stopped_by else None)
+
+
+def _child_env(device: str, total: int) -> dict[str, str]:
+    if device.startswith("cuda:"):
+        return {"CUDA_VISIBLE_DEVICES": device.removeprefix("cuda:")}
+    if "OMP_NUM_THREADS" in os.environ:  # the user's choice
+        return {}
+    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // total))}
+
+
+def _exit_code(
+    children: list[tuple[str, multiprocessing.process.BaseProcess]], stopped_by: str | None
+) -> int:
+    expected = {0, *STOP_CODES.values()} if stopped_by else {0}
+    bad = []
+    for name, child in children:
+        code = child.exitcode
+        if code in expected:
+            continue
+        if code is not None and code < 0:
+            bad.append(f"{name}, pid {child.pid}, was killed by {signal.Signals(-code).name}")
+        else:
+            bad.append(f"{name}, pid {child.pid}, exited with {code}")
+    for line in bad:
+        logger.error("Worker failed: %s.", line)
+    if stopped_by:
+        return STOP_CODES[stopped_by]
+    return 1 if bad else 0
+
+
+def _stop(children: list[multiprocessing.process.BaseProcess]) -> None:
+    for child in children:
+        if child.is_alive() and child.pid is not None:
+            os.kill(child.pid, signal.SIGTERM)
+
+
+def _show_progress(
+    study_name: str,
+    options: WorkerOptions,
+    children: list[multiprocessing.process.BaseProcess],
+    stopping: Callable[[], bool],
+) -> None:
+    """A bar of finished / budget with the running, requeued and failed trials and the best
+    value, until the children end (it returns as soon as the last one does)."""
+    storage = open_storage(options.storage, read_only=True)
+    study = load_study(study_name, storage)
+    budget = study_budget(study, stored_spec(study).budget)
+    with tqdm(total=budget, unit="trial", desc=study_name, dynamic_ncols=True) as bar:
+        while alive := [child.sentinel for child in children if child.is_alive()]:
+            multiprocessing.connection.wait(alive, timeout=POLL_S)
+            if stopping():
+                _stop(children)  # again, for a child that ignored it while it started
+            found = study.get_trials(deepcopy=False)
+            finished = sum(trial.state in FINISHED for trial in found)
+            bar.update(min(finished, budget) - bar.n)
+            again = requeued(found)
+            failed = [trial for trial in found if trial.state == TrialState.FAIL]
+            postfix: dict[str, object] = {
+                "running": sum(trial.state == TrialState.RUNNING for trial in found),
+                "requeued": sum(trial.number in again for trial in failed),
+                "failed": sum(
+                    trial.number not in again and not trial.user_attrs.get("surplus")
+                    for trial in failed
+                ),
+            }
+            if any(trial.state == TrialState.COMPLETE for trial in found):
+                postfix["best"] = f"{study.best_value:.4f}"
+            bar.set_postfix(postfix)

@@ -1,0 +1,125 @@
+"""The worker supervisor: exit codes that tell the truth, signals from the first instant,
+children that die with it, and the user's thread setting kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+from search_helpers import run_cli, start_cli, trials, write_study
+
+from adamz.cli import build_parser
+from adamz.search.launcher import _child_env
+from adamz.search.retries import MAX_DEATHS
+from adamz.search.storage import open_storage
+from adamz.search.worker import WorkerOptions, open_worker
+
+
+def wait_for(condition: object, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting")
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie that no init reaps does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def running(storage: str) -> list[object]:
+    try:
+        return [t for t in trials(storage, "quick") if t.state == TrialState.RUNNING]
+    except KeyError:
+        return []
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_during_the_imports_exits_quietly_with_the_shell_s_code(
+    tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "adamz.entry", "studies"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.5)  # the command line's imports (torch, Optuna) take seconds
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == code
+    assert "Traceback" not in err
+
+
+def test_the_workers_of_a_killed_launcher_stop_and_queue_their_trial(tmp_path: Path) -> None:
+    study_file = write_study(tmp_path, budget=2, epochs=200, pruner={"name": "none"})
+    run_cli("create", str(study_file), cwd=tmp_path)
+    storage = f"sqlite:///{tmp_path / 'adamz-search.db'}"
+    launcher = start_cli("worker", "quick", "--checkpoint-interval", "0", cwd=tmp_path)
+    wait_for(lambda: running(storage))
+    [trial] = running(storage)
+    child = trial.user_attrs["worker"]["pid"]  # type: ignore[attr-defined]
+    launcher.send_signal(signal.SIGKILL)
+    launcher.communicate(timeout=60)
+    wait_for(lambda: not running(storage), timeout=60)
+    wait_for(lambda: not alive(child), timeout=60)
+    found = trials(storage, "quick")
+    [retry] = [t for t in found if t.state == TrialState.WAITING]
+    assert retry.system_attrs["stops"] == 1  # stopped, not dead: no death counted
+    assert retry.params == trial.params  # type: ignore[attr-defined]
+
+
+def test_a_user_s_omp_num_threads_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert _child_env("cpu", total=1) == {"OMP_NUM_THREADS": str(os.cpu_count() or 1)}
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert _child_env("cpu", total=16) == {}
+    assert _child_env("cuda:1", total=2) == {"CUDA_VISIBLE_DEVICES": "1"}
+
+
+def test_a_trial_past_its_death_limit_is_dropped_with_its_checkpoints_and_shown_so(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'drop.db'}"
+    study_file = write_study(tmp_path, budget=2, epochs=1)
+    assert run_cli("create", str(study_file), "--storage", url, cwd=tmp_path).returncode == 0
+    worker = open_worker("quick", WorkerOptions(storage=url, checkpoint_dir=str(tmp_path)))
+    storage = open_storage(url)
+    doomed = worker.study.ask()  # a configuration that killed its worker MAX_DEATHS times
+    trial_id = storage.get_trial_id_from_study_id_trial_number(worker.study_id, doomed.number)
+    storage.set_trial_system_attr(trial_id, "deaths", MAX_DEATHS)
+    storage.set_trial_system_attr(trial_id, "heartbeat", time.time() - 3600)  # and died again
+    checkpoint = worker.objective.checkpoint_dir / f"trial-{doomed.number}-seed-0.pt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"state")
+    worker.requeue_stale()
+    assert not checkpoint.exists()
+    assert worker.study.get_trials(states=(TrialState.WAITING,)) == []
+    status = run_cli("status", "quick", "--storage", url, "--format", "json", cwd=tmp_path)
+    assert json.loads(status.stdout)["trials"]["dropped"] == 1
+    table = run_cli("status", "quick", "--storage", url, cwd=tmp_path).stdout
+    assert f"dropped: 1 trials whose workers died {MAX_DEATHS + 1} times" in table
+    assert f"queued again after up to {MAX_DEATHS} deaths of its worker" in table
+
+
+def test_every_worker_option_has_help_with_its_default() -> None:
+    parser = build_parser()
+    [subparsers] = [a for a in parser._actions if a.dest == "==SUPPRESS==" or a.choices]
+    worker = subparsers.choices["worker"]  # type: ignore[index]
+    options = [a for a in worker._actions if a.option_strings and a.dest != "help"]
+    assert {a.dest for a in options} >= {"n_trials", "heartbeat_interval", "grace_period"}
+    for action in options:
+        assert "default" in (action.help or ""), action.option_strings
