@@ -111,10 +111,8 @@ def create_study(
         return create_study(spec, storage, study_file=study_file)
     study.set_user_attr("definition", spec.definition)
     study.set_user_attr("digest", spec.digest)
-    if study_file is not None:
-        study.set_user_attr(
-            "study_file", {"path": str(study_file), "text": Path(study_file).read_text()}
-        )
+    if study_file is not None:  # a short value: the dashboard lists every study attribute
+        study.set_user_attr("study_file", str(study_file))
     study.set_user_attr("adamz_version", __version__)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -173,7 +171,7 @@ class WorkerCommand(Command):
             default=defaults.checkpoint_interval,
             metavar="S",
             help="least seconds between two checkpoints of a trial, 0: every epoch "
-            f"(default: {defaults.checkpoint_interval:g})",
+            "(default: %(default)s)",
         )
         parser.add_argument(
             "--heartbeat-interval",
@@ -189,7 +187,7 @@ class WorkerCommand(Command):
             default=defaults.grace_period,
             metavar="S",
             help="seconds without a heartbeat after which a trial's worker counts as dead and "
-            f"the trial is queued again (default: {defaults.grace_period:g})",
+            "the trial is queued again (default: %(default)s)",
         )
 
     def take_action(self, args: argparse.Namespace) -> int:

@@ -71,12 +71,10 @@ def worker_process(
     """A worker child's entry: dies with its parent, runs, prints its summary, exits."""
     if parent is not None:
         _die_with_parent(parent)
-    import optuna
+    from adamz.cli._base import current_verbosity, log_to_stderr, verbosity
 
-    from adamz.cli._base import log_to_stderr
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with log_to_stderr(logging.WARNING):
+    # The launcher's -v/-q reach the child through the environment it was started with.
+    with verbosity(current_verbosity()), log_to_stderr(logging.WARNING):
         try:
             summary = run_worker(study_name, options, tickets)
         except ValueError as exc:

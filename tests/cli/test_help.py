@@ -8,7 +8,7 @@ import pytest
 
 from adamz.cli import COMMANDS, build_parser, main
 
-DOCUMENTED = [command.name for command in COMMANDS if command.name != "worker"]
+DOCUMENTED = [command.name for command in COMMANDS]
 
 
 def subparser(name: str) -> argparse.ArgumentParser:

@@ -119,7 +119,12 @@ def test_every_worker_option_has_help_with_its_default() -> None:
     parser = build_parser()
     [subparsers] = [a for a in parser._actions if a.dest == "==SUPPRESS==" or a.choices]
     worker = subparsers.choices["worker"]  # type: ignore[index]
-    options = [a for a in worker._actions if a.option_strings and a.dest != "help"]
+    # -v/-q are every command's flags, with no default of their own
+    options = [
+        a
+        for a in worker._actions
+        if a.option_strings and a.dest not in ("help", "verbose", "quiet")
+    ]
     assert {a.dest for a in options} >= {"n_trials", "heartbeat_interval", "grace_period"}
     for action in options:
         assert "default" in (action.help or ""), action.option_strings

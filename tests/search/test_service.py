@@ -64,7 +64,7 @@ def test_the_study_stores_its_definition_digest_and_version(tmp_path: Path) -> N
     assert study.user_attrs["definition"]["budget"] == 4
     assert study.user_attrs["definition"]["search_space"]["optimizer"] == "adamz"
     assert len(study.user_attrs["digest"]) == 64
-    assert study.user_attrs["study_file"]["text"] == study_file.read_text()
+    assert study.user_attrs["study_file"] == str(study_file)
     assert study.user_attrs["adamz_version"]
 
 
@@ -150,7 +150,7 @@ def test_status_and_studies_report_trials_by_state(
     status = json.loads(run("status", "quick", "--format", "json")[1])
     assert status["trials"]["complete"] + status["trials"]["pruned"] == 2
     assert status["best"]["number"] in (0, 1)
-    assert status["metric"] == "test_accuracy"
+    assert status["metric"] == "val_accuracy"
     assert set(status["best"]["params"]) == {"lr", "patience", "stagnation_period"}
     assert "best: trial" in run("status", "quick")[1]
     listing = json.loads(run("studies", "--format", "json")[1])
@@ -158,8 +158,8 @@ def test_status_and_studies_report_trials_by_state(
     header, *rows = run("studies")[1].splitlines()
     assert header.split()[:3] == ["study", "metric", "budget"]
     assert [row.split()[:3] for row in rows] == [
-        ["quick", "test_accuracy", "2"],
-        [long_name, "test_accuracy", "3"],
+        ["quick", "val_accuracy", "2"],
+        [long_name, "val_accuracy", "3"],
     ]
     budget_end = header.index("budget") + len("budget")
     assert all(row[budget_end - 1] != " " and row[budget_end] == " " for row in rows)
