@@ -8,8 +8,9 @@ The file it writes is what ``AdamZ.from_config`` reads::
     provenance: {studies: [...], trials: [...], value: ..., rule: ..., date: ..., ...}
 
 Rule for one study: if a seed confirmation (``report --confirm K``) re-ran some of its trials,
-the one with the best median over those fresh seeds, with the interval of that median as
-``provenance.ci``. Otherwise the flat-region rule: the candidates are the completed trials within 1 % of the best value (at most ten, best first);
+the one with the best validation median over those fresh seeds; its test median is
+``provenance.value`` and the 95 % interval of that median ``provenance.ci`` (``None`` below 6
+seeds). Otherwise the flat-region rule: the candidates are the completed trials within 1 % of the best value (at most ten, best first);
 each is scored by the mean value of its :data:`NEIGHBOURS` nearest completed trials (itself
 included) in the search space scaled to [0, 1] (log scale for log parameters); the candidate
 with the best neighbourhood wins. So a lucky spike among poor neighbours loses to a point in a
@@ -220,15 +221,19 @@ def export_config(
     if len(datas) == 1 and (confirmed := confirmed_choice(datas[0])) is not None:
         data = datas[0]
         hyperparameters = dict(confirmed.pop("hyperparameters"))
+        interval = confirmed["ci95_median"]
         provenance.update(
-            rule=f"best median over {confirmed['seeds']} fresh seeds among the confirmed "
-            "trials (adamz-search report --confirm)",
+            rule=f"best {confirmed['selected_on']} median over {confirmed['seeds']} fresh seeds "
+            "among the confirmed trials (adamz-search report --confirm); value is its "
+            f"{confirmed['metric']} median over those seeds",
             study=data.name,
             workload=data.workload,
-            metric=(data.definition or {}).get("metric"),
+            metric=confirmed["metric"],
+            selected_on=confirmed["selected_on"],
             trial=confirmed["trial"],
             value=confirmed["median"],
-            ci=confirmed["ci95_median"],
+            # a 95 % interval of a median needs 6 seeds or more (order statistics)
+            ci=interval if all(math.isfinite(bound) for bound in interval) else None,
             confirmation=confirmed,
         )
     elif len(datas) == 1:
