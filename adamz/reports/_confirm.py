@@ -162,7 +162,7 @@ def confirmed_choice(data: StudyData) -> dict[str, Any] | None:
         val_metric = selection_metric(confirmation)
         for label, entry in replicate_runs(confirmation).items():
             source = entry["run"].get("source") or {}
-            run = summarize_run(entry, maximize=data.maximize)
+            run = summarize_run(entry)
             if source.get("study") != data.name or run["n"] < 2 or run["val_median"] is None:
                 continue
             if (

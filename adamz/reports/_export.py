@@ -298,7 +298,7 @@ def robust_candidates(
                     "study": data.name,
                     "trial": data.completed[int(index)].number,
                     "mean_normalised_rank": float(np.mean(ranks)),
-                    "hyperparameters": _plain_pairs(hyperparameters_of(data, int(index))),
+                    "hyperparameters": plain_numbers(hyperparameters_of(data, int(index))),
                 }
             )
     scored.sort(key=lambda candidate: candidate["mean_normalised_rank"])
@@ -361,9 +361,7 @@ def validated_choice(validation: list[StudyData], *, margin: float = MARGIN) -> 
     for data in validation:
         workload = str(data.workload)
         runs = replicate_runs(data)
-        summaries = {
-            label: summarize_run(entry, maximize=data.maximize) for label, entry in runs.items()
-        }
+        summaries = {label: summarize_run(entry) for label, entry in runs.items()}
         sign = 1.0 if data.maximize else -1.0
         medians = {
             label: summary["val_median"]
@@ -465,10 +463,6 @@ def validation_table(choice: dict[str, Any]) -> str:
             + " |"
         )
     return "\n".join(lines) + "\n"
-
-
-def _plain_pairs(hyperparameters: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in hyperparameters.items()}
 
 
 def write_config(config: dict[str, Any], fmt: str) -> str:

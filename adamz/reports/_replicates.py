@@ -95,7 +95,7 @@ def replicate_runs(data: StudyData) -> dict[str, dict[str, Any]]:
     return runs
 
 
-def summarize_run(entry: dict[str, Any], *, maximize: bool) -> dict[str, Any]:
+def summarize_run(entry: dict[str, Any]) -> dict[str, Any]:
     """One run's numbers over its seeds: test quartiles, interval, validation median, time."""
     values = np.array(entry["values"], dtype=float)
     val_values = np.array(entry["val_values"], dtype=float)
@@ -139,9 +139,7 @@ def replicates_section(data: StudyData) -> Section:
     section = Section("Seed replicates")
     runs = replicate_runs(data)
     sign = 1.0 if data.maximize else -1.0
-    summaries = {
-        label: summarize_run(entry, maximize=data.maximize) for label, entry in runs.items()
-    }
+    summaries = {label: summarize_run(entry) for label, entry in runs.items()}
     ranked = by_validation(summaries, maximize=data.maximize)
     if not ranked:
         section.skipped.append("no run has a finished seed yet")

@@ -70,9 +70,7 @@ def _groups(data: StudyData) -> dict[str, list[str]]:
 
 def _verdict_of(data: StudyData, section: Section, *, several: bool) -> None:
     runs = replicate_runs(data)
-    summaries = {
-        label: summarize_run(entry, maximize=data.maximize) for label, entry in runs.items()
-    }
+    summaries = {label: summarize_run(entry) for label, entry in runs.items()}
     winners: dict[str, str] = {}
     candidates: dict[str, int] = {}
     for group, labels in _groups(data).items():
