@@ -155,3 +155,16 @@ def log_to_stderr(level: int = logging.INFO) -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous_level)
+
+
+def add_population_argument(parser: argparse.ArgumentParser, option: str = "") -> None:
+    """``--population K``: trials each worker trains at once (:mod:`adamz.search.population`)."""
+    parser.add_argument(
+        "--population",
+        type=int,
+        default=None,
+        metavar="K",
+        help=(f"{option}: " if option else "")
+        + "trials each worker process trains at once, as one batched model: many times the "
+        "trials per hour on small models (default: the study file's 'population', else 1)",
+    )

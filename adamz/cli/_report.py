@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 from optuna.storages import BaseStorage
 
-from adamz.cli._base import Command, UsageError
+from adamz.cli._base import Command, UsageError, add_population_argument
 from adamz.cli._study_commands import (
     add_storage_argument,
     create_study,
@@ -161,6 +161,7 @@ def add_replicate_worker_arguments(parser: argparse.ArgumentParser, option: str)
         default=None,
         help=f"{option}: the dataset directory (default: the study file's, if any)",
     )
+    add_population_argument(parser, option)
 
 
 def run_replicates(
@@ -178,7 +179,12 @@ def run_replicates(
         f"{doing} in study {spec.name}: {len(spec.runs)} configurations x {spec.seeds} seeds",
         file=sys.stderr,
     )
-    options = WorkerOptions(storage=args.storage, data_dir=args.data_dir)
+    try:
+        options = WorkerOptions(
+            storage=args.storage, data_dir=args.data_dir, population=args.population
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc).replace("Invalid ", "Invalid --")) from exc
     code = launch_workers(spec.name, devices, args.workers_per_device, options)
     if code != 0:
         raise UsageError(f"The workers of {spec.name} failed (exit {code}): see their log.")

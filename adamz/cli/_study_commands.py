@@ -15,7 +15,14 @@ import optuna
 from optuna.trial import TrialState
 
 from adamz import __version__
-from adamz.cli._base import VERBOSE, Command, UsageError, current_verbosity, log_to_stderr
+from adamz.cli._base import (
+    VERBOSE,
+    Command,
+    UsageError,
+    add_population_argument,
+    current_verbosity,
+    log_to_stderr,
+)
 from adamz.search.budget import set_budget, study_budget
 from adamz.search.errors import SpecError
 from adamz.search.launcher import launch_workers, parse_devices
@@ -148,6 +155,7 @@ class WorkerCommand(Command):
             help="run at most N trials in this invocation; the study's budget is unchanged "
             "(default: until the budget is met; see 'adamz-search budget')",
         )
+        add_population_argument(parser)
         parser.add_argument(
             "--data-dir",
             default=None,
@@ -205,6 +213,7 @@ class WorkerCommand(Command):
                 checkpoint_interval=args.checkpoint_interval,
                 heartbeat_interval=args.heartbeat_interval,
                 grace_period=args.grace_period,
+                population=args.population,
             )
         except ValueError as exc:
             raise UsageError(str(exc).replace("Invalid ", "Invalid --").replace("_", "-")) from exc

@@ -113,19 +113,75 @@ def observe_loss_on_device(
     4. stagnation: ``std(S) < stagnation_threshold * std(W)`` (population std)
        ->  ``lr *= stagnation_factor``; 3 and 4 are independent, both may fire;
     5. ``lr`` is clamped into ``lr_bounds``.
+
+    This is :func:`observe_losses` for one group, whose window is exactly ``p`` long.
+    """
+    return observe_losses(
+        state,
+        loss,
+        lr,
+        overshoot_factor=overshoot_factor,
+        stagnation_factor=stagnation_factor,
+        stagnation_threshold=stagnation_threshold,
+        patience=state["loss_window"].shape[-1],
+        stagnation_period=stagnation_period,
+        lr_min=lr_bounds[0],
+        lr_max=lr_bounds[1],
+    )
+
+
+PerMember = float | Tensor
+"""A hyperparameter: one number for every controller, or a tensor with one per controller."""
+
+
+def observe_losses(
+    state: ControllerState,
+    loss: Tensor,
+    lr: Tensor,
+    *,
+    overshoot_factor: PerMember,
+    stagnation_factor: PerMember,
+    stagnation_threshold: PerMember,
+    patience: int | Tensor,
+    stagnation_period: int | Tensor,
+    lr_min: PerMember,
+    lr_max: PerMember,
+) -> Tensor:
+    """The rule of :func:`observe_loss_on_device` for many controllers at once, on the device.
+
+    A population of ``K`` AdamZ runs (:mod:`adamz.optim.batched`) keeps one controller per
+    member: ``loss`` and ``lr`` have shape ``(K,)``, the state's counters too, and its
+    ``loss_window`` has shape ``(K, P)`` with ``P`` the largest patience. Member ``k`` uses the
+    last ``patience[k]`` entries of its row (the rest is padding, masked out of the maximum and
+    the variances) and the last ``stagnation_period[k]`` of those; every hyperparameter is a
+    number or a ``(K,)`` tensor. One controller is the case ``K`` absent: 0-dim loss and rate, a
+    window of length ``patience``. No value is read back to the host.
     """
     window = state["loss_window"]
-    patience = window.numel()
+    size = window.shape[-1]
     finite = torch.isfinite(loss)
-    shifted = torch.cat((window[1:], loss.reshape(1)))
-    window = torch.where(finite, shifted, window)
+    shifted = torch.cat((window[..., 1:], loss.unsqueeze(-1)), dim=-1)
+    window = torch.where(finite.unsqueeze(-1), shifted, window)
     observed = state["observed"] + finite
     active = finite & (observed >= patience)
-    overshoot = active & (loss >= window.max())
+    if isinstance(patience, int) and isinstance(stagnation_period, int) and patience == size:
+        # One window exactly ``patience`` long: plain reductions, no masks.
+        newest_max = window.amax(-1)
+        recent_var = window[..., size - stagnation_period :].var(dim=-1, correction=0)
+        window_var = window.var(dim=-1, correction=0)
+    else:
+        position = torch.arange(size, device=window.device)
+        in_window = position >= size - torch.as_tensor(patience, device=window.device)[..., None]
+        in_recent = (
+            position >= size - torch.as_tensor(stagnation_period, device=window.device)[..., None]
+        )
+        newest_max = window.masked_fill(~in_window, -math.inf).amax(-1)
+        recent_var = _masked_variance(window, in_recent)
+        window_var = _masked_variance(window, in_window)
+    overshoot = active & (loss >= newest_max)
     # Variances compared against the squared threshold: the same test as on standard
     # deviations for a non-negative threshold, two square roots fewer.
-    recent_var = window[patience - stagnation_period :].var(correction=0)
-    stagnation = active & (recent_var < stagnation_threshold**2 * window.var(correction=0))
+    stagnation = active & (recent_var < stagnation_threshold**2 * window_var)
     # Multiplying inside ``where`` keeps the factors in the rate's dtype (a float32 1.2 is not 1.2).
     lr = torch.where(overshoot, lr * overshoot_factor, lr)
     lr = torch.where(stagnation, lr * stagnation_factor, lr)
@@ -134,7 +190,15 @@ def observe_loss_on_device(
     state["nonfinite"] = state["nonfinite"] + ~finite
     state["overshoots"] = state["overshoots"] + overshoot
     state["stagnations"] = state["stagnations"] + stagnation
-    return lr.clamp(lr_bounds[0], lr_bounds[1])
+    return lr.clamp(lr_min, lr_max)  # type: ignore[arg-type]  # a float bound is fine too
+
+
+def _masked_variance(values: Tensor, mask: Tensor) -> Tensor:
+    """Population variance along the last dimension of the entries where ``mask`` holds."""
+    count = mask.sum(-1)
+    mean = torch.where(mask, values, 0).sum(-1) / count
+    deviations = torch.where(mask, values - mean.unsqueeze(-1), 0)
+    return deviations.square().sum(-1) / count
 
 
 def observe_loss_on_host(

@@ -22,15 +22,31 @@ which would need a host read.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import Tensor
 
+PerMember = float | Tensor
+"""A hyperparameter of :func:`_single_tensor_update`: a number, or (for a population of stacked
+runs, :mod:`adamz.optim.batched`) a tensor of one value per run, shaped to broadcast against the
+parameter (``(K, 1, ..., 1)``)."""
 
-def _step_sizes(steps: list[int], beta1: float, beta2: float) -> tuple[list[float], list[float]]:
+
+def _sqrt(value: PerMember) -> PerMember:
+    return value.sqrt() if isinstance(value, Tensor) else math.sqrt(value)
+
+
+def _step_sizes(
+    steps: list[int] | list[Tensor], beta1: PerMember, beta2: PerMember
+) -> tuple[list[PerMember], list[PerMember]]:
     """Per-parameter ``c_t`` and ``b_t`` (see the module docstring) for step counts ``steps``."""
-    sqrt_corrections = [math.sqrt(1 - beta2**step) for step in steps]
-    step_sizes = [b / (1 - beta1**step) for b, step in zip(sqrt_corrections, steps, strict=True)]
+    sqrt_corrections: list[PerMember] = []
+    step_sizes: list[PerMember] = []
+    for step in steps:
+        sqrt_correction = _sqrt(1 - beta2**step)
+        sqrt_corrections.append(sqrt_correction)
+        step_sizes.append(sqrt_correction / (1 - beta1**step))
     return step_sizes, sqrt_corrections
 
 
@@ -39,27 +55,36 @@ def _single_tensor_update(
     grads: list[Tensor],
     exp_avgs: list[Tensor],
     exp_avg_sqs: list[Tensor],
-    steps: list[int],
+    steps: list[int] | list[Tensor],
     *,
-    lr: float | Tensor,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
+    lr: PerMember,
+    beta1: PerMember,
+    beta2: PerMember,
+    eps: PerMember,
+    weight_decay: PerMember,
 ) -> None:
     step_sizes, sqrt_corrections = _step_sizes(steps, beta1, beta2)
     for i, param in enumerate(params):
         grad, exp_avg, exp_avg_sq = grads[i], exp_avgs[i], exp_avg_sqs[i]
-        if weight_decay != 0:
+        if isinstance(weight_decay, Tensor):
+            grad = grad.addcmul(param, weight_decay.to(param.dtype))
+        elif weight_decay != 0:
             grad = grad.add(param, alpha=weight_decay)
-        exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        if isinstance(beta1, Tensor):
+            exp_avg.lerp_(grad, (1 - beta1).to(param.dtype))
+        else:
+            exp_avg.lerp_(grad, 1 - beta1)
+        if isinstance(beta2, Tensor):
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad * (1 - beta2).to(param.dtype))
+        else:
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         denom = exp_avg_sq.sqrt().add_(eps * sqrt_corrections[i])
-        if isinstance(lr, Tensor):
-            denom.div_(lr * -step_sizes[i])
+        step_size = step_sizes[i]
+        if isinstance(lr, Tensor) or isinstance(step_size, Tensor):
+            denom.div_(lr * -step_size)
             param.addcdiv_(exp_avg, denom)
         else:
-            param.addcdiv_(exp_avg, denom, value=-lr * step_sizes[i])
+            param.addcdiv_(exp_avg, denom, value=-lr * step_size)
 
 
 def _multi_tensor_update(
@@ -75,7 +100,8 @@ def _multi_tensor_update(
     eps: float,
     weight_decay: float,
 ) -> None:
-    step_sizes, sqrt_corrections = _step_sizes(steps, beta1, beta2)
+    sizes, corrections = _step_sizes(steps, beta1, beta2)
+    step_sizes, sqrt_corrections = cast(list[float], sizes), cast(list[float], corrections)
     if weight_decay != 0:
         grads = list(torch._foreach_add(grads, params, alpha=weight_decay))
     torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
@@ -98,13 +124,13 @@ def adam_update(
     grads: list[Tensor],
     exp_avgs: list[Tensor],
     exp_avg_sqs: list[Tensor],
-    steps: list[int],
+    steps: list[int] | list[Tensor],
     *,
-    lr: float | Tensor,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
+    lr: PerMember,
+    beta1: PerMember,
+    beta2: PerMember,
+    eps: PerMember,
+    weight_decay: PerMember,
     foreach: bool,
 ) -> None:
     """Apply one Adam update in place to ``params``, ``exp_avgs`` and ``exp_avg_sqs``.
@@ -113,6 +139,9 @@ def adam_update(
     had no gradient on some steps lags behind its group). ``weight_decay`` is L2 added to the
     gradient, as in ``torch.optim.Adam``; ``grads`` themselves are not modified. Complex
     parameters are updated as pairs of reals, like torch.optim.Adam does.
+
+    A population of stacked runs passes tensors (one value per run, shaped to broadcast against
+    the parameter) for the hyperparameters and the step counts, and ``foreach=False``.
     """
     if not params:
         return
@@ -121,8 +150,25 @@ def adam_update(
             [torch.view_as_real(t) if torch.is_complex(t) else t for t in tensors]
             for tensors in (params, grads, exp_avgs, exp_avg_sqs)
         )
-    update = _multi_tensor_update if foreach else _single_tensor_update
-    update(
+    if foreach:
+        if any(isinstance(h, Tensor) for h in (beta1, beta2, eps, weight_decay)) or any(
+            isinstance(step, Tensor) for step in steps
+        ):
+            raise ValueError("Invalid foreach: per-run hyperparameters need foreach=False.")
+        _multi_tensor_update(
+            params,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            cast(list[int], steps),
+            lr=lr,
+            beta1=cast(float, beta1),
+            beta2=cast(float, beta2),
+            eps=cast(float, eps),
+            weight_decay=cast(float, weight_decay),
+        )
+        return
+    _single_tensor_update(
         params,
         grads,
         exp_avgs,
@@ -136,6 +182,16 @@ def adam_update(
     )
 
 
+def member_grad_norms(grads: list[Tensor]) -> Tensor:
+    """The 2-norm of each run's gradients in a population: ``grads`` are stacked, one run per
+    index of their first dimension; the result has one norm per run.
+
+    :func:`total_grad_norm`'s arithmetic (the norm of the per-tensor norms) within each run.
+    """
+    norms = [torch.linalg.vector_norm(grad.flatten(1), dim=1) for grad in grads]
+    return torch.linalg.vector_norm(torch.stack(norms, dim=1), dim=1)
+
+
 def total_grad_norm(grads: list[Tensor], *, foreach: bool) -> Tensor:
     """The 2-norm of all ``grads`` together, as a 0-dim tensor on the first gradient's device.
 
@@ -146,7 +202,7 @@ def total_grad_norm(grads: list[Tensor], *, foreach: bool) -> Tensor:
     return torch.linalg.vector_norm(torch.stack([n.to(device) for n in norms]))
 
 
-def clip_coefficient(total_norm: Tensor, max_norm: float) -> Tensor:
+def clip_coefficient(total_norm: Tensor, max_norm: float | Tensor) -> Tensor:
     """The factor that scales gradients of norm ``total_norm`` down to at most ``max_norm``.
 
     As in ``torch.nn.utils.clip_grad_norm_``: ``min(1, max_norm / (total_norm + 1e-6))``.

@@ -50,7 +50,7 @@ from adamz.search.trials import queued_attrs
 from adamz.training import RunConfig, train
 from adamz.workloads import METRICS, get_workload
 
-__all__ = ["TrialObjective", "is_queued"]
+__all__ = ["TrialObjective", "is_queued", "record_seed"]
 
 
 def is_queued(trial: optuna.Trial) -> bool:
@@ -70,6 +70,19 @@ def original_trial_number(trial: optuna.Trial) -> int:
     """
     origin = queued_attrs(trial).get("failed_trial")
     return trial.number if origin is None else int(origin)
+
+
+def record_seed(run: dict[str, Any], index: int, seed: int, result: dict[str, Any]) -> bool:
+    """Record seed number ``index`` (``seed``) of a trial's ``run``: the first seed's record as
+    ``result``, a diverged seed as ``stop_reason`` and ``diverged``. Whether it finished with
+    metrics (the trial's later seeds are then trained; after a divergence they are not)."""
+    if index == 0:
+        run["result"] = result
+    if result["final_metrics"] is None:
+        run["stop_reason"] = f"diverged on seed {seed}: {result['stop_detail']}"
+        run["diverged"] = True
+        return False
+    return True
 
 
 class TrialObjective:
@@ -153,47 +166,77 @@ class TrialObjective:
             trial.set_user_attr("error", error_message(exc))
             raise
 
+    def admit(self, trial: optuna.Trial) -> None:
+        """Check that ``trial`` may run: a replicate study runs only queued trials, and the
+        budget must have room for it (:meth:`_check_budget`).
+
+        Raises:
+            SurplusTrialError: it may not; it is marked ``surplus``.
+        """
+        if self.spec.queued_only and not is_queued(trial):
+            trial.set_user_attr("surplus", True)
+            raise SurplusTrialError(NO_QUEUED_RUN)
+        self._check_budget(trial)
+
+    def checkpoint_path(self, trial: optuna.Trial, seed: int, *, member: bool = False) -> Path:
+        """Where seed ``seed`` of ``trial`` keeps its checkpoint (a retry resumes from it).
+
+        A population member's (``member``) has a format of its own, and a name of its own.
+        """
+        suffix = ".member.pt" if member else ".pt"
+        return self.checkpoint_dir / f"trial-{original_trial_number(trial)}-seed-{seed}{suffix}"
+
     def _run(self, trial: optuna.Trial, *, admitted: bool) -> float:
         if not admitted:  # an admitted trial already passed both checks
-            if self.spec.queued_only and not is_queued(trial):
-                trial.set_user_attr("surplus", True)
-                raise SurplusTrialError(NO_QUEUED_RUN)
-            self._check_budget(trial)
+            self.admit(trial)
         plan = self.spec.plan(trial)
-        origin = original_trial_number(trial)
         seeds = plan.seeds
         started = time.perf_counter()
         seed_metrics: list[dict[str, float]] = []
         run: dict[str, Any] = {"seeds": seeds, "epochs_run": 0}
-        checkpoints = [self.checkpoint_dir / f"trial-{origin}-seed-{seed}.pt" for seed in seeds]
+        checkpoints = [self.checkpoint_path(trial, seed) for seed in seeds]
         try:
             for index, seed in enumerate(seeds):
                 result = train(
-                    self._run_config(plan, seed),
-                    on_epoch=self._reporter(trial, run, self.spec.metric, report=index == 0),
+                    self.run_config(plan, seed),
+                    on_epoch=self.reporter(trial, run, self.spec.metric, report=index == 0),
                     on_step=self.on_step,
                     checkpoint_path=checkpoints[index],
                     checkpoint_interval_s=self.checkpoint_interval_s,
                 )
-                if index == 0:
-                    run["result"] = result.to_dict()
-                if result.final_metrics is None:
-                    run["stop_reason"] = f"diverged on seed {seed}: {result.stop_detail}"
-                    run["diverged"] = True
+                record = result.to_dict()
+                if not record_seed(run, index, seed, record):
                     break
-                seed_metrics.append(result.final_metrics)
+                seed_metrics.append(record["final_metrics"])
         finally:
-            run["wall_time_s"] = round(time.perf_counter() - started, 3)
-            run["seed_metrics"] = seed_metrics
-            if seed_metrics and not run.get("diverged"):
-                run["metrics"] = {
-                    name: statistics.fmean(metrics[name] for metrics in seed_metrics)
-                    for name in METRICS
-                }
-            trial.set_user_attr("run", run)
-            if not self.keep_checkpoints:
-                for path in checkpoints:
-                    path.unlink(missing_ok=True)
+            self.close_run(trial, run, seed_metrics, time.perf_counter() - started, checkpoints)
+        return self.value(run)
+
+    def close_run(
+        self,
+        trial: optuna.Trial,
+        run: dict[str, Any],
+        seed_metrics: list[dict[str, float]],
+        seconds: float,
+        checkpoints: list[Path],
+    ) -> None:
+        """Write ``trial``'s ``run`` attribute, its ``metrics`` the mean over ``seed_metrics``,
+        and delete its checkpoints unless the worker keeps them for a retry."""
+        run["wall_time_s"] = round(seconds, 3)
+        run["seed_metrics"] = seed_metrics
+        if seed_metrics and not run.get("diverged"):
+            run["metrics"] = {
+                name: statistics.fmean(metrics[name] for metrics in seed_metrics)
+                for name in METRICS
+            }
+        trial.set_user_attr("run", run)
+        if not self.keep_checkpoints:
+            for path in checkpoints:
+                path.unlink(missing_ok=True)
+
+    def value(self, run: dict[str, Any]) -> float:
+        """The trial's value: the mean of the study's metric over its seeds, or the
+        workload's chance value if a seed diverged."""
         if run.get("diverged"):
             return get_workload(self.spec.workload["name"]).chance_value(self.spec.metric)
         return float(run["metrics"][self.spec.metric])
@@ -246,7 +289,8 @@ class TrialObjective:
             trial.set_user_attr("surplus", True)
             raise SurplusTrialError(f"the budget of {self.budget} trials is already taken")
 
-    def _run_config(self, plan: TrialPlan, seed: int) -> RunConfig:
+    def run_config(self, plan: TrialPlan, seed: int) -> RunConfig:
+        """The training run of ``plan`` on ``seed``."""
         workload = {k: v for k, v in self.spec.workload.items() if k not in ("name", "data_dir")}
         return RunConfig(
             workload=self.spec.workload["name"],
@@ -260,7 +304,7 @@ class TrialObjective:
         )
 
     @staticmethod
-    def _reporter(
+    def reporter(
         trial: optuna.Trial, run: dict[str, Any], metric_name: str, *, report: bool
     ) -> Callable[[int, dict[str, float]], None]:
         """``on_epoch`` for the training loop: counts epochs in ``run``; if ``report``, reports

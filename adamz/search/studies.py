@@ -80,6 +80,7 @@ _STUDY_KEYS = {
     "budget": "finished trials the study runs",
     "seeds_per_trial": "seeds each trial trains (the value is their mean)",
     "enqueue_defaults": "run the library defaults and the paper settings first",
+    "population": "trials a worker trains at once, in one process (worker --population)",
 }
 _WORKLOAD_KEYS = {"name", "epochs", "batch_size", "train_size", "test_size", "data_dir"}
 LIBRARY_DEFAULTS = "library defaults"
@@ -285,6 +286,8 @@ def _parse(content: Any, *, source: str, base_dir: Path | None) -> StudySpec:
     }
     if "description" in content:
         definition["description"] = str(content["description"])
+    if "population" in content:  # only when given: older definitions keep their digests
+        definition["population"] = _positive_int(content["population"], source, "population")
     return StudySpec(
         name=name,
         workload=workload,

@@ -26,12 +26,14 @@ The process supervisor, :func:`launch_workers`, lives in :mod:`~adamz.search.lau
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import os
 import secrets
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -105,6 +107,8 @@ class WorkerOptions:
         grace_period: seconds without a beat after which a trial counts as stale.
         sampler_seed: the sampler's seed (``None``: one from the OS, :func:`worker_seed`); fix
             it only to repeat a single worker's run, as the benchmarks do.
+        population: trials trained at once in one process (:mod:`~adamz.search.population`);
+            ``None``: the study file's ``population``, else 1.
     """
 
     storage: str | None = None
@@ -117,9 +121,10 @@ class WorkerOptions:
     heartbeat_interval: float = HEARTBEAT_INTERVAL_S
     grace_period: float = GRACE_PERIOD_S
     sampler_seed: int | None = None
+    population: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("heartbeat_interval", "grace_period", "n_trials"):
+        for name in ("heartbeat_interval", "grace_period", "n_trials", "population"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"Invalid {name}: must be > 0, got {value}.")
@@ -259,6 +264,25 @@ class Worker:
         self.lost = threading.Event()
         self.heartbeat = Heartbeat(storage, options.heartbeat_interval, on_lost=self._on_lost)
         self.summary = WorkerSummary()
+        self.population = self._population_size()
+        self.slots: list[int] = []  # the trial number each population heartbeat beats for
+        self.lost_trials: set[int] = set()
+        self.heartbeats: list[Heartbeat] = []
+
+    def _population_size(self) -> int:
+        from adamz.search.population import batched_optimizers
+
+        size = self.options.population or int(self.spec.definition.get("population", 1))
+        if size > 1:
+            batched, alone = batched_optimizers(self.spec)
+            if not batched:
+                logger.warning(
+                    "Study %s: %s has no batched form; its trials train one at a time.",
+                    self.study.study_name,
+                    ", ".join(sorted(alone)),
+                )
+                return 1
+        return size
 
     @property
     def spec(self) -> AnySpec:
@@ -320,10 +344,18 @@ class Worker:
                 next_stale_check = 0.0
                 time.sleep(POLL_S)
                 continue
-            if tickets is not None and not tickets.take():
+            room = budget - finished - counts[TrialState.RUNNING]
+            if self.spec.queued_only:
+                room = min(room, counts[TrialState.WAITING])
+            size = 0
+            while size < max(1, min(self.population, room)) and (tickets is None or tickets.take()):
+                size += 1
+            if size == 0:
                 self.summary.reason = "--n-trials reached"
                 return
-            error = self.run_trial(interrupts)
+            error = (
+                self.run_trial(interrupts) if size == 1 else self.run_population(interrupts, size)
+            )
             failures = failures + 1 if error is not None else 0
             if failures >= MAX_CONSECUTIVE_FAILURES:
                 self.summary.code = 1
@@ -352,8 +384,6 @@ class Worker:
     def run_trial(self, interrupts: Interrupts) -> str | None:
         """Ask for a trial, train it with a heartbeat, tell how it ended; the error it failed
         with (``None`` if it finished, was refused as surplus, interrupted or lost)."""
-        from adamz.search.objective import is_queued
-
         trial = self.study.ask()
         trial_id = trial_id_of(trial)
         self.lost.clear()
@@ -373,10 +403,7 @@ class Worker:
             state = TrialState.PRUNED
             logger.info("Trial %d pruned: %s", trial.number, pruned)
         except SurplusTrialError as surplus:
-            self.summary.surplus += 1
-            logger.info("Trial %d not run: %s", trial.number, surplus)
-            if self.spec.queued_only and is_queued(trial):
-                requeue = "surplus"
+            requeue = self._surplus(trial, surplus)
         except WorkerStopped as stopped:
             if "error" not in trial.user_attrs:  # stopped before its training began
                 trial.set_user_attr("error", error_message(stopped))
@@ -393,6 +420,18 @@ class Worker:
             )
             if self.spec.queued_only:
                 requeue = "fault"
+        return self._end(trial, trial_id, value, state, requeue, error)
+
+    def _end(
+        self,
+        trial: optuna.Trial,
+        trial_id: int,
+        value: float | None,
+        state: TrialState,
+        requeue: Reason | None,
+        error: str | None,
+    ) -> str | None:
+        """Tell how ``trial`` ended, or fail it and queue it again for ``requeue``; ``error``."""
         if requeue is None:
             told = self.study.tell(trial, value, state=state, skip_if_finished=True)
             if told.state == TrialState.COMPLETE:
@@ -413,6 +452,102 @@ class Worker:
             self.summary.requeued += 1
         self.requeue(self.storage.get_trial(trial_id), requeue)
         return error
+
+    def _surplus(self, trial: optuna.Trial, surplus: SurplusTrialError) -> Reason | None:
+        """Count ``trial``, refused by the budget; a replicate's queued run goes back."""
+        from adamz.search.objective import is_queued
+
+        self.summary.surplus += 1
+        logger.info("Trial %d not run: %s", trial.number, surplus)
+        return "surplus" if self.spec.queued_only and is_queued(trial) else None
+
+    def _beat_for(self, slot: int) -> Heartbeat:
+        """The heartbeat of population slot ``slot`` (one thread per slot, kept)."""
+        while len(self.heartbeats) <= slot:
+            index = len(self.heartbeats)
+            self.slots.append(-1)
+            self.heartbeats.append(
+                Heartbeat(
+                    self.storage,
+                    self.options.heartbeat_interval,
+                    on_lost=functools.partial(self._on_slot_lost, index),
+                )
+            )
+        return self.heartbeats[slot]
+
+    def _on_slot_lost(self, slot: int) -> None:
+        self.keep_checkpoints()  # the retry queued by the stale check resumes from them
+        self.lost_trials.add(self.slots[slot])
+
+    def run_population(self, interrupts: Interrupts, size: int) -> str | None:
+        """Ask for ``size`` trials and train them together (:mod:`~adamz.search.population`);
+        the error they failed with, if training failed for all of them."""
+        from adamz.search.population import train_trials
+
+        trials = [self.study.ask() for _ in range(size)]
+        ids = {trial.number: trial_id_of(trial) for trial in trials}
+        self.lost_trials.clear()
+        self.objective.keep_checkpoints = False
+        admitted: list[optuna.Trial] = []
+        with ExitStack() as beats:
+            for slot, trial in enumerate(trials):
+                self.slots[slot : slot + 1] = [trial.number]
+                beats.enter_context(self._beat_for(slot).beating(ids[trial.number]))
+            for trial in trials:
+                record = self.objective.worker_record(trial)
+                trial.set_user_attr(
+                    "worker", {**record, "sampler_seed": self.seed, "population": size}
+                )
+                try:
+                    self.objective.admit(trial)
+                except SurplusTrialError as surplus:
+                    requeue = self._surplus(trial, surplus)
+                    self._end(trial, ids[trial.number], None, TrialState.FAIL, requeue, None)
+                    continue
+                admitted.append(trial)
+            try:
+                with interrupts.allowed():
+                    outcomes = train_trials(self.objective, admitted, self.lost_trials)
+            except WorkerStopped as stopped:
+                logger.warning(
+                    "Trials %s interrupted by %s: queued to resume.",
+                    ", ".join(str(trial.number) for trial in admitted),
+                    stopped,
+                )
+                for trial in admitted:
+                    trial.set_user_attr("error", error_message(stopped))
+                    self._end(trial, ids[trial.number], None, TrialState.FAIL, "stop", None)
+                return None
+            except Exception as exc:
+                error = error_message(exc)
+                logger.warning("Trials of a population failed:", exc_info=True)
+                fault: Reason | None = "fault" if self.spec.queued_only else None
+                for trial in admitted:
+                    trial.set_user_attr("error", error)
+                    self._end(trial, ids[trial.number], None, TrialState.FAIL, fault, error)
+                return error
+        errors = []
+        for trial in admitted:
+            if trial.number in self.lost_trials:
+                logger.warning("Trial %d was failed as stale by another worker.", trial.number)
+                self.summary.requeued += 1
+                continue
+            outcome = outcomes[trial.number]
+            if outcome.error is not None:
+                trial.set_user_attr("error", outcome.error)
+                errors.append(outcome.error)
+            state = (
+                TrialState.PRUNED
+                if outcome.pruned
+                else TrialState.FAIL
+                if outcome.error is not None
+                else TrialState.COMPLETE
+            )
+            again: Reason | None = (
+                "fault" if outcome.error is not None and self.spec.queued_only else None
+            )
+            self._end(trial, ids[trial.number], outcome.value, state, again, outcome.error)
+        return errors[0] if errors and len(errors) == len(admitted) else None
 
 
 def stored_spec(study: optuna.Study) -> AnySpec:

@@ -192,6 +192,9 @@ class TrainResult:
             ``initial_lr``, ``final_lr`` and ``lr_at_epoch_end``; ``None`` for other
             optimizers.
         resumed_from_epoch: the checkpoint's epoch if this run resumed from one.
+        population_size: for a run trained in a population
+            (:func:`adamz.training.population.train_population`), how many runs the population
+            started with; its times are then its share of the population's. ``None``: alone.
         torch_version: the torch that ran it.
     """
 
@@ -214,6 +217,7 @@ class TrainResult:
     stop_detail: str = ""
     controller: dict[str, Any] | None = None
     resumed_from_epoch: int | None = None
+    population_size: int | None = None
     torch_version: str = str(torch.__version__)  # a str subclass that weights_only refuses
 
     def to_dict(self) -> dict[str, Any]:
@@ -347,11 +351,11 @@ def _train(
             "val_size": data.num_val,
         },
     )
-    identity = _identity(record)
+    identity = run_identity(record)
     first_epoch = 1
 
     if checkpoint_path is not None and (payload := load_checkpoint(checkpoint_path)) is not None:
-        _check_same_run(payload, identity, checkpoint_path)
+        check_same_run(payload, identity, checkpoint_path)
         saved = TrainResult(**payload["record"])
         if saved.stop_reason is not None:
             logger.info("%s: the run had finished (%s)", checkpoint_path, saved.stop_detail)
@@ -524,7 +528,7 @@ def _controller_summary(
     }
 
 
-def _identity(record: TrainResult) -> dict[str, Any]:
+def run_identity(record: TrainResult) -> dict[str, Any]:
     """What must match for a checkpoint to belong to this run."""
     return _plain(
         {
@@ -537,11 +541,18 @@ def _identity(record: TrainResult) -> dict[str, Any]:
     )
 
 
-def _check_same_run(payload: dict[str, Any], identity: dict[str, Any], path: str | Path) -> None:
-    if payload.get("format") != CHECKPOINT_FORMAT:
+def check_same_run(
+    payload: dict[str, Any],
+    identity: dict[str, Any],
+    path: str | Path,
+    checkpoint_format: int | str = CHECKPOINT_FORMAT,
+) -> None:
+    """Raise :class:`CheckpointMismatchError` unless ``payload`` is a checkpoint of the run
+    ``identity`` names, in ``checkpoint_format``."""
+    if payload.get("format") != checkpoint_format:
         raise CheckpointMismatchError(
             f"Invalid checkpoint_path: {path} has format {payload.get('format')!r}, this "
-            f"version reads format {CHECKPOINT_FORMAT}."
+            f"version reads format {checkpoint_format!r} here."
         )
     saved = payload["run"]
     for key, value in identity.items():
