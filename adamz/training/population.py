@@ -252,6 +252,25 @@ class _Population:
         """One member's batch loss (called under ``vmap``: one vectorised call per step)."""
         return self.workload.loss(self._output(params, buffers, inputs), targets)
 
+    def _outputs(self, params: dict[str, Tensor], inputs: Tensor, *, shared: bool) -> Tensor:
+        """Every member's outputs for its batch of ``inputs`` (``shared``: one batch for all).
+
+        The workload's hand-written stacked forward where it has one, else ``vmap`` of the
+        model's own forward (measured in ``benchmarks/population.py``).
+        """
+        if self.workload.has_stacked_forward:
+            if shared:
+                inputs = inputs.expand(self.optimizer.size, *inputs.shape)
+            return self.workload.stacked_forward(params, inputs)
+        batched = vmap(self._output, in_dims=(0, 0, None if shared else 0), randomness="different")
+        return batched(params, self.buffers, inputs)
+
+    def _losses(self, params: dict[str, Tensor], inputs: Tensor, targets: Tensor) -> Tensor:
+        """Every member's loss on its batch, shape ``(K,)``."""
+        if self.workload.has_stacked_forward:
+            return vmap(self.workload.loss)(self._outputs(params, inputs, shared=False), targets)
+        return vmap(self._loss, randomness="different")(params, self.buffers, inputs, targets)
+
     def train(
         self, on_epoch: MemberOnEpoch | None, on_step: Callable[[int, int, int], None] | None
     ) -> list[TrainResult]:
@@ -277,15 +296,12 @@ class _Population:
             [torch.randperm(data.num_train, generator=m.generator) for m in self.members]
         ).to(self.device)
         losses = torch.empty(steps, len(self.members), device=self.device)
-        loss_of = vmap(self._loss, randomness="different")
         checked = 0
         for step in range(steps):
             batch = orders[:, step * batch_size : (step + 1) * batch_size]
             self.optimizer.zero_grad()
             params = self._params(self.optimizer.params[0])
-            step_losses = loss_of(
-                params, self.buffers, data.train_inputs[batch], data.train_targets[batch]
-            )
+            step_losses = self._losses(params, data.train_inputs[batch], data.train_targets[batch])
             step_losses.sum().backward()  # members are independent: each gets its own gradient
             self.optimizer.step(step_losses)
             losses[step] = step_losses.detach()
@@ -348,7 +364,7 @@ class _Population:
                 record.stop_detail = f"completed {self.protocol.epochs} epochs"
             self._save(position, member, always=record.stop_reason is not None)
         for position, member in enumerate(self.members):
-            if on_epoch is not None and member.record.stop_reason is None:
+            if on_epoch is not None:  # after the last epoch too, as a single run's
                 try:
                     on_epoch(member.index, member.epoch, metrics[position])
                 except StopTraining as exc:
@@ -379,14 +395,11 @@ class _Population:
         params = self._params(self.optimizer.params[0].detach())
         workload, data = self.workload, self.data
 
-        def scores(
-            params: dict[str, Tensor], buffers: dict[str, Tensor], inputs: Tensor, targets: Tensor
-        ) -> tuple[Tensor, Tensor]:
-            outputs = self._output(params, buffers, inputs)
+        def scores(outputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
             correct = workload.count_correct(outputs, targets)
             return correct, workload.loss(outputs, targets).double() * targets.shape[0]
 
-        batched_scores = vmap(scores, in_dims=(0, 0, None, None), randomness="different")
+        batched_scores = vmap(scores, in_dims=(0, None))
         results: dict[str, list[float]] = {}
         for split, inputs, targets in (
             ("val", data.val_inputs, data.val_targets),
@@ -395,11 +408,11 @@ class _Population:
             correct = torch.zeros(self.optimizer.size, dtype=torch.int64, device=self.device)
             loss_sum = torch.zeros(self.optimizer.size, dtype=torch.float64, device=self.device)
             for start in range(0, inputs.shape[0], EVAL_BATCH_SIZE):
+                outputs = self._outputs(
+                    params, inputs[start : start + EVAL_BATCH_SIZE], shared=True
+                )
                 batch_correct, batch_loss = batched_scores(
-                    params,
-                    self.buffers,
-                    inputs[start : start + EVAL_BATCH_SIZE],
-                    targets[start : start + EVAL_BATCH_SIZE],
+                    outputs, targets[start : start + EVAL_BATCH_SIZE]
                 )
                 correct += batch_correct
                 loss_sum += batch_loss

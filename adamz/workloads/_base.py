@@ -233,6 +233,21 @@ class Workload(ABC):
         Kept on the device so evaluation reads one number back at its end.
         """
 
+    def stacked_forward(self, params: dict[str, Tensor], inputs: Tensor) -> Tensor:
+        """The outputs of K models at once: ``params`` are :meth:`build_model`'s parameters
+        stacked along a first dimension of K (``torch.func.stack_module_state``), ``inputs``
+        have shape ``(K, batch, ...)``, one batch per model.
+
+        For a population (:mod:`adamz.training.population`), which otherwise vectorises the
+        model's own ``forward`` with ``torch.func.vmap``. A small model whose forward is a few
+        linear layers is faster written out as batched matrix products (:func:`stacked_linear`):
+        ``vmap``'s dispatch costs more than its arithmetic. A workload that writes it says so in
+        :attr:`has_stacked_forward`; tests hold it equal to ``vmap`` of ``forward``.
+        """
+        raise NotImplementedError(f"{self.name} has no hand-written stacked forward")
+
+    has_stacked_forward: ClassVar[bool] = False
+
     def load_data(
         self,
         data_dir: str | Path | None,
@@ -298,6 +313,12 @@ class Workload(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, protocol={self.protocol})"
+
+
+def stacked_linear(inputs: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``nn.Linear`` for K stacked models: inputs ``(K, batch, in)``, weight ``(K, out, in)``,
+    bias ``(K, out)`` -> ``(K, batch, out)``, as one batched matrix product."""
+    return torch.baddbmm(bias.unsqueeze(1), inputs, weight.transpose(1, 2))
 
 
 def first(values: Tensor, size: int | None, *, name: str, split: str) -> Tensor:

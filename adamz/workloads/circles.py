@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from adamz.workloads._base import Protocol, Splits, Workload
+from adamz.workloads._base import Protocol, Splits, Workload, stacked_linear
 
 __all__ = ["Circles", "CirclesNet"]
 
@@ -73,6 +73,14 @@ class Circles(Workload):
 
     def build_model(self) -> nn.Module:
         return CirclesNet()
+
+    has_stacked_forward = True
+
+    def stacked_forward(self, params: dict[str, Tensor], inputs: Tensor) -> Tensor:
+        hidden = stacked_linear(inputs, params["layer_1.weight"], params["layer_1.bias"])
+        return stacked_linear(F.relu(hidden), params["layer_2.weight"], params["layer_2.bias"])[
+            ..., 0
+        ]
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(outputs, targets)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from adamz.workloads._base import Protocol, Splits, Workload
+from adamz.workloads._base import Protocol, Splits, Workload, stacked_linear
 
 __all__ = ["Digits"]
 
@@ -54,6 +54,12 @@ class Digits(Workload):
 
     def build_model(self) -> nn.Module:
         return nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+
+    has_stacked_forward = True
+
+    def stacked_forward(self, params: dict[str, Tensor], inputs: Tensor) -> Tensor:
+        hidden = F.relu(stacked_linear(inputs, params["0.weight"], params["0.bias"]))
+        return stacked_linear(hidden, params["2.weight"], params["2.bias"])
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return F.cross_entropy(outputs, targets)

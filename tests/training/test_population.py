@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 import torch
 from scipy.stats import wilcoxon
+from torch.func import functional_call, stack_module_state, vmap
 
 from adamz.training import RunConfig, StopTraining, train
 from adamz.training.population import train_population
+from adamz.workloads import get_workload
 
 # One step per epoch (the training split is smaller than a batch), so that the records'
 # per-epoch losses and rates are per step.
@@ -152,3 +154,19 @@ def test_members_must_share_workload_optimizer_and_protocol() -> None:
         train_population([RunConfig("digits", "adam"), RunConfig("digits", "sgd")])
     with pytest.raises(ValueError, match="a population trains one protocol"):
         train_population([RunConfig("digits", epochs=2), RunConfig("digits", epochs=3)])
+
+
+@pytest.mark.parametrize("name", ["circles", "digits"])
+def test_a_hand_written_stacked_forward_is_vmap_of_the_model_s_forward(name: str) -> None:
+    workload = get_workload(name)
+    assert workload.has_stacked_forward
+    models = [workload.build_model() for _ in range(3)]
+    params, buffers = stack_module_state(models)  # type: ignore[arg-type]
+    features = {"circles": 2, "digits": 64}[name]
+    inputs = torch.randn(3, 5, features)
+
+    def forward(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(models[0], (p, buffers), (x,))
+
+    expected = vmap(forward)(params, inputs)
+    torch.testing.assert_close(workload.stacked_forward(params, inputs), expected)

@@ -1,0 +1,187 @@
+"""Population trials against one trial at a time, measured side by side in one run.
+
+``worker``: trials per hour of the search worker (:func:`adamz.search.run_worker`, heartbeats,
+budget checks, trial records, TPE over AdamZ's eight hyperparameters) on one workload, with
+``--population`` 1 (one trial at a time, as before populations) and with 8, 32 and 64, on the
+same storage, in one process (its imports paid once before the first timing). Every trial
+trains the workload's full protocol (no pruner), so the ratio is the cost of a trial.
+``agreement``: the same 20 seeds and configuration trained alone and in one population; the
+median final validation accuracy of each, and a paired Wilcoxon test of their difference.
+``memory``: peak resident memory of a population of K against K = 1, in fresh processes, per
+member.
+
+    python benchmarks/population.py worker [--workload circles] [--sizes 1 8 32 64]
+    python benchmarks/population.py worker --workload mnist --data-dir ../shared/data --sizes 1 8
+    python benchmarks/population.py agreement [--workload digits]
+    python benchmarks/population.py memory [--workload circles] [--sizes 1 32 128]
+
+Threads: one intra-op thread everywhere (``torch.set_num_threads(1)``), as a worker per core
+runs on this machine; a population's kernels are larger, and could use more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+import yaml
+from scipy.stats import wilcoxon
+
+from adamz.search import WorkerOptions, run_worker
+from adamz.training import RunConfig, train
+from adamz.training.population import train_population
+
+ROOT = Path(__file__).resolve().parent.parent
+SPACE = ROOT / "search_spaces" / "adamz.yaml"
+
+
+def create(directory: Path, workload: dict[str, Any], budget: int, storage: str) -> str:
+    """A fresh AdamZ study on ``workload`` with a budget, no pruner; its name."""
+    name = f"population-{uuid.uuid4().hex[:8]}"
+    path = directory / f"{name}.yaml"
+    study = {
+        "name": name,
+        "workload": workload,
+        "optimizer": "adamz",
+        "search_space": str(SPACE),
+        "sampler": {"name": "tpe", "seed": 0},
+        "pruner": {"name": "none"},
+        "budget": budget,
+    }
+    path.write_text(yaml.safe_dump(study))
+    subprocess.run(  # as a user creates one; outside every timing
+        [sys.executable, "-m", "adamz.cli", "create", str(path), "--storage", storage],
+        check=True,
+        capture_output=True,
+    )
+    return name
+
+
+def worker(args: argparse.Namespace, directory: Path) -> None:
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{directory / 'population.db'}"
+    workload: dict[str, Any] = {"name": args.workload}
+    if args.epochs:
+        workload["epochs"] = args.epochs
+    if args.train_size:
+        workload["train_size"] = args.train_size
+    options = dict(storage=storage, checkpoint_dir=str(directory), data_dir=args.data_dir)
+    # Warm-up: imports, the data cache and torch.func's first calls, outside every timing.
+    run_worker(create(directory, workload, 2, storage), WorkerOptions(**options, population=2))
+    rows = []
+    for size in args.sizes:
+        trials = max(args.min_trials, size * args.rounds)
+        name = create(directory, workload, trials, storage)
+        start = time.perf_counter()
+        summary = run_worker(name, WorkerOptions(**options, population=size))
+        seconds = time.perf_counter() - start
+        study = optuna.load_study(study_name=name, storage=storage)
+        values = [t.value for t in study.trials if t.value is not None]
+        rows.append((size, trials, seconds, summary.complete, statistics.median(values)))
+    base = rows[0][2] / rows[0][1]
+    print(f"{args.workload} {workload}: AdamZ search (TPE), adamz-search worker, 1 thread")
+    print(f"{'population':>10} {'trials':>7} {'s/trial':>8} {'trials/h':>9} {'x K=1':>6} "
+          f"{'median val_accuracy':>20}")  # fmt: skip
+    for size, trials, seconds, complete, median in rows:
+        per_trial = seconds / trials
+        print(
+            f"{size:>10} {complete:>7} {per_trial:>8.3f} {3600 / per_trial:>9.0f} "
+            f"{base / per_trial:>6.1f} {median:>20.4f}"
+        )
+
+
+def agreement(args: argparse.Namespace, directory: Path) -> None:
+    torch.set_num_threads(1)
+    configs = [
+        RunConfig(args.workload, "adamz", {"lr": 0.01, "patience": 50}, seed=seed)
+        for seed in range(args.seeds)
+    ]
+    start = time.perf_counter()
+    single = [train(config) for config in configs]
+    single_s = time.perf_counter() - start
+    start = time.perf_counter()
+    batched = train_population(configs)
+    batched_s = time.perf_counter() - start
+    alone = [r.final_metrics["val_accuracy"] for r in single if r.final_metrics]
+    together = [r.final_metrics["val_accuracy"] for r in batched if r.final_metrics]
+    differences = [b - a for a, b in zip(alone, together, strict=True)]
+    print(f"{args.workload}, AdamZ lr 0.01 patience 50, {args.seeds} seeds, full protocol")
+    print(f"alone:      median val_accuracy {statistics.median(alone):.4f}, {single_s:.1f} s")
+    print(f"population: median val_accuracy {statistics.median(together):.4f}, {batched_s:.1f} s")
+    identical = sum(d == 0 for d in differences)
+    largest = max(abs(d) for d in differences)
+    p = wilcoxon(together, alone, zero_method="zsplit").pvalue if any(differences) else 1.0
+    print(
+        f"paired: {identical} of {len(differences)} seeds identical, largest difference "
+        f"{largest:.4f}, Wilcoxon p = {p:.3f}"
+    )
+
+
+_MEMORY_PROBE = """
+import resource, sys, torch
+from adamz.training import RunConfig
+from adamz.training.population import train_population
+torch.set_num_threads(1)
+workload, size = sys.argv[1], int(sys.argv[2])
+configs = [RunConfig(workload, "adamz", {}, seed=s, epochs=1) for s in range(size)]
+configs[0].resolve().load_data()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+train_population(configs)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def memory(args: argparse.Namespace, directory: Path) -> None:
+    peaks = {}
+    for size in args.sizes:
+        output = subprocess.run(
+            [sys.executable, "-c", _MEMORY_PROBE, args.workload, str(size)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        peaks[size] = int(output.stdout.split()[-1]) / 1024  # KiB -> MiB
+    first = args.sizes[0]
+    print(f"{args.workload}: peak resident memory of one epoch's training, above the data")
+    print(f"{'population':>10} {'MiB':>8} {'MiB/member beyond K=' + str(first):>24}")
+    for size, peak in peaks.items():
+        extra = (peak - peaks[first]) / (size - first) if size != first else float("nan")
+        print(f"{size:>10} {peak:>8.1f} {extra:>24.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("worker")
+    run.add_argument("--workload", default="circles")
+    run.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 32, 64])
+    run.add_argument("--rounds", type=int, default=2, help="populations per size")
+    run.add_argument("--min-trials", type=int, default=16)
+    run.add_argument("--epochs", type=int, default=None)
+    run.add_argument("--train-size", type=int, default=None)
+    run.add_argument("--data-dir", default=None)
+    agree = commands.add_parser("agreement")
+    agree.add_argument("--workload", default="digits")
+    agree.add_argument("--seeds", type=int, default=20)
+    mem = commands.add_parser("memory")
+    mem.add_argument("--workload", default="circles")
+    mem.add_argument("--sizes", type=int, nargs="+", default=[1, 32, 128])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as directory:
+        {"worker": worker, "agreement": agreement, "memory": memory}[args.command](
+            args, Path(directory)
+        )
+
+
+if __name__ == "__main__":
+    main()
