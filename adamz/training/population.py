@@ -252,23 +252,28 @@ class _Population:
         """One member's batch loss (called under ``vmap``: one vectorised call per step)."""
         return self.workload.loss(self._output(params, buffers, inputs), targets)
 
-    def _outputs(self, params: dict[str, Tensor], inputs: Tensor, *, shared: bool) -> Tensor:
-        """Every member's outputs for its batch of ``inputs`` (``shared``: one batch for all).
+    def _outputs(self, params: dict[str, Tensor], inputs: Tensor, *, evaluating: bool) -> Tensor:
+        """Every member's outputs for its batch of ``inputs``; ``evaluating``: one batch for
+        all, in ``eval()`` mode (no dropout).
 
         The workload's hand-written stacked forward where it has one, else ``vmap`` of the
         model's own forward (measured in ``benchmarks/population.py``).
         """
         if self.workload.has_stacked_forward:
-            if shared:
+            if evaluating:
                 inputs = inputs.expand(self.optimizer.size, *inputs.shape)
-            return self.workload.stacked_forward(params, inputs)
-        batched = vmap(self._output, in_dims=(0, 0, None if shared else 0), randomness="different")
+            return self.workload.stacked_forward(params, inputs, training=not evaluating)
+        batched = vmap(
+            self._output, in_dims=(0, 0, None if evaluating else 0), randomness="different"
+        )
         return batched(params, self.buffers, inputs)
 
     def _losses(self, params: dict[str, Tensor], inputs: Tensor, targets: Tensor) -> Tensor:
         """Every member's loss on its batch, shape ``(K,)``."""
         if self.workload.has_stacked_forward:
-            return vmap(self.workload.loss)(self._outputs(params, inputs, shared=False), targets)
+            return vmap(self.workload.loss)(
+                self._outputs(params, inputs, evaluating=False), targets
+            )
         return vmap(self._loss, randomness="different")(params, self.buffers, inputs, targets)
 
     def train(
@@ -409,7 +414,7 @@ class _Population:
             loss_sum = torch.zeros(self.optimizer.size, dtype=torch.float64, device=self.device)
             for start in range(0, inputs.shape[0], EVAL_BATCH_SIZE):
                 outputs = self._outputs(
-                    params, inputs[start : start + EVAL_BATCH_SIZE], shared=True
+                    params, inputs[start : start + EVAL_BATCH_SIZE], evaluating=True
                 )
                 batch_correct, batch_loss = batched_scores(
                     outputs, targets[start : start + EVAL_BATCH_SIZE]

@@ -233,10 +233,13 @@ class Workload(ABC):
         Kept on the device so evaluation reads one number back at its end.
         """
 
-    def stacked_forward(self, params: dict[str, Tensor], inputs: Tensor) -> Tensor:
+    def stacked_forward(
+        self, params: dict[str, Tensor], inputs: Tensor, *, training: bool
+    ) -> Tensor:
         """The outputs of K models at once: ``params`` are :meth:`build_model`'s parameters
         stacked along a first dimension of K (``torch.func.stack_module_state``), ``inputs``
-        have shape ``(K, batch, ...)``, one batch per model.
+        have shape ``(K, batch, ...)``, one batch per model; ``training`` as ``nn.Module``'s
+        (dropout on or off).
 
         For a population (:mod:`adamz.training.population`), which otherwise vectorises the
         model's own ``forward`` with ``torch.func.vmap``. A small model whose forward is a few

@@ -76,7 +76,9 @@ class Circles(Workload):
 
     has_stacked_forward = True
 
-    def stacked_forward(self, params: dict[str, Tensor], inputs: Tensor) -> Tensor:
+    def stacked_forward(
+        self, params: dict[str, Tensor], inputs: Tensor, *, training: bool
+    ) -> Tensor:
         hidden = stacked_linear(inputs, params["layer_1.weight"], params["layer_1.bias"])
         return stacked_linear(F.relu(hidden), params["layer_2.weight"], params["layer_2.bias"])[
             ..., 0

@@ -57,7 +57,9 @@ class Digits(Workload):
 
     has_stacked_forward = True
 
-    def stacked_forward(self, params: dict[str, Tensor], inputs: Tensor) -> Tensor:
+    def stacked_forward(
+        self, params: dict[str, Tensor], inputs: Tensor, *, training: bool
+    ) -> Tensor:
         hidden = F.relu(stacked_linear(inputs, params["0.weight"], params["0.bias"]))
         return stacked_linear(hidden, params["2.weight"], params["2.bias"])
 

@@ -14,6 +14,7 @@ from adamz.workloads._base import (
     Workload,
     first,
     open_torchvision_split,
+    stacked_linear,
 )
 
 if TYPE_CHECKING:
@@ -89,6 +90,46 @@ class Mnist(Workload):
             first(train.targets, train_size, name="train_size", split="training"),
             normalize_images(first(test.data, test_size, name="test_size", split="test")),
             first(test.targets, test_size, name="test_size", split="test"),
+        )
+
+    has_stacked_forward = True
+
+    def stacked_forward(
+        self, params: dict[str, Tensor], inputs: Tensor, *, training: bool
+    ) -> Tensor:
+        """:class:`RowAttentionNet` for K stacked models: batched matrix products, and one call
+        of torch's fused attention over all K models' heads (``vmap`` of the module falls back
+        to a loop for CPU attention)."""
+        models, batch = inputs.shape[:2]
+        embed = params["embedding.weight"].shape[1]
+        heads = 4
+        tokens = stacked_linear(
+            inputs.reshape(models, batch * 28, 28),
+            params["embedding.weight"],
+            params["embedding.bias"],
+        )
+        qkv = stacked_linear(
+            tokens, params["attention.in_proj_weight"], params["attention.in_proj_bias"]
+        )
+        query, key, value = qkv.reshape(models * batch, 28, 3, heads, embed // heads).permute(
+            2, 0, 3, 1, 4
+        )
+        attended = F.scaled_dot_product_attention(query, key, value)
+        attended = stacked_linear(
+            attended.transpose(1, 2).reshape(models, batch * 28, embed),
+            params["attention.out_proj.weight"],
+            params["attention.out_proj.bias"],
+        )
+        hidden = F.relu(
+            stacked_linear(
+                attended.reshape(models, batch, 28 * embed),
+                params["fc1.weight"],
+                params["fc1.bias"],
+            )
+        )
+        hidden = F.dropout(hidden, 0.5, training)
+        return F.log_softmax(
+            stacked_linear(hidden, params["fc2.weight"], params["fc2.bias"]), dim=-1
         )
 
     def build_model(self) -> nn.Module:
