@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 
 from adamz.optim.batched import BATCHED_OPTIMIZERS, NotBatchableError
 from adamz.search.errors import error_message
@@ -105,6 +106,9 @@ def train_trials(
             except optuna.TrialPruned as pruned:
                 stopped.add(number)
                 raise StopTraining(str(pruned)) from None
+            except UpdateFinishedTrialError:  # failed as stale before its heartbeat noticed
+                lost.add(number)
+                raise StopTraining("its trial has ended") from None
 
         return report
 
@@ -150,7 +154,10 @@ def train_trials(
                 for index in range(len(run["seeds"]))
                 if (trial.number, index) in records
             )
-            objective.close_run(trial, run, seed_metrics, share or seconds / len(trials), paths)
+            try:
+                objective.close_run(trial, run, seed_metrics, share or seconds / len(trials), paths)
+            except UpdateFinishedTrialError:  # failed as stale meanwhile: not ours to record
+                lost.add(trial.number)
     for trial in trials:
         if trial.number in outcomes or trial.number in lost:
             continue

@@ -491,8 +491,9 @@ class Worker:
         admitted: list[optuna.Trial] = []
         with ExitStack() as beats:
             for slot, trial in enumerate(trials):
-                self.slots[slot : slot + 1] = [trial.number]
-                beats.enter_context(self._beat_for(slot).beating(ids[trial.number]))
+                heartbeat = self._beat_for(slot)
+                self.slots[slot] = trial.number
+                beats.enter_context(heartbeat.beating(ids[trial.number]))
             for trial in trials:
                 record = self.objective.worker_record(trial)
                 trial.set_user_attr(

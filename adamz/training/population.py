@@ -86,6 +86,8 @@ class _Member:
     epoch: int = 0
     lr_at_epoch_end: list[float] = field(default_factory=list)
     last_save: float = field(default_factory=time.perf_counter)
+    saved: dict[str, Any] | None = None
+    """The checkpoint it resumes from, until its state is in the stacks."""
 
 
 def train_population(
@@ -205,11 +207,11 @@ class _Population:
             check_same_run(payload, run_identity(record), path, MEMBER_CHECKPOINT_FORMAT)
             member.record = TrainResult(**payload["record"])
             member.record.device = str(run.device)
-            member.payload = payload  # type: ignore[attr-defined]
+            member.saved = payload
         return member
 
     def _resume(self, position: int, member: _Member) -> None:
-        payload = getattr(member, "payload", None)
+        payload, member.saved = member.saved, None
         if payload is None:
             return
         with torch.no_grad():
@@ -223,7 +225,6 @@ class _Population:
         member.record.resumed_from_epoch = member.epoch
         controller = member.record.controller
         member.lr_at_epoch_end = list(controller["lr_at_epoch_end"]) if controller else []
-        del member.payload  # type: ignore[attr-defined]
         logger.info("%s: resuming after epoch %d", member.checkpoint, member.epoch)
 
     def _keep(self, positions: Tensor) -> None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 from pathlib import Path
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 from search_helpers import run_cli, start_cli, trials, write_study
 from test_service import wait_for_running_trial
 
+from adamz.search import WorkerOptions, open_storage, run_worker
 from adamz.training import RunConfig, train
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -126,3 +129,38 @@ def test_a_confirmation_runs_its_replicates_as_populations(tmp_path: Path) -> No
     assert [trial.state for trial in confirmation] == [TrialState.COMPLETE] * 8
     assert {trial.user_attrs["worker"]["population"] for trial in confirmation} == {8}
     assert len({(t.params["run"], t.params["seed"]) for t in confirmation}) == 8
+
+
+def test_a_trial_failed_by_another_worker_leaves_the_population_and_the_rest_finish(
+    tmp_path: Path,
+) -> None:
+    study_file = write_study(tmp_path, budget=3, epochs=40, population=3, pruner={"name": "none"})
+    run_cli("create", str(study_file), cwd=tmp_path)
+    storage = f"sqlite:///{tmp_path / 'adamz-search.db'}"
+    options = WorkerOptions(
+        storage=storage, heartbeat_interval=0.2, grace_period=30, checkpoint_interval=0
+    )
+    taken: list[optuna.trial.FrozenTrial] = []
+
+    def fail_one() -> None:
+        """As a stale check by another worker does: fail a trial under its running worker."""
+        taken.append(wait_for_running_trial(storage, "quick", epochs=2))
+        store = open_storage(storage)
+        study_id = store.get_study_id_from_name("quick")
+        trial_id = store.get_trial_id_from_study_id_trial_number(study_id, taken[0].number)
+        store.set_trial_state_values(trial_id, TrialState.FAIL)
+
+    other_worker = threading.Thread(target=fail_one)
+    other_worker.start()
+    summary = run_worker("quick", options)  # signal handlers: in the main thread
+    other_worker.join(timeout=60)
+    # Not this worker's to tell (the worker that failed it queues it again); as nobody did
+    # here, a new trial fills the budget.
+    assert summary.requeued == 1
+    assert summary.complete == 3
+    found = trials(storage, "quick")
+    assert found[taken[0].number].state == TrialState.FAIL
+    assert "run" not in found[taken[0].number].user_attrs
+    # It stopped training within an epoch or two of being failed, not after all 40.
+    assert len(found[taken[0].number].intermediate_values) < 10
+    assert [t.state for t in found if t.number != taken[0].number] == [TrialState.COMPLETE] * 3
