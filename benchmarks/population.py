@@ -13,7 +13,7 @@ member.
     python benchmarks/population.py worker [--workload circles] [--sizes 1 8 32 64]
     python benchmarks/population.py worker --workload mnist --data-dir ../shared/data --sizes 1 8
     python benchmarks/population.py agreement [--workload digits]
-    python benchmarks/population.py memory [--workload circles] [--sizes 1 32 128]
+    python benchmarks/population.py memory [--workload circles] [--sizes 1 32 128] [--data-dir D]
 
 Threads: one intra-op thread everywhere (``torch.set_num_threads(1)``), as a worker per core
 runs on this machine; a population's kernels are larger, and could use more.
@@ -103,7 +103,9 @@ def worker(args: argparse.Namespace, directory: Path) -> None:
 def agreement(args: argparse.Namespace, directory: Path) -> None:
     torch.set_num_threads(1)
     configs = [
-        RunConfig(args.workload, "adamz", {"lr": 0.01, "patience": 50}, seed=seed)
+        RunConfig(
+            args.workload, "adamz", {"lr": 0.01, "patience": 50}, seed=seed, data_dir=args.data_dir
+        )
         for seed in range(args.seeds)
     ]
     start = time.perf_counter()
@@ -132,8 +134,10 @@ import resource, sys, torch
 from adamz.training import RunConfig
 from adamz.training.population import train_population
 torch.set_num_threads(1)
-workload, size = sys.argv[1], int(sys.argv[2])
-configs = [RunConfig(workload, "adamz", {}, seed=s, epochs=1) for s in range(size)]
+workload, size, data_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3] or None
+configs = [
+    RunConfig(workload, "adamz", {}, seed=s, epochs=1, data_dir=data_dir) for s in range(size)
+]
 configs[0].resolve().load_data()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 train_population(configs)
@@ -145,7 +149,7 @@ def memory(args: argparse.Namespace, directory: Path) -> None:
     peaks = {}
     for size in args.sizes:
         output = subprocess.run(
-            [sys.executable, "-c", _MEMORY_PROBE, args.workload, str(size)],
+            [sys.executable, "-c", _MEMORY_PROBE, args.workload, str(size), args.data_dir or ""],
             capture_output=True,
             text=True,
             check=True,
@@ -173,9 +177,11 @@ def main() -> None:
     agree = commands.add_parser("agreement")
     agree.add_argument("--workload", default="digits")
     agree.add_argument("--seeds", type=int, default=20)
+    agree.add_argument("--data-dir", default=None)
     mem = commands.add_parser("memory")
     mem.add_argument("--workload", default="circles")
     mem.add_argument("--sizes", type=int, nargs="+", default=[1, 32, 128])
+    mem.add_argument("--data-dir", default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         {"worker": worker, "agreement": agreement, "memory": memory}[args.command](
