@@ -38,6 +38,8 @@ __all__ = ["Outcome", "batched_optimizers", "train_trials"]
 
 logger = logging.getLogger(__name__)
 
+_WARNED: set[str] = set()
+
 
 @dataclass
 class Outcome:
@@ -127,7 +129,9 @@ def train_trials(
                     checkpoint_interval_s=objective.checkpoint_interval_s,
                 )
             except NotBatchableError as exc:
-                logger.warning("%s: these trials train one at a time.", exc)
+                if str(exc) not in _WARNED:  # once per worker, not once per population
+                    _WARNED.add(str(exc))
+                    logger.warning("%s: its trials train one at a time.", exc)
                 for trial in dict.fromkeys(member.trial for member in group):
                     outcomes[trial.number] = _train_alone(objective, trial)
                 continue

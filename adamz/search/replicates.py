@@ -55,6 +55,7 @@ _KEYS = {
     "seeds": "seeds each run trains",
     "first_seed": "the first of them",
     "runs": "the configurations: label, optimizer, hyperparameters (and source)",
+    "population": "trials a worker trains at once, in one process (worker --population)",
 }
 _RUN_KEYS = {"label", "optimizer", "hyperparameters", "config", "source"}
 
@@ -194,6 +195,11 @@ def parse_replicates(content: Any, *, source: str, base_dir: Path | None = None)
     }
     if "description" in content:
         definition["description"] = str(content["description"])
+    if "population" in content:  # only when given: older definitions keep their digests
+        population = content["population"]
+        if isinstance(population, bool) or not isinstance(population, int) or population < 1:
+            raise SpecError(source, "population", "must be a positive integer", population)
+        definition["population"] = population
     return ReplicateSpec(name, workload, direction, metric, seeds, first_seed, runs, definition)
 
 
