@@ -157,10 +157,13 @@ def _titled(section: Section, study: str) -> Section:
 
 
 def _title(datas: list[StudyData]) -> str:
-    """The page's title: the studies, or the first and how many more when there are many."""
-    names = [data.name for data in datas]
-    shown = " vs ".join(names) if len(names) <= 2 else f"{names[0]} and {len(names) - 1} more"
-    return f"AdamZ Search report: {shown}"
+    """The page's title: the studies compared (the searches, whose confirmation is a study of
+    its own), or the first and how many more when there are many."""
+    searches = [data.name for data in datas if not is_replicate_study(data)]
+    names = searches or [data.name for data in datas]
+    shown = " vs ".join(names) if len(names) <= 3 else f"{names[0]} and {len(names) - 1} more"
+    confirmed = ", confirmed on fresh seeds" if searches and len(searches) < len(datas) else ""
+    return f"AdamZ Search report: {shown}{confirmed}"
 
 
 NOTE_ATTR = "note"
