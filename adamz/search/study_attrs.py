@@ -39,25 +39,25 @@ DIGEST_ATTR = "digest"
 
 
 def readable_attrs(spec: AnySpec, *, study_file: Path | None = None) -> dict[str, str | int]:
-    """The short values the dashboard lists for ``spec``'s study, in the order it lists them."""
+    """The short values the dashboard lists for ``spec``'s study, in the order it lists them
+    (five rows a page: what a newcomer asks first comes first)."""
     overrides = [f"{key} {value}" for key, value in spec.workload.items() if key != "name"]
-    attrs: dict[str, str | int] = {
-        "kind": "search" if isinstance(spec, StudySpec) else "replicates",
-        "workload": ", ".join([spec.workload["name"], *overrides]),
-    }
     if isinstance(spec, StudySpec):
-        attrs["optimizer"] = spec.optimizer
+        optimizer, kind = spec.optimizer, "search"
+        search = {"sampler": spec.sampler["name"], "pruner": spec.pruner["name"]}
     else:
-        attrs["optimizer"] = ", ".join(dict.fromkeys(run["optimizer"] for run in spec.runs))
-    attrs["metric"] = spec.metric
-    attrs[BUDGET_ATTR] = spec.budget
-    if isinstance(spec, StudySpec):
-        attrs["sampler"] = spec.sampler["name"]
-        attrs["pruner"] = spec.pruner["name"]
-    if study_file is not None:
-        attrs["study_file"] = str(study_file)
-    attrs["adamz_version"] = __version__
-    return attrs
+        optimizer = ", ".join(dict.fromkeys(run["optimizer"] for run in spec.runs))
+        kind, search = "replicates", {}
+    return {
+        "workload": ", ".join([spec.workload["name"], *overrides]),
+        "optimizer": optimizer,
+        "metric": spec.metric,
+        BUDGET_ATTR: spec.budget,
+        **({"study_file": str(study_file)} if study_file is not None else {}),
+        "kind": kind,
+        **search,
+        "adamz_version": __version__,
+    }
 
 
 def store_definition(
@@ -72,11 +72,12 @@ def store_definition(
     study_id = storage.get_study_id_from_name(study_name)
     storage.set_study_system_attr(study_id, DEFINITION_ATTR, spec.definition)
     storage.set_study_system_attr(study_id, DIGEST_ATTR, spec.digest)
-    # The worker (adamz.search.worker.stored_spec) still reads the definition among the user
-    # attributes: a copy stays there until it reads stored_definition.
-    storage.set_study_user_attr(study_id, DEFINITION_ATTR, spec.definition)
     for key, value in readable_attrs(spec, study_file=study_file).items():
         storage.set_study_user_attr(study_id, key, value)
+    # The worker (adamz.search.worker.stored_spec) still reads the definition among the user
+    # attributes: a copy stays there, listed after the short values, until it reads
+    # stored_definition.
+    storage.set_study_user_attr(study_id, DEFINITION_ATTR, spec.definition)
 
 
 def stored_definition(study: optuna.Study) -> dict[str, Any] | None:

@@ -34,7 +34,8 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, i
     free loopback port."""
     directory = tmp_path_factory.mktemp("dashboard")
     storage = f"sqlite:///{directory / 'adamz-search.db'}"
-    create_study(load_study_file(write_study(directory, "shown")), open_storage(storage))
+    study_file = write_study(directory, "shown")
+    create_study(load_study_file(study_file), open_storage(storage), study_file=study_file)
     study = optuna.load_study(study_name="shown", storage=storage)
     study.optimize(lambda trial: trial.suggest_float("lr", 1e-4, 1e-1, log=True), n_trials=5)
     port = free_port()
@@ -78,6 +79,8 @@ def test_the_dashboards_study_attributes_are_short_values_without_the_definition
     url, study_id = dashboard
     detail = json.loads(urllib.request.urlopen(f"{url}/api/studies/{study_id}", timeout=10).read())
     shown = {attr["key"]: attr["value"] for attr in detail["user_attrs"]}
+    # The panel's first page (five rows) answers what the study trains and how long.
+    assert list(shown)[:5] == ["workload", "optimizer", "metric", "budget", "study_file"]
     assert shown["workload"].startswith("digits")
     assert shown["optimizer"] == "adamz"
     assert shown["metric"] == "val_accuracy"

@@ -46,14 +46,14 @@ def test_the_dashboards_study_attributes_are_short_readable_values(tmp_path: Pat
     _, study = created(tmp_path, study_file)
     shown = {key: value for key, value in study.user_attrs.items() if key != DEFINITION_ATTR}
     assert shown == {
-        "kind": "search",
         "workload": "digits, epochs 2, train_size 400",
         "optimizer": "adamz",
         "metric": "val_accuracy",
         "budget": 7,
+        "study_file": str(study_file),
+        "kind": "search",
         "sampler": "tpe",
         "pruner": "none",
-        "study_file": str(study_file),
         "adamz_version": shown["adamz_version"],
     }
     assert DIGEST_ATTR not in study.user_attrs
