@@ -236,7 +236,7 @@ def test_a_report_without_replicates_keeps_the_note_a_verdict_wrote(tmp_path: An
     assert "## Verdict" in note()
     build_report([search], tmp_path / "b", **options)
     assert note().endswith(with_verdict.summary)
-    assert search.user_attrs["note"] == "verdict of z+confirm"
+    assert search.user_attrs["note"] == "verdict of z"  # the search compared, confirmed
     # the note links to the other studies of the comparison on the dashboard
     confirmation_id = storage.get_study_id_from_name("confirm")
     assert note().startswith(
