@@ -29,6 +29,7 @@ from adamz.reports._export import (
     validation_table,
     write_config,
 )
+from adamz.search.budget import FINISHED, count_states, study_budget
 from adamz.search.launcher import launch_workers, parse_devices
 from adamz.search.replicates import ReplicateSpec
 from adamz.search.worker import WorkerOptions
@@ -167,18 +168,24 @@ def add_replicate_worker_arguments(parser: argparse.ArgumentParser, option: str)
 def run_replicates(
     spec: ReplicateSpec, args: argparse.Namespace, storage: BaseStorage, *, doing: str
 ) -> optuna.Study:
-    """Create ``spec``'s study (once) and run it to its budget with the command's workers."""
+    """Create ``spec``'s study (once) and run it to its budget with the command's workers;
+    a study an earlier invocation ran to its budget is used as it is."""
     if args.workers_per_device < 1:
         raise UsageError(f"--workers-per-device must be at least 1, got {args.workers_per_device}.")
     try:
         devices = parse_devices(args.devices)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    create_study(spec, storage)
-    print(
-        f"{doing} in study {spec.name}: {len(spec.runs)} configurations x {spec.seeds} seeds",
-        file=sys.stderr,
-    )
+    created = create_study(spec, storage)
+    runs = f"{len(spec.runs)} configurations x {spec.seeds} seeds"
+    if not created:
+        study = load_study_or_fail(spec.name, storage)
+        states = count_states(study)
+        finished = sum(states[state] for state in FINISHED)
+        if finished >= study_budget(study, spec.budget):
+            print(f"{doing}: study {spec.name} has run its {runs} already", file=sys.stderr)
+            return study
+    print(f"{doing} in study {spec.name}: {runs}", file=sys.stderr)
     try:
         options = WorkerOptions(
             storage=args.storage, data_dir=args.data_dir, population=args.population

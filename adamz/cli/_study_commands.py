@@ -14,7 +14,6 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from adamz import __version__
 from adamz.cli._base import (
     VERBOSE,
     Command,
@@ -29,6 +28,7 @@ from adamz.search.launcher import launch_workers, parse_devices
 from adamz.search.retries import MAX_DEATHS, MAX_FAULTS, requeued
 from adamz.search.storage import STORAGE_ENV, load_study, open_storage, storage_url
 from adamz.search.studies import AnySpec, load_study_file, spec_from_definition
+from adamz.search.study_attrs import store_definition, stored_definition, stored_digest
 from adamz.search.worker import WorkerOptions, stored_spec
 
 __all__ = [
@@ -100,7 +100,7 @@ def create_study(
     """
     if spec.name in optuna.get_all_study_names(storage):
         existing = optuna.load_study(study_name=spec.name, storage=storage)
-        stored = existing.user_attrs.get("digest")
+        stored = stored_digest(existing)
         if stored == spec.digest:
             return False
         raise UsageError(
@@ -116,11 +116,7 @@ def create_study(
         )
     except optuna.exceptions.DuplicatedStudyError:  # created meanwhile by another process
         return create_study(spec, storage, study_file=study_file)
-    study.set_user_attr("definition", spec.definition)
-    study.set_user_attr("digest", spec.digest)
-    if study_file is not None:  # a short value: the dashboard lists every study attribute
-        study.set_user_attr("study_file", str(study_file))
-    study.set_user_attr("adamz_version", __version__)
+    store_definition(storage, spec.name, spec, study_file=study_file)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([spec.metric])
@@ -362,9 +358,9 @@ def study_status(study: optuna.Study) -> dict[str, Any]:
         for trial in trials
         if trial.state == TrialState.RUNNING
     ]
-    definition = study.user_attrs.get("definition")
+    definition = stored_definition(study)
     file_budget = None
-    if isinstance(definition, dict):  # a replicate study's budget is runs x seeds
+    if definition is not None:  # a replicate study's budget is runs x seeds
         file_budget = spec_from_definition(definition, source=study.study_name).budget
     return {
         "study": study.study_name,

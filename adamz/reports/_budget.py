@@ -104,8 +104,11 @@ def budget_section(
             x=ks, y=curve, mode="lines", name=data.name, legendgroup=data.name,
             line={"color": colour},
         )  # fmt: skip
+        # The steps of the curve are exact from its corners: the trials that improved the best,
+        # and the last one (thousands of points otherwise, all but a few on flat stretches).
+        corners = np.union1d(_improvements(better), [n - 1])
         spent.add_scatter(
-            x=epochs, y=best_so_far, mode="lines+markers", name=data.name,
+            x=epochs[corners], y=best_so_far[corners], mode="lines+markers", name=data.name,
             line={"color": colour, "shape": "hv"}, marker={"size": 4},
         )  # fmt: skip
         section.summary.append(
@@ -125,12 +128,19 @@ def budget_section(
         yaxis_title=f"expected best {metric}",
     )
     spent.update_layout(
-        title=f"Best {metric} so far against the epochs trained (pruned trials cost less)",
+        title=f"Best {metric} so far against the epochs trained (pruned trials cost less; "
+        "a marker where a trial improved it)",
         xaxis_title="epochs trained, all trials so far",
         yaxis_title=f"best {metric} so far",
     )
     section.figures += [expected, spent]
     return section
+
+
+def _improvements(better: np.ndarray) -> np.ndarray:
+    """Indices of the values better than every one before them (the first included)."""
+    previous_best = np.concatenate([[-np.inf], np.maximum.accumulate(better)[:-1]])
+    return np.flatnonzero(better > previous_best)
 
 
 def _translucent(colour: str, alpha: float = 0.2) -> str:

@@ -138,7 +138,12 @@ def build_report(
         }
     write_json(files.json, numbers)
     if save_note:
-        _save_notes(studies, files.summary, confirmed=any(map(is_replicate_study, datas)))
+        _save_notes(
+            studies,
+            files.summary,
+            compared=[data.name for data in datas if not is_replicate_study(data)],
+            confirmed=any(map(is_replicate_study, datas)),
+        )
     return ReportFiles(files.html, files.markdown, files.json, charts, files.summary)
 
 
@@ -157,22 +162,28 @@ def _titled(section: Section, study: str) -> Section:
 
 
 def _title(datas: list[StudyData]) -> str:
-    """The page's title: the studies, or the first and how many more when there are many."""
-    names = [data.name for data in datas]
-    shown = " vs ".join(names) if len(names) <= 2 else f"{names[0]} and {len(names) - 1} more"
-    return f"AdamZ Search report: {shown}"
+    """The page's title: the studies compared (the searches, whose confirmation is a study of
+    its own), or the first and how many more when there are many."""
+    searches = [data.name for data in datas if not is_replicate_study(data)]
+    names = searches or [data.name for data in datas]
+    shown = " vs ".join(names) if len(names) <= 3 else f"{names[0]} and {len(names) - 1} more"
+    confirmed = ", confirmed on fresh seeds" if searches and len(searches) < len(datas) else ""
+    return f"AdamZ Search report: {shown}{confirmed}"
 
 
 NOTE_ATTR = "note"
 """Study attribute saying which report wrote the study's dashboard note."""
 
 
-def _save_notes(studies: list[optuna.Study], summary: str, *, confirmed: bool) -> None:
+def _save_notes(
+    studies: list[optuna.Study], summary: str, *, compared: list[str], confirmed: bool
+) -> None:
     """Save ``summary`` as each study's dashboard note, except over a note with a verdict
-    (written by a report with seed replicates) when this report has none."""
+    (written by a report with seed replicates) when this report has none; :data:`NOTE_ATTR`
+    names the searches ``compared`` (or every study, when none is a search)."""
     import optuna_dashboard  # heavy; only for this
 
-    names = "+".join(study.study_name for study in studies)
+    names = "+".join(compared or [study.study_name for study in studies])
     for study in studies:
         if not confirmed and str(study.user_attrs.get(NOTE_ATTR, "")).startswith("verdict"):
             logger.info("%s: kept the note with a verdict", study.study_name)

@@ -32,6 +32,7 @@ from adamz.reports._replicates import (
     summarize_run,
 )
 from adamz.search.replicates import ReplicateSpec, parse_replicates
+from adamz.search.study_attrs import stored_definition
 
 __all__ = ["FIRST_SEED", "TOP", "confirmation_spec", "confirmed_choice", "fresh_seed_study"]
 
@@ -146,17 +147,16 @@ def confirmed_choice(data: StudyData) -> dict[str, Any] | None:
     """
     storage = data.study._storage
     best: dict[str, Any] | None = None
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        definition = summary.user_attrs.get("definition")
-        if not isinstance(definition, dict) or definition.get("kind") != "replicates":
+    for name in optuna.get_all_study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage)
+        definition = stored_definition(study)
+        if definition is None or definition.get("kind") != "replicates":
             continue
         sources = [run.get("source") or {} for run in definition.get("runs", [])]
         if not any(source.get("study") == data.name for source in sources):
             continue
         try:
-            confirmation = load_study_data(
-                optuna.load_study(study_name=summary.study_name, storage=storage)
-            )
+            confirmation = load_study_data(study)
         except ReportError:
             continue  # queued, nothing finished yet
         val_metric = selection_metric(confirmation)
@@ -174,7 +174,7 @@ def confirmed_choice(data: StudyData) -> dict[str, Any] | None:
             ):
                 low, high = median_interval(np.array(entry["values"], dtype=float))
                 best = {
-                    "study": summary.study_name,
+                    "study": name,
                     "run": label,
                     "trial": source.get("trial"),
                     "search_value": source.get("value"),

@@ -24,6 +24,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from adamz.search import SearchSpace, StudySpec
+from adamz.search.study_attrs import stored_definition
 
 __all__ = [
     "ReportError",
@@ -210,8 +211,7 @@ def load_study_data(study: optuna.Study) -> StudyData:
             "nothing to report."
         )
     params = [name for name in completed[0].params if all(name in t.params for t in completed)]
-    definition = study.user_attrs.get("definition")
-    definition = definition if isinstance(definition, dict) else None
+    definition = stored_definition(study)
     values = np.array([trial.value for trial in completed], dtype=float)
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     finished, finished_values = _budget_view(trials, definition, values, maximize=maximize)

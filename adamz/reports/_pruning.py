@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
-from optuna.trial import TrialState
+import plotly.graph_objects as go
+from optuna.trial import FrozenTrial, TrialState
 from optuna.visualization import plot_intermediate_values, plot_timeline
 
 from adamz.reports._data import Section, StudyData
 
-__all__ = ["pruning_section"]
+__all__ = ["pruning_section", "shorten_hover"]
 
 MAX_CURVES = 200
 """Intermediate-value curves drawn at most (a 1,000-curve chart is unreadable and slow)."""
@@ -78,8 +80,42 @@ def pruning_section(data: StudyData) -> Section:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         timeline = plot_timeline(data.study)
+    shorten_hover(timeline, data)
     timeline.update_layout(
         title=f"{data.name}: trials over time", xaxis_title="time", yaxis_title="trial"
     )
     section.figures.append(timeline)
     return section
+
+
+def shorten_hover(timeline: go.Figure, data: StudyData) -> None:
+    """Give each bar of Optuna's timeline a few lines of hover text (:func:`trial_hover`).
+
+    Optuna's is the trial's JSON with every user attribute: for a trial of ours, its whole
+    training record, 150 lines taller than the screen and about 1.5 kB of page per trial.
+    """
+    by_number = {trial.number: trial for trial in data.trials}
+    for trace in timeline.data:
+        if trace.type == "bar" and trace.y is not None:
+            trace.text = [
+                trial_hover(by_number[int(number)], data.metric) if int(number) in by_number else ""
+                for number in trace.y
+            ]
+
+
+def trial_hover(trial: FrozenTrial, metric: str) -> str:
+    """Trial number, state, value (or epochs reported), hyperparameters and worker, one a line."""
+    head = f"trial {trial.number}: {trial.state.name.lower()}"
+    if trial.value is not None:
+        head += f", {metric} {trial.value:.4g}"
+    elif trial.intermediate_values:
+        head += f" after {len(trial.intermediate_values)} epochs"
+    lines = [head, *(f"{name} {_short(value)}" for name, value in trial.params.items())]
+    worker = trial.user_attrs.get("worker")
+    if isinstance(worker, dict):
+        lines.append(f"worker {worker.get('host')}:{worker.get('pid')}")
+    return "<br>".join(lines)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

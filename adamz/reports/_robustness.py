@@ -104,6 +104,13 @@ def tunability_section(data: StudyData) -> Section:
             "gain": gain,
             "hyperparameters": hyperparameters_of(data, data.completed.index(trial)),
         }
+        if trial.number == best.number:
+            section.summary.append(
+                f"Tuning found nothing better than the {label}: trial #{trial.number} "
+                f"({value:.4g}) is still the best of the {len(data.completed)} completed trials "
+                "(one seed each)."
+            )
+            continue
         section.summary.append(
             f"Tuning gained {gain:+.4g} {data.metric} over the {label} (trial #{trial.number}, "
             f"{value:.4g}; best trial #{best.number}, {best_value:.4g}; one seed each)."

@@ -26,6 +26,7 @@ from scipy import stats
 
 from adamz.reports._data import Section, StudyData
 from adamz.reports._replicates import (
+    MIN_SEEDS_FOR_INTERVAL,
     by_validation,
     format_interval,
     is_replicate_study,
@@ -122,13 +123,13 @@ def _verdict_of(data: StudyData, section: Section, *, several: bool) -> None:
     for group, comparison in comparisons.items():
         section.summary.append(
             f"{prefix}**{reference}** vs {group}: "
-            + _sentence(comparison, reference, group, metric, scale, unit)
+            + _sentence(comparison, reference, group, metric, scale, unit, len(comparisons))
         )
     for group, label in winners.items():
         summary = summaries[label]
         versus = "reference"
         if group != reference:
-            versus = _describe(comparisons[group], scale=scale, unit=unit)
+            versus = _describe(comparisons[group], scale=scale, unit=unit, count=len(comparisons))
         time = summary["median_train_time_s"]
         table.append(
             [
@@ -191,23 +192,35 @@ def _adjust(comparisons: dict[str, Any]) -> None:
         )
 
 
-def _describe(comparison: dict[str, Any], *, scale: float, unit: str) -> str:
+def _describe(comparison: dict[str, Any], *, scale: float, unit: str, count: int) -> str:
+    """One comparison in a table cell; the adjusted p-value where ``count`` makes it differ."""
     if not comparison.get("n"):
         return "no shared seeds"
+    adjusted = f", adjusted {comparison['adjusted_p_value']:.2g}" if count > 1 else ""
     return (
-        f"{comparison['difference'] * scale:+.2f}{unit}, p = {comparison['p_value']:.2g}, "
-        f"adjusted {comparison['adjusted_p_value']:.2g} (n = {comparison['n']})"
+        f"{comparison['difference'] * scale:+.2f}{unit}, p = {comparison['p_value']:.2g}"
+        f"{adjusted} (n = {comparison['n']})"
     )
 
 
 def _sentence(
-    comparison: dict[str, Any], reference: str, other: str, metric: str, scale: float, unit: str
+    comparison: dict[str, Any],
+    reference: str,
+    other: str,
+    metric: str,
+    scale: float,
+    unit: str,
+    count: int,
 ) -> str:
+    """One comparison in words; the adjusted p-value only where ``count`` comparisons make it
+    differ, the smallest possible p only where it is out of reach of 0.05."""
     if not comparison.get("n"):
         return "no seeds in common, no comparison."
     low, high = comparison["ci95_difference"]
     interval = (
-        f"95 % CI {low * scale:+.2f} to {high * scale:+.2f}" if math.isfinite(low) else "no CI"
+        f"95 % CI {low * scale:+.2f} to {high * scale:+.2f}"
+        if math.isfinite(low)
+        else f"no 95 % CI below {MIN_SEEDS_FOR_INTERVAL} seeds"
     )
     verdict = (
         "too few seeds to tell it from the seed noise"
@@ -225,9 +238,11 @@ def _sentence(
     time = ""
     if comparison["time_ratio"] is not None:
         time = f"; {comparison['time_ratio'] - 1:+.0%} training time per run"
+    adjusted = ""
+    if count > 1:
+        adjusted = f" ({comparison['adjusted_p_value']:.2g} adjusted for the {count} comparisons)"
     return (
         f"{comparison['difference'] * scale:+.2f}{unit} of {metric} ({interval}), "
-        f"p = {comparison['p_value']:.2g} over {comparison['n']} paired seeds, "
-        f"{comparison['adjusted_p_value']:.2g} adjusted for the comparisons made (smallest "
-        f"possible p {comparison['smallest_possible_p']:.2g}): {verdict}{time}." + floor
+        f"p = {comparison['p_value']:.2g} over {comparison['n']} paired seeds{adjusted}: "
+        f"{verdict}{time}." + floor
     )

@@ -49,11 +49,13 @@ def count_states(study: optuna.Study) -> dict[TrialState, int]:
 
 
 BUDGET_ATTR = "budget"
-"""Study user attribute: the budget set by ``adamz-search budget``, replacing the file's."""
+"""Study user attribute: the study's budget, its file's from ``create`` on (the dashboard shows
+it), then the one ``adamz-search budget`` sets."""
 
 
 def study_budget(study: optuna.Study, file_budget: int) -> int:
-    """The study's budget: the one ``adamz-search budget`` set, else its file's."""
+    """The study's budget: its :data:`BUDGET_ATTR`, else its file's (a study created before
+    ``create`` stored it)."""
     return int(study.user_attrs.get(BUDGET_ATTR) or file_budget)
 
 

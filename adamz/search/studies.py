@@ -32,7 +32,8 @@ space's rules, the sampler's and pruner's options) before anything touches a sto
 raises :class:`~adamz.search.errors.SpecError` naming the file, the key and the rule.
 
 The checked definition, with the search space inlined, is what a study stores (its hash and
-the package version beside it), so a worker on another host needs only the storage.
+the package version beside it; see :mod:`adamz.search.study_attrs`), so a worker on another
+host needs only the storage.
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ from adamz.search.storage import (
     storage_url,
 )
 from adamz.search.studies import AnySpec, make_pruner, make_sampler, spec_from_definition
+from adamz.search.study_attrs import stored_definition
 from adamz.search.trials import trial_id as trial_id_of
 
 if TYPE_CHECKING:
@@ -553,7 +554,7 @@ class Worker:
 
 def stored_spec(study: optuna.Study) -> AnySpec:
     """The study's definition, as ``create`` stored it."""
-    definition = study.user_attrs.get("definition")
+    definition = stored_definition(study)
     if definition is None:
         raise ValueError(
             f"Study {study.study_name!r} was not created by 'adamz-search create': "

@@ -11,8 +11,9 @@ from adamz.reports import ReportError, load_study_data
 from adamz.reports._budget import budget_section, expected_best
 from adamz.reports._controller import controller_section
 from adamz.reports._importance import importance_section
+from adamz.reports._pruning import pruning_section
 from adamz.reports._robustness import robustness_section, tunability_section
-from adamz.reports._sensitivity import sensitivity_section
+from adamz.reports._sensitivity import CONTOUR_GRID, sensitivity_section
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -66,8 +67,10 @@ def test_tunability_is_the_gain_of_the_best_over_each_named_reference_point():
     assert references["library defaults"]["gain"] == pytest.approx(0.2)
     assert references["paper settings"]["trial"] == 1
     assert references["paper settings"]["gain"] == pytest.approx(0.0)
-    assert "over the library defaults" in section.summary[0]
-    assert "over the paper settings" in section.summary[1]
+    assert "gained +0.2 value over the library defaults" in section.summary[0]
+    assert section.summary[1].startswith(  # the paper settings' trial is the best one
+        "Tuning found nothing better than the paper settings: trial #1 (0.7) is still the best"
+    )
 
 
 def test_an_older_studys_defaults_trial_is_read_as_the_paper_settings():
@@ -104,6 +107,38 @@ def test_budget_curves_of_several_studies_side_by_side_with_a_band(lr_study):
     assert np.all(np.array(curve["band_low"]) <= np.array(curve["band_high"]))
     assert section.numbers["flat"]["expected_best"][-1] == pytest.approx(0.8)
     assert len(section.figures[0].data) == 4
+
+
+def test_best_so_far_is_drawn_from_the_trials_that_improved_it_and_the_last(lr_study):
+    section = budget_section([load_study_data(lr_study)], resamples=10)
+    best_so_far = np.array(section.numbers["synthetic"]["best_so_far"])
+    epochs = np.array(section.numbers["synthetic"]["cumulative_epochs"])
+    [drawn] = section.figures[1].data
+    improved = np.flatnonzero(np.diff(best_so_far, prepend=-np.inf) > 0)
+    shown = np.union1d(improved, [len(best_so_far) - 1])
+    assert len(drawn.x) == len(shown) < len(best_so_far)
+    assert np.array_equal(drawn.x, epochs[shown])
+    assert np.array_equal(drawn.y, best_so_far[shown])  # the step line is the same
+
+
+def test_the_contour_of_many_trials_is_on_a_coarse_grid_that_keeps_the_best_value():
+    study = synthetic_study(lr_only, n_trials=2 * CONTOUR_GRID, with_records=False)
+    data = load_study_data(study)
+    contour = sensitivity_section(data, ["lr", "patience"]).figures[-1]
+    [surface] = [trace for trace in contour.data if trace.type == "contour"]
+    assert len(surface.x) <= CONTOUR_GRID
+    assert len(surface.y) <= CONTOUR_GRID
+    assert np.nanmax(surface.z) == pytest.approx(float(data.values.max()))
+    assert len(contour.data[1].x) == 2 * CONTOUR_GRID  # every trial's marker
+
+
+def test_the_timeline_hover_is_a_few_lines_per_trial(lr_study):
+    timeline = pruning_section(load_study_data(lr_study)).figures[-1]
+    texts = [text for trace in timeline.data for text in trace.text]
+    assert len(texts) == 80
+    assert texts[0].split("<br>")[0].startswith("trial 0: complete, value 0.")
+    assert all(len(text.split("<br>")) <= 8 for text in texts)  # state, 5 parameters, worker
+    assert not any("user_attrs" in text for text in texts)
 
 
 def test_budget_curves_of_a_minimised_study_decrease():

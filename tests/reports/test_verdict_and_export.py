@@ -9,8 +9,9 @@ import numpy as np
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, IntDistribution
+from report_helpers import synthetic_study
 
-from adamz.reports import ReportError, load_study_data
+from adamz.reports import ReportError, build_report, load_study_data
 from adamz.reports._export import PAPER_DEFAULTS, export_config, validated_choice
 from adamz.reports._replicates import median_interval, smallest_possible_p
 from adamz.reports._verdict import verdict_section
@@ -235,7 +236,7 @@ def test_a_report_without_replicates_keeps_the_note_a_verdict_wrote(tmp_path: An
     assert "## Verdict" in note()
     build_report([search], tmp_path / "b", **options)
     assert note().endswith(with_verdict.summary)
-    assert search.user_attrs["note"] == "verdict of z+confirm"
+    assert search.user_attrs["note"] == "verdict of z"  # the search compared, confirmed
     # the note links to the other studies of the comparison on the dashboard
     confirmation_id = storage.get_study_id_from_name("confirm")
     assert note().startswith(
@@ -260,9 +261,9 @@ def test_p_values_are_adjusted_for_the_number_of_baselines_compared() -> None:
             "optimizer": "adam",
             "source": {"study": f"b{index}"},
         }
-    comparisons = verdict_section([load_study_data(replicate_study(runs))]).numbers["confirm"][
-        "comparisons"
-    ]
+    section = verdict_section([load_study_data(replicate_study(runs))])
+    comparisons = section.numbers["confirm"]["comparisons"]
+    assert all("adjusted for the 6 comparisons" in line for line in section.summary)
     raw = comparisons["b0"]["p_value"]
     assert raw < 0.05
     assert comparisons["b0"]["adjusted_p_value"] > raw
@@ -290,3 +291,20 @@ def test_with_too_few_seeds_for_any_test_the_verdict_says_so_instead_of_noise() 
     assert section.numbers["confirm"]["comparisons"]["a"]["too_few_seeds"] is True
     assert "too few seeds to tell it from the seed noise" in section.summary[0]
     assert "no test can reach p < 0.05" in section.summary[0]
+    assert "no 95 % CI below 6 seeds" in section.summary[0]
+    assert "adjusted" not in section.summary[0] + str(section.tables)  # one comparison
+    assert section.summary[0].count("smallest possible p") == 1
+
+
+def test_a_confirmed_reports_title_names_the_searches_it_compares(tmp_path: Any) -> None:
+    searches = [synthetic_study(n_trials=12, name=name) for name in ("tuned-z", "tuned-a")]
+    confirmation = replicate_study(
+        {
+            "adamz #1": {"val": constant(0.9), "test": constant(0.9), "source": {"study": "z"}},
+            "adam #1": {"val": constant(0.8), "test": constant(0.8), "source": {"study": "a"}},
+        }
+    )
+    files = build_report([*searches, confirmation], tmp_path, save_note=False, progress=False)
+    title = "AdamZ Search report: tuned-z vs tuned-a, confirmed on fresh seeds"
+    assert f"<h1>{title}</h1>" in files.html.read_text()
+    assert files.summary.startswith(f"# {title}\n")

@@ -58,6 +58,13 @@ def test_confirm_reruns_the_top_trials_on_fresh_seeds_and_export_prefers_the_con
     verdict = numbers["Verdict"]["Verdict"]["numbers"]["confirm-tuned-k3"]
     assert verdict["winners"]["tuned"]["run"] == provenance["confirmation"]["run"]
 
+    again = run_cli("report", "tuned", "--confirm", "3", "--out", "rep", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stderr.splitlines()[0] == (
+        "Confirming: study confirm-tuned-k3 has run its 3 configurations x 3 seeds already"
+    )
+    assert "Nothing to do" not in again.stderr  # no worker started, no warning
+
 
 def test_confirm_refuses_studies_on_different_workloads_with_exit_2(tmp_path: Path) -> None:
     first = write_study(tmp_path, "first", budget=1, epochs=1)

@@ -14,6 +14,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+from search_helpers import write_study
+
+from adamz.cli._study_commands import create_study
+from adamz.search import load_study_file, open_storage
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -26,10 +30,13 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    """A study with five trials, served by ``adamz-search dashboard`` on a free loopback port."""
+    """A study made by ``create`` with five trials, served by ``adamz-search dashboard`` on a
+    free loopback port."""
     directory = tmp_path_factory.mktemp("dashboard")
     storage = f"sqlite:///{directory / 'adamz-search.db'}"
-    study = optuna.create_study(study_name="shown", storage=storage, direction="maximize")
+    study_file = write_study(directory, "shown")
+    create_study(load_study_file(study_file), open_storage(storage), study_file=study_file)
+    study = optuna.load_study(study_name="shown", storage=storage)
     study.optimize(lambda trial: trial.suggest_float("lr", 1e-4, 1e-1, log=True), n_trials=5)
     port = free_port()
     server = subprocess.Popen(
@@ -64,6 +71,22 @@ def test_the_dashboard_serves_the_study_and_its_trials_over_its_api(
     assert [s["study_name"] for s in studies["study_summaries"]] == ["shown"]
     detail = json.loads(urllib.request.urlopen(f"{url}/api/studies/{study_id}", timeout=10).read())
     assert [trial["number"] for trial in detail["trials"]] == [0, 1, 2, 3, 4]
+
+
+def test_the_dashboards_study_attributes_are_short_values_without_the_definition(
+    dashboard: tuple[str, int],
+) -> None:
+    url, study_id = dashboard
+    detail = json.loads(urllib.request.urlopen(f"{url}/api/studies/{study_id}", timeout=10).read())
+    shown = {attr["key"]: attr["value"] for attr in detail["user_attrs"]}
+    # The panel's first page (five rows) answers what the study trains and how long.
+    assert list(shown)[:5] == ["workload", "optimizer", "metric", "budget", "study_file"]
+    assert shown["workload"].startswith("digits")
+    assert shown["optimizer"] == "adamz"
+    assert shown["metric"] == "val_accuracy"
+    assert "digest" not in shown
+    # The worker reads its copy of the definition there; every other value is short.
+    assert all(len(value) <= 80 for key, value in shown.items() if key != "definition")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")

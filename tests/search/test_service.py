@@ -14,6 +14,8 @@ import pytest
 from optuna.trial import TrialState
 from search_helpers import cli, run_cli, start_cli, trials, write_study
 
+from adamz.search.study_attrs import stored_definition, stored_digest
+
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -61,9 +63,11 @@ def test_the_study_stores_its_definition_digest_and_version(tmp_path: Path) -> N
     study = optuna.load_study(
         study_name="quick", storage=f"sqlite:///{tmp_path / 'adamz-search.db'}"
     )
-    assert study.user_attrs["definition"]["budget"] == 4
-    assert study.user_attrs["definition"]["search_space"]["optimizer"] == "adamz"
-    assert len(study.user_attrs["digest"]) == 64
+    definition = stored_definition(study)
+    assert definition is not None
+    assert definition["budget"] == 4
+    assert definition["search_space"]["optimizer"] == "adamz"
+    assert len(stored_digest(study) or "") == 64
     assert study.user_attrs["study_file"] == str(study_file)
     assert study.user_attrs["adamz_version"]
 
@@ -90,7 +94,7 @@ def test_create_is_idempotent_and_refuses_a_different_definition(
     study = optuna.load_study(
         study_name="quick", storage=f"sqlite:///{tmp_path / 'adamz-search.db'}"
     )
-    assert study.user_attrs["definition"]["budget"] == 4
+    assert (stored_definition(study) or {})["budget"] == 4
 
 
 @pytest.mark.parametrize(

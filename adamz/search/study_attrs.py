@@ -1,0 +1,96 @@
+"""What a study stores beside its trials, and what optuna-dashboard shows of it.
+
+``adamz-search create`` stores the checked definition (search space inlined) and its digest as
+study *system* attributes: workers, ``status`` and the reports read them there, and
+optuna-dashboard, whose "Study User Attributes" panel lists a study's *user* attributes, does
+not show them (a definition is about a thousand characters of JSON on one line).
+The user attributes hold what a person reads on that panel: the kind of study, the workload,
+the optimizer, the metric, the budget, the sampler and pruner, the study file and the package
+version.
+
+Studies created before the definition moved keep it among their user attributes; the readers
+here look there when the system attributes have none.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from adamz import __version__
+from adamz.search.budget import BUDGET_ATTR
+from adamz.search.studies import AnySpec, StudySpec
+
+__all__ = [
+    "DEFINITION_ATTR",
+    "DIGEST_ATTR",
+    "readable_attrs",
+    "store_definition",
+    "stored_definition",
+    "stored_digest",
+]
+
+DEFINITION_ATTR = "definition"
+"""Study system attribute: the definition ``create`` checked, as plain data."""
+DIGEST_ATTR = "digest"
+"""Study system attribute: SHA-256 of the definition (same digest, same study)."""
+
+
+def readable_attrs(spec: AnySpec, *, study_file: Path | None = None) -> dict[str, str | int]:
+    """The short values the dashboard lists for ``spec``'s study, in the order it lists them
+    (five rows a page: what a newcomer asks first comes first)."""
+    overrides = [f"{key} {value}" for key, value in spec.workload.items() if key != "name"]
+    if isinstance(spec, StudySpec):
+        optimizer, kind = spec.optimizer, "search"
+        search = {"sampler": spec.sampler["name"], "pruner": spec.pruner["name"]}
+    else:
+        optimizer = ", ".join(dict.fromkeys(run["optimizer"] for run in spec.runs))
+        kind, search = "replicates", {}
+    return {
+        "workload": ", ".join([spec.workload["name"], *overrides]),
+        "optimizer": optimizer,
+        "metric": spec.metric,
+        BUDGET_ATTR: spec.budget,
+        **({"study_file": str(study_file)} if study_file is not None else {}),
+        "kind": kind,
+        **search,
+        "adamz_version": __version__,
+    }
+
+
+def store_definition(
+    storage: optuna.storages.BaseStorage,
+    study_name: str,
+    spec: AnySpec,
+    *,
+    study_file: Path | None = None,
+) -> None:
+    """Store ``spec`` with the study ``study_name``: definition and digest as system
+    attributes, :func:`readable_attrs` as user attributes."""
+    study_id = storage.get_study_id_from_name(study_name)
+    storage.set_study_system_attr(study_id, DEFINITION_ATTR, spec.definition)
+    storage.set_study_system_attr(study_id, DIGEST_ATTR, spec.digest)
+    for key, value in readable_attrs(spec, study_file=study_file).items():
+        storage.set_study_user_attr(study_id, key, value)
+
+
+def stored_definition(study: optuna.Study) -> dict[str, Any] | None:
+    """The definition stored with ``study``; None for a study ``create`` did not make."""
+    definition = _stored(study, DEFINITION_ATTR)
+    return definition if isinstance(definition, dict) else None
+
+
+def stored_digest(study: optuna.Study) -> str | None:
+    """The digest of the definition stored with ``study``; None for a study ``create`` did not
+    make."""
+    digest = _stored(study, DIGEST_ATTR)
+    return digest if isinstance(digest, str) else None
+
+
+def _stored(study: optuna.Study, key: str) -> Any:
+    """``key`` of the study's system attributes, else of its user attributes (older studies)."""
+    # A Study has no public reader of its system attributes; its storage has one.
+    system_attrs = study._storage.get_study_system_attrs(study._study_id)
+    return system_attrs[key] if key in system_attrs else study.user_attrs.get(key)

@@ -1,0 +1,94 @@
+"""What a study stores beside its trials: the definition out of the dashboard's panel, short
+readable values in it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from search_helpers import write_study
+
+from adamz.cli._study_commands import create_study
+from adamz.search import load_study_file
+from adamz.search.study_attrs import (
+    DEFINITION_ATTR,
+    DIGEST_ATTR,
+    readable_attrs,
+    stored_definition,
+    stored_digest,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SHORT = 80
+"""Characters of a value read at a glance in optuna-dashboard's panel of study attributes."""
+
+
+def created(tmp_path: Path, study_file: Path) -> tuple[optuna.storages.BaseStorage, optuna.Study]:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    spec = load_study_file(study_file)
+    assert create_study(spec, storage, study_file=study_file)
+    return storage, optuna.load_study(study_name=spec.name, storage=storage)
+
+
+def test_create_stores_the_definition_and_digest_as_system_attributes(tmp_path: Path) -> None:
+    study_file = write_study(tmp_path, budget=7)
+    storage, study = created(tmp_path, study_file)
+    system_attrs = storage.get_study_system_attrs(study._study_id)
+    spec = load_study_file(study_file)
+    assert system_attrs[DEFINITION_ATTR] == spec.definition
+    assert system_attrs[DIGEST_ATTR] == spec.digest
+    assert stored_definition(study) == spec.definition
+    assert stored_digest(study) == spec.digest
+
+
+def test_the_dashboards_study_attributes_are_short_readable_values(tmp_path: Path) -> None:
+    study_file = write_study(tmp_path, budget=7)
+    _, study = created(tmp_path, study_file)
+    shown = {key: value for key, value in study.user_attrs.items() if key != DEFINITION_ATTR}
+    assert shown == {
+        "workload": "digits, epochs 2, train_size 400",
+        "optimizer": "adamz",
+        "metric": "val_accuracy",
+        "budget": 7,
+        "study_file": str(study_file),
+        "kind": "search",
+        "sampler": "tpe",
+        "pruner": "none",
+        "adamz_version": shown["adamz_version"],
+    }
+    assert DIGEST_ATTR not in study.user_attrs
+    assert all(isinstance(value, str | int) for value in shown.values())
+
+
+def test_a_replicate_study_lists_its_optimizers_once_each() -> None:
+    spec = load_study_file(ROOT / "studies" / "paper-circles.yaml")
+    attrs = readable_attrs(spec)
+    assert attrs["kind"] == "replicates"
+    optimizers = str(attrs["optimizer"]).split(", ")
+    assert len(optimizers) == len(set(optimizers)) > 1
+    assert attrs["budget"] == spec.budget
+    assert all(len(str(value)) <= SHORT for value in attrs.values())
+
+
+def test_every_shipped_study_file_gives_values_read_at_a_glance() -> None:
+    for path in sorted((ROOT / "studies").glob("*.yaml")):
+        attrs = readable_attrs(load_study_file(path), study_file=Path("studies") / path.name)
+        assert all(len(str(value)) <= SHORT for value in attrs.values()), path
+
+
+def test_a_study_created_with_the_definition_among_its_user_attributes_is_still_read(
+    tmp_path: Path,
+) -> None:
+    spec = load_study_file(write_study(tmp_path))
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'old.sqlite'}", study_name="old")
+    study.set_user_attr(DEFINITION_ATTR, spec.definition)
+    study.set_user_attr(DIGEST_ATTR, spec.digest)
+    assert stored_definition(study) == spec.definition
+    assert stored_digest(study) == spec.digest
+
+
+def test_a_plain_optuna_study_has_no_stored_definition() -> None:
+    study = optuna.create_study()
+    study.set_user_attr(DEFINITION_ATTR, "not a definition")
+    assert stored_definition(study) is None
+    assert stored_digest(study) is None
