@@ -146,6 +146,7 @@ def observe_losses(
     stagnation_period: int | Tensor,
     lr_min: PerMember,
     lr_max: PerMember,
+    masks: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """The rule of :func:`observe_loss_on_device` for many controllers at once, on the device.
 
@@ -155,7 +156,8 @@ def observe_losses(
     last ``patience[k]`` entries of its row (the rest is padding, masked out of the maximum and
     the variances) and the last ``stagnation_period[k]`` of those; every hyperparameter is a
     number or a ``(K,)`` tensor. One controller is the case ``K`` absent: 0-dim loss and rate, a
-    window of length ``patience``. No value is read back to the host.
+    window of length ``patience``. No value is read back to the host. ``masks``: what
+    :func:`window_masks` gives for these windows, when the caller keeps them between steps.
     """
     window = state["loss_window"]
     size = window.shape[-1]
@@ -191,6 +193,17 @@ def observe_losses(
     state["overshoots"] = state["overshoots"] + overshoot
     state["stagnations"] = state["stagnations"] + stagnation
     return lr.clamp(lr_min, lr_max)  # type: ignore[arg-type]  # a float bound is fine too
+
+
+def window_masks(
+    size: int, patience: int | Tensor, stagnation_period: int | Tensor, like: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Which entries of windows ``size`` long (right-aligned, on ``like``'s device) are the
+    last ``patience`` losses, and which the last ``stagnation_period``."""
+    position = torch.arange(size, device=like.device)
+    in_window = position >= size - torch.as_tensor(patience, device=like.device)[..., None]
+    in_recent = position >= size - torch.as_tensor(stagnation_period, device=like.device)[..., None]
+    return in_window, in_recent
 
 
 def _masked_variance(values: Tensor, mask: Tensor) -> Tensor:

@@ -22,6 +22,7 @@ which would need a host read.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import cast
 
 import torch
@@ -38,7 +39,7 @@ def _sqrt(value: PerMember) -> PerMember:
 
 
 def _step_sizes(
-    steps: list[int] | list[Tensor], beta1: PerMember, beta2: PerMember
+    steps: Sequence[int | Tensor], beta1: PerMember, beta2: PerMember
 ) -> tuple[list[PerMember], list[PerMember]]:
     """Per-parameter ``c_t`` and ``b_t`` (see the module docstring) for step counts ``steps``."""
     sqrt_corrections: list[PerMember] = []
@@ -55,7 +56,7 @@ def _single_tensor_update(
     grads: list[Tensor],
     exp_avgs: list[Tensor],
     exp_avg_sqs: list[Tensor],
-    steps: list[int] | list[Tensor],
+    steps: Sequence[int | Tensor],
     *,
     lr: PerMember,
     beta1: PerMember,
@@ -124,7 +125,7 @@ def adam_update(
     grads: list[Tensor],
     exp_avgs: list[Tensor],
     exp_avg_sqs: list[Tensor],
-    steps: list[int] | list[Tensor],
+    steps: Sequence[int | Tensor],
     *,
     lr: PerMember,
     beta1: PerMember,

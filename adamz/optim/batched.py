@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from adamz.optim._controller import observe_losses, window_dtype
+from adamz.optim._controller import observe_losses, window_dtype, window_masks
 from adamz.optim._update import adam_update, clip_coefficient, member_grad_norms
 
 __all__ = [
@@ -110,6 +110,9 @@ class BatchedOptimizer(ABC):
             "step": torch.zeros(len(hyperparameters), dtype=torch.float64, device=device),
             "lr": self.hyper["lr"].to(window_dtype(device)).clone(),
         }
+        self._values: dict[tuple[str, int, torch.dtype], float | Tensor] = {}
+        self._step: int | None = 0
+        """The step count of every run, while they all share one (kept on the host)."""
 
     @property
     def size(self) -> int:
@@ -129,8 +132,15 @@ class BatchedOptimizer(ABC):
     def step(self, losses: Tensor) -> None:
         """One update of every run; ``losses`` (shape ``(K,)``) are this step's batch losses."""
         self.state["step"] += 1
+        if self._step is not None:
+            self._step += 1
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
         self._update(grads, losses.detach())
+
+    def _steps(self, like: Tensor) -> int | Tensor:
+        """The runs' step counts: one number while they share it (the scalar path of the
+        update), else per run, shaped against ``like``."""
+        return self._step if self._step is not None else per_run(self.state["step"], like)
 
     @abstractmethod
     def _update(self, grads: list[Tensor], losses: Tensor) -> None: ...
@@ -142,8 +152,20 @@ class BatchedOptimizer(ABC):
             self.state[key] = torch.zeros_like(self.params[index])
         return self.state[key]
 
-    def _per_run(self, name: str, like: Tensor) -> Tensor:
-        return per_run(self.hyper[name], like)
+    def _per_run(self, name: str, like: Tensor, dtype: torch.dtype | None = None) -> float | Tensor:
+        """Hyperparameter ``name`` for an update of stack ``like``: a number when every run has
+        the same value (the update's scalar path, no kernel), else one per run, shaped against
+        ``like``, in ``dtype`` (default: ``like``'s). Kept until the runs change."""
+        key = (name, like.dim(), dtype or like.dtype)
+        if key not in self._values:
+            values = self.hyper[name]
+            first = float(values[0])
+            self._values[key] = (
+                first
+                if bool((values == first).all())
+                else per_run(values.to(dtype or like.dtype), like)
+            )
+        return self._values[key]
 
     @torch.no_grad()
     def keep(self, runs: Tensor) -> None:
@@ -154,6 +176,12 @@ class BatchedOptimizer(ABC):
         self.params = [p.detach()[runs].requires_grad_() for p in self.params]
         self.hyper = {key: value[runs] for key, value in self.hyper.items()}
         self.state = {key: value[runs] for key, value in self.state.items()}
+        self._values.clear()
+        self._step = self._shared_step()
+
+    def _shared_step(self) -> int | None:
+        steps = self.state["step"]
+        return int(steps[0]) if len(steps) and bool((steps == steps[0]).all()) else None
 
     def member_state(self, run: int) -> dict[str, Any]:
         """Run ``run``'s share of the optimizer: its state and hyperparameters, as copies."""
@@ -172,6 +200,7 @@ class BatchedOptimizer(ABC):
                     self._state_like(name, index)
         for key, value in saved["state"].items():
             self._load_row(self.state[key], run, value)
+        self._step = self._shared_step()
 
     @staticmethod
     def _load_row(target: Tensor, run: int, value: Tensor) -> None:
@@ -208,23 +237,26 @@ class BatchedAdamZ(BatchedOptimizer):
         )
         self.patience = self.hyper["patience"].to(torch.int64)
         self.stagnation_period = self.hyper["stagnation_period"].to(torch.int64)
+        self._masks: tuple[Tensor, Tensor] | None = None
 
     def keep(self, runs: Tensor) -> None:
         super().keep(runs)
         self.patience = self.patience[runs]
         self.stagnation_period = self.stagnation_period[runs]
+        self._masks = None
 
     def _update(self, grads: list[Tensor], losses: Tensor) -> None:
         # One norm per run over its own parameters; an unclipped run has max_grad_norm inf.
-        coefficients = clip_coefficient(member_grad_norms(grads), self.hyper["max_grad_norm"])
+        norms = member_grad_norms(grads)
+        coefficients = clip_coefficient(norms, self.hyper["max_grad_norm"].to(norms.dtype))
         for index, (param, grad) in enumerate(zip(self.params, grads, strict=True)):
-            grad.mul_(per_run(coefficients, grad).to(grad.dtype))
+            grad.mul_(per_run(coefficients, grad))
             adam_update(
                 [param],
                 [grad],
                 [self._state_like("exp_avg", index)],
                 [self._state_like("exp_avg_sq", index)],
-                [per_run(self.state["step"], param)],
+                [self._steps(param)],
                 lr=per_run(self.state["lr"], param),
                 beta1=self._per_run("beta1", param),
                 beta2=self._per_run("beta2", param),
@@ -236,17 +268,24 @@ class BatchedAdamZ(BatchedOptimizer):
             key: self.state[key]
             for key in ("loss_window", "observed", "nonfinite", "overshoots", "stagnations")
         }
+        window = self.state["loss_window"]
+        if self._masks is None:
+            self._masks = window_masks(
+                window.shape[-1], self.patience, self.stagnation_period, window
+            )
+        dtype = window.dtype
         self.state["lr"] = observe_losses(
             controller,  # type: ignore[arg-type]
-            losses.to(self.state["loss_window"].dtype),
+            losses.to(dtype),
             self.state["lr"],
-            overshoot_factor=self.hyper["overshoot_factor"],
-            stagnation_factor=self.hyper["stagnation_factor"],
-            stagnation_threshold=self.hyper["stagnation_threshold"],
+            overshoot_factor=self._per_run("overshoot_factor", window[:, 0], dtype),
+            stagnation_factor=self._per_run("stagnation_factor", window[:, 0], dtype),
+            stagnation_threshold=self._per_run("stagnation_threshold", window[:, 0], dtype),
             patience=self.patience,
             stagnation_period=self.stagnation_period,
-            lr_min=self.hyper["lr_min"],
-            lr_max=self.hyper["lr_max"],
+            lr_min=self._per_run("lr_min", window[:, 0], dtype),
+            lr_max=self._per_run("lr_max", window[:, 0], dtype),
+            masks=self._masks,
         )
         self.state.update(controller)
 
@@ -285,14 +324,14 @@ class BatchedAdam(BatchedOptimizer):
             lr = per_run(self.state["lr"], param)
             weight_decay = self._per_run("weight_decay", param)
             if self.decoupled:  # AdamW: theta <- theta (1 - lr lambda), then Adam without L2
-                param.mul_((1 - lr * weight_decay).to(param.dtype))
-                weight_decay = torch.zeros_like(weight_decay)
+                param.mul_(1 - lr * weight_decay)
+                weight_decay = 0.0
             adam_update(
                 [param],
                 [grad],
                 [self._state_like("exp_avg", index)],
                 [self._state_like("exp_avg_sq", index)],
-                [per_run(self.state["step"], param)],
+                [self._steps(param)],
                 lr=lr,
                 beta1=self._per_run("beta1", param),
                 beta2=self._per_run("beta2", param),
@@ -320,15 +359,15 @@ class BatchedSGD(BatchedOptimizer):
     def _update(self, grads: list[Tensor], losses: Tensor) -> None:
         first = self.state["step"] == 1
         for index, (param, grad) in enumerate(zip(self.params, grads, strict=True)):
-            momentum = self._per_run("momentum", param).to(param.dtype)
-            grad = grad.addcmul(param, self._per_run("weight_decay", param).to(param.dtype))
+            momentum = self._per_run("momentum", param)
+            grad = grad + self._per_run("weight_decay", param) * param
             buffer = self._state_like("momentum_buffer", index)
-            dampening = self._per_run("dampening", param).to(param.dtype)
-            plain = per_run(first, param) | (momentum == 0)
+            dampening = self._per_run("dampening", param)
+            plain = per_run(first, param) | torch.as_tensor(momentum == 0)
             buffer.copy_(torch.where(plain, grad, buffer * momentum + (1 - dampening) * grad))
-            nesterov = self._per_run("nesterov", param).bool()
+            nesterov = torch.as_tensor(self._per_run("nesterov", param)).bool()
             direction = torch.where(nesterov, grad + momentum * buffer, buffer)
-            param.sub_(direction * per_run(self.state["lr"], param).to(param.dtype))
+            param.sub_(direction * per_run(self.state["lr"], param))
 
 
 class BatchedRMSprop(BatchedOptimizer):
@@ -336,19 +375,18 @@ class BatchedRMSprop(BatchedOptimizer):
 
     def _update(self, grads: list[Tensor], losses: Tensor) -> None:
         for index, (param, grad) in enumerate(zip(self.params, grads, strict=True)):
-            dtype = param.dtype
-            grad = grad.addcmul(param, self._per_run("weight_decay", param).to(dtype))
-            alpha = self._per_run("alpha", param).to(dtype)
+            grad = grad + self._per_run("weight_decay", param) * param
+            alpha = self._per_run("alpha", param)
             square_avg = self._state_like("square_avg", index)
             square_avg.mul_(alpha).addcmul_(grad, grad * (1 - alpha))
             grad_avg = self._state_like("grad_avg", index)
             grad_avg.lerp_(grad, 1 - alpha)
-            centered = self._per_run("centered", param).bool()
+            centered = torch.as_tensor(self._per_run("centered", param)).bool()
             variance = torch.where(centered, square_avg - grad_avg * grad_avg, square_avg)
-            average = variance.sqrt().add_(self._per_run("eps", param).to(dtype))
+            average = variance.sqrt().add_(self._per_run("eps", param))
             buffer = self._state_like("momentum_buffer", index)
-            buffer.mul_(self._per_run("momentum", param).to(dtype)).add_(grad / average)
-            param.sub_(buffer * per_run(self.state["lr"], param).to(dtype))
+            buffer.mul_(self._per_run("momentum", param)).add_(grad / average)
+            param.sub_(buffer * per_run(self.state["lr"], param))
 
 
 BATCHED_OPTIMIZERS: dict[str, type[BatchedOptimizer]] = {

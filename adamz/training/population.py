@@ -272,9 +272,8 @@ class _Population:
     def _losses(self, params: dict[str, Tensor], inputs: Tensor, targets: Tensor) -> Tensor:
         """Every member's loss on its batch, shape ``(K,)``."""
         if self.workload.has_stacked_forward:
-            return vmap(self.workload.loss)(
-                self._outputs(params, inputs, evaluating=False), targets
-            )
+            outputs = self._outputs(params, inputs, evaluating=False)
+            return self.workload.stacked_loss(outputs, targets)
         return vmap(self._loss, randomness="different")(params, self.buffers, inputs, targets)
 
     def train(

@@ -251,6 +251,12 @@ class Workload(ABC):
 
     has_stacked_forward: ClassVar[bool] = False
 
+    def stacked_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """:meth:`loss` of K models' batches at once: outputs ``(K, batch, ...)``, targets
+        ``(K, batch, ...)`` -> ``(K,)``. This default vectorises :meth:`loss` with ``vmap``; a
+        workload with a stacked forward writes it out too (one kernel instead of a dispatch)."""
+        return torch.func.vmap(self.loss)(outputs, targets)
+
     def load_data(
         self,
         data_dir: str | Path | None,

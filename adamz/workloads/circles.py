@@ -87,5 +87,8 @@ class Circles(Workload):
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(outputs, targets)
 
+    def stacked_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(outputs, targets, reduction="none").mean(-1)
+
     def count_correct(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return ((outputs >= 0) == (targets >= 0.5)).sum()

@@ -138,6 +138,9 @@ class Mnist(Workload):
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return F.nll_loss(outputs, targets)
 
+    def stacked_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return F.nll_loss(outputs.transpose(1, 2), targets, reduction="none").mean(-1)
+
     def count_correct(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return (outputs.argmax(dim=1) == targets).sum()
 

@@ -173,3 +173,9 @@ def test_a_hand_written_stacked_forward_is_vmap_of_the_model_s_forward(name: str
     expected = vmap(forward)(params, inputs)
     stacked = workload.stacked_forward(params, inputs, training=False)
     torch.testing.assert_close(stacked, expected, rtol=1e-5, atol=1e-6)
+    targets = torch.randint(0, 2, expected.shape[:2]).to(
+        torch.float32 if name == "circles" else torch.int64
+    )
+    torch.testing.assert_close(
+        workload.stacked_loss(stacked, targets), vmap(workload.loss)(expected, targets)
+    )
