@@ -82,7 +82,9 @@ def _single_tensor_update(
         denom = exp_avg_sq.sqrt().add_(eps * sqrt_corrections[i])
         step_size = step_sizes[i]
         if isinstance(lr, Tensor) or isinstance(step_size, Tensor):
-            denom.div_(lr * -step_size)
+            # The factor in the parameter's dtype: a float64 one (the controller's rate) would
+            # make the division run in float64 over every element.
+            denom.div_(torch.as_tensor(lr * -step_size).to(denom.dtype))
             param.addcdiv_(exp_avg, denom)
         else:
             param.addcdiv_(exp_avg, denom, value=-lr * step_size)

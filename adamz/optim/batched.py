@@ -321,7 +321,7 @@ class BatchedAdam(BatchedOptimizer):
 
     def _update(self, grads: list[Tensor], losses: Tensor) -> None:
         for index, (param, grad) in enumerate(zip(self.params, grads, strict=True)):
-            lr = per_run(self.state["lr"], param)
+            lr = per_run(self.state["lr"], param).to(param.dtype)
             weight_decay = self._per_run("weight_decay", param)
             if self.decoupled:  # AdamW: theta <- theta (1 - lr lambda), then Adam without L2
                 param.mul_(1 - lr * weight_decay)
@@ -367,7 +367,7 @@ class BatchedSGD(BatchedOptimizer):
             buffer.copy_(torch.where(plain, grad, buffer * momentum + (1 - dampening) * grad))
             nesterov = torch.as_tensor(self._per_run("nesterov", param)).bool()
             direction = torch.where(nesterov, grad + momentum * buffer, buffer)
-            param.sub_(direction * per_run(self.state["lr"], param))
+            param.sub_(direction * per_run(self.state["lr"], param).to(param.dtype))
 
 
 class BatchedRMSprop(BatchedOptimizer):
@@ -386,7 +386,7 @@ class BatchedRMSprop(BatchedOptimizer):
             average = variance.sqrt().add_(self._per_run("eps", param))
             buffer = self._state_like("momentum_buffer", index)
             buffer.mul_(self._per_run("momentum", param)).add_(grad / average)
-            param.sub_(buffer * per_run(self.state["lr"], param))
+            param.sub_(buffer * per_run(self.state["lr"], param).to(param.dtype))
 
 
 BATCHED_OPTIMIZERS: dict[str, type[BatchedOptimizer]] = {
