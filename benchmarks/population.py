@@ -5,6 +5,10 @@ budget checks, trial records, TPE over AdamZ's eight hyperparameters) on one wor
 ``--population`` 1 (one trial at a time, as before populations) and with 8, 32 and 64, on the
 same storage, in one process (its imports paid once before the first timing). Every trial
 trains the workload's full protocol (no pruner), so the ratio is the cost of a trial.
+``training``: the training alone, without Optuna: seconds per run of
+:func:`adamz.training.train` (one run at a time) against :func:`train_population` for each K,
+the same configurations and seeds. The difference between the two ratios is the search's own
+cost per trial (sampling, Optuna's storage writes), which a population does not reduce.
 ``agreement``: the same 20 seeds and configuration trained alone and in one population; the
 median final validation accuracy of each, and a paired Wilcoxon test of their difference.
 ``memory``: peak resident memory of a population of K against K = 1, in fresh processes, per
@@ -12,6 +16,7 @@ member.
 
     python benchmarks/population.py worker [--workload circles] [--sizes 1 8 32 64]
     python benchmarks/population.py worker --workload mnist --data-dir ../shared/data --sizes 1 8
+    python benchmarks/population.py training [--workload circles] [--sizes 1 8 32 64]
     python benchmarks/population.py agreement [--workload digits]
     python benchmarks/population.py memory [--workload circles] [--sizes 1 32 128] [--data-dir D]
 
@@ -100,6 +105,32 @@ def worker(args: argparse.Namespace, directory: Path) -> None:
         )
 
 
+def training(args: argparse.Namespace, directory: Path) -> None:
+    torch.set_num_threads(1)
+    extra = {"data_dir": args.data_dir, "epochs": args.epochs, "train_size": args.train_size}
+
+    def configs(size: int) -> list[RunConfig]:
+        return [
+            RunConfig(args.workload, "adamz", {"lr": 0.001 * (1 + seed % 7)}, seed=seed, **extra)
+            for seed in range(size)
+        ]
+
+    train_population(configs(2))  # warm-up: imports, data cache, first calls
+    singles = configs(args.singles)
+    start = time.perf_counter()
+    for config in singles:
+        train(config)
+    alone = (time.perf_counter() - start) / len(singles)
+    print(f"{args.workload} {extra}: AdamZ training alone, 1 thread, no search")
+    print(f"{'population':>10} {'s/run':>8} {'x alone':>8}")
+    print(f"{'alone':>10} {alone:>8.4f} {1.0:>8.1f}")
+    for size in args.sizes:
+        start = time.perf_counter()
+        train_population(configs(size))
+        per_run = (time.perf_counter() - start) / size
+        print(f"{size:>10} {per_run:>8.4f} {alone / per_run:>8.1f}")
+
+
 def agreement(args: argparse.Namespace, directory: Path) -> None:
     torch.set_num_threads(1)
     configs = [
@@ -174,6 +205,13 @@ def main() -> None:
     run.add_argument("--epochs", type=int, default=None)
     run.add_argument("--train-size", type=int, default=None)
     run.add_argument("--data-dir", default=None)
+    alone = commands.add_parser("training")
+    alone.add_argument("--workload", default="circles")
+    alone.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 32, 64])
+    alone.add_argument("--singles", type=int, default=8, help="runs timed one at a time")
+    alone.add_argument("--epochs", type=int, default=None)
+    alone.add_argument("--train-size", type=int, default=None)
+    alone.add_argument("--data-dir", default=None)
     agree = commands.add_parser("agreement")
     agree.add_argument("--workload", default="digits")
     agree.add_argument("--seeds", type=int, default=20)
@@ -184,9 +222,13 @@ def main() -> None:
     mem.add_argument("--data-dir", default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
-        {"worker": worker, "agreement": agreement, "memory": memory}[args.command](
-            args, Path(directory)
-        )
+        run_command = {
+            "worker": worker,
+            "training": training,
+            "agreement": agreement,
+            "memory": memory,
+        }[args.command]
+        run_command(args, Path(directory))
 
 
 if __name__ == "__main__":
