@@ -19,7 +19,7 @@ from adamz.cli._base import VERBOSE, Command, UsageError, current_verbosity, log
 from adamz.search.budget import set_budget, study_budget
 from adamz.search.errors import SpecError
 from adamz.search.launcher import launch_workers, parse_devices
-from adamz.search.retries import MAX_DEATHS, MAX_FAULTS, requeued
+from adamz.search.retries import MAX_DEATHS, MAX_FAULTS, outcomes
 from adamz.search.storage import STORAGE_ENV, load_study, open_storage, storage_url
 from adamz.search.studies import AnySpec, load_study_file, spec_from_definition
 from adamz.search.worker import WorkerOptions, stored_spec
@@ -312,27 +312,6 @@ class StatusCommand(Command):
         return 0
 
 
-def trial_counts(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
-    """Trials by outcome: Optuna's states, with a failed trial split into ``requeued`` (a retry
-    was queued), ``surplus`` (refused by the budget), ``dropped`` (its retries' limit reached)
-    and ``fail`` (its training raised)."""
-    counts = {state.name.lower(): 0 for state in TrialState}
-    counts.update(requeued=0, surplus=0, dropped=0)
-    again = requeued(trials)
-    for trial in trials:
-        if trial.state != TrialState.FAIL:
-            counts[trial.state.name.lower()] += 1
-        elif trial.number in again:
-            counts["requeued"] += 1
-        elif trial.user_attrs.get("surplus"):
-            counts["surplus"] += 1
-        elif "error" in trial.user_attrs and not trial.system_attrs.get("faults"):
-            counts["fail"] += 1
-        else:
-            counts["dropped"] += 1
-    return counts
-
-
 def study_status(study: optuna.Study) -> dict[str, Any]:
     """Counts by outcome, the best trial and the running trials of ``study``, as plain data."""
     trials = study.get_trials(deepcopy=False)
@@ -363,7 +342,7 @@ def study_status(study: optuna.Study) -> dict[str, Any]:
         "metric": study.metric_names[0] if study.metric_names else None,
         "budget": study_budget(study, file_budget) if file_budget else None,
         "file_budget": file_budget,
-        "trials": trial_counts(trials),
+        "trials": outcomes(trials),
         "retry_limits": {"deaths": MAX_DEATHS, "faults": MAX_FAULTS},
         "best": best,
         "running": running,

@@ -12,6 +12,8 @@ equal budgets whatever the workers did.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import optuna
 from optuna.trial import TrialState
 
@@ -37,15 +39,12 @@ class SurplusTrialError(RuntimeError):
 
 
 def count_states(study: optuna.Study) -> dict[TrialState, int]:
-    """Number of the study's trials in each state.
+    """Number of the study's trials in each state (0 for a state none is in).
 
     Optuna's caching layer (RDB storages) and the gRPC proxy's client keep finished trials, so
     a worker that asks before every trial reads only the unfinished ones again.
     """
-    counts = dict.fromkeys(TrialState, 0)
-    for trial in study.get_trials(deepcopy=False):
-        counts[trial.state] += 1
-    return counts
+    return Counter(trial.state for trial in study.get_trials(deepcopy=False))
 
 
 BUDGET_ATTR = "budget"
