@@ -1,10 +1,15 @@
-"""The ``report`` and ``export`` sub-commands."""
+"""The ``report`` and ``export`` sub-commands.
+
+The reports are imported where a command uses them: they import the training code, and torch
+with it, which the other commands (the worker supervisor above all) do without.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.storages import BaseStorage
@@ -16,22 +21,10 @@ from adamz.cli._study_commands import (
     load_study_or_fail,
     open_storage_or_fail,
 )
-from adamz.reports import ReportError, StudyData, build_report, load_study_data
-from adamz.reports._confirm import TOP, confirmation_spec, fresh_seed_study
-from adamz.reports._export import (
-    MARGIN,
-    PAPER_DEFAULTS,
-    export_config,
-    robust_candidates,
-    save_config,
-    validated_choice,
-    validation_spec,
-    validation_table,
-    write_config,
-)
-from adamz.search.launcher import launch_workers, parse_devices
-from adamz.search.replicates import ReplicateSpec
-from adamz.search.worker import WorkerOptions
+
+if TYPE_CHECKING:
+    from adamz.reports import StudyData
+    from adamz.search.replicates import ReplicateSpec
 
 __all__ = ["ExportCommand", "ReportCommand"]
 
@@ -48,6 +41,9 @@ class ReportCommand(Command):
     help = "Write an HTML report, a Markdown summary and the numbers as JSON for STUDY(s)."
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        # These import torch: see the module docstring.
+        from adamz.reports._confirm import TOP
+
         parser.add_argument("studies", nargs="+", metavar="STUDY", help="studies in the storage")
         add_storage_argument(parser)
         parser.add_argument(
@@ -100,6 +96,9 @@ class ReportCommand(Command):
         add_replicate_worker_arguments(parser, "--confirm")
 
     def take_action(self, args: argparse.Namespace) -> int:
+        # These import torch: see the module docstring.
+        from adamz.reports import ReportError, build_report
+
         # The importance evaluators create throw-away in-memory studies: keep their logs quiet.
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         if args.repeats < 1 or args.fanova_trees < 1:
@@ -132,6 +131,10 @@ class ReportCommand(Command):
         args: argparse.Namespace, studies: list[optuna.Study], storage: BaseStorage
     ) -> optuna.Study:
         """Create the confirmation study of ``studies`` (once) and run it to its budget."""
+        # These import torch: see the module docstring.
+        from adamz.reports import ReportError, load_study_data
+        from adamz.reports._confirm import confirmation_spec
+
         if args.confirm < 2:
             raise UsageError(f"--confirm must be at least 2, got {args.confirm}.")
         try:
@@ -167,6 +170,10 @@ def run_replicates(
     spec: ReplicateSpec, args: argparse.Namespace, storage: BaseStorage, *, doing: str
 ) -> optuna.Study:
     """Create ``spec``'s study (once) and run it to its budget with the command's workers."""
+    # These import torch: see the module docstring.
+    from adamz.search.launcher import launch_workers, parse_devices
+    from adamz.search.worker import WorkerOptions
+
     if args.workers_per_device < 1:
         raise UsageError(f"--workers-per-device must be at least 1, got {args.workers_per_device}.")
     try:
@@ -193,6 +200,9 @@ class ExportCommand(Command):
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        # These import torch: see the module docstring.
+        from adamz.reports._export import MARGIN
+
         parser.add_argument("studies", nargs="+", metavar="STUDY", help="studies in the storage")
         add_storage_argument(parser)
         parser.add_argument(
@@ -229,6 +239,10 @@ class ExportCommand(Command):
         add_replicate_worker_arguments(parser, "several studies")
 
     def take_action(self, args: argparse.Namespace) -> int:
+        # These import torch: see the module docstring.
+        from adamz.reports import ReportError, load_study_data
+        from adamz.reports._export import export_config, save_config, validation_table, write_config
+
         # Several studies are validated by replicate studies it writes; one is only read.
         writes = len(args.studies) > 1 or args.leave_one_out
         storage = open_storage_or_fail(args.storage, read_only=not writes)
@@ -264,6 +278,10 @@ class ExportCommand(Command):
         args: argparse.Namespace, datas: list[StudyData], storage: BaseStorage, *, tag: str
     ) -> list[StudyData]:
         """Train the candidates of ``datas`` and the paper defaults on each of their workloads."""
+        # These import torch: see the module docstring.
+        from adamz.reports import load_study_data
+        from adamz.reports._export import robust_candidates, validation_spec
+
         if len({data.workload for data in datas}) != len(datas):
             raise UsageError(
                 "A default for several studies is validated per workload: give one study per "
@@ -287,6 +305,10 @@ class ExportCommand(Command):
         self, args: argparse.Namespace, datas: list[StudyData], storage: BaseStorage
     ) -> int:
         """For each study: a default validated on the others, then trained on its workload."""
+        # These import torch: see the module docstring.
+        from adamz.reports._confirm import fresh_seed_study
+        from adamz.reports._export import PAPER_DEFAULTS, validated_choice
+
         if len(datas) < 3:
             raise UsageError(
                 f"--leave-one-out needs at least 3 studies (2 to export from, 1 held out), got "

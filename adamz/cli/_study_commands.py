@@ -1,4 +1,9 @@
-"""The search service's sub-commands: create, worker, status, studies, dashboard."""
+"""The search service's sub-commands: create, worker, status, studies, budget, dashboard, proxy.
+
+Checking a study file or a stored definition needs the optimizer registry, and with it torch:
+those modules are imported where a command checks one. ``worker NAME`` checks none: it leaves
+that to its workers, so that the supervisor runs without torch.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +14,20 @@ import logging
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
 
 from adamz import __version__
 from adamz.cli._base import VERBOSE, Command, UsageError, current_verbosity, log_to_stderr
-from adamz.search.budget import set_budget, study_budget
+from adamz.search.budget import definition_budget, set_budget, study_budget
 from adamz.search.errors import SpecError
-from adamz.search.launcher import launch_workers, parse_devices
 from adamz.search.retries import MAX_DEATHS, MAX_FAULTS, outcomes
 from adamz.search.storage import STORAGE_ENV, load_study, open_storage, storage_url
-from adamz.search.studies import AnySpec, load_study_file, spec_from_definition
-from adamz.search.worker import WorkerOptions, stored_spec
+
+if TYPE_CHECKING:
+    from adamz.search.studies import AnySpec
 
 __all__ = [
     "BudgetCommand",
@@ -72,6 +77,8 @@ class CreateCommand(Command):
         add_storage_argument(parser)
 
     def take_action(self, args: argparse.Namespace) -> int:
+        from adamz.search.studies import load_study_file  # checking a file needs torch
+
         try:
             spec = load_study_file(args.study_file)
         except SpecError as exc:
@@ -127,6 +134,8 @@ class WorkerCommand(Command):
     help = "Run workers that pull trials of STUDY from the storage until its budget is met."
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        from adamz.search.worker import WorkerOptions  # only this command's parser needs it
+
         defaults = WorkerOptions()
         parser.add_argument("study", help="the study's name, or a study file (created if needed)")
         add_storage_argument(parser)
@@ -191,6 +200,10 @@ class WorkerCommand(Command):
         )
 
     def take_action(self, args: argparse.Namespace) -> int:
+        # Here, not at module level: the other commands do without the supervisor's imports.
+        from adamz.search.launcher import launch_workers, parse_devices
+        from adamz.search.worker import WorkerOptions
+
         if args.workers_per_device < 1:
             raise UsageError(
                 f"Invalid --workers-per-device: must be >= 1, got {args.workers_per_device}."
@@ -210,6 +223,8 @@ class WorkerCommand(Command):
             raise UsageError(str(exc).replace("Invalid ", "Invalid --").replace("_", "-")) from exc
         study_name = args.study
         if args.study.endswith((".yaml", ".yml")):
+            from adamz.search.studies import load_study_file  # checking a file needs torch
+
             try:
                 spec = load_study_file(args.study)
             except SpecError as exc:
@@ -223,7 +238,7 @@ class WorkerCommand(Command):
             raise UsageError(str(exc)) from exc
         storage = open_storage_or_fail(args.storage, read_only=True)
         try:
-            stored_spec(load_study_or_fail(study_name, storage))
+            definition_budget(load_study_or_fail(study_name, storage))  # workers check the rest
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
         with log_to_stderr(logging.WARNING):
@@ -240,6 +255,8 @@ class BudgetCommand(Command):
         add_storage_argument(parser)
 
     def take_action(self, args: argparse.Namespace) -> int:
+        from adamz.search.worker import stored_spec  # checks the definition: needs torch
+
         storage = open_storage_or_fail(args.storage, read_only=True)
         study = load_study_or_fail(args.study, storage)
         try:
@@ -332,10 +349,9 @@ def study_status(study: optuna.Study) -> dict[str, Any]:
         for trial in trials
         if trial.state == TrialState.RUNNING
     ]
-    definition = study.user_attrs.get("definition")
-    file_budget = None
-    if isinstance(definition, dict):  # a replicate study's budget is runs x seeds
-        file_budget = spec_from_definition(definition, source=study.study_name).budget
+    # Any Optuna study is listed; only those created by 'adamz-search create' have a budget.
+    stored = isinstance(study.user_attrs.get("definition"), dict)
+    file_budget = definition_budget(study) if stored else None
     return {
         "study": study.study_name,
         "direction": study.direction.name.lower(),

@@ -23,6 +23,7 @@ __all__ = [
     "NO_QUEUED_RUN",
     "SurplusTrialError",
     "count_states",
+    "definition_budget",
     "set_budget",
     "study_budget",
 ]
@@ -54,6 +55,27 @@ BUDGET_ATTR = "budget"
 def study_budget(study: optuna.Study, file_budget: int) -> int:
     """The study's budget: the one ``adamz-search budget`` set, else its file's."""
     return int(study.user_attrs.get(BUDGET_ATTR) or file_budget)
+
+
+def definition_budget(study: optuna.Study) -> int:
+    """The budget the study's stored definition sets: a search's ``budget``, a replicate
+    study's runs x seeds.
+
+    The definition is read, not checked (its workers check it): checking needs the optimizer
+    registry, and with it torch, which the worker supervisor and ``status`` do without.
+
+    Raises:
+        ValueError: the study has no stored definition (``adamz-search create`` stores one).
+    """
+    definition = study.user_attrs.get("definition")
+    if not isinstance(definition, dict):
+        raise ValueError(
+            f"Study {study.study_name!r} was not created by 'adamz-search create': "
+            "it has no stored definition to run."
+        )
+    if definition.get("kind") == "replicates":
+        return len(definition["runs"]) * int(definition["seeds"])
+    return int(definition["budget"])
 
 
 def set_budget(study: optuna.Study, trials: int) -> None:

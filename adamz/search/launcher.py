@@ -7,6 +7,10 @@ its GPU (``CUDA_VISIBLE_DEVICES``); CPU workers share the cores (``OMP_NUM_THREA
 user set it). Each child asks the kernel to stop it with SIGTERM if the launcher dies
 (``PR_SET_PDEATHSIG`` on Linux), so no worker runs on without its supervisor.
 
+The launcher itself never imports torch, which each worker imports (hundreds of MB a process):
+it reads the study's budget from the stored definition, unchecked (its workers check it), and
+counts GPUs in a spawned process.
+
 SIGTERM and SIGINT are passed on to the children, which requeue their trials and exit; the
 launcher then exits 143 or 130. It exits 1, naming them, if any child failed or was killed.
 """
@@ -22,17 +26,18 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
 import optuna
 from tqdm import tqdm
 
-from adamz.search.budget import FINISHED, study_budget
+from adamz.search.budget import FINISHED, definition_budget, study_budget
 from adamz.search.interrupts import SIGNALS
 from adamz.search.retries import outcomes
 from adamz.search.storage import load_study, open_storage
-from adamz.search.worker import STOP_CODES, Tickets, WorkerOptions, run_worker, stored_spec
+from adamz.search.worker import STOP_CODES, Tickets, WorkerOptions, run_worker
 
 __all__ = ["launch_workers", "parse_devices", "worker_process"]
 
@@ -52,9 +57,7 @@ def parse_devices(devices: str) -> list[str]:
     if devices == "cpu":
         return ["cpu"]
     if devices == "cuda" or devices.startswith("cuda:"):
-        import torch
-
-        available = torch.cuda.device_count()
+        available = _gpu_count()
         if available == 0:
             raise ValueError(f"Invalid --devices {devices!r}: no CUDA device is available here.")
         if devices == "cuda":
@@ -66,6 +69,18 @@ def parse_devices(devices: str) -> list[str]:
             )
         return [f"cuda:{i}" for i in indices]
     raise ValueError(f"Invalid --devices {devices!r}: must be cpu, cuda or cuda:0,1,...")
+
+
+def _gpu_count() -> int:
+    """The GPUs torch sees, counted in a spawned process: torch stays out of the launcher."""
+    with ProcessPoolExecutor(1, mp_context=SPAWN) as pool:
+        return pool.submit(_torch_gpu_count).result()
+
+
+def _torch_gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def worker_process(
@@ -108,9 +123,13 @@ def launch_workers(
     Returns:
         130 or 143 if the launcher was stopped by SIGINT or SIGTERM, else 1 if any worker
         failed or was killed (each is named in the log), else 0.
+
+    Raises:
+        ValueError: the storage cannot be opened, or the study is unknown or has no stored
+            definition.
     """
     study = load_study(study_name, open_storage(options.storage, read_only=True))
-    budget = study_budget(study, stored_spec(study).budget)
+    budget = study_budget(study, definition_budget(study))
     finished = _finished(outcomes(study.get_trials(deepcopy=False)))
     if finished >= budget:
         logger.warning(
