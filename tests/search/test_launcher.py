@@ -51,13 +51,13 @@ def test_a_signal_during_the_imports_exits_quietly_with_the_shell_s_code(
     tmp_path: Path, sig: signal.Signals, code: int
 ) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "adamz.entry", "studies"],
+        [sys.executable, "-m", "adamz.entry", "train", "--workload", "digits"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(0.5)  # the command line's imports (torch, Optuna) take seconds
+    time.sleep(0.5)  # train's imports (torch, Optuna) take seconds; the storage commands' less
     process.send_signal(sig)
     _, err = process.communicate(timeout=60)
     assert process.returncode == code
