@@ -83,12 +83,9 @@ def _torch_gpu_count() -> int:
     return torch.cuda.device_count()
 
 
-def worker_process(
-    study_name: str, options: WorkerOptions, tickets: Tickets, parent: int | None = None
-) -> None:
-    """A worker child's entry: dies with its parent, runs, prints its summary, exits."""
-    if parent is not None:
-        _die_with_parent(parent)
+def worker_process(study_name: str, options: WorkerOptions, tickets: Tickets, parent: int) -> None:
+    """A worker child's entry: dies with its ``parent``, runs, prints its summary, exits."""
+    _die_with_parent(parent)
     from adamz.cli._base import current_verbosity, log_to_stderr, verbosity
 
     # The launcher's -v/-q reach the child through the environment it was started with.
@@ -157,8 +154,7 @@ def launch_workers(
             seen = "cuda:0" if device.startswith("cuda:") else device
             child = SPAWN.Process(
                 target=worker_process,
-                args=(study_name, dataclasses.replace(options, device=seen), tickets),
-                kwargs={"parent": os.getpid()},
+                args=(study_name, dataclasses.replace(options, device=seen), tickets, os.getpid()),
                 name=f"worker {index} ({device})",
             )
             _start(child, _child_env(device, total))
