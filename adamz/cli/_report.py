@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import optuna
 from optuna.storages import BaseStorage
 
-from adamz.cli._base import Command, UsageError
+from adamz.cli._base import Command, UsageError, usage_errors
 from adamz.cli._study_commands import (
     add_storage_argument,
     create_study,
@@ -111,7 +111,7 @@ class ReportCommand(Command):
         if args.confirm:
             studies.append(self._confirm(args, studies, storage))
         out = args.out or REPORTS_DIR / "+".join(args.studies)
-        try:
+        with usage_errors(ReportError):
             files = build_report(
                 studies,
                 out,
@@ -121,8 +121,6 @@ class ReportCommand(Command):
                 progress=sys.stderr.isatty(),
                 plotly_js=args.plotly_js,
             )
-        except ReportError as exc:
-            raise UsageError(str(exc)) from exc
         print(f"Wrote {files.html} ({files.charts} charts), {files.markdown}, {files.json}")
         return 0
 
@@ -137,12 +135,10 @@ class ReportCommand(Command):
 
         if args.confirm < 2:
             raise UsageError(f"--confirm must be at least 2, got {args.confirm}.")
-        try:
+        with usage_errors(ReportError):
             spec = confirmation_spec(
                 [load_study_data(study) for study in studies], args.confirm, top=args.candidates
             )
-        except ReportError as exc:
-            raise UsageError(str(exc)) from exc
         return run_replicates(spec, args, storage, doing="Confirming")
 
 
@@ -176,10 +172,8 @@ def run_replicates(
 
     if args.workers_per_device < 1:
         raise UsageError(f"--workers-per-device must be at least 1, got {args.workers_per_device}.")
-    try:
+    with usage_errors():
         devices = parse_devices(args.devices)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
     create_study(spec, storage)
     print(
         f"{doing} in study {spec.name}: {len(spec.runs)} configurations x {spec.seeds} seeds",
@@ -247,7 +241,7 @@ class ExportCommand(Command):
         writes = len(args.studies) > 1 or args.leave_one_out
         storage = open_storage_or_fail(args.storage, read_only=not writes)
         studies = [load_study_or_fail(name, storage) for name in args.studies]
-        try:
+        with usage_errors(ReportError):
             datas = [load_study_data(study) for study in studies]
             if args.leave_one_out:
                 return self._leave_one_out(args, datas, storage)
@@ -255,8 +249,6 @@ class ExportCommand(Command):
             if len(datas) > 1:
                 validation = self._validate(args, datas, storage, tag="+".join(args.studies))
             config = export_config(datas, validation=validation, margin=args.margin)
-        except ReportError as exc:
-            raise UsageError(str(exc)) from exc
         if validation is not None:
             choice = config["provenance"]
             print(validation_table(choice), file=sys.stderr)

@@ -20,9 +20,15 @@ import optuna
 from optuna.trial import TrialState
 
 from adamz import __version__
-from adamz.cli._base import VERBOSE, Command, UsageError, current_verbosity, log_to_stderr
+from adamz.cli._base import (
+    VERBOSE,
+    Command,
+    UsageError,
+    current_verbosity,
+    log_to_stderr,
+    usage_errors,
+)
 from adamz.search.budget import definition_budget, set_budget, study_budget
-from adamz.search.errors import SpecError
 from adamz.search.retries import MAX_DEATHS, MAX_FAULTS, outcomes
 from adamz.search.storage import STORAGE_ENV, load_study, open_storage, storage_url
 
@@ -53,17 +59,13 @@ def add_storage_argument(parser: argparse.ArgumentParser) -> None:
 
 def open_storage_or_fail(url: str | None, **kwargs: Any) -> optuna.storages.BaseStorage:
     """:func:`open_storage`, its errors turned into usage errors."""
-    try:
+    with usage_errors():
         return open_storage(url, **kwargs)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
 
 
 def load_study_or_fail(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    try:
+    with usage_errors():
         return load_study(name, storage)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
 
 
 class CreateCommand(Command):
@@ -79,10 +81,8 @@ class CreateCommand(Command):
     def take_action(self, args: argparse.Namespace) -> int:
         from adamz.search.studies import load_study_file  # checking a file needs torch
 
-        try:
+        with usage_errors():
             spec = load_study_file(args.study_file)
-        except SpecError as exc:
-            raise UsageError(str(exc)) from exc
         storage = open_storage_or_fail(args.storage)
         created = create_study(spec, storage, study_file=args.study_file)
         verb = "Created" if created else "Study already exists, same definition:"
@@ -225,22 +225,16 @@ class WorkerCommand(Command):
         if args.study.endswith((".yaml", ".yml")):
             from adamz.search.studies import load_study_file  # checking a file needs torch
 
-            try:
+            with usage_errors():
                 spec = load_study_file(args.study)
-            except SpecError as exc:
-                raise UsageError(str(exc)) from exc
             storage = open_storage_or_fail(args.storage)
             create_study(spec, storage, study_file=Path(args.study))
             study_name = spec.name
-        try:
+        with usage_errors():
             devices = parse_devices(args.devices)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
         storage = open_storage_or_fail(args.storage, read_only=True)
-        try:
+        with usage_errors():
             definition_budget(load_study_or_fail(study_name, storage))  # workers check the rest
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
         with log_to_stderr(logging.WARNING):
             return launch_workers(study_name, devices, args.workers_per_device, options)
 
@@ -259,7 +253,7 @@ class BudgetCommand(Command):
 
         storage = open_storage_or_fail(args.storage, read_only=True)
         study = load_study_or_fail(args.study, storage)
-        try:
+        with usage_errors():
             spec = stored_spec(study)
             if spec.queued_only:
                 raise ValueError(
@@ -268,8 +262,6 @@ class BudgetCommand(Command):
                 )
             old = study_budget(study, spec.budget)
             set_budget(study, args.trials)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
         print(
             f"Study {args.study}: budget changed from {old} to {args.trials} finished trials "
             f"(the file's is {spec.budget}).",

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
-from adamz.cli._base import Command, UsageError, log_to_stderr
+from adamz.cli._base import Command, UsageError, log_to_stderr, usage_errors
 
 __all__ = ["DATA_DIR_ENV", "TrainCommand", "parse_assignments"]
 
@@ -117,18 +117,17 @@ class TrainCommand(Command):
         )
         # Everything the user can get wrong is checked here, before training, so that an error
         # raised while training is a bug with its traceback, not a usage message.
-        try:
+        with usage_errors(ValueError, DataNotFoundError):
             config.resolve().load_data()
-        except (ValueError, DataNotFoundError) as exc:
-            raise UsageError(str(exc)) from exc
 
         if args.threads is not None:
             torch.set_num_threads(args.threads)
-        with log_to_stderr(), _ProgressBar() as progress:
-            try:
-                result = train(config, on_step=progress.update, checkpoint_path=args.checkpoint)
-            except CheckpointMismatchError as exc:
-                raise UsageError(str(exc)) from exc
+        with (
+            log_to_stderr(),
+            _ProgressBar() as progress,
+            usage_errors(CheckpointMismatchError),
+        ):
+            result = train(config, on_step=progress.update, checkpoint_path=args.checkpoint)
         print(json.dumps(result.to_dict(), indent=2))
         return 0
 
