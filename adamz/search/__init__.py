@@ -38,25 +38,19 @@ __all__ = [
 ]
 
 _MODULES = {
-    "SearchSpace": "spaces",
-    "SpecError": "errors",
-    "StudySpec": "studies",
-    "TrialObjective": "objective",
-    "WorkerOptions": "worker",
-    "launch_workers": "launcher",
-    "load_search_space": "spaces",
-    "load_study": "storage",
-    "load_study_file": "studies",
-    "make_pruner": "studies",
-    "make_sampler": "studies",
-    "open_storage": "storage",
-    "run_worker": "worker",
-    "storage_url": "storage",
+    "errors": ("SpecError",),
+    "launcher": ("launch_workers",),
+    "objective": ("TrialObjective",),
+    "spaces": ("SearchSpace", "load_search_space"),
+    "storage": ("load_study", "open_storage", "storage_url"),
+    "studies": ("StudySpec", "load_study_file", "make_pruner", "make_sampler"),
+    "worker": ("WorkerOptions", "run_worker"),
 }
-"""Each public name and the module it lives in."""
+"""The modules that the public names live in."""
 
 
 def __getattr__(name: str) -> Any:
-    if name in _MODULES:
-        return getattr(import_module(f"adamz.search.{_MODULES[name]}"), name)
+    for module, names in _MODULES.items():
+        if name in names:
+            return getattr(import_module(f"adamz.search.{module}"), name)
     raise AttributeError(f"module 'adamz.search' has no attribute {name!r}")

@@ -58,11 +58,8 @@ def study_budget(study: optuna.Study, file_budget: int) -> int:
 
 
 def definition_budget(study: optuna.Study) -> int:
-    """The budget the study's stored definition sets: a search's ``budget``, a replicate
-    study's runs x seeds.
-
-    The definition is read, not checked (its workers check it): checking needs the optimizer
-    registry, and with it torch, which the worker supervisor and ``status`` do without.
+    """The budget the study's stored definition sets (a search's ``budget``, a replicate study's
+    runs x seeds), read unchecked: checking needs torch, which the supervisor does without.
 
     Raises:
         ValueError: the study has no stored definition (``adamz-search create`` stores one).
