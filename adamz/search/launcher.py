@@ -78,7 +78,7 @@ def _gpu_count() -> int:
 
 
 def _torch_gpu_count() -> int:
-    import torch
+    import torch  # in the counting process only
 
     return torch.cuda.device_count()
 
