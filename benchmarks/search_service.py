@@ -8,6 +8,10 @@ first trial's start to the last trial's end, so the processes' start-up is not c
 ``hosts``: independently started launchers on one study: identical configurations, errors,
 trials left RUNNING, and finished trials against the budget.
 ``stop``: seconds from SIGTERM to a launcher's exit, split at its trial's requeue.
+``chaos``: a study on MNIST run by independent launchers while workers and launchers are killed
+(SIGKILL: a host gone) and stopped (SIGTERM: a host preempted) at random, and each launcher
+that exits early is started again, as a host's supervisor would; then finished trials against
+the budget, trials left RUNNING, trials lost, and the checkpoints left behind.
 ``pruning``: the same study (same sampler seed and trial count) without a pruner, with the
 median pruner as the workload's shipped AdamZ study configures it, and with Hyperband: epochs
 trained and the best value found, for several TPE seeds.
@@ -17,12 +21,14 @@ trained and the best value found, for several TPE seeds.
     python benchmarks/search_service.py pruning [--workload circles] [--seeds 3]
     python benchmarks/search_service.py hosts [--launchers 16 --trials 48] [--storage ...] [--proxy]
     python benchmarks/search_service.py stop [--rounds 3]
+    python benchmarks/search_service.py chaos --data-dir DIR [--seconds 180 --launchers 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import signal
 import socket
 import statistics
@@ -42,11 +48,14 @@ from optuna.storages import run_grpc_proxy_server
 from optuna.trial import TrialState
 
 from adamz.search import WorkerOptions, load_study_file, open_storage, run_worker
+from adamz.search.retries import MAX_DEATHS, outcomes
 from adamz.search.studies import make_sampler
 from adamz.training import RunConfig, train
 from adamz.workloads import get_workload
 
 ROOT = Path(__file__).resolve().parent.parent
+POLL_S = 0.5
+"""chaos: seconds between two looks at the study's running trials."""
 SPACE = ROOT / "search_spaces" / "adamz.yaml"
 
 
@@ -282,6 +291,148 @@ def stop(args: argparse.Namespace, directory: Path) -> None:
     )
 
 
+def chaos(args: argparse.Namespace, directory: Path) -> None:
+    """Random SIGKILLs and SIGTERMs for ``--seconds`` while launchers run an MNIST study."""
+    storage = args.storage or f"sqlite:///{directory / 'chaos.db'}"
+    name = f"chaos-{uuid.uuid4().hex[:8]}"
+    workload = {"name": "mnist", "epochs": args.epochs}
+    create(write_study(directory, name, workload, args.trials, pruner={"name": "none"}), storage)
+    checkpoints = directory / "checkpoints" / name  # where the workers keep the study's
+    command = [
+        sys.executable, "-m", "adamz.cli", "worker", name, "--storage", storage,
+        "--data-dir", args.data_dir, "--checkpoint-dir", str(checkpoints.parent),
+        "--checkpoint-interval", "0", "--heartbeat-interval", "1", "--grace-period", "5",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    launchers = [start() for _ in range(args.launchers)]
+    study = optuna.load_study(study_name=name, storage=open_storage(storage, read_only=True))
+    rng = random.Random()
+    faults = {"SIGKILL to a worker": 0, "SIGTERM to a worker": 0, "SIGKILL to a launcher": 0}
+    restarts = victim_deaths = 0
+    victim: int | None = None
+    started = time.monotonic()
+    while not all(launcher.poll() == 0 for launcher in launchers):
+        if time.monotonic() - started > args.seconds + 900:  # the study cannot finish
+            print("gave up: the study did not finish within 15 minutes of the last fault")
+            for launcher in launchers:
+                launcher.send_signal(signal.SIGTERM)
+            break
+        for index, launcher in enumerate(launchers):
+            if launcher.poll() not in (None, 0):  # a host's supervisor starts it again
+                launchers[index] = start()
+                restarts += 1
+        time.sleep(POLL_S)
+        if not _in_chaos(started, args):
+            continue
+        ours = {launcher.pid for launcher in launchers if launcher.poll() is None}
+        running = [
+            trial
+            for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if _parent(trial.user_attrs.get("worker", {}).get("pid")) in ours
+        ]
+        # One victim, the first trial to write a checkpoint, is killed at every attempt once it
+        # has one, until it is dropped; other faults come at random, one every --fault-every
+        # seconds of running trials on average.
+        checkpointed = [t for t in running if list(checkpoints.glob(f"trial-{_origin(t)}-*"))]
+        if victim is None and checkpointed:
+            victim = _origin(checkpointed[0])
+        hunted = [trial for trial in checkpointed if _origin(trial) == victim]
+        if hunted:
+            target, fault = hunted[0], "SIGKILL to a worker"
+            victim_deaths += 1
+        elif running and rng.random() < POLL_S / args.fault_every:
+            target, fault = rng.choice(running), rng.choice(list(faults))
+        else:
+            continue
+        worker = target.user_attrs["worker"]["pid"]
+        launcher_pid = _parent(worker)
+        if launcher_pid not in ours:  # it ended meanwhile
+            continue
+        if fault == "SIGKILL to a launcher":  # its worker is stopped by the kernel's SIGTERM
+            os.kill(launcher_pid, signal.SIGKILL)
+        else:
+            os.kill(worker, signal.SIGKILL if fault.startswith("SIGKILL") else signal.SIGTERM)
+        faults[fault] += 1
+    wall = time.monotonic() - started
+    found = study.get_trials(deepcopy=False)
+    counts = outcomes(found)
+    retried = {number for t in found for number in t.system_attrs.get("retry_history", ())}
+    lineages: dict[int, list[optuna.trial.FrozenTrial]] = {}
+    for trial in found:
+        lineages.setdefault(_origin(trial), []).append(trial)
+    dropped, lost, raised = [], [], []
+    for origin, attempts in lineages.items():
+        last = attempts[-1]
+        if last.state != TrialState.FAIL or last.number in retried:
+            continue
+        error = str(last.user_attrs.get("error", ""))
+        if last.user_attrs.get("surplus"):
+            continue  # refused by the budget: never trained
+        if last.system_attrs.get("deaths", 0) >= MAX_DEATHS:
+            dropped.append(origin)
+        elif error and not error.startswith("WorkerStopped"):
+            raised.append(origin)
+        else:
+            lost.append(origin)
+    left = sorted(checkpoints.glob("trial-*.pt"))
+    left_origins = {int(path.name.split("-")[1]) for path in left}
+    waiting = {
+        origin for origin, attempts in lineages.items() if attempts[-1].state == TrialState.WAITING
+    }
+    finished = counts["complete"] + counts["pruned"]
+    print(
+        f"storage {storage.split('://')[0]}, {args.launchers} launchers of one worker, mnist "
+        f"{args.epochs} epochs, budget {args.trials}, faults for "
+        f"{args.seconds:.0f} s, wall {wall:.0f} s"
+    )
+    print(
+        "faults: " + ", ".join(f"{count} {kind}" for kind, count in faults.items())
+        + f"; launchers started again {restarts} times"
+    )  # fmt: skip
+    print(f"trials {counts}")
+    print(
+        f"finished {finished} of budget {args.trials} (target: equal; bound: budget + "
+        f"launchers - 1 = {args.trials + args.launchers - 1})"
+    )
+    print(
+        f"left RUNNING {counts['running']} (target 0); lost {len(lost)} {lost} (target 0); "
+        f"failed by their training {len(raised)}"
+    )
+    print(
+        f"victim trial {victim}: killed {victim_deaths} times ({MAX_DEATHS + 1} drop it); "
+        f"dropped trials {dropped}, their checkpoints left {len(left_origins & set(dropped))} "
+        "(target 0)"
+    )
+    print(
+        f"checkpoint files left {len(left)}: of queued retries not run (the budget was met "
+        f"first) {len(left_origins & waiting)}, of any other trial "
+        f"{len(left_origins - waiting)} (target 0)"
+    )
+
+
+def _origin(trial: optuna.trial.FrozenTrial) -> int:
+    """The first attempt at ``trial``: its checkpoints are named after it."""
+    return int(trial.system_attrs.get("failed_trial", trial.number))
+
+
+def _in_chaos(started: float, args: argparse.Namespace) -> bool:
+    return time.monotonic() - started < args.seconds
+
+
+def _parent(pid: object) -> int | None:
+    """The parent of process ``pid``, if it runs."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
+
+
 def pruning(args: argparse.Namespace, directory: Path) -> None:
     storage = f"sqlite:///{directory / 'pruning.db'}"
     torch.set_num_threads(1)  # deterministic training: the same trials prune on every run
@@ -350,9 +501,15 @@ def pruning(args: argparse.Namespace, directory: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("measure", choices=["overhead", "scaling", "pruning", "hosts", "stop"])
-    parser.add_argument("--launchers", type=int, default=2, help="hosts: launchers started")
-    parser.add_argument("--epochs", type=int, default=1, help="overhead: epochs per trial")
+    parser.add_argument(
+        "measure", choices=["overhead", "scaling", "pruning", "hosts", "stop", "chaos"]
+    )
+    parser.add_argument(
+        "--launchers", type=int, default=None, help="hosts, chaos: launchers started"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="overhead, chaos: epochs per trial"
+    )
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument(
         "--rounds", type=int, default=4, help="overhead: rounds, the first a warm-up"
@@ -367,17 +524,31 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, default=3, help="pruning: TPE seeds")
     parser.add_argument(
+        "--seconds", type=float, default=180, help="chaos: seconds of faults (default: 180)"
+    )
+    parser.add_argument(
+        "--fault-every", type=float, default=8, help="chaos: mean seconds between faults"
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("ADAMZ_DATA_DIR", "data"),
+        help="chaos: MNIST's directory (DIR/MNIST/raw; default: $ADAMZ_DATA_DIR, else ./data)",
+    )
+    parser.add_argument(
         "--workload", choices=["digits", "circles"], default="digits", help="pruning: workload"
     )
     args = parser.parse_args()
-    defaults = {"overhead": 20, "scaling": 32, "pruning": 40, "hosts": 20, "stop": 1}
+    defaults = {"overhead": 20, "scaling": 32, "pruning": 40, "hosts": 20, "stop": 1, "chaos": 30}
     args.trials = args.trials or defaults[args.measure]
+    args.launchers = args.launchers or (3 if args.measure == "chaos" else 2)
+    args.epochs = args.epochs or (4 if args.measure == "chaos" else 1)
     measures = {
         "overhead": overhead,
         "scaling": scaling,
         "pruning": pruning,
         "hosts": hosts,
         "stop": stop,
+        "chaos": chaos,
     }
     with tempfile.TemporaryDirectory() as directory:
         measures[args.measure](args, Path(directory))

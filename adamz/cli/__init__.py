@@ -48,8 +48,13 @@ COMMANDS: list[type[Command]] = [
 """Every sub-command, in the order ``--help`` lists them."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser with one sub-parser per command in :data:`COMMANDS`."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with one sub-parser per command in :data:`COMMANDS`; with ``only``, a
+    command's name, only that command's options are declared.
+
+    Declaring some commands' options imports what their help lists (``train``: the workloads
+    and optimizers, and torch with them); a command run on its own declares only its own.
+    """
     parser = argparse.ArgumentParser(
         prog=PROG, description="Tune AdamZ and compare it fairly with other optimizers."
     )
@@ -59,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     for command_class in COMMANDS:
         command = command_class()
         subparser = subparsers.add_parser(command.name, help=command.help, description=command.help)
-        command.add_arguments(subparser)
+        if only in (None, command.name):
+            command.add_arguments(subparser)
         add_verbosity_arguments(subparser)
         subparser.set_defaults(command=command)
     return parser
@@ -67,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``adamz-search`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # The command is the first word that is not an option: the main parser's take no values.
+    parser = build_parser(next((word for word in argv if not word.startswith("-")), None))
     args = parser.parse_args(argv)
     command: Command | None = getattr(args, "command", None)
     if command is None:

@@ -24,6 +24,7 @@ __all__ = [
     "add_verbosity_arguments",
     "current_verbosity",
     "log_to_stderr",
+    "usage_errors",
     "verbosity",
     "verbosity_from",
 ]
@@ -60,6 +61,17 @@ class Command(ABC):
     @abstractmethod
     def take_action(self, args: argparse.Namespace) -> int:
         """Run the command; return the exit code."""
+
+
+@contextmanager
+def usage_errors(*kinds: type[Exception]) -> Iterator[None]:
+    """Raise :class:`UsageError`, with the same one-line message, for an exception of ``kinds``
+    (default: ``ValueError``, the package's error for bad input) that the block raises."""
+    caught = kinds or (ValueError,)
+    try:
+        yield
+    except caught as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def add_verbosity_arguments(parser: argparse.ArgumentParser) -> None:

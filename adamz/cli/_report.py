@@ -1,38 +1,30 @@
-"""The ``report`` and ``export`` sub-commands."""
+"""The ``report`` and ``export`` sub-commands.
+
+The reports are imported where a command uses them: they import the training code, and torch
+with it, which the other commands (the worker supervisor above all) do without.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.storages import BaseStorage
 
-from adamz.cli._base import Command, UsageError, add_population_argument
+from adamz.cli._base import Command, UsageError, add_population_argument, usage_errors
 from adamz.cli._study_commands import (
     add_storage_argument,
     create_study,
     load_study_or_fail,
     open_storage_or_fail,
 )
-from adamz.reports import ReportError, StudyData, build_report, load_study_data
-from adamz.reports._confirm import TOP, confirmation_spec, fresh_seed_study
-from adamz.reports._export import (
-    MARGIN,
-    PAPER_DEFAULTS,
-    export_config,
-    robust_candidates,
-    save_config,
-    validated_choice,
-    validation_spec,
-    validation_table,
-    write_config,
-)
-from adamz.search.budget import FINISHED, count_states, study_budget
-from adamz.search.launcher import launch_workers, parse_devices
-from adamz.search.replicates import ReplicateSpec
-from adamz.search.worker import WorkerOptions
+
+if TYPE_CHECKING:
+    from adamz.reports import StudyData
+    from adamz.search.replicates import ReplicateSpec
 
 __all__ = ["ExportCommand", "ReportCommand"]
 
@@ -49,6 +41,9 @@ class ReportCommand(Command):
     help = "Write an HTML report, a Markdown summary and the numbers as JSON for STUDY(s)."
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        # These import torch: see the module docstring.
+        from adamz.reports._confirm import TOP
+
         parser.add_argument("studies", nargs="+", metavar="STUDY", help="studies in the storage")
         add_storage_argument(parser)
         parser.add_argument(
@@ -101,6 +96,9 @@ class ReportCommand(Command):
         add_replicate_worker_arguments(parser, "--confirm")
 
     def take_action(self, args: argparse.Namespace) -> int:
+        # These import torch: see the module docstring.
+        from adamz.reports import ReportError, build_report
+
         # The importance evaluators create throw-away in-memory studies: keep their logs quiet.
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         if args.repeats < 1 or args.fanova_trees < 1:
@@ -113,7 +111,7 @@ class ReportCommand(Command):
         if args.confirm:
             studies.append(self._confirm(args, studies, storage))
         out = args.out or REPORTS_DIR / "+".join(args.studies)
-        try:
+        with usage_errors(ReportError):
             files = build_report(
                 studies,
                 out,
@@ -123,8 +121,6 @@ class ReportCommand(Command):
                 progress=sys.stderr.isatty(),
                 plotly_js=args.plotly_js,
             )
-        except ReportError as exc:
-            raise UsageError(str(exc)) from exc
         print(f"Wrote {files.html} ({files.charts} charts), {files.markdown}, {files.json}")
         return 0
 
@@ -133,14 +129,16 @@ class ReportCommand(Command):
         args: argparse.Namespace, studies: list[optuna.Study], storage: BaseStorage
     ) -> optuna.Study:
         """Create the confirmation study of ``studies`` (once) and run it to its budget."""
+        # These import torch: see the module docstring.
+        from adamz.reports import ReportError, load_study_data
+        from adamz.reports._confirm import confirmation_spec
+
         if args.confirm < 2:
             raise UsageError(f"--confirm must be at least 2, got {args.confirm}.")
-        try:
+        with usage_errors(ReportError):
             spec = confirmation_spec(
                 [load_study_data(study) for study in studies], args.confirm, top=args.candidates
             )
-        except ReportError as exc:
-            raise UsageError(str(exc)) from exc
         return run_replicates(spec, args, storage, doing="Confirming")
 
 
@@ -170,12 +168,15 @@ def run_replicates(
 ) -> optuna.Study:
     """Create ``spec``'s study (once) and run it to its budget with the command's workers;
     a study an earlier invocation ran to its budget is used as it is."""
+    # These import torch: see the module docstring.
+    from adamz.search.budget import FINISHED, count_states, study_budget
+    from adamz.search.launcher import launch_workers, parse_devices
+    from adamz.search.worker import WorkerOptions
+
     if args.workers_per_device < 1:
         raise UsageError(f"--workers-per-device must be at least 1, got {args.workers_per_device}.")
-    try:
+    with usage_errors():
         devices = parse_devices(args.devices)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
     created = create_study(spec, storage)
     runs = f"{len(spec.runs)} configurations x {spec.seeds} seeds"
     if not created:
@@ -186,12 +187,10 @@ def run_replicates(
             print(f"{doing}: study {spec.name} has run its {runs} already", file=sys.stderr)
             return study
     print(f"{doing} in study {spec.name}: {runs}", file=sys.stderr)
-    try:
+    with usage_errors():
         options = WorkerOptions(
             storage=args.storage, data_dir=args.data_dir, population=args.population
         )
-    except ValueError as exc:
-        raise UsageError(str(exc).replace("Invalid ", "Invalid --")) from exc
     code = launch_workers(spec.name, devices, args.workers_per_device, options)
     if code != 0:
         raise UsageError(f"The workers of {spec.name} failed (exit {code}): see their log.")
@@ -206,6 +205,9 @@ class ExportCommand(Command):
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        # These import torch: see the module docstring.
+        from adamz.reports._export import MARGIN
+
         parser.add_argument("studies", nargs="+", metavar="STUDY", help="studies in the storage")
         add_storage_argument(parser)
         parser.add_argument(
@@ -242,11 +244,15 @@ class ExportCommand(Command):
         add_replicate_worker_arguments(parser, "several studies")
 
     def take_action(self, args: argparse.Namespace) -> int:
+        # These import torch: see the module docstring.
+        from adamz.reports import ReportError, load_study_data
+        from adamz.reports._export import export_config, save_config, validation_table, write_config
+
         # Several studies are validated by replicate studies it writes; one is only read.
         writes = len(args.studies) > 1 or args.leave_one_out
         storage = open_storage_or_fail(args.storage, read_only=not writes)
         studies = [load_study_or_fail(name, storage) for name in args.studies]
-        try:
+        with usage_errors(ReportError):
             datas = [load_study_data(study) for study in studies]
             if args.leave_one_out:
                 return self._leave_one_out(args, datas, storage)
@@ -254,8 +260,6 @@ class ExportCommand(Command):
             if len(datas) > 1:
                 validation = self._validate(args, datas, storage, tag="+".join(args.studies))
             config = export_config(datas, validation=validation, margin=args.margin)
-        except ReportError as exc:
-            raise UsageError(str(exc)) from exc
         if validation is not None:
             choice = config["provenance"]
             print(validation_table(choice), file=sys.stderr)
@@ -277,6 +281,10 @@ class ExportCommand(Command):
         args: argparse.Namespace, datas: list[StudyData], storage: BaseStorage, *, tag: str
     ) -> list[StudyData]:
         """Train the candidates of ``datas`` and the paper defaults on each of their workloads."""
+        # These import torch: see the module docstring.
+        from adamz.reports import load_study_data
+        from adamz.reports._export import robust_candidates, validation_spec
+
         if len({data.workload for data in datas}) != len(datas):
             raise UsageError(
                 "A default for several studies is validated per workload: give one study per "
@@ -300,6 +308,10 @@ class ExportCommand(Command):
         self, args: argparse.Namespace, datas: list[StudyData], storage: BaseStorage
     ) -> int:
         """For each study: a default validated on the others, then trained on its workload."""
+        # These import torch: see the module docstring.
+        from adamz.reports._confirm import fresh_seed_study
+        from adamz.reports._export import PAPER_DEFAULTS, validated_choice
+
         if len(datas) < 3:
             raise UsageError(
                 f"--leave-one-out needs at least 3 studies (2 to export from, 1 held out), got "

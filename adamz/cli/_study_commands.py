@@ -1,4 +1,9 @@
-"""The search service's sub-commands: create, worker, status, studies, dashboard."""
+"""The search service's sub-commands: create, worker, status, studies, budget, dashboard, proxy.
+
+Checking a study file or a stored definition needs the optimizer registry, and with it torch:
+those modules are imported where a command checks one. ``worker NAME`` checks none: it leaves
+that to its workers, so that the supervisor runs without torch.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import logging
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
@@ -21,15 +26,20 @@ from adamz.cli._base import (
     add_population_argument,
     current_verbosity,
     log_to_stderr,
+    usage_errors,
 )
-from adamz.search.budget import set_budget, study_budget
-from adamz.search.errors import SpecError
-from adamz.search.launcher import launch_workers, parse_devices
-from adamz.search.retries import MAX_DEATHS, MAX_FAULTS, requeued
+from adamz.search.budget import definition_budget, set_budget, study_budget
+from adamz.search.retries import MAX_DEATHS, MAX_FAULTS, outcomes
 from adamz.search.storage import STORAGE_ENV, load_study, open_storage, storage_url
-from adamz.search.studies import AnySpec, load_study_file, spec_from_definition
-from adamz.search.study_attrs import store_definition, stored_definition, stored_digest
-from adamz.search.worker import WorkerOptions, stored_spec
+from adamz.search.study_attrs import (
+    require_definition,
+    store_definition,
+    stored_definition,
+    stored_digest,
+)
+
+if TYPE_CHECKING:
+    from adamz.search.studies import AnySpec
 
 __all__ = [
     "BudgetCommand",
@@ -55,17 +65,13 @@ def add_storage_argument(parser: argparse.ArgumentParser) -> None:
 
 def open_storage_or_fail(url: str | None, **kwargs: Any) -> optuna.storages.BaseStorage:
     """:func:`open_storage`, its errors turned into usage errors."""
-    try:
+    with usage_errors():
         return open_storage(url, **kwargs)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
 
 
 def load_study_or_fail(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    try:
+    with usage_errors():
         return load_study(name, storage)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
 
 
 class CreateCommand(Command):
@@ -79,10 +85,10 @@ class CreateCommand(Command):
         add_storage_argument(parser)
 
     def take_action(self, args: argparse.Namespace) -> int:
-        try:
+        from adamz.search.studies import load_study_file  # checking a file needs torch
+
+        with usage_errors():
             spec = load_study_file(args.study_file)
-        except SpecError as exc:
-            raise UsageError(str(exc)) from exc
         storage = open_storage_or_fail(args.storage)
         created = create_study(spec, storage, study_file=args.study_file)
         verb = "Created" if created else "Study already exists, same definition:"
@@ -100,7 +106,7 @@ def create_study(
     """
     if spec.name in optuna.get_all_study_names(storage):
         existing = optuna.load_study(study_name=spec.name, storage=storage)
-        stored = stored_digest(existing)
+        stored = stored_digest(existing, storage)
         if stored == spec.digest:
             return False
         raise UsageError(
@@ -130,6 +136,8 @@ class WorkerCommand(Command):
     help = "Run workers that pull trials of STUDY from the storage until its budget is met."
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        from adamz.search.worker import WorkerOptions  # only this command's parser needs it
+
         defaults = WorkerOptions()
         parser.add_argument("study", help="the study's name, or a study file (created if needed)")
         add_storage_argument(parser)
@@ -195,6 +203,10 @@ class WorkerCommand(Command):
         )
 
     def take_action(self, args: argparse.Namespace) -> int:
+        # Here, not at module level: the other commands do without the supervisor's imports.
+        from adamz.search.launcher import launch_workers, parse_devices
+        from adamz.search.worker import WorkerOptions
+
         if args.workers_per_device < 1:
             raise UsageError(
                 f"Invalid --workers-per-device: must be >= 1, got {args.workers_per_device}."
@@ -215,22 +227,19 @@ class WorkerCommand(Command):
             raise UsageError(str(exc).replace("Invalid ", "Invalid --").replace("_", "-")) from exc
         study_name = args.study
         if args.study.endswith((".yaml", ".yml")):
-            try:
+            from adamz.search.studies import load_study_file  # checking a file needs torch
+
+            with usage_errors():
                 spec = load_study_file(args.study)
-            except SpecError as exc:
-                raise UsageError(str(exc)) from exc
             storage = open_storage_or_fail(args.storage)
             create_study(spec, storage, study_file=Path(args.study))
             study_name = spec.name
-        try:
+        with usage_errors():
             devices = parse_devices(args.devices)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
         storage = open_storage_or_fail(args.storage, read_only=True)
-        try:
-            stored_spec(load_study_or_fail(study_name, storage))
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
+        with usage_errors():
+            # The workers check the rest.
+            require_definition(load_study_or_fail(study_name, storage), storage)
         with log_to_stderr(logging.WARNING):
             return launch_workers(study_name, devices, args.workers_per_device, options)
 
@@ -245,9 +254,11 @@ class BudgetCommand(Command):
         add_storage_argument(parser)
 
     def take_action(self, args: argparse.Namespace) -> int:
+        from adamz.search.worker import stored_spec  # checks the definition: needs torch
+
         storage = open_storage_or_fail(args.storage, read_only=True)
         study = load_study_or_fail(args.study, storage)
-        try:
+        with usage_errors():
             spec = stored_spec(study)
             if spec.queued_only:
                 raise ValueError(
@@ -256,8 +267,6 @@ class BudgetCommand(Command):
                 )
             old = study_budget(study, spec.budget)
             set_budget(study, args.trials)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
         print(
             f"Study {args.study}: budget changed from {old} to {args.trials} finished trials "
             f"(the file's is {spec.budget}).",
@@ -317,27 +326,6 @@ class StatusCommand(Command):
         return 0
 
 
-def trial_counts(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
-    """Trials by outcome: Optuna's states, with a failed trial split into ``requeued`` (a retry
-    was queued), ``surplus`` (refused by the budget), ``dropped`` (its retries' limit reached)
-    and ``fail`` (its training raised)."""
-    counts = {state.name.lower(): 0 for state in TrialState}
-    counts.update(requeued=0, surplus=0, dropped=0)
-    again = requeued(trials)
-    for trial in trials:
-        if trial.state != TrialState.FAIL:
-            counts[trial.state.name.lower()] += 1
-        elif trial.number in again:
-            counts["requeued"] += 1
-        elif trial.user_attrs.get("surplus"):
-            counts["surplus"] += 1
-        elif "error" in trial.user_attrs and not trial.system_attrs.get("faults"):
-            counts["fail"] += 1
-        else:
-            counts["dropped"] += 1
-    return counts
-
-
 def study_status(study: optuna.Study) -> dict[str, Any]:
     """Counts by outcome, the best trial and the running trials of ``study``, as plain data."""
     trials = study.get_trials(deepcopy=False)
@@ -358,17 +346,16 @@ def study_status(study: optuna.Study) -> dict[str, Any]:
         for trial in trials
         if trial.state == TrialState.RUNNING
     ]
+    # Any Optuna study is listed; only those created by 'adamz-search create' have a budget.
     definition = stored_definition(study)
-    file_budget = None
-    if definition is not None:  # a replicate study's budget is runs x seeds
-        file_budget = spec_from_definition(definition, source=study.study_name).budget
+    file_budget = definition_budget(definition) if definition is not None else None
     return {
         "study": study.study_name,
         "direction": study.direction.name.lower(),
         "metric": study.metric_names[0] if study.metric_names else None,
         "budget": study_budget(study, file_budget) if file_budget else None,
         "file_budget": file_budget,
-        "trials": trial_counts(trials),
+        "trials": outcomes(trials),
         "retry_limits": {"deaths": MAX_DEATHS, "faults": MAX_FAULTS},
         "best": best,
         "running": running,

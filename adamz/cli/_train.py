@@ -1,4 +1,7 @@
-"""``adamz-search train``: one run of one workload with one optimizer configuration."""
+"""``adamz-search train``: one run of one workload with one optimizer configuration.
+
+The training code (torch) is imported where this command uses it: the others do without.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +11,10 @@ import os
 import sys
 from typing import Any
 
-import torch
 import yaml
 from tqdm import tqdm
 
-from adamz.cli._base import Command, UsageError, log_to_stderr
-from adamz.training import OPTIMIZER_NAMES, CheckpointMismatchError, RunConfig, train
-from adamz.workloads import WORKLOADS, DataNotFoundError
+from adamz.cli._base import Command, UsageError, log_to_stderr, usage_errors
 
 __all__ = ["DATA_DIR_ENV", "TrainCommand", "parse_assignments"]
 
@@ -29,6 +29,10 @@ class TrainCommand(Command):
     help = "train one workload with one optimizer configuration; print the result as JSON"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        # The registries import torch: declared here, for this command's parser only.
+        from adamz.training import OPTIMIZER_NAMES
+        from adamz.workloads import WORKLOADS
+
         parser.add_argument(
             "--workload",
             required=True,
@@ -93,6 +97,11 @@ class TrainCommand(Command):
         )
 
     def take_action(self, args: argparse.Namespace) -> int:
+        import torch  # here, not at module level: the other commands do without it
+
+        from adamz.training import CheckpointMismatchError, RunConfig, train
+        from adamz.workloads import DataNotFoundError
+
         config = RunConfig(
             workload=args.workload,
             optimizer=args.optimizer,
@@ -108,18 +117,17 @@ class TrainCommand(Command):
         )
         # Everything the user can get wrong is checked here, before training, so that an error
         # raised while training is a bug with its traceback, not a usage message.
-        try:
+        with usage_errors(ValueError, DataNotFoundError):
             config.resolve().load_data()
-        except (ValueError, DataNotFoundError) as exc:
-            raise UsageError(str(exc)) from exc
 
         if args.threads is not None:
             torch.set_num_threads(args.threads)
-        with log_to_stderr(), _ProgressBar() as progress:
-            try:
-                result = train(config, on_step=progress.update, checkpoint_path=args.checkpoint)
-            except CheckpointMismatchError as exc:
-                raise UsageError(str(exc)) from exc
+        with (
+            log_to_stderr(),
+            _ProgressBar() as progress,
+            usage_errors(CheckpointMismatchError),
+        ):
+            result = train(config, on_step=progress.update, checkpoint_path=args.checkpoint)
         print(json.dumps(result.to_dict(), indent=2))
         return 0
 

@@ -12,6 +12,9 @@ equal budgets whatever the workers did.
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Any
+
 import optuna
 from optuna.trial import TrialState
 
@@ -21,6 +24,7 @@ __all__ = [
     "NO_QUEUED_RUN",
     "SurplusTrialError",
     "count_states",
+    "definition_budget",
     "set_budget",
     "study_budget",
 ]
@@ -37,15 +41,12 @@ class SurplusTrialError(RuntimeError):
 
 
 def count_states(study: optuna.Study) -> dict[TrialState, int]:
-    """Number of the study's trials in each state.
+    """Number of the study's trials in each state (0 for a state none is in).
 
     Optuna's caching layer (RDB storages) and the gRPC proxy's client keep finished trials, so
     a worker that asks before every trial reads only the unfinished ones again.
     """
-    counts = dict.fromkeys(TrialState, 0)
-    for trial in study.get_trials(deepcopy=False):
-        counts[trial.state] += 1
-    return counts
+    return Counter(trial.state for trial in study.get_trials(deepcopy=False))
 
 
 BUDGET_ATTR = "budget"
@@ -57,6 +58,14 @@ def study_budget(study: optuna.Study, file_budget: int) -> int:
     """The study's budget: its :data:`BUDGET_ATTR`, else its file's (a study created before
     ``create`` stored it)."""
     return int(study.user_attrs.get(BUDGET_ATTR) or file_budget)
+
+
+def definition_budget(definition: dict[str, Any]) -> int:
+    """The budget a stored definition sets (a search's ``budget``, a replicate study's runs x
+    seeds), read unchecked: checking needs torch, which the supervisor does without."""
+    if definition.get("kind") == "replicates":
+        return len(definition["runs"]) * int(definition["seeds"])
+    return int(definition["budget"])
 
 
 def set_budget(study: optuna.Study, trials: int) -> None:

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_ATTR = "heartbeat"
 """Trial system attribute: the Unix time of the trial's last heartbeat."""
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
-"""Waits between attempts at a beat that failed with a storage error; then every interval."""
+"""Waits between attempts at a beat that failed with a storage error; the last repeats."""
 
 
 def last_beat(trial: FrozenTrial) -> float:
@@ -64,8 +64,7 @@ class Heartbeat:
         self.storage = storage
         self.interval = interval
         self.on_lost = on_lost
-        self._changed = threading.Condition()
-        self._writing = threading.Lock()  # held while a beat is written
+        self._changed = threading.Condition()  # held while a beat is written, too
         self._trial: int | None = None
         self._due = 0.0
         self._failures = 0
@@ -88,7 +87,7 @@ class Heartbeat:
         try:
             yield
         finally:
-            with self._writing, self._changed:
+            with self._changed:  # after a beat being written: none comes once it has ended
                 self._trial = None
                 self._changed.notify()
 
@@ -98,10 +97,7 @@ class Heartbeat:
                 while self._trial is None or time.monotonic() < self._due:
                     timeout = None if self._trial is None else self._due - time.monotonic()
                     self._changed.wait(timeout)
-                trial_id = self._trial
-            with self._writing:
-                if self._trial == trial_id:  # the block may have ended meanwhile
-                    self._beat(trial_id)
+                self._beat(self._trial)
 
     def _beat(self, trial_id: int) -> None:
         try:

@@ -7,6 +7,10 @@ its GPU (``CUDA_VISIBLE_DEVICES``); CPU workers share the cores (``OMP_NUM_THREA
 user set it). Each child asks the kernel to stop it with SIGTERM if the launcher dies
 (``PR_SET_PDEATHSIG`` on Linux), so no worker runs on without its supervisor.
 
+The launcher itself never imports torch, which each worker imports (hundreds of MB a process):
+it reads the study's budget from the stored definition, unchecked (its workers check it), and
+counts GPUs in a spawned process.
+
 SIGTERM and SIGINT are passed on to the children, which requeue their trials and exit; the
 launcher then exits 143 or 130. It exits 1, naming them, if any child failed or was killed.
 """
@@ -22,15 +26,19 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from optuna.trial import TrialState
+import optuna
 from tqdm import tqdm
 
-from adamz.search.budget import FINISHED, study_budget
-from adamz.search.retries import requeued
+from adamz.search.budget import FINISHED, definition_budget, study_budget
+from adamz.search.interrupts import SIGNALS
+from adamz.search.retries import outcomes
 from adamz.search.storage import load_study, open_storage
-from adamz.search.worker import STOP_CODES, Tickets, WorkerOptions, run_worker, stored_spec
+from adamz.search.study_attrs import require_definition
+from adamz.search.worker import STOP_CODES, Tickets, WorkerOptions, run_worker
 
 __all__ = ["launch_workers", "parse_devices", "worker_process"]
 
@@ -38,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 POLL_S = 1.0
 PR_SET_PDEATHSIG = 1
+SPAWN = multiprocessing.get_context("spawn")
 
 
 def parse_devices(devices: str) -> list[str]:
@@ -49,9 +58,7 @@ def parse_devices(devices: str) -> list[str]:
     if devices == "cpu":
         return ["cpu"]
     if devices == "cuda" or devices.startswith("cuda:"):
-        import torch
-
-        available = torch.cuda.device_count()
+        available = _gpu_count()
         if available == 0:
             raise ValueError(f"Invalid --devices {devices!r}: no CUDA device is available here.")
         if devices == "cuda":
@@ -65,12 +72,21 @@ def parse_devices(devices: str) -> list[str]:
     raise ValueError(f"Invalid --devices {devices!r}: must be cpu, cuda or cuda:0,1,...")
 
 
-def worker_process(
-    study_name: str, options: WorkerOptions, tickets: Tickets, parent: int | None = None
-) -> None:
-    """A worker child's entry: dies with its parent, runs, prints its summary, exits."""
-    if parent is not None:
-        _die_with_parent(parent)
+def _gpu_count() -> int:
+    """The GPUs torch sees, counted in a spawned process: torch stays out of the launcher."""
+    with ProcessPoolExecutor(1, mp_context=SPAWN) as pool:
+        return pool.submit(_torch_gpu_count).result()
+
+
+def _torch_gpu_count() -> int:
+    import torch  # in the counting process only
+
+    return torch.cuda.device_count()
+
+
+def worker_process(study_name: str, options: WorkerOptions, tickets: Tickets, parent: int) -> None:
+    """A worker child's entry: dies with its ``parent``, runs, prints its summary, exits."""
+    _die_with_parent(parent)
     from adamz.cli._base import current_verbosity, log_to_stderr, verbosity
 
     # The launcher's -v/-q reach the child through the environment it was started with.
@@ -105,10 +121,15 @@ def launch_workers(
     Returns:
         130 or 143 if the launcher was stopped by SIGINT or SIGTERM, else 1 if any worker
         failed or was killed (each is named in the log), else 0.
+
+    Raises:
+        ValueError: the storage cannot be opened, or the study is unknown or has no stored
+            definition.
     """
-    study = load_study(study_name, open_storage(options.storage, read_only=True))
-    budget = study_budget(study, stored_spec(study).budget)
-    finished = sum(trial.state in FINISHED for trial in study.get_trials(deepcopy=False))
+    storage = open_storage(options.storage, read_only=True)
+    study = load_study(study_name, storage)
+    budget = study_budget(study, definition_budget(require_definition(study, storage)))
+    finished = _finished(outcomes(study.get_trials(deepcopy=False)))
     if finished >= budget:
         logger.warning(
             "Nothing to do: study %s has met its budget (%d of %d trials finished; "
@@ -118,53 +139,53 @@ def launch_workers(
             budget,
         )
         return 0
-    context = multiprocessing.get_context("spawn")
     total = len(devices) * workers_per_device
     tickets = Tickets.shared(options.n_trials)
-    children: list[tuple[str, multiprocessing.process.BaseProcess]] = []
+    children: list[BaseProcess] = []
     stopped_by: list[str] = []
 
     def forward(signum: int, frame: FrameType | None) -> None:
         stopped_by.append(signal.Signals(signum).name)
-        _stop([child for _, child in children])
+        _stop(children)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, forward) for sig in SIGNALS}
     try:
         for index in range(total):
             device = devices[index % len(devices)]
-            env = _child_env(device, total)
-            if device.startswith("cuda:"):
-                device = "cuda:0"  # the only GPU it sees
-            child = context.Process(
+            # A GPU worker sees only its own GPU, as cuda:0.
+            seen = "cuda:0" if device.startswith("cuda:") else device
+            child = SPAWN.Process(
                 target=worker_process,
-                args=(study_name, dataclasses.replace(options, device=device), tickets),
-                kwargs={"parent": os.getpid()},
-                name=f"worker {index} ({devices[index % len(devices)]})",
+                args=(study_name, dataclasses.replace(options, device=seen), tickets, os.getpid()),
+                name=f"worker {index} ({device})",
             )
-            saved = dict(os.environ)
-            os.environ.update(env)  # a spawned child starts with the parent's environment
-            # and with these signals ignored until its worker handles them (the launcher sends
-            # SIGTERM again until it stops): a signal during its imports loses no trial.
-            ignored = {sig: signal.signal(sig, signal.SIG_IGN) for sig in previous}
-            try:
-                child.start()
-            finally:
-                os.environ.clear()
-                os.environ.update(saved)
-                for sig, handler in ignored.items():
-                    signal.signal(sig, handler)
-            children.append((child.name, child))
+            _start(child, _child_env(device, total))
+            children.append(child)
             if stopped_by:
                 break
-        _show_progress(
-            study_name, options, [child for _, child in children], lambda: bool(stopped_by)
-        )
+        _show_progress(study, budget, children, lambda: bool(stopped_by))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    for _, process in children:
+    for process in children:
         process.join()
     return _exit_code(children, stopped_by[0] if stopped_by else None)
+
+
+def _start(child: BaseProcess, env: dict[str, str]) -> None:
+    """Start ``child`` with ``env`` added to the environment it inherits, and with SIGTERM and
+    SIGINT ignored until its worker handles them (the launcher sends SIGTERM again until it
+    stops): a signal during its imports loses no trial."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    ignored = {sig: signal.signal(sig, signal.SIG_IGN) for sig in SIGNALS}
+    try:
+        child.start()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        for sig, handler in ignored.items():
+            signal.signal(sig, handler)
 
 
 def _child_env(device: str, total: int) -> dict[str, str]:
@@ -175,61 +196,49 @@ def _child_env(device: str, total: int) -> dict[str, str]:
     return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // total))}
 
 
-def _exit_code(
-    children: list[tuple[str, multiprocessing.process.BaseProcess]], stopped_by: str | None
-) -> int:
+def _exit_code(children: list[BaseProcess], stopped_by: str | None) -> int:
     expected = {0, *STOP_CODES.values()} if stopped_by else {0}
-    bad = []
-    for name, child in children:
+    failed = [child for child in children if child.exitcode not in expected]
+    for child in failed:
         code = child.exitcode
-        if code in expected:
-            continue
-        if code is not None and code < 0:
-            bad.append(f"{name}, pid {child.pid}, was killed by {signal.Signals(-code).name}")
-        else:
-            bad.append(f"{name}, pid {child.pid}, exited with {code}")
-    for line in bad:
-        logger.error("Worker failed: %s.", line)
+        how = (
+            f"was killed by {signal.Signals(-code).name}"
+            if code is not None and code < 0
+            else f"exited with {code}"
+        )
+        logger.error("Worker failed: %s, pid %s, %s.", child.name, child.pid, how)
     if stopped_by:
         return STOP_CODES[stopped_by]
-    return 1 if bad else 0
+    return 1 if failed else 0
 
 
-def _stop(children: list[multiprocessing.process.BaseProcess]) -> None:
+def _stop(children: list[BaseProcess]) -> None:
     for child in children:
         if child.is_alive() and child.pid is not None:
             os.kill(child.pid, signal.SIGTERM)
 
 
+def _finished(counts: dict[str, int]) -> int:
+    return sum(counts[state.name.lower()] for state in FINISHED)
+
+
 def _show_progress(
-    study_name: str,
-    options: WorkerOptions,
-    children: list[multiprocessing.process.BaseProcess],
-    stopping: Callable[[], bool],
+    study: optuna.Study, budget: int, children: list[BaseProcess], stopping: Callable[[], bool]
 ) -> None:
     """A bar of finished / budget with the running, requeued and failed trials and the best
     value, until the children end (it returns as soon as the last one does)."""
-    storage = open_storage(options.storage, read_only=True)
-    study = load_study(study_name, storage)
-    budget = study_budget(study, stored_spec(study).budget)
-    with tqdm(total=budget, unit="trial", desc=study_name, dynamic_ncols=True) as bar:
+    with tqdm(total=budget, unit="trial", desc=study.study_name, dynamic_ncols=True) as bar:
         while alive := [child.sentinel for child in children if child.is_alive()]:
             multiprocessing.connection.wait(alive, timeout=POLL_S)
             if stopping():
                 _stop(children)  # again, for a child that ignored it while it started
-            found = study.get_trials(deepcopy=False)
-            finished = sum(trial.state in FINISHED for trial in found)
-            bar.update(min(finished, budget) - bar.n)
-            again = requeued(found)
-            failed = [trial for trial in found if trial.state == TrialState.FAIL]
+            counts = outcomes(study.get_trials(deepcopy=False))
+            bar.update(min(_finished(counts), budget) - bar.n)
             postfix: dict[str, object] = {
-                "running": sum(trial.state == TrialState.RUNNING for trial in found),
-                "requeued": sum(trial.number in again for trial in failed),
-                "failed": sum(
-                    trial.number not in again and not trial.user_attrs.get("surplus")
-                    for trial in failed
-                ),
+                "running": counts["running"],
+                "requeued": counts["requeued"],
+                "failed": counts["fail"] + counts["dropped"],
             }
-            if any(trial.state == TrialState.COMPLETE for trial in found):
+            if counts["complete"]:
                 postfix["best"] = f"{study.best_value:.4f}"
             bar.set_postfix(postfix)

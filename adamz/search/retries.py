@@ -26,30 +26,33 @@ from typing import Literal
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from adamz.search.heartbeat import HEARTBEAT_ATTR
 
-__all__ = ["MAX_DEATHS", "MAX_FAULTS", "OUTCOME_ATTRS", "Reason", "queue_retry", "requeued"]
+__all__ = [
+    "MAX_DEATHS",
+    "MAX_FAULTS",
+    "OUTCOME_ATTRS",
+    "Reason",
+    "outcomes",
+    "queue_retry",
+    "requeued",
+]
 
 Reason = Literal["stop", "surplus", "death", "fault"]
 MAX_DEATHS = 5
 """Times a trial whose worker died (it went stale) is queued again; then it is dropped."""
 MAX_FAULTS = 3
 """Times a replicate trial whose training raised is queued again; then it is dropped."""
-LIMITS: dict[Reason, int | None] = {
-    "stop": None,
-    "surplus": None,
-    "death": MAX_DEATHS,
-    "fault": MAX_FAULTS,
+RULES: dict[Reason, tuple[str, int | None]] = {
+    "stop": ("stops", None),
+    "surplus": ("surplus_requeues", None),
+    "death": ("deaths", MAX_DEATHS),
+    "fault": ("faults", MAX_FAULTS),
 }
-COUNT_ATTRS: dict[Reason, str] = {
-    "stop": "stops",
-    "surplus": "surplus_requeues",
-    "death": "deaths",
-    "fault": "faults",
-}
-"""System attribute counting each reason over the earlier attempts at a trial."""
+"""Each reason's system attribute, counting it over the earlier attempts at a trial, and the
+times a trial is queued again for it (``None``: always)."""
 OUTCOME_ATTRS = ("error", "surplus")
 """User attributes that say how one attempt at a trial ended; its retry starts without them."""
 
@@ -61,9 +64,8 @@ def queue_retry(study: optuna.Study, trial: FrozenTrial, reason: Reason) -> bool
     (:data:`OUTCOME_ATTRS`) nor its heartbeat. It inherits the intermediate values (it resumes
     from the trial's checkpoints) unless the trial faulted.
     """
-    key = COUNT_ATTRS[reason]
+    key, limit = RULES[reason]
     count = int(trial.system_attrs.get(key, 0)) + 1
-    limit = LIMITS[reason]
     if limit is not None and count > limit:
         return False
     retry = copy.deepcopy(trial)  # the callback appends to the retry history in place
@@ -80,3 +82,25 @@ def queue_retry(study: optuna.Study, trial: FrozenTrial, reason: Reason) -> bool
 def requeued(trials: list[FrozenTrial]) -> set[int]:
     """The numbers of the trials among ``trials``' attempts that were queued again."""
     return {number for trial in trials for number in trial.system_attrs.get("retry_history", ())}
+
+
+def outcomes(trials: list[FrozenTrial]) -> dict[str, int]:
+    """Trials by outcome: Optuna's states, with a failed trial split into ``requeued`` (a retry
+    was queued), ``surplus`` (refused by the budget), ``dropped`` (its retries' limit reached)
+    and ``fail`` (its training raised)."""
+    counts = dict.fromkeys([state.name.lower() for state in TrialState], 0)
+    counts.update(requeued=0, surplus=0, dropped=0)
+    again = requeued(trials)
+    for trial in trials:
+        if trial.state != TrialState.FAIL:
+            outcome = trial.state.name.lower()
+        elif trial.number in again:
+            outcome = "requeued"
+        elif trial.user_attrs.get("surplus"):
+            outcome = "surplus"
+        elif "error" in trial.user_attrs and not trial.system_attrs.get("faults"):
+            outcome = "fail"
+        else:
+            outcome = "dropped"
+        counts[outcome] += 1
+    return counts

@@ -107,8 +107,7 @@ def open_storage(url: str | None = None, *, read_only: bool = False) -> BaseStor
     except (
         sqlalchemy.exc.SQLAlchemyError,
         optuna.exceptions.StorageInternalError,
-        ImportError,
-        ModuleNotFoundError,
+        ImportError,  # a driver that is not installed
     ) as exc:
         cause = " ".join(str(exc.__cause__ or exc).split())[:300]
         raise ValueError(f"Cannot open storage {safe_url}: {cause}") from exc

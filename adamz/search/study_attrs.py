@@ -15,18 +15,22 @@ here look there when the system attributes have none.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
+from optuna.storages import BaseStorage
 
 from adamz import __version__
 from adamz.search.budget import BUDGET_ATTR
-from adamz.search.studies import AnySpec, StudySpec
+
+if TYPE_CHECKING:  # the readers run in processes without torch (status, the supervisor)
+    from adamz.search.studies import AnySpec
 
 __all__ = [
     "DEFINITION_ATTR",
     "DIGEST_ATTR",
     "readable_attrs",
+    "require_definition",
     "store_definition",
     "stored_definition",
     "stored_digest",
@@ -42,11 +46,12 @@ def readable_attrs(spec: AnySpec, *, study_file: Path | None = None) -> dict[str
     """The short values the dashboard lists for ``spec``'s study, in the order it lists them
     (five rows a page: what a newcomer asks first comes first)."""
     overrides = [f"{key} {value}" for key, value in spec.workload.items() if key != "name"]
-    if isinstance(spec, StudySpec):
-        optimizer, kind = spec.optimizer, "search"
+    runs = getattr(spec, "runs", None)  # a replicate study's (isinstance would import torch)
+    if runs is None:
+        optimizer, kind = spec.optimizer, "search"  # type: ignore[union-attr]
         search = {"sampler": spec.sampler["name"], "pruner": spec.pruner["name"]}
     else:
-        optimizer = ", ".join(dict.fromkeys(run["optimizer"] for run in spec.runs))
+        optimizer = ", ".join(dict.fromkeys(run["optimizer"] for run in runs))
         kind, search = "replicates", {}
     return {
         "workload": ", ".join([spec.workload["name"], *overrides]),
@@ -76,21 +81,45 @@ def store_definition(
         storage.set_study_user_attr(study_id, key, value)
 
 
-def stored_definition(study: optuna.Study) -> dict[str, Any] | None:
-    """The definition stored with ``study``; None for a study ``create`` did not make."""
-    definition = _stored(study, DEFINITION_ATTR)
+def stored_definition(
+    study: optuna.Study, storage: BaseStorage | None = None
+) -> dict[str, Any] | None:
+    """The definition stored with ``study``; None for a study ``create`` did not make.
+
+    ``storage``: the study's, to read it through the storage's public interface; without it,
+    the study's own storage object is used (a ``Study`` has no public reader of its system
+    attributes).
+    """
+    definition = _stored(study, DEFINITION_ATTR, storage)
     return definition if isinstance(definition, dict) else None
 
 
-def stored_digest(study: optuna.Study) -> str | None:
+def require_definition(study: optuna.Study, storage: BaseStorage | None = None) -> dict[str, Any]:
+    """:func:`stored_definition`, for a study that must have one.
+
+    Raises:
+        ValueError: the study was not created by ``adamz-search create``.
+    """
+    definition = stored_definition(study, storage)
+    if definition is None:
+        raise ValueError(
+            f"Study {study.study_name!r} was not created by 'adamz-search create': "
+            "it has no stored definition to run."
+        )
+    return definition
+
+
+def stored_digest(study: optuna.Study, storage: BaseStorage | None = None) -> str | None:
     """The digest of the definition stored with ``study``; None for a study ``create`` did not
-    make."""
-    digest = _stored(study, DIGEST_ATTR)
+    make. ``storage`` as for :func:`stored_definition`."""
+    digest = _stored(study, DIGEST_ATTR, storage)
     return digest if isinstance(digest, str) else None
 
 
-def _stored(study: optuna.Study, key: str) -> Any:
+def _stored(study: optuna.Study, key: str, storage: BaseStorage | None) -> Any:
     """``key`` of the study's system attributes, else of its user attributes (older studies)."""
-    # A Study has no public reader of its system attributes; its storage has one.
-    system_attrs = study._storage.get_study_system_attrs(study._study_id)
+    if storage is None:
+        storage = study._storage
+    study_id = storage.get_study_id_from_name(study.study_name)
+    system_attrs = storage.get_study_system_attrs(study_id)
     return system_attrs[key] if key in system_attrs else study.user_attrs.get(key)

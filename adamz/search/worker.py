@@ -56,7 +56,7 @@ from adamz.search.storage import (
     storage_url,
 )
 from adamz.search.studies import AnySpec, make_pruner, make_sampler, spec_from_definition
-from adamz.search.study_attrs import stored_definition
+from adamz.search.study_attrs import require_definition
 from adamz.search.trials import trial_id as trial_id_of
 
 if TYPE_CHECKING:
@@ -204,7 +204,7 @@ def open_worker(study_name: str, options: WorkerOptions) -> Worker:
 
     storage = open_storage(options.storage)
     study = load_study(study_name, storage)
-    spec = stored_spec(study)
+    spec = stored_spec(study, storage)
     seed = worker_seed() if options.sampler_seed is None else options.sampler_seed
     study.sampler = make_sampler(spec.sampler, seed=seed)
     study.pruner = make_pruner(spec.pruner)
@@ -552,14 +552,14 @@ class Worker:
         return errors[0] if errors and len(errors) == len(admitted) else None
 
 
-def stored_spec(study: optuna.Study) -> AnySpec:
-    """The study's definition, as ``create`` stored it."""
-    definition = stored_definition(study)
-    if definition is None:
-        raise ValueError(
-            f"Study {study.study_name!r} was not created by 'adamz-search create': "
-            "it has no stored definition to run."
-        )
+def stored_spec(study: optuna.Study, storage: BaseStorage | None = None) -> AnySpec:
+    """The study's definition, as ``create`` stored it (``storage``: the study's, read through
+    its public interface).
+
+    Raises:
+        ValueError: the study was not created by ``adamz-search create``.
+    """
+    definition = require_definition(study, storage)
     return spec_from_definition(definition, source=f"study {study.study_name}")
 
 

@@ -18,7 +18,7 @@ import pytest
 from optuna.trial import TrialState
 from search_helpers import run_cli, start_cli, trials, write_study
 
-from adamz.search import open_storage
+from adamz.search import open_storage, storage_url
 from adamz.search.interrupts import Interrupts
 from adamz.search.worker import WorkerOptions, open_worker
 
@@ -29,17 +29,23 @@ def params_of(found: list[optuna.trial.FrozenTrial]) -> list[tuple[float, ...]]:
     return [tuple(sorted(trial.params.items())) for trial in found if trial.params]
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_two_independently_started_launchers_never_propose_the_same_configuration(
-    tmp_path: Path,
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
 ) -> None:
     # Random start-up trials: where every launcher used one seed, they proposed the same ones.
+    url = (
+        f"sqlite:///{tmp_path / 'adamz-search.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
     study_file = write_study(tmp_path, budget=20, epochs=1)
-    assert run_cli("create", str(study_file), cwd=tmp_path).returncode == 0
-    launchers = [start_cli("worker", "quick", cwd=tmp_path) for _ in range(2)]
+    assert run_cli("create", str(study_file), "--storage", url, cwd=tmp_path).returncode == 0
+    launchers = [start_cli("worker", "quick", "--storage", url, cwd=tmp_path) for _ in range(2)]
     for launcher in launchers:
-        _, err = launcher.communicate(timeout=600)
+        _, err = launcher.communicate(timeout=300)
         assert launcher.returncode == 0, err[-2000:]
-    found = trials(f"sqlite:///{tmp_path / 'adamz-search.db'}", "quick")[:20]
+    found = trials(storage_url(url), "quick")[:20]
     configurations = params_of(found)
     assert len(configurations) == 20
     assert len(set(configurations)) == 20
