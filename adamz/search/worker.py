@@ -55,12 +55,12 @@ from adamz.search.storage import (
     open_storage,
     storage_url,
 )
-from adamz.search.studies import AnySpec, make_pruner, make_sampler, spec_from_definition
 from adamz.search.study_attrs import require_definition
 from adamz.search.trials import trial_id as trial_id_of
 
 if TYPE_CHECKING:
     from adamz.search.objective import TrialObjective
+    from adamz.search.studies import AnySpec
 
 __all__ = [
     "Tickets",
@@ -200,7 +200,9 @@ def open_worker(study_name: str, options: WorkerOptions) -> Worker:
     Raises:
         ValueError: as :func:`run_worker`.
     """
-    from adamz.search.objective import TrialObjective  # torch: only where trials train
+    # torch (through the objective and the study's checks): only where trials train.
+    from adamz.search.objective import TrialObjective
+    from adamz.search.studies import make_pruner, make_sampler
 
     storage = open_storage(options.storage)
     study = load_study(study_name, storage)
@@ -559,6 +561,8 @@ def stored_spec(study: optuna.Study, storage: BaseStorage | None = None) -> AnyS
     Raises:
         ValueError: the study was not created by ``adamz-search create``.
     """
+    from adamz.search.studies import spec_from_definition  # imports torch
+
     definition = require_definition(study, storage)
     return spec_from_definition(definition, source=f"study {study.study_name}")
 
