@@ -207,8 +207,39 @@ class BatchedOptimizer(ABC):
         target[run] = value.to(target.device, target.dtype)
 
 
-class BatchedAdamZ(BatchedOptimizer):
-    """:class:`adamz.optim.AdamZ` for K stacked runs (one param group per run).
+class BatchedAdam(BatchedOptimizer):
+    """``torch.optim.Adam`` for K stacked runs (L2 ``weight_decay`` added to the gradient)."""
+
+    FIXED: ClassVar[dict[str, Any]] = {"amsgrad": False, "decoupled_weight_decay": False}
+    PAIRS: ClassVar[dict[str, tuple[str, str]]] = {"betas": ("beta1", "beta2")}
+    decoupled = False
+
+    def _update(self, grads: list[Tensor], losses: Tensor) -> None:
+        for index, (param, grad) in enumerate(zip(self.params, grads, strict=True)):
+            lr = per_run(self.state["lr"], param).to(param.dtype)
+            weight_decay = self._per_run("weight_decay", param)
+            if self.decoupled:  # AdamW: theta <- theta (1 - lr lambda), then Adam without L2
+                param.mul_(1 - lr * weight_decay)
+                weight_decay = 0.0
+            adam_update(
+                [param],
+                [grad],
+                [self._state_like("exp_avg", index)],
+                [self._state_like("exp_avg_sq", index)],
+                [self._steps(param)],
+                lr=lr,
+                beta1=self._per_run("beta1", param),
+                beta2=self._per_run("beta2", param),
+                eps=self._per_run("eps", param),
+                weight_decay=weight_decay,
+                foreach=False,
+            )
+
+
+class BatchedAdamZ(BatchedAdam):
+    """:class:`adamz.optim.AdamZ` for K stacked runs (one param group per run): each run's
+    gradients clipped by their own norm, :class:`BatchedAdam`'s update, then the rate
+    controller on each run's loss.
 
     The controller's loss window has shape ``(K, P)``, ``P`` the largest patience of the
     population; run ``k`` uses its last ``patience[k]`` entries.
@@ -249,21 +280,9 @@ class BatchedAdamZ(BatchedOptimizer):
         # One norm per run over its own parameters; an unclipped run has max_grad_norm inf.
         norms = member_grad_norms(grads)
         coefficients = clip_coefficient(norms, self.hyper["max_grad_norm"].to(norms.dtype))
-        for index, (param, grad) in enumerate(zip(self.params, grads, strict=True)):
+        for grad in grads:
             grad.mul_(per_run(coefficients, grad))
-            adam_update(
-                [param],
-                [grad],
-                [self._state_like("exp_avg", index)],
-                [self._state_like("exp_avg_sq", index)],
-                [self._steps(param)],
-                lr=per_run(self.state["lr"], param),
-                beta1=self._per_run("beta1", param),
-                beta2=self._per_run("beta2", param),
-                eps=self._per_run("eps", param),
-                weight_decay=self._per_run("weight_decay", param),
-                foreach=False,
-            )
+        super()._update(grads, losses)
         controller = {
             key: self.state[key]
             for key in ("loss_window", "observed", "nonfinite", "overshoots", "stagnations")
@@ -310,35 +329,6 @@ class BatchedAdamZ(BatchedOptimizer):
             key: int(self.state[key][run])
             for key in ("observed", "nonfinite", "overshoots", "stagnations")
         }
-
-
-class BatchedAdam(BatchedOptimizer):
-    """``torch.optim.Adam`` for K stacked runs (L2 ``weight_decay`` added to the gradient)."""
-
-    FIXED: ClassVar[dict[str, Any]] = {"amsgrad": False, "decoupled_weight_decay": False}
-    PAIRS: ClassVar[dict[str, tuple[str, str]]] = {"betas": ("beta1", "beta2")}
-    decoupled = False
-
-    def _update(self, grads: list[Tensor], losses: Tensor) -> None:
-        for index, (param, grad) in enumerate(zip(self.params, grads, strict=True)):
-            lr = per_run(self.state["lr"], param).to(param.dtype)
-            weight_decay = self._per_run("weight_decay", param)
-            if self.decoupled:  # AdamW: theta <- theta (1 - lr lambda), then Adam without L2
-                param.mul_(1 - lr * weight_decay)
-                weight_decay = 0.0
-            adam_update(
-                [param],
-                [grad],
-                [self._state_like("exp_avg", index)],
-                [self._state_like("exp_avg_sq", index)],
-                [self._steps(param)],
-                lr=lr,
-                beta1=self._per_run("beta1", param),
-                beta2=self._per_run("beta2", param),
-                eps=self._per_run("eps", param),
-                weight_decay=weight_decay,
-                foreach=False,
-            )
 
 
 class BatchedAdamW(BatchedAdam):
