@@ -38,36 +38,19 @@ from typing import Any
 
 import optuna
 import torch
-import yaml
 from scipy.stats import wilcoxon
+from search_service import create, write_study  # this folder's: run as a script
 
 from adamz.search import WorkerOptions, run_worker
 from adamz.training import RunConfig, train
 from adamz.training.population import train_population
 
-ROOT = Path(__file__).resolve().parent.parent
-SPACE = ROOT / "search_spaces" / "adamz.yaml"
 
-
-def create(directory: Path, workload: dict[str, Any], budget: int, storage: str) -> str:
-    """A fresh AdamZ study on ``workload`` with a budget, no pruner; its name."""
+def create_study(directory: Path, workload: dict[str, Any], budget: int, storage: str) -> str:
+    """A fresh AdamZ study on ``workload`` with a budget and no pruner, created as a user
+    creates one (outside every timing); its name."""
     name = f"population-{uuid.uuid4().hex[:8]}"
-    path = directory / f"{name}.yaml"
-    study = {
-        "name": name,
-        "workload": workload,
-        "optimizer": "adamz",
-        "search_space": str(SPACE),
-        "sampler": {"name": "tpe", "seed": 0},
-        "pruner": {"name": "none"},
-        "budget": budget,
-    }
-    path.write_text(yaml.safe_dump(study))
-    subprocess.run(  # as a user creates one; outside every timing
-        [sys.executable, "-m", "adamz.cli", "create", str(path), "--storage", storage],
-        check=True,
-        capture_output=True,
-    )
+    create(write_study(directory, name, workload, budget, pruner={"name": "none"}), storage)
     return name
 
 
@@ -82,11 +65,13 @@ def worker(args: argparse.Namespace, directory: Path) -> None:
         workload["train_size"] = args.train_size
     options = dict(storage=storage, checkpoint_dir=str(directory), data_dir=args.data_dir)
     # Warm-up: imports, the data cache and torch.func's first calls, outside every timing.
-    run_worker(create(directory, workload, 2, storage), WorkerOptions(**options, population=2))
+    run_worker(
+        create_study(directory, workload, 2, storage), WorkerOptions(**options, population=2)
+    )
     rows = []
     for size in args.sizes:
         trials = max(args.min_trials, size * args.rounds)
-        name = create(directory, workload, trials, storage)
+        name = create_study(directory, workload, trials, storage)
         start = time.perf_counter()
         summary = run_worker(name, WorkerOptions(**options, population=size))
         seconds = time.perf_counter() - start
