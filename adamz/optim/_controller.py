@@ -172,14 +172,11 @@ def observe_losses(
         recent_var = window[..., size - stagnation_period :].var(dim=-1, correction=0)
         window_var = window.var(dim=-1, correction=0)
     else:
-        position = torch.arange(size, device=window.device)
-        in_window = position >= size - torch.as_tensor(patience, device=window.device)[..., None]
-        in_recent = (
-            position >= size - torch.as_tensor(stagnation_period, device=window.device)[..., None]
-        )
-        newest_max = window.masked_fill(~in_window, -math.inf).amax(-1)
-        recent_var = _masked_variance(window, in_recent)
-        window_var = _masked_variance(window, in_window)
+        if masks is None:
+            masks = window_masks(size, patience, stagnation_period, window)
+        outside, in_both = masks
+        newest_max = window.masked_fill(outside, -math.inf).amax(-1)
+        recent_var, window_var = _masked_variance(window, in_both)
     overshoot = active & (loss >= newest_max)
     # Variances compared against the squared threshold: the same test as on standard
     # deviations for a non-negative threshold, two square roots fewer.
@@ -198,16 +195,18 @@ def observe_losses(
 def window_masks(
     size: int, patience: int | Tensor, stagnation_period: int | Tensor, like: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """Which entries of windows ``size`` long (right-aligned, on ``like``'s device) are the
-    last ``patience`` losses, and which the last ``stagnation_period``."""
+    """Masks of windows ``size`` long (right-aligned, on ``like``'s device): which entries are
+    not among the last ``patience`` losses (padding), and, stacked, which are the last
+    ``stagnation_period`` and which the last ``patience`` (both variances in one pass)."""
     position = torch.arange(size, device=like.device)
     in_window = position >= size - torch.as_tensor(patience, device=like.device)[..., None]
     in_recent = position >= size - torch.as_tensor(stagnation_period, device=like.device)[..., None]
-    return in_window, in_recent
+    return ~in_window, torch.stack((in_recent, in_window))
 
 
 def _masked_variance(values: Tensor, mask: Tensor) -> Tensor:
-    """Population variance along the last dimension of the entries where ``mask`` holds."""
+    """Population variance along the last dimension of the entries where ``mask`` holds
+    (``mask`` may have leading dimensions more than ``values``: one variance per mask)."""
     count = mask.sum(-1)
     mean = torch.where(mask, values, 0).sum(-1) / count
     deviations = torch.where(mask, values - mean.unsqueeze(-1), 0)

@@ -67,12 +67,17 @@ class _Member:
 
 
 def train_trials(
-    objective: TrialObjective, trials: list[optuna.Trial], lost: set[int]
+    objective: TrialObjective,
+    trials: list[optuna.Trial],
+    lost: set[int],
+    new_round: Callable[[], None] = lambda: None,
 ) -> dict[int, Outcome]:
     """Train ``trials`` (admitted already) together; their outcomes by trial number.
 
     ``lost`` holds the numbers of trials that another worker failed as stale meanwhile (the
     heartbeat adds them): their members stop at their next epoch, and nothing is recorded.
+    ``new_round`` is called before each epoch's reports (the worker reads the study again
+    then, :mod:`~adamz.search.snapshot`).
 
     Raises:
         adamz.search.interrupts.WorkerStopped: SIGTERM or SIGINT; every trial's checkpoints
@@ -95,7 +100,13 @@ def train_trials(
     }
 
     def on_epoch(group: list[_Member]) -> Callable[[int, int, dict[str, float]], None]:
+        last = len(group)
+
         def report(position: int, epoch: int, metrics: dict[str, float]) -> None:
+            nonlocal last
+            if position <= last:  # members report in order: a lower one begins a round
+                new_round()
+            last = position
             member = group[position]
             number = member.trial.number
             if number in stopped or number in lost:

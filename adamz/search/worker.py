@@ -48,6 +48,7 @@ from adamz.search.errors import error_message
 from adamz.search.heartbeat import Heartbeat, claim_stale_trials
 from adamz.search.interrupts import Interrupts, WorkerStopped
 from adamz.search.retries import Reason, queue_retry
+from adamz.search.snapshot import SnapshotStorage
 from adamz.search.storage import (
     GRACE_PERIOD_S,
     HEARTBEAT_INTERVAL_S,
@@ -271,6 +272,8 @@ class Worker:
         self.slots: list[int] = []  # the trial number each population heartbeat beats for
         self.lost_trials: set[int] = set()
         self.heartbeats: list[Heartbeat] = []
+        self._snapshot: SnapshotStorage | None = None
+        self._population_study: optuna.Study | None = None
 
     def _population_size(self) -> int:
         from adamz.search.population import batched_optimizers
@@ -436,7 +439,12 @@ class Worker:
     ) -> str | None:
         """Tell how ``trial`` ended, or fail it and queue it again for ``requeue``; ``error``."""
         if requeue is None:
-            told = self.study.tell(trial, value, state=state, skip_if_finished=True)
+            try:  # through the trial's own study: a population's reads its snapshot
+                told = trial.study.tell(trial, value, state=state, skip_if_finished=True)
+            except UpdateFinishedTrialError:  # failed as stale since that snapshot was read
+                logger.warning("Trial %d was failed as stale by another worker.", trial.number)
+                self.summary.requeued += 1
+                return None
             if told.state == TrialState.COMPLETE:
                 self.summary.complete += 1
             elif told.state == TrialState.PRUNED:
@@ -482,12 +490,27 @@ class Worker:
         self.keep_checkpoints()  # the retry queued by the stale check resumes from them
         self.lost_trials.add(self.slots[slot])
 
+    def population_study(self) -> tuple[optuna.Study, SnapshotStorage]:
+        """The study as a population's trials see it: read once per round
+        (:mod:`~adamz.search.snapshot`), with this worker's sampler and pruner."""
+        if self._population_study is None or self._snapshot is None:
+            self._snapshot = SnapshotStorage(self.study, self.storage)
+            self._population_study = optuna.load_study(
+                study_name=self.study.study_name,
+                storage=self._snapshot,
+                sampler=self.study.sampler,
+                pruner=self.study.pruner,
+            )
+        return self._population_study, self._snapshot
+
     def run_population(self, interrupts: Interrupts, size: int) -> str | None:
         """Ask for ``size`` trials and train them together (:mod:`~adamz.search.population`);
         the error they failed with, if training failed for all of them."""
         from adamz.search.population import train_trials
 
-        trials = [self.study.ask() for _ in range(size)]
+        study, snapshot = self.population_study()
+        snapshot.invalidate()
+        trials = [study.ask() for _ in range(size)]
         ids = {trial.number: trial_id_of(trial) for trial in trials}
         self.lost_trials.clear()
         self.objective.keep_checkpoints = False
@@ -497,6 +520,7 @@ class Worker:
                 heartbeat = self._beat_for(slot)
                 self.slots[slot] = trial.number
                 beats.enter_context(heartbeat.beating(ids[trial.number]))
+            snapshot.invalidate()  # the budget's admission reads the study as it is now
             for trial in trials:
                 record = self.objective.worker_record(trial)
                 trial.set_user_attr(
@@ -511,7 +535,9 @@ class Worker:
                 admitted.append(trial)
             try:
                 with interrupts.allowed():
-                    outcomes = train_trials(self.objective, admitted, self.lost_trials)
+                    outcomes = train_trials(
+                        self.objective, admitted, self.lost_trials, snapshot.invalidate
+                    )
             except WorkerStopped as stopped:
                 logger.warning(
                     "Trials %s interrupted by %s: queued to resume.",

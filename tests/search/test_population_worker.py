@@ -50,8 +50,9 @@ def test_the_pruner_stops_each_trial_of_a_population_on_its_own(tmp_path: Path) 
     space.write_text(
         "optimizer: sgd\nparameters:\n  lr: {type: categorical, choices: [1.0e-6, 0.5]}\n"
     )
+    # Twelve random draws of two values: both drawn but with probability 1 - 2 / 4096.
     study_file = write_study(
-        tmp_path, budget=6, epochs=3, population=6, optimizer="sgd", search_space="mixed.yaml",
+        tmp_path, budget=12, epochs=3, population=12, optimizer="sgd", search_space="mixed.yaml",
         pruner=pruner,
     )  # fmt: skip
     result = run_cli("worker", str(study_file), cwd=tmp_path)
