@@ -3,8 +3,10 @@
 ``worker``: trials per hour of the search worker (:func:`adamz.search.run_worker`, heartbeats,
 budget checks, trial records, TPE over AdamZ's eight hyperparameters) on one workload, with
 ``--population`` 1 (one trial at a time, as before populations) and with 8, 32 and 64, on the
-same storage, in one process (its imports paid once before the first timing). Every trial
-trains the workload's full protocol (no pruner), so the ratio is the cost of a trial.
+same storage, in one process (its imports paid once before the first timing). Without a pruner
+(the default) every trial trains the workload's full protocol, so the ratio is the cost of a
+trial; ``--pruner median`` adds the pruning checks a search makes every epoch (and prunes some
+trials, so the two rows' trials differ in length).
 ``training``: the training alone, without Optuna: seconds per run of
 :func:`adamz.training.train` (one run at a time) against :func:`train_population` for each K,
 the same configurations and seeds. The difference between the two ratios is the search's own
@@ -14,7 +16,7 @@ median final validation accuracy of each, and a paired Wilcoxon test of their di
 ``memory``: peak resident memory of a population of K against K = 1, in fresh processes, per
 member.
 
-    python benchmarks/population.py worker [--workload circles] [--sizes 1 8 32 64]
+    python benchmarks/population.py worker [--workload circles] [--sizes 1 8 32 64] [--pruner P]
     python benchmarks/population.py worker --workload mnist --data-dir ../shared/data --sizes 1 8
     python benchmarks/population.py training [--workload circles] [--sizes 1 8 32 64]
     python benchmarks/population.py agreement [--workload digits]
@@ -46,11 +48,13 @@ from adamz.training import RunConfig, train
 from adamz.training.population import train_population
 
 
-def create_study(directory: Path, workload: dict[str, Any], budget: int, storage: str) -> str:
-    """A fresh AdamZ study on ``workload`` with a budget and no pruner, created as a user
+def create_study(
+    directory: Path, workload: dict[str, Any], budget: int, storage: str, pruner: str = "none"
+) -> str:
+    """A fresh AdamZ study on ``workload`` with a budget and ``pruner``, created as a user
     creates one (outside every timing); its name."""
     name = f"population-{uuid.uuid4().hex[:8]}"
-    create(write_study(directory, name, workload, budget, pruner={"name": "none"}), storage)
+    create(write_study(directory, name, workload, budget, pruner={"name": pruner}), storage)
     return name
 
 
@@ -71,7 +75,7 @@ def worker(args: argparse.Namespace, directory: Path) -> None:
     rows = []
     for size in args.sizes:
         trials = max(args.min_trials, size * args.rounds)
-        name = create_study(directory, workload, trials, storage)
+        name = create_study(directory, workload, trials, storage, args.pruner)
         start = time.perf_counter()
         summary = run_worker(name, WorkerOptions(**options, population=size))
         seconds = time.perf_counter() - start
@@ -79,7 +83,10 @@ def worker(args: argparse.Namespace, directory: Path) -> None:
         values = [t.value for t in study.trials if t.value is not None]
         rows.append((size, trials, seconds, summary.complete, statistics.median(values)))
     base = rows[0][2] / rows[0][1]
-    print(f"{args.workload} {workload}: AdamZ search (TPE), adamz-search worker, 1 thread")
+    print(
+        f"{args.workload} {workload}: AdamZ search (TPE, pruner {args.pruner}), "
+        "adamz-search worker, 1 thread"
+    )
     print(f"{'population':>10} {'trials':>7} {'s/trial':>8} {'trials/h':>9} {'x K=1':>6} "
           f"{'median val_accuracy':>20}")  # fmt: skip
     for size, trials, seconds, complete, median in rows:
@@ -190,6 +197,9 @@ def main() -> None:
     run.add_argument("--epochs", type=int, default=None)
     run.add_argument("--train-size", type=int, default=None)
     run.add_argument("--data-dir", default=None)
+    run.add_argument(
+        "--pruner", default="none", help="the study's pruner (median: as searches run)"
+    )
     alone = commands.add_parser("training")
     alone.add_argument("--workload", default="circles")
     alone.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 32, 64])

@@ -14,6 +14,8 @@ from search_helpers import run_cli, start_cli, trials, write_study
 from test_service import wait_for_running_trial
 
 from adamz.search import WorkerOptions, open_storage, run_worker
+from adamz.search.trials import trial_id as trial_id_of
+from adamz.search.worker import open_worker
 from adamz.training import RunConfig, train
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -165,3 +167,21 @@ def test_a_trial_failed_by_another_worker_leaves_the_population_and_the_rest_fin
     # It stopped training within an epoch or two of being failed, not after all 40.
     assert len(found[taken[0].number].intermediate_values) < 10
     assert [t.state for t in found if t.number != taken[0].number] == [TrialState.COMPLETE] * 3
+
+
+def test_a_trial_failed_by_another_worker_after_its_last_report_is_not_told(
+    tmp_path: Path,
+) -> None:
+    study_file = write_study(tmp_path, budget=3, population=3, pruner={"name": "none"})
+    run_cli("create", str(study_file), cwd=tmp_path)
+    storage = f"sqlite:///{tmp_path / 'adamz-search.db'}"
+    worker = open_worker("quick", WorkerOptions(storage=storage, checkpoint_dir=str(tmp_path)))
+    study, snapshot = worker.population_study()
+    snapshot.invalidate()
+    trial = study.ask()
+    trial_id = trial_id_of(trial)
+    worker.storage.set_trial_state_values(trial_id, TrialState.FAIL)  # another worker's check
+    assert study.get_trials()[trial.number].state == TrialState.RUNNING  # as the round read it
+    assert worker._end(trial, trial_id, 0.9, TrialState.COMPLETE, None, None) is None
+    assert (worker.summary.complete, worker.summary.requeued) == (0, 1)
+    assert trials(storage, "quick")[trial.number].state == TrialState.FAIL
