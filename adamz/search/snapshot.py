@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Container, Sequence
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -105,16 +106,42 @@ class SnapshotStorage(BaseStorage):
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
         trial_id = self._storage.create_new_trial(study_id, template_trial)
-        self._read_back(trial_id)
+        if self._trials is not None and template_trial is None:
+            # A new trial as every storage creates one: RUNNING, started now, nothing set. Built
+            # here from its number rather than read back whole (a read of every relation).
+            number = self._number(trial_id)
+            self._trials[number] = FrozenTrial(
+                number=number,
+                state=TrialState.RUNNING,
+                value=None,
+                datetime_start=datetime.now(),
+                datetime_complete=None,
+                params={},
+                distributions={},
+                user_attrs={},
+                system_attrs={},
+                intermediate_values={},
+                trial_id=trial_id,
+            )
+        elif self._trials is not None:
+            self._read_back(trial_id)
         return trial_id
 
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
     ) -> bool:
         taken = self._storage.set_trial_state_values(trial_id, state, values)
-        # Taken, the storage has set its start or end time; not taken (a queued trial another
-        # worker took first), it has another state now: read it back either way.
-        self._read_back(trial_id)
+        trial = self._mirrored(trial_id)
+        if taken and trial is not None:  # as the storage sets them
+            trial.state = state
+            if values is not None:
+                trial.values = list(values)
+            if state == TrialState.RUNNING:
+                trial.datetime_start = datetime.now()
+            if state.is_finished():
+                trial.datetime_complete = datetime.now()
+        elif not taken and self._trials is not None:
+            self._read_back(trial_id)  # a queued trial another worker took first: as it is now
         return taken
 
     def set_trial_param(
