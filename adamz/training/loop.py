@@ -220,6 +220,18 @@ class TrainResult:
     population_size: int | None = None
     torch_version: str = str(torch.__version__)  # a str subclass that weights_only refuses
 
+    def stop_nonfinite(
+        self, loss: float, epoch: int, step: int, steps: int, steps_run: int
+    ) -> None:
+        """Record the run stopped by a non-finite ``loss`` at ``step`` of ``steps`` of
+        ``epoch`` (the check ran after ``steps_run``): one wording for every training path."""
+        self.final_metrics = None
+        self.stop_reason = "nonfinite_loss"
+        self.stop_detail = (
+            f"non-finite loss ({loss}) at epoch {epoch}, step {step} of {steps} "
+            f"(stopped after step {steps_run})"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The record as plain values (JSON-ready: pairs become lists)."""
         return _plain(asdict(self))
@@ -413,14 +425,14 @@ def _train(
         )
         record.train_time_s += time.perf_counter() - epoch_start
         record.steps += outcome.steps
-        if outcome.nonfinite_step is not None:
+        if outcome.nonfinite_step is not None and outcome.nonfinite_loss is not None:
             record.controller = _controller_summary(optimizer, run, lr_at_epoch_end)
-            record.final_metrics = None
-            record.stop_reason = "nonfinite_loss"
-            record.stop_detail = (
-                f"non-finite loss ({outcome.nonfinite_loss}) at epoch {epoch}, step "
-                f"{outcome.nonfinite_step} of {math.ceil(data.num_train / protocol.batch_size)}"
-                f" (stopped after step {outcome.steps})"
+            record.stop_nonfinite(
+                outcome.nonfinite_loss,
+                epoch,
+                outcome.nonfinite_step,
+                math.ceil(data.num_train / protocol.batch_size),
+                outcome.steps,
             )
             logger.warning("%s/%s: %s", workload.name, config.optimizer, record.stop_detail)
             break

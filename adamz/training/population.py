@@ -339,12 +339,8 @@ class _Population:
         record = member.record
         record.steps += steps_run
         record.controller = self._controller(position, member)
-        record.final_metrics = None
-        record.stop_reason = "nonfinite_loss"
-        record.stop_detail = (
-            f"non-finite loss ({float(losses[first_bad, position])}) at epoch "
-            f"{member.epoch + 1}, step {first_bad + 1} of {steps} (stopped after step "
-            f"{steps_run})"
+        record.stop_nonfinite(
+            float(losses[first_bad, position]), member.epoch + 1, first_bad + 1, steps, steps_run
         )
         logger.warning("%s/%s: %s", record.workload, record.optimizer, record.stop_detail)
         self._finish(member, save=True)
