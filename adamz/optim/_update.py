@@ -106,11 +106,11 @@ def _multi_tensor_update(
     sizes, corrections = _step_sizes(steps, beta1, beta2)
     step_sizes, sqrt_corrections = cast(list[float], sizes), cast(list[float], corrections)
     if weight_decay != 0:
-        grads = list(torch._foreach_add(grads, params, alpha=weight_decay))
+        grads = list(torch._foreach_add(grads, params, alpha=weight_decay))  # noqa: SLF001
     torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
     torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
-    denoms = torch._foreach_sqrt(exp_avg_sqs)
+    denoms = torch._foreach_sqrt(exp_avg_sqs)  # noqa: SLF001
     torch._foreach_add_(denoms, [eps * b for b in sqrt_corrections])
     if isinstance(lr, Tensor):
         if len(set(steps)) == 1:
@@ -201,7 +201,9 @@ def total_grad_norm(grads: list[Tensor], *, foreach: bool) -> Tensor:
     The same arithmetic as ``torch.nn.utils.clip_grad_norm_``, without reading the norm back.
     """
     device = grads[0].device
-    norms = torch._foreach_norm(grads) if foreach else [torch.linalg.vector_norm(g) for g in grads]
+    # torch._foreach_*: the kernels torch.optim's own foreach paths run (torch has no public
+    # name for them); the for-loop path beside them is the reference.
+    norms = torch._foreach_norm(grads) if foreach else [torch.linalg.vector_norm(g) for g in grads]  # noqa: SLF001
     return torch.linalg.vector_norm(torch.stack([n.to(device) for n in norms]))
 
 

@@ -49,7 +49,8 @@ class AdamZ(Optimizer):
         &\phantom{2.}\ \theta_t = \theta_{t-1} - \alpha\,\frac{m_t/(1-\beta_1^t)}
              {\sqrt{v_t/(1-\beta_2^t)} + \epsilon} \\
         &3.\ W \leftarrow (L_{t-p+1}, \dots, L_t)\ \text{the last } p \text{ finite losses},
-             \quad S \leftarrow \text{its last } s \\
+             \quad S \leftarrow \text{its last } s
+            &&\text{steps 3 and 4 only if } c \\
         &4.\ \text{once } |W| = p: \quad
              L_t \ge \max W \Rightarrow \alpha \leftarrow \gamma_{over}\,\alpha, \qquad
              \operatorname{std} S < \sigma_{stag} \operatorname{std} W
@@ -58,7 +59,11 @@ class AdamZ(Optimizer):
         \end{aligned}
 
     The two tests of step 4 are independent (both may fire in one step), use population
-    standard deviations, and the new rate applies from the next step. A non-finite loss is not
+    standard deviations, and the new rate applies from the next step. With the controller off
+    (:math:`c` false, ``lr_controller=False``) steps 3 and 4 are skipped: the rate stays
+    :math:`\alpha` and the step is Adam after global gradient-norm clipping, the ablation that
+    tells the controller's share of a result from the clipping's (``max_grad_norm=None`` as
+    well gives plain Adam). A non-finite loss is not
     entered into the window (it is counted). With the same controller settings in every group
     all groups receive the same multiplier, so the ratio of their rates is kept until a bound
     is reached.
@@ -113,6 +118,8 @@ class AdamZ(Optimizer):
             clipping (default: 1.0).
         lr_bounds: :math:`(\alpha_{min}, \alpha_{max})`, the rate is kept within them
             (default: (1e-7, 1.0)).
+        lr_controller: :math:`c`, whether the loss steers the rate (steps 3 and 4); ``False``
+            keeps the rate fixed, and ``step()`` then needs no loss (default: True).
         foreach: use the multi-tensor (``torch._foreach``) implementation; ``None`` picks it
             when every parameter is on CUDA or XPU (default: None).
 
@@ -143,6 +150,7 @@ class AdamZ(Optimizer):
         stagnation_period: int = 10,
         max_grad_norm: float | None = 1.0,
         lr_bounds: tuple[float, float] = (1e-7, 1.0),
+        lr_controller: bool = True,
         *,
         foreach: bool | None = None,
     ) -> None:
@@ -158,6 +166,7 @@ class AdamZ(Optimizer):
             "stagnation_period": stagnation_period,
             "max_grad_norm": max_grad_norm,
             "lr_bounds": lr_bounds,
+            "lr_controller": lr_controller,
             "foreach": foreach,
         }
         validate_hyperparameters(defaults)
@@ -249,6 +258,7 @@ class AdamZ(Optimizer):
         self.__dict__.setdefault("_warned_without_loss", False)
         for group in self.param_groups:
             group.setdefault("foreach", None)
+            group.setdefault("lr_controller", True)  # saved before the controller could be off
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -286,7 +296,11 @@ class AdamZ(Optimizer):
                 raise ValueError("Give the loss either through closure or through loss=, not both.")
             with torch.enable_grad():
                 loss = closure()
-        elif loss is None and not self._warned_without_loss:
+        elif (
+            loss is None
+            and not self._warned_without_loss
+            and any(group["lr_controller"] for group in self.param_groups)
+        ):
             self._warned_without_loss = True
             warnings.warn(
                 "AdamZ.step() was called without a loss: the learning-rate controller is off and "
@@ -403,6 +417,8 @@ class AdamZ(Optimizer):
         dtype = window_dtype(device)
         value: Tensor | float = float(loss) if on_host else loss.detach().reshape(()).to(dtype)
         for group in self.param_groups:
+            if not group["lr_controller"]:
+                continue
             controller = self._controller_state(group, device)
             hyperparameters = {
                 "overshoot_factor": group["overshoot_factor"],
@@ -531,6 +547,10 @@ def validate_hyperparameters(hyperparameters: dict[str, Any]) -> None:
         max_grad_norm is None or (_is_real(max_grad_norm) and max_grad_norm > 0),
         "must be > 0 (or None for no clipping)",
         max_grad_norm,
+    )
+    lr_controller = hyperparameters.get("lr_controller", True)
+    _require(
+        "lr_controller", isinstance(lr_controller, bool), "must be True or False", lr_controller
     )
 
 

@@ -17,6 +17,9 @@ Each is the arithmetic of its single-run counterpart on each run's slice:
 * :class:`BatchedAdam` and :class:`BatchedAdamW`: ``torch.optim.Adam`` / ``AdamW`` (without
   ``amsgrad``), with AdamZ's Adam update, which is the same algebra in a form that differs in
   the last bits of float32.
+* :class:`BatchedClippedAdam`: :class:`adamz.optim.ClippedAdam`, each run's gradients clipped
+  by their own norm, then :class:`BatchedAdam`'s update. It is also the batched form of AdamZ
+  with its controller off (registry name ``adamz-no-controller``), the same arithmetic.
 * :class:`BatchedSGD` and :class:`BatchedRMSprop`: ``torch.optim.SGD`` / ``RMSprop``, their
   update written out on stacks, because torch's functional forms take one learning rate.
 
@@ -47,6 +50,7 @@ __all__ = [
     "BatchedAdam",
     "BatchedAdamW",
     "BatchedAdamZ",
+    "BatchedClippedAdam",
     "BatchedOptimizer",
     "BatchedRMSprop",
     "BatchedSGD",
@@ -236,25 +240,43 @@ class BatchedAdam(BatchedOptimizer):
             )
 
 
-class BatchedAdamZ(BatchedAdam):
-    """:class:`adamz.optim.AdamZ` for K stacked runs (one param group per run): each run's
-    gradients clipped by their own norm, :class:`BatchedAdam`'s update, then the rate
-    controller on each run's loss.
-
-    The controller's loss window has shape ``(K, P)``, ``P`` the largest patience of the
-    population; run ``k`` uses its last ``patience[k]`` entries.
-    """
-
-    PAIRS: ClassVar[dict[str, tuple[str, str]]] = {
-        "betas": ("beta1", "beta2"),
-        "lr_bounds": ("lr_min", "lr_max"),
-    }
+class BatchedClippedAdam(BatchedAdam):
+    """:class:`adamz.optim.ClippedAdam` for K stacked runs (one param group per run): each
+    run's gradients clipped by their own norm, then :class:`BatchedAdam`'s update."""
 
     def __init__(self, params: list[Tensor], hyperparameters: Sequence[Mapping[str, Any]]) -> None:
         hyperparameters = [
             {**h, "max_grad_norm": math.inf if h["max_grad_norm"] is None else h["max_grad_norm"]}
             for h in hyperparameters
         ]
+        super().__init__(params, hyperparameters)
+
+    def _update(self, grads: list[Tensor], losses: Tensor) -> None:
+        # One norm per run over its own parameters; an unclipped run has max_grad_norm inf.
+        norms = member_grad_norms(grads)
+        coefficients = clip_coefficient(norms, self.hyper["max_grad_norm"].to(norms.dtype))
+        for grad in grads:
+            grad.mul_(per_run(coefficients, grad))
+        super()._update(grads, losses)
+
+
+class BatchedAdamZ(BatchedClippedAdam):
+    """:class:`adamz.optim.AdamZ` for K stacked runs (one param group per run):
+    :class:`BatchedClippedAdam`'s clipping and update, then the rate controller on each run's
+    loss. Runs with the controller off (``lr_controller=False``) train with
+    :class:`BatchedClippedAdam` itself (registry name ``adamz-no-controller``).
+
+    The controller's loss window has shape ``(K, P)``, ``P`` the largest patience of the
+    population; run ``k`` uses its last ``patience[k]`` entries.
+    """
+
+    FIXED: ClassVar[dict[str, Any]] = {**BatchedAdam.FIXED, "lr_controller": True}
+    PAIRS: ClassVar[dict[str, tuple[str, str]]] = {
+        "betas": ("beta1", "beta2"),
+        "lr_bounds": ("lr_min", "lr_max"),
+    }
+
+    def __init__(self, params: list[Tensor], hyperparameters: Sequence[Mapping[str, Any]]) -> None:
         super().__init__(params, hyperparameters)
         device = params[0].device
         window = int(self.hyper["patience"].max())
@@ -277,11 +299,6 @@ class BatchedAdamZ(BatchedAdam):
         self._masks = None
 
     def _update(self, grads: list[Tensor], losses: Tensor) -> None:
-        # One norm per run over its own parameters; an unclipped run has max_grad_norm inf.
-        norms = member_grad_norms(grads)
-        coefficients = clip_coefficient(norms, self.hyper["max_grad_norm"].to(norms.dtype))
-        for grad in grads:
-            grad.mul_(per_run(coefficients, grad))
         super()._update(grads, losses)
         controller = {
             key: self.state[key]
@@ -381,7 +398,9 @@ class BatchedRMSprop(BatchedOptimizer):
 
 BATCHED_OPTIMIZERS: dict[str, type[BatchedOptimizer]] = {
     "adamz": BatchedAdamZ,
+    "adamz-no-controller": BatchedClippedAdam,
     "adam": BatchedAdam,
+    "adam-clip": BatchedClippedAdam,
     "adamw": BatchedAdamW,
     "sgd": BatchedSGD,
     "rmsprop": BatchedRMSprop,

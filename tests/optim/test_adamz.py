@@ -434,6 +434,8 @@ INVALID: list[tuple[dict[str, Any], str]] = [
         {"max_grad_norm": 0.0},
         "Invalid max_grad_norm: must be > 0 (or None for no clipping), got 0.0",
     ),
+    ({"lr_controller": 0}, "Invalid lr_controller: must be True or False, got 0"),
+    ({"lr_controller": "off"}, "Invalid lr_controller: must be True or False, got 'off'"),
 ]
 
 
@@ -483,5 +485,6 @@ def test_defaults_are_the_papers_and_repr_hides_the_loss_window(
         "stagnation_period": 10,
         "max_grad_norm": 1.0,
         "lr_bounds": (1e-7, 1.0),
+        "lr_controller": True,
         "foreach": None,
     }

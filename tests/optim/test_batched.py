@@ -26,6 +26,15 @@ CONFIGS: dict[str, list[dict[str, Any]]] = {
         {"lr": 0.003, "eps": 1e-6},
     ],
     "adamw": [{"lr": 0.01, "weight_decay": 0.1}, {"lr": 0.05, "betas": (0.8, 0.9)}],
+    "adam-clip": [
+        {"lr": 0.05, "max_grad_norm": 0.5, "weight_decay": 1e-3},
+        {"lr": 0.1, "max_grad_norm": None},
+        {"lr": 0.02, "betas": (0.8, 0.99), "max_grad_norm": 2.0},
+    ],
+    "adamz-no-controller": [
+        {"lr": 0.05, "max_grad_norm": 0.5},
+        {"lr": 0.2, "max_grad_norm": None, "betas": (0.85, 0.995)},
+    ],
     "sgd": [
         {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3},
         {"lr": 0.1},
@@ -160,6 +169,9 @@ def test_dropping_runs_keeps_the_others_state_and_a_run_s_state_moves_to_another
     [
         ("adagrad", {}, "adagrad has no batched form"),
         ("adam", {"amsgrad": True}, "no batched form for amsgrad=True"),
+        ("adam-clip", {"amsgrad": True}, "no batched form for amsgrad=True"),
+        ("adamz", {"lr_controller": False}, "no batched form for lr_controller=False"),
+        ("lion", {}, "lion has no batched form"),
     ],
 )
 def test_what_has_no_batched_form_says_so(name: str, config: dict[str, Any], message: str) -> None:
