@@ -1,4 +1,5 @@
-"""Training: the one loop that trains a workload, the optimizer registry, checkpoints.
+"""Training: a run and its record, the one loop that trains runs alone or as a population, the
+optimizer registry, checkpoints.
 
 Example::
 
@@ -11,15 +12,7 @@ Example::
 from __future__ import annotations
 
 from adamz.training.checkpoint import load_checkpoint, save_checkpoint
-from adamz.training.loop import (
-    CheckpointMismatchError,
-    ResolvedRun,
-    RunConfig,
-    StopTraining,
-    TrainResult,
-    evaluate,
-    train,
-)
+from adamz.training.loop import evaluate, train
 from adamz.training.optimizers import (
     OPTIMIZER_NAMES,
     OPTIMIZERS,
@@ -30,6 +23,13 @@ from adamz.training.optimizers import (
     library_defaults,
     paper_settings,
     resolve_hyperparameters,
+)
+from adamz.training.run import (
+    CheckpointMismatchError,
+    ResolvedRun,
+    RunConfig,
+    StopTraining,
+    TrainResult,
 )
 
 __all__ = [

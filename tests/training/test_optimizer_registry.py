@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
-from adamz.optim import AdamZ
+from adamz.optim import AdamZ, ClippedAdam
 from adamz.training import (
     OPTIMIZER_NAMES,
     OPTIMIZERS,
@@ -16,6 +18,7 @@ from adamz.training import (
     paper_settings,
     resolve_hyperparameters,
 )
+from adamz.training.optimizers import EXTERNAL, VARIANTS, optimizer_class, set_optimizer_mode
 
 PAPER_OPTIMIZERS = [
     "adamz",
@@ -34,10 +37,23 @@ def parameters() -> list[torch.nn.Parameter]:
     return [torch.nn.Parameter(torch.zeros(3))]
 
 
-def test_registry_holds_adamz_and_the_papers_eight_baselines() -> None:
-    assert list(OPTIMIZERS) == PAPER_OPTIMIZERS
+TODAYS_OPTIMIZERS = ["adamw-schedulefree", "prodigy", "lion", "adafactor"]
+ABLATIONS = ["adam-clip", "adamz-no-controller"]
+
+
+def test_registry_holds_adamz_the_papers_baselines_the_ablations_and_todays_optimizers() -> None:
+    assert set(PAPER_OPTIMIZERS + TODAYS_OPTIMIZERS + ABLATIONS) <= set(OPTIMIZER_NAMES)
     assert OPTIMIZERS["adamz"] is AdamZ
     assert OPTIMIZERS["nadam"] is torch.optim.NAdam
+    assert OPTIMIZERS["adam-clip"] is ClippedAdam
+    assert OPTIMIZERS["adafactor"] is torch.optim.Adafactor
+    assert optimizer_class("adamz-no-controller") is AdamZ
+    classes = {name: optimizer_class(name) for name in EXTERNAL}
+    assert {name: f"{c.__module__.split('.')[0]}.{c.__name__}" for name, c in classes.items()} == {
+        "adamw-schedulefree": "schedulefree.AdamWScheduleFree",
+        "prodigy": "prodigyopt.Prodigy",
+        "lion": "lion_pytorch.Lion",
+    }
 
 
 TORCH_DEFAULT_LR = {
@@ -71,7 +87,7 @@ def test_library_defaults_are_the_constructors_own() -> None:
     assert library_defaults("adamz")["patience"] == 100
 
 
-@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+@pytest.mark.parametrize("name", [n for n in OPTIMIZER_NAMES if n != "prodigy"])
 def test_paper_settings_are_the_library_defaults_at_the_papers_rate(name: str) -> None:
     settings = paper_settings(name)
     assert settings["lr"] == PAPER_LR == 0.01
@@ -185,3 +201,97 @@ def test_bad_configurations_raise_one_line_naming_the_problem(
     assert "\n" not in str(caught.value)
     with pytest.raises(ValueError, match=message):
         build_optimizer(name, parameters(), hyperparameters)
+
+
+def test_a_learning_rate_free_optimizers_paper_settings_are_its_defaults() -> None:
+    # Prodigy's lr is a factor on the rate it estimates, 1 by its authors' advice.
+    assert paper_settings("prodigy") == library_defaults("prodigy")
+    assert library_defaults("prodigy")["lr"] == 1.0
+
+
+def test_the_controller_free_variant_keeps_adams_knobs_and_clipping_only() -> None:
+    assert library_defaults("adamz-no-controller") == {
+        "lr": 0.01,
+        "betas": (0.9, 0.999),
+        "eps": 1e-8,
+        "weight_decay": 0.0,
+        "max_grad_norm": 1.0,
+    }
+    optimizer = build_optimizer("adamz-no-controller", parameters(), {"max_grad_norm": None})
+    assert isinstance(optimizer, AdamZ)
+    assert optimizer.param_groups[0]["lr_controller"] is False
+    assert optimizer.param_groups[0]["max_grad_norm"] is None
+    with pytest.raises(ValueError, match=r"^Unknown hyperparameter 'patience' for optimizer "):
+        resolve_hyperparameters("adamz-no-controller", {"patience": 10})
+    assert VARIANTS["adamz-no-controller"].fixed == {"lr_controller": False}
+
+
+def test_adam_clip_is_adams_hyperparameters_and_adamzs_clipping() -> None:
+    defaults = library_defaults("adam-clip")
+    assert defaults["max_grad_norm"] == library_defaults("adamz")["max_grad_norm"] == 1.0
+    assert {k: v for k, v in defaults.items() if k != "max_grad_norm"} == {
+        k: v for k, v in library_defaults("adam").items() if k != "decoupled_weight_decay"
+    }
+
+
+@pytest.mark.parametrize("name", TODAYS_OPTIMIZERS + ABLATIONS)
+def test_every_new_optimizer_trains_a_small_regression_from_its_defaults(name: str) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    optimizer = build_optimizer(name, model.parameters(), paper_settings(name))
+    inputs, targets = torch.randn(64, 4), torch.randn(64, 4) @ torch.ones(4, 1)
+    set_optimizer_mode(optimizer, training=True)
+    first = torch.nn.functional.mse_loss(model(inputs), targets[:, :1]).item()
+    for _ in range(100):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(inputs), targets[:, :1])
+        loss.backward()
+        optimizer.step()
+    set_optimizer_mode(optimizer, training=False)
+    assert torch.nn.functional.mse_loss(model(inputs), targets[:, :1]).item() < first
+
+
+def test_schedule_free_adamw_is_evaluated_at_its_averaged_point() -> None:
+    param = torch.nn.Parameter(torch.zeros(3))
+    optimizer = build_optimizer("adamw-schedulefree", [param], {"lr": 0.1})
+    set_optimizer_mode(optimizer, training=True)
+    for _ in range(5):
+        param.grad = torch.ones(3)
+        optimizer.step()
+    training_point = param.detach().clone()
+    set_optimizer_mode(optimizer, training=False)
+    evaluation_point = param.detach().clone()
+    assert not torch.equal(training_point, evaluation_point)
+    set_optimizer_mode(optimizer, training=True)
+    torch.testing.assert_close(param.detach(), training_point)
+
+
+def test_optimizers_without_modes_are_left_alone() -> None:
+    optimizer = build_optimizer("adam", parameters(), {})
+    set_optimizer_mode(optimizer, training=False)  # no train()/eval(): nothing to do
+    set_optimizer_mode(object(), training=True)
+
+
+def test_prodigys_printed_line_does_not_reach_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    build_optimizer("prodigy", parameters(), {"weight_decay": 0.01})
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(("name", "module"), [(n, e.module) for n, e in EXTERNAL.items()])
+def test_a_missing_package_is_one_line_naming_the_install_command(
+    name: str, module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
+    with pytest.raises(ValueError, match=r"pip install 'adamz-search\[optimizers\]'") as caught:
+        library_defaults(name)
+    assert "\n" not in str(caught.value)
+    assert EXTERNAL[name].package in str(caught.value)
+
+
+def test_lions_assertions_become_one_line_naming_the_optimizer() -> None:
+    with pytest.raises(ValueError, match=r"^Invalid hyperparameters for optimizer 'lion'"):
+        resolve_hyperparameters("lion", {"betas": [1.5, 0.99]})
+
+
+def test_adafactors_pair_with_a_null_element_resolves() -> None:
+    assert resolve_hyperparameters("adafactor", {"eps": [None, 1e-3]})["eps"] == (None, 1e-3)

@@ -179,3 +179,73 @@ def test_a_hand_written_stacked_forward_is_vmap_of_the_model_s_forward(name: str
     torch.testing.assert_close(
         workload.stacked_loss(stacked, targets), vmap(workload.loss)(expected, targets)
     )
+
+
+# The reference, vmap of torch's TransformerEncoderLayer, loops over the models (torch says so).
+@pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")
+@pytest.mark.parametrize("training", [False, True])
+def test_the_transformer_s_stacked_forward_loss_and_gradients_are_vmap_of_the_model_s(
+    training: bool,
+) -> None:
+    workload = get_workload("pysource")
+    assert workload.has_stacked_forward
+    models = [workload.build_model().train(training) for _ in range(3)]
+    params, buffers = stack_module_state(models)  # type: ignore[arg-type]
+    inputs = torch.randint(0, 96, (3, 5, 64))
+    targets = torch.randint(0, 96, (3, 5, 64))
+
+    def loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return workload.loss(functional_call(models[0], (p, buffers), (x,)), y)
+
+    expected = vmap(lambda p, x: functional_call(models[0], (p, buffers), (x,)))(params, inputs)
+    stacked = workload.stacked_forward(params, inputs, training=training)
+    assert stacked.shape == (3, 5, 64, 96)
+    torch.testing.assert_close(stacked, expected, rtol=1e-5, atol=1e-5)
+    losses = workload.stacked_loss(stacked, targets)
+    torch.testing.assert_close(losses, vmap(workload.loss)(expected, targets))
+    expected_gradients = vmap(torch.func.grad(loss))(params, inputs, targets)
+    gradients = torch.autograd.grad(losses.sum(), list(params.values()))
+    for name, gradient in zip(params, gradients, strict=True):
+        torch.testing.assert_close(gradient, expected_gradients[name], rtol=1e-4, atol=1e-6)
+
+
+def test_the_transformer_s_first_30_steps_losses_match_each_member_s_single_run() -> None:
+    # 36 examples: 4 held out, 32 in one step per epoch; 4 test examples keep evaluation short.
+    # Rates a tenth of the MLPs': the transformer memorises 32 examples within 30 steps, and at
+    # higher rates float32's last bits, summed differently in batched kernels, grow chaotically.
+    settings = [
+        {"lr": 0.003, "patience": 4, "stagnation_period": 2, "stagnation_threshold": 0.5},
+        {"lr": 0.001, "patience": 7, "stagnation_period": 3, "overshoot_factor": 0.8},
+        {"lr": 0.01, "patience": 3, "stagnation_period": 3, "max_grad_norm": None},
+    ]
+    members = [
+        RunConfig(
+            "pysource",
+            "adamz",
+            hyperparameters,
+            seed=seed,
+            train_size=36,
+            test_size=4,
+            epochs=30,
+            batch_size=64,
+        )
+        for seed, hyperparameters in enumerate(settings, start=3)
+    ]
+    population = train_population(members)
+    fired = 0
+    for config, member in zip(members, population, strict=True):
+        single = train(config)
+        assert member.steps == single.steps == 30
+        torch.testing.assert_close(member.epoch_losses, single.epoch_losses, rtol=1e-4, atol=1e-6)
+        assert member.controller is not None
+        assert single.controller is not None
+        for key in ("overshoots", "stagnations", "observed"):
+            assert member.controller[key] == single.controller[key], key
+        fired += member.controller["overshoots"] + member.controller["stagnations"]
+        assert member.final_metrics is not None
+        assert single.final_metrics is not None
+        torch.testing.assert_close(
+            member.final_metrics["val_loss"], single.final_metrics["val_loss"], rtol=1e-4, atol=0
+        )
+        assert member.epoch_losses[-1] < member.epoch_losses[0] - 1  # it learned
+    assert fired > 10

@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from adamz.workloads import WORKLOADS, Protocol, get_workload, validation_split
+from adamz.workloads import (
+    WORKLOADS,
+    Protocol,
+    get_workload,
+    tail_validation_split,
+    validation_split,
+)
 
 
 @pytest.mark.parametrize(
@@ -17,14 +23,15 @@ from adamz.workloads import WORKLOADS, Protocol, get_workload, validation_split
         ("mnist", Protocol(epochs=5, batch_size=64)),
         ("cifar10", Protocol(epochs=10, batch_size=128, train_size=1000, test_size=200)),
         ("digits", Protocol(epochs=10, batch_size=32)),
+        ("pysource", Protocol(epochs=8, batch_size=32)),
     ],
 )
 def test_default_protocols_are_the_papers(name: str, protocol: Protocol) -> None:
     assert get_workload(name).protocol == protocol
 
 
-def test_registry_holds_the_four_workloads_under_their_names() -> None:
-    assert list(WORKLOADS) == ["circles", "mnist", "cifar10", "digits"]
+def test_registry_holds_the_five_workloads_under_their_names() -> None:
+    assert list(WORKLOADS) == ["circles", "mnist", "cifar10", "digits", "pysource"]
     assert all(workload.name == name for name, workload in WORKLOADS.items())
 
 
@@ -76,7 +83,7 @@ def test_workloads_that_read_files_need_a_data_directory() -> None:
 
 @pytest.mark.parametrize(
     ("name", "train", "val", "test"),
-    [("circles", 5695, 1005, 3300), ("digits", 1078, 269, 450)],
+    [("circles", 5695, 1005, 3300), ("digits", 1078, 269, 450), ("pysource", 9216, 1024, 1024)],
 )
 def test_the_validation_split_is_carved_from_the_training_set_at_the_documented_size(
     name: str, train: int, val: int, test: int
@@ -97,6 +104,15 @@ def test_the_validation_split_is_disjoint_from_training_and_fixed_by_its_own_see
     assert torch.equal(held_out, again_held_out)
 
 
+def test_a_tail_validation_split_holds_out_the_last_examples_as_one_range() -> None:
+    kept, held_out = tail_validation_split(100, 0.2)
+    assert kept.tolist() == list(range(80))
+    assert held_out.tolist() == list(range(80, 100))
+    assert tail_validation_split(3, 0.01)[1].tolist() == [2]  # at least one
+    with pytest.raises(ValueError, match=r"^Invalid train_size: holding out 1 for validation"):
+        tail_validation_split(1, 0.1)
+
+
 def test_validation_examples_are_training_examples_never_test_ones() -> None:
     data = get_workload("circles").load_data(None, "cpu")
     from sklearn.datasets import make_circles
@@ -113,7 +129,12 @@ def test_validation_examples_are_training_examples_never_test_ones() -> None:
 
 @pytest.mark.parametrize(
     ("name", "accuracy", "loss"),
-    [("circles", 0.5, math.log(2)), ("digits", 0.1, math.log(10)), ("mnist", 0.1, math.log(10))],
+    [
+        ("circles", 0.5, math.log(2)),
+        ("digits", 0.1, math.log(10)),
+        ("mnist", 0.1, math.log(10)),
+        ("pysource", 1 / 96, math.log(96)),
+    ],
 )
 def test_chance_values_are_a_uniform_guess(name: str, accuracy: float, loss: float) -> None:
     workload = get_workload(name)

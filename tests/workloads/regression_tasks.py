@@ -1,0 +1,153 @@
+"""Workloads of a user's own code, for the tests: a small regression, and broken variants.
+
+Tests import them by path (``regression_tasks:Regression``), in this process or, copied into a
+test's working directory, in the CLI's.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset, TensorDataset
+
+from adamz.workloads import Metric, Protocol, WorkloadData
+
+FEATURES = 6
+
+
+class Regression:
+    """A noisy linear target of 6 random features (240 examples: 180 to train, 60 to test); an
+    MLP 6 -> hidden -> 1; mean squared error; RMSE and MAE, minimised."""
+
+    protocol = Protocol(epochs=3, batch_size=16)
+    metrics: ClassVar[dict[str, Any]] = {
+        "rmse": Metric("minimize", finish=math.sqrt),
+        "mae": "minimize",
+    }
+    validation_fraction = 0.2
+
+    def __init__(self, hidden: int = 8, dataset: bool = False, validation: bool = False) -> None:
+        self.hidden = hidden
+        self.dataset = dataset
+        self.validation = validation
+
+    def data(self, data_dir: Path | None) -> WorkloadData:
+        generator = torch.Generator().manual_seed(7)
+        inputs = torch.randn(240, FEATURES, generator=generator)
+        targets = inputs @ torch.linspace(-1.0, 1.0, FEATURES) + 0.1 * torch.randn(
+            240, generator=generator
+        )
+        train, test = (inputs[:180], targets[:180]), (inputs[180:], targets[180:])
+        validation = (inputs[150:180], targets[150:180]) if self.validation else None
+        if self.validation:
+            train = (inputs[:150], targets[:150])
+        if not self.dataset:
+            return WorkloadData(train, test, validation)
+        return WorkloadData(
+            TensorDataset(*train),
+            PairDataset(*test),
+            None if validation is None else TensorDataset(*validation),
+        )
+
+    def build_model(self) -> nn.Module:
+        return nn.Sequential(
+            nn.Linear(FEATURES, self.hidden), nn.ReLU(), nn.Linear(self.hidden, 1), nn.Flatten(0)
+        )
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return F.mse_loss(outputs, targets)
+
+    def metric_values(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        errors = outputs - targets
+        return {"rmse": errors**2, "mae": errors.abs()}
+
+
+class PairDataset(Dataset[tuple[Tensor, float]]):
+    """Examples one at a time, targets as Python numbers: a dataset as a user writes one."""
+
+    def __init__(self, inputs: Tensor, targets: Tensor) -> None:
+        self.inputs, self.targets = inputs, targets
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, float]:
+        return self.inputs[index], float(self.targets[index])
+
+
+class Branching(nn.Module):
+    """A model whose forward branches on its input's values: ``vmap`` cannot run it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(FEATURES, 1)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        outputs = self.linear(inputs).squeeze(-1)
+        return outputs if bool(outputs.sum() > -1e9) else -outputs
+
+
+class NotVmappable(Regression):
+    """:class:`Regression` with :class:`Branching`'s model."""
+
+    def build_model(self) -> nn.Module:
+        return Branching()
+
+
+class FromDataDir(Regression):
+    """:class:`Regression`'s data, read from ``regression.pt`` in the data directory."""
+
+    def data(self, data_dir: Path | None) -> WorkloadData:
+        if data_dir is None or not (data_dir / "regression.pt").is_file():
+            raise FileNotFoundError(f"no regression.pt in {data_dir}")
+        train, test = torch.load(data_dir / "regression.pt", weights_only=True)
+        return WorkloadData(tuple(train), tuple(test))
+
+
+class NoLoss:
+    """Lacks the loss."""
+
+    protocol = Protocol(epochs=1, batch_size=16)
+    metrics: ClassVar[dict[str, str]] = {}
+
+    def data(self, data_dir: Path | None) -> WorkloadData:
+        return Regression().data(data_dir)
+
+    def build_model(self) -> nn.Module:
+        return Regression().build_model()
+
+
+class NoDirection(Regression):
+    """Names its metric without a direction."""
+
+    metrics: ClassVar[Any] = ["rmse"]
+
+
+class ShortTargets(Regression):
+    """Its training split holds fewer targets than inputs."""
+
+    def data(self, data_dir: Path | None) -> WorkloadData:
+        data = super().data(data_dir)
+        inputs, targets = data.train  # type: ignore[misc]
+        return WorkloadData((inputs, targets[:-10]), data.test)
+
+
+class WrongTestShape(Regression):
+    """Its test examples have one feature fewer than its training examples."""
+
+    def data(self, data_dir: Path | None) -> WorkloadData:
+        data = super().data(data_dir)
+        inputs, targets = data.test  # type: ignore[misc]
+        return WorkloadData(data.train, (inputs[:, :-1], targets))
+
+
+class BatchLoss(Regression):
+    """Returns one loss per example instead of the batch's mean."""
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return (outputs - targets) ** 2
