@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from adamz.search.errors import SpecError
     from adamz.search.launcher import launch_workers
     from adamz.search.objective import TrialObjective
-    from adamz.search.spaces import SearchSpace, load_search_space
+    from adamz.search.spaces import SearchSpace, load_search_space, suggest_adamz
     from adamz.search.storage import load_study, open_storage, storage_url
     from adamz.search.studies import StudySpec, load_study_file, make_pruner, make_sampler
     from adamz.search.worker import WorkerOptions, run_worker
@@ -35,13 +35,14 @@ __all__ = [
     "open_storage",
     "run_worker",
     "storage_url",
+    "suggest_adamz",
 ]
 
 _MODULES = {
     "errors": ("SpecError",),
     "launcher": ("launch_workers",),
     "objective": ("TrialObjective",),
-    "spaces": ("SearchSpace", "load_search_space"),
+    "spaces": ("SearchSpace", "load_search_space", "suggest_adamz"),
     "storage": ("load_study", "open_storage", "storage_url"),
     "studies": ("StudySpec", "load_study_file", "make_pruner", "make_sampler"),
     "worker": ("WorkerOptions", "run_worker"),

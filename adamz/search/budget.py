@@ -5,9 +5,10 @@ the budget. Workers that check at the same moment, as the budget's last place fr
 start one: with ``W`` workers the study finishes at most ``W - 1`` trials beyond its budget.
 Keeping it exact would need a lock across hosts, which Optuna's public storage interface does
 not offer (and the gRPC proxy could not carry). The objective then refuses most of those extra
-trials (:meth:`~adamz.search.objective.TrialObjective.run` compares their start times), and the
-reports cut every study to its first ``budget`` finished trials, so studies are compared at
-equal budgets whatever the workers did.
+trials (:meth:`~adamz.search.objective.TrialObjective.admit` counts the trials numbered before
+each: the storage numbers trials in one order for every host), and the reports cut every study
+to its first ``budget`` finished trials, so studies are compared at equal budgets whatever the
+workers did.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "BUDGET_ATTR",
     "FINISHED",
     "NO_QUEUED_RUN",
+    "QUEUED_ATTR",
     "SurplusTrialError",
     "count_states",
     "definition_budget",
@@ -31,6 +33,9 @@ __all__ = [
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 """States that count against a study's budget."""
+QUEUED_ATTR = "queued"
+"""User attribute of a trial queued when its study was created (a reference point, a replicate
+run, a design point), and of its retries: it was numbered when queued, not when it started."""
 NO_QUEUED_RUN = "no queued run is left to take"
 """Why a replicate study refuses a trial it sampled: two workers asked at once for the last
 queued run, and this one found none."""

@@ -11,8 +11,12 @@ The launcher itself never imports torch, which each worker imports (hundreds of 
 it reads the study's budget from the stored definition, unchecked (its workers check it), and
 counts GPUs in a spawned process.
 
-SIGTERM and SIGINT are passed on to the children, which requeue their trials and exit; the
-launcher then exits 143 or 130. It exits 1, naming them, if any child failed or was killed.
+SIGTERM and SIGINT are passed on to the children, each signal once (a child still starting,
+which ignores signals until its worker handles them, is sent it again until it stops); they
+requeue their trials and exit, and the launcher then exits 143 or 130. A second signal stops
+the children at once (it is passed on as SIGINT, which a stopping worker obeys at once). The launcher exits 75 if a child gave up on an unreachable storage
+(start it again when the storage is back), else 1, naming them, if any child failed or was
+killed.
 """
 
 from __future__ import annotations
@@ -22,10 +26,10 @@ import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.synchronize
 import os
 import signal
 import sys
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -35,10 +39,18 @@ from tqdm import tqdm
 
 from adamz.search.budget import FINISHED, definition_budget, study_budget
 from adamz.search.interrupts import SIGNALS
+from adamz.search.outage import is_unreachable
 from adamz.search.retries import outcomes
 from adamz.search.storage import load_study, open_storage
 from adamz.search.study_attrs import require_definition
-from adamz.search.worker import STOP_CODES, Tickets, WorkerOptions, run_worker
+from adamz.search.worker import (
+    STOP_CODES,
+    UNREACHABLE_CODE,
+    Tickets,
+    WorkerOptions,
+    run_worker,
+)
+from adamz.verbosity import current_verbosity, log_to_stderr, verbosity
 
 __all__ = ["launch_workers", "parse_devices", "worker_process"]
 
@@ -84,15 +96,25 @@ def _torch_gpu_count() -> int:
     return torch.cuda.device_count()
 
 
-def worker_process(study_name: str, options: WorkerOptions, tickets: Tickets, parent: int) -> None:
-    """A worker child's entry: dies with its ``parent``, runs, prints its summary, exits."""
+def worker_process(
+    study_name: str,
+    options: WorkerOptions,
+    tickets: Tickets,
+    parent: int,
+    ready: multiprocessing.synchronize.Event,
+) -> None:
+    """A worker child's entry: dies with its ``parent``, runs, prints its summary, exits.
+
+    It runs in a process group of its own: Ctrl-C on the terminal reaches the launcher alone,
+    which passes it on once (a second signal would stop the worker at once).
+    """
+    os.setpgid(0, 0)
     _die_with_parent(parent)
-    from adamz.cli._base import current_verbosity, log_to_stderr, verbosity
 
     # The launcher's -v/-q reach the child through the environment it was started with.
     with verbosity(current_verbosity()), log_to_stderr(logging.WARNING):
         try:
-            summary = run_worker(study_name, options, tickets)
+            summary = run_worker(study_name, options, tickets, on_ready=ready.set)
         except ValueError as exc:
             print(f"adamz-search: error: {exc}", file=sys.stderr)
             sys.exit(2)
@@ -128,7 +150,7 @@ def launch_workers(
     """
     storage = open_storage(options.storage, read_only=True)
     study = load_study(study_name, storage)
-    budget = study_budget(study, definition_budget(require_definition(study, storage)))
+    budget = study_budget(study, definition_budget(require_definition(study_name, storage)))
     finished = _finished(outcomes(study.get_trials(deepcopy=False)))
     if finished >= budget:
         logger.warning(
@@ -142,11 +164,12 @@ def launch_workers(
     total = len(devices) * workers_per_device
     tickets = Tickets.shared(options.n_trials)
     children: list[BaseProcess] = []
+    ready: list[multiprocessing.synchronize.Event] = []
     stopped_by: list[str] = []
 
     def forward(signum: int, frame: FrameType | None) -> None:
         stopped_by.append(signal.Signals(signum).name)
-        _stop(children)
+        _stop(children, signum if len(stopped_by) == 1 else signal.SIGINT)
 
     previous = {sig: signal.signal(sig, forward) for sig in SIGNALS}
     try:
@@ -154,16 +177,23 @@ def launch_workers(
             device = devices[index % len(devices)]
             # A GPU worker sees only its own GPU, as cuda:0.
             seen = "cuda:0" if device.startswith("cuda:") else device
+            ready.append(SPAWN.Event())
             child = SPAWN.Process(
                 target=worker_process,
-                args=(study_name, dataclasses.replace(options, device=seen), tickets, os.getpid()),
+                args=(
+                    study_name,
+                    dataclasses.replace(options, device=seen),
+                    tickets,
+                    os.getpid(),
+                    ready[-1],
+                ),
                 name=f"worker {index} ({device})",
             )
             _start(child, _child_env(device, total))
             children.append(child)
             if stopped_by:
                 break
-        _show_progress(study, budget, children, lambda: bool(stopped_by))
+        _show_progress(study, budget, children, ready, stopped_by)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -198,6 +228,8 @@ def _child_env(device: str, total: int) -> dict[str, str]:
 
 def _exit_code(children: list[BaseProcess], stopped_by: str | None) -> int:
     expected = {0, *STOP_CODES.values()} if stopped_by else {0}
+    if any(child.exitcode == UNREACHABLE_CODE for child in children) and not stopped_by:
+        return UNREACHABLE_CODE  # each child said why, in one line
     failed = [child for child in children if child.exitcode not in expected]
     for child in failed:
         code = child.exitcode
@@ -212,10 +244,10 @@ def _exit_code(children: list[BaseProcess], stopped_by: str | None) -> int:
     return 1 if failed else 0
 
 
-def _stop(children: list[BaseProcess]) -> None:
+def _stop(children: list[BaseProcess], signum: int = signal.SIGTERM) -> None:
     for child in children:
         if child.is_alive() and child.pid is not None:
-            os.kill(child.pid, signal.SIGTERM)
+            os.kill(child.pid, signum)
 
 
 def _finished(counts: dict[str, int]) -> int:
@@ -223,22 +255,35 @@ def _finished(counts: dict[str, int]) -> int:
 
 
 def _show_progress(
-    study: optuna.Study, budget: int, children: list[BaseProcess], stopping: Callable[[], bool]
+    study: optuna.Study,
+    budget: int,
+    children: list[BaseProcess],
+    ready: list[multiprocessing.synchronize.Event],
+    stopped_by: list[str],
 ) -> None:
     """A bar of finished / budget with the running, requeued and failed trials and the best
-    value, until the children end (it returns as soon as the last one does)."""
+    value, until the children end (it returns as soon as the last one does). Once stopped, a
+    child that was still starting (it ignores signals until its worker handles them) is sent
+    the signal again."""
     with tqdm(total=budget, unit="trial", desc=study.study_name, dynamic_ncols=True) as bar:
         while alive := [child.sentinel for child in children if child.is_alive()]:
             multiprocessing.connection.wait(alive, timeout=POLL_S)
-            if stopping():
-                _stop(children)  # again, for a child that ignored it while it started
-            counts = outcomes(study.get_trials(deepcopy=False))
+            if stopped_by:
+                starting = [c for c, r in zip(children, ready, strict=True) if not r.is_set()]
+                _stop(starting, signal.Signals[stopped_by[0]])
+            try:
+                counts = outcomes(study.get_trials(deepcopy=False))
+                best = study.best_value if counts["complete"] else None
+            except Exception as exc:
+                if not is_unreachable(exc):
+                    raise
+                continue  # the storage is down: the workers say so, and ride it out
             bar.update(min(_finished(counts), budget) - bar.n)
             postfix: dict[str, object] = {
                 "running": counts["running"],
                 "requeued": counts["requeued"],
                 "failed": counts["fail"] + counts["dropped"],
             }
-            if counts["complete"]:
-                postfix["best"] = f"{study.best_value:.4f}"
+            if best is not None:
+                postfix["best"] = f"{best:.4f}"
             bar.set_postfix(postfix)

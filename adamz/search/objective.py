@@ -1,20 +1,34 @@
-"""A trial: sample a configuration, train it through the one training loop, report to Optuna.
+"""Trials: each trains its plan's seeds through the one training loop and reports to Optuna.
+
+:meth:`TrialObjective.train` trains any number of trials, one code path for all: a worker
+with ``--population K`` trains K trials at once, every seed of each, as one stacked model
+(:func:`adamz.training.population.train_population`, one population per optimizer); a trial
+alone, or one whose optimizer has no batched form (the worker says so once), trains its seeds
+one after another (:func:`adamz.training.train`). Either way each trial is reported to, pruned
+and recorded on its own, and ``study.optimize(objective)`` runs one trial the same way.
+
+After each epoch, the trials' reports are written as one round: every trial's report first
+(its first seed's value of the study's metric, and nothing else: the pruner never sees a test
+value), then the study is read once (:mod:`~adamz.search.cache`), then each trial is checked
+for pruning against it. If the storage cannot be reached, the round's reports wait, in order,
+and training goes on; they are written, and pruning resumes, when it is back (past the
+worker's patience, :class:`~adamz.search.outage.StorageUnreachable` ends the training with
+every checkpoint written).
 
 A trial records two user attributes, because each is a write to the storage (a few
 milliseconds on SQLite, which is most of a worker's cost per trial on a short workload):
 
 - ``worker``, written when the trial starts so that ``status`` can show who runs it: ``host``,
   ``pid``, ``device``, ``torch_version``, ``adamz_version`` and, for a retried trial,
-  ``resumes_trial`` (the number of the trial whose checkpoints it resumes); a worker writes it
-  with the trial's first heartbeat;
+  ``resumes_trial`` (the number of the trial whose checkpoints it resumes);
 - ``run``, written when it ends however it ends: ``seeds`` it trained, ``wall_time_s``,
   ``epochs_run`` in this trial, ``metrics`` (the mean over its seeds of every metric the loop
   records, validation and test: :data:`~adamz.workloads.METRICS`), ``seed_metrics`` (the same
   per seed), ``last_epoch_metrics`` (every metric after the last epoch the first seed
   reported, which is what a pruned trial reached), ``stop_reason`` when it was pruned or
-  diverged, ``diverged`` when a seed's loss
-  turned non-finite, and ``result``: the first seed's :class:`~adamz.training.TrainResult` as a
-  dict, which for AdamZ holds the controller's adjustments.
+  diverged, ``diverged`` when a seed's loss turned non-finite, and ``result``: the first
+  seed's :class:`~adamz.training.TrainResult` as a dict, which for AdamZ holds the
+  controller's adjustments.
 
 The trial's value, every report to the pruner, and so everything that selects, is the study's
 metric, a validation metric for a search (see :mod:`~adamz.search.studies`); the test metrics
@@ -23,307 +37,548 @@ chance value (:meth:`~adamz.workloads.Workload.chance_value`) with ``run.diverge
 budget like any other, and the sampler must learn that its region is bad, which neither a
 failed trial nor a pruned one at its last good value would teach it.
 
-A trial that raised also has ``error``; one refused by the budget has ``surplus`` too.
+A trial whose training raised also has ``error``; one refused by the budget has ``surplus``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from adamz import __version__
-from adamz.search.budget import FINISHED, NO_QUEUED_RUN, SurplusTrialError, count_states
+from adamz.optim.batched import BATCHED_OPTIMIZERS, NotBatchableError
+from adamz.search.budget import (
+    FINISHED,
+    NO_QUEUED_RUN,
+    QUEUED_ATTR,
+    SurplusTrialError,
+    count_states,
+)
+from adamz.search.definitions import TrialPlan
 from adamz.search.errors import error_message
-from adamz.search.replicates import TrialPlan
+from adamz.search.outage import PatientStorage, StorageUnreachable
+from adamz.search.retries import retried_trial_number
 from adamz.search.studies import AnySpec
-from adamz.search.trials import queued_attrs
-from adamz.training import RunConfig, train
-from adamz.workloads import METRICS, get_workload
+from adamz.training import RunConfig, StopTraining, train
+from adamz.training.loop import EpochEnd, OnStep
+from adamz.training.population import train_population
+from adamz.workloads import RUN_SETTINGS, workload_of, workload_options
 
-__all__ = ["TrialObjective", "is_queued", "record_seed"]
+__all__ = ["Outcome", "TrialObjective", "TrialRef", "batched_optimizers"]
 
+logger = logging.getLogger(__name__)
 
-def is_queued(trial: optuna.Trial) -> bool:
-    """Whether ``trial`` was queued (defaults, a replicate run, a retry) rather than sampled.
-
-    Queued trials carry ``fixed_params`` (``enqueue_trial``) or ``failed_trial`` (a retry) in
-    their system attributes.
-    """
-    system_attrs = queued_attrs(trial)
-    return "fixed_params" in system_attrs or "failed_trial" in system_attrs
+_WARNED: set[str] = set()
 
 
-def original_trial_number(trial: optuna.Trial) -> int:
-    """The number of the trial that ``trial`` retries (itself if it retries none).
+@dataclass(frozen=True)
+class TrialRef:
+    """A running trial, with what the storage said of it when it started."""
 
-    Optuna's retry callbacks record it in the system attributes (``failed_trial``).
-    """
-    origin = queued_attrs(trial).get("failed_trial")
-    return trial.number if origin is None else int(origin)
+    trial: optuna.Trial
+    trial_id: int
+    """Its id in the storage, for ``BaseStorage`` methods."""
+    origin: int
+    """The number of the trial whose checkpoints it resumes: its own, unless it is a retry."""
+    queued: bool
+    """Queued (a reference point, a replicate run, a retry) rather than sampled."""
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
 
 
-def record_seed(run: dict[str, Any], index: int, seed: int, result: dict[str, Any]) -> bool:
-    """Record seed number ``index`` (``seed``) of a trial's ``run``: the first seed's record as
-    ``result``, a diverged seed as ``stop_reason`` and ``diverged``. Whether it finished with
-    metrics (the trial's later seeds are then trained; after a divergence they are not)."""
-    if index == 0:
-        run["result"] = result
-    if result["final_metrics"] is None:
-        run["stop_reason"] = f"diverged on seed {seed}: {result['stop_detail']}"
-        run["diverged"] = True
-        return False
-    return True
+@dataclass
+class Outcome:
+    """How one trial ended: a ``value`` (COMPLETE), ``pruned``, or an ``error`` (the exception
+    its training raised)."""
+
+    value: float | None = None
+    pruned: bool = False
+    error: BaseException | None = None
+
+
+def batched_optimizers(spec: AnySpec) -> tuple[set[str], set[str]]:
+    """The optimizers ``spec`` trains, split into those with a batched form and the others."""
+    runs = getattr(spec, "runs", None)
+    names = {run["optimizer"] for run in runs} if runs is not None else {spec.optimizer}  # type: ignore[union-attr]
+    return names & set(BATCHED_OPTIMIZERS), names - set(BATCHED_OPTIMIZERS)
+
+
+@dataclass
+class _Member:
+    ref: TrialRef
+    index: int
+    """Of the trial's seeds: the first one reports."""
+    seed: int
+    config: RunConfig
+    checkpoint: Path
+
+
+@dataclass
+class _Trials:
+    """The trials of one :meth:`TrialObjective.train`, as their training goes."""
+
+    refs: dict[int, TrialRef]
+    runs: dict[int, dict[str, Any]]
+    lost: set[int]
+    """Failed as stale by another worker: stopped, and nothing is recorded."""
+    pruned: set[int] = field(default_factory=set)
+    diverged: set[int] = field(default_factory=set)
+    errors: dict[int, BaseException] = field(default_factory=dict)
+    pending: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
+    """Reports (epoch, value) not yet written, in order, per trial."""
+    records: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    reported: dict[int, int] = field(default_factory=dict)
+    """The last epoch each trial reported."""
+
+    def ended(self, number: int) -> bool:
+        return (
+            number in self.pruned
+            or number in self.lost
+            or number in self.diverged
+            or number in self.errors
+        )
 
 
 class TrialObjective:
-    """The objective a worker runs for each trial: one trial, ``seeds_per_trial`` training runs.
+    """Trains a study's trials: ``seeds_per_trial`` training runs each.
 
     Args:
-        spec: the study.
-        budget: finished trials the study runs; a trial beyond it is refused (see
-            :mod:`~adamz.search.budget` and :meth:`_check_budget`).
+        spec: the study's definition.
+        study: the study the trials are of (through ``storage``).
+        storage: the study's storage; a :class:`~adamz.search.outage.PatientStorage` under
+            it rides out outages, and its epoch reports then wait while training goes on.
+        budget: finished trials the study runs; a trial beyond it is refused
+            (:meth:`admit`).
         device: the torch device to train on.
         checkpoint_dir: where trials keep their per-epoch checkpoints until they finish.
         data_dir: the dataset directory, when the study file does not name one.
         download: let torchvision download a missing dataset.
-        on_step: progress callback forwarded to the training loop.
         checkpoint_interval_s: least seconds between two checkpoints of a trial.
+        new_round: called before each round's pruning checks, to read the study again
+            (:meth:`~adamz.search.cache.RoundCache.new_round`).
     """
 
     def __init__(
         self,
         spec: AnySpec,
         *,
+        study: optuna.Study,
+        storage: BaseStorage,
         budget: int,
         device: str,
         checkpoint_dir: Path,
         data_dir: str | None = None,
         download: bool = False,
-        on_step: Callable[[int, int, int], None] | None = None,
         checkpoint_interval_s: float = 0.0,
+        new_round: Callable[[], None] = lambda: None,
+        patient: PatientStorage | None = None,
     ) -> None:
         self.spec = spec
+        self.study = study
+        self.storage = storage
+        self.study_id = storage.get_study_id_from_name(study.study_name)
         self.budget = budget
         self.device = device
         self.checkpoint_dir = checkpoint_dir
         self.data_dir = spec.workload.get("data_dir", data_dir)
         self.download = download
-        self.on_step = on_step
         self.checkpoint_interval_s = checkpoint_interval_s
+        self.new_round = new_round
+        self.patient = patient
+        self.on_step: OnStep | None = None
         self.keep_checkpoints = False
-        """Set when the worker is interrupted: the trial's retry resumes from them."""
+        """Set when the worker is stopped or loses a trial: its retry resumes from them."""
+
+    # One trial as Optuna's own loop runs it.
 
     def __call__(self, trial: optuna.Trial) -> float:
-        """Record who runs ``trial``, then :meth:`run` it: the objective for ``study.optimize``."""
-        trial.set_user_attr("worker", self.worker_record(trial))
-        return self.run(trial)
+        """Train ``trial`` (``study.optimize(objective)``): its value, or ``TrialPruned``.
 
-    def worker_record(self, trial: optuna.Trial) -> dict[str, Any]:
-        """The ``worker`` user attribute: who runs ``trial`` and which trial it resumes.
-
-        Reading it costs no query: ``adamz-search`` workers write it with the trial's first
-        heartbeat, in one transaction, and then call :meth:`run`.
+        Raises:
+            optuna.TrialPruned: the pruner stopped it.
+            SurplusTrialError: the trials that started before it already fill the budget.
+            Exception: what its training raised.
         """
+        ref = self.ref(trial)
+        trial.set_user_attr("worker", self.worker_record(ref))
+        self.admit(ref)
+        outcome = self.train([ref], set())[trial.number]
+        if outcome.error is not None:
+            raise outcome.error
+        if outcome.pruned:
+            raise optuna.TrialPruned(self._run_of(trial).get("stop_reason", "pruned"))
+        assert outcome.value is not None
+        return outcome.value
+
+    run = __call__
+
+    def _run_of(self, trial: optuna.Trial) -> dict[str, Any]:
+        frozen = self.storage.get_trial(self.ref(trial).trial_id)
+        run: dict[str, Any] = frozen.user_attrs.get("run", {})
+        return run
+
+    def ref(self, trial: optuna.Trial) -> TrialRef:
+        """``trial`` with its id and how it came to run, read from the storage."""
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
+        frozen = self.storage.get_trial(trial_id)
+        origin = retried_trial_number(frozen)
+        return TrialRef(
+            trial,
+            trial_id,
+            trial.number if origin is None else origin,
+            origin is not None or bool(frozen.user_attrs.get(QUEUED_ATTR)),
+        )
+
+    def worker_record(self, ref: TrialRef, **extra: Any) -> dict[str, Any]:
+        """The ``worker`` user attribute: who runs ``ref``'s trial and which trial it
+        resumes, and ``extra`` (the worker's sampler seed, its population)."""
         worker: dict[str, Any] = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "device": self.device,
             "torch_version": torch.__version__,
             "adamz_version": __version__,
+            **extra,
         }
-        origin = original_trial_number(trial)
-        if origin != trial.number:
-            worker["resumes_trial"] = origin
+        if ref.origin != ref.number:
+            worker["resumes_trial"] = ref.origin
         return worker
 
-    def run(self, trial: optuna.Trial, *, admitted: bool = False) -> float:
-        """Train ``trial``'s plan on each of its seeds and return the mean of the study's metric
-        (the workload's chance value if a seed diverged).
+    def admit(self, ref: TrialRef) -> None:
+        """Check that ``ref``'s trial may run: a replicate or sensitivity study runs only queued
+        trials, and the budget must have room for it.
 
-        ``admitted``: the budget already admitted ``trial`` (a worker's first heartbeat does,
-        :class:`~adamz.search.budget.Budget`); otherwise :meth:`_check_budget` checks it. An
-        exception is recorded in the ``error`` attribute, and raised.
-
-        Raises:
-            optuna.TrialPruned: the pruner stopped it.
-            SurplusTrialError: the trials that started before it already fill the budget.
-        """
-        try:
-            return self._run(trial, admitted=admitted)
-        except optuna.TrialPruned:
-            raise
-        except BaseException as exc:
-            trial.set_user_attr("error", error_message(exc))
-            raise
-
-    def admit(self, trial: optuna.Trial) -> None:
-        """Check that ``trial`` may run: a replicate study runs only queued trials, and the
-        budget must have room for it (:meth:`_check_budget`).
+        The trials before it count against the budget: every finished trial, and the running
+        and queued (waiting) ones with lower numbers (numbers are handed out by the storage,
+        one order for every host, where start times would be each host's clock). A queued
+        trial with a lower number holds its place even before it starts: otherwise a trial
+        that checked while it waited, and the queued one when it starts, could each count
+        the other out and both take the last place. A trial that was
+        not queued was numbered and started in one step, so if its number is below the budget
+        the trials before it cannot fill it, and the check needs no query. Queued trials are
+        always counted: they were numbered when queued, and may start long after trials with
+        higher numbers. The unfinished trials are read before the finished ones: a trial that
+        finishes between the two reads is counted twice, which can only refuse a trial that
+        had room (its worker asks again), never let two trials take the last place.
 
         Raises:
             SurplusTrialError: it may not; it is marked ``surplus``.
         """
-        if self.spec.queued_only and not is_queued(trial):
+        trial = ref.trial
+        if self.spec.queued_only and not ref.queued:
             trial.set_user_attr("surplus", True)
             raise SurplusTrialError(NO_QUEUED_RUN)
-        self._check_budget(trial)
-
-    def checkpoint_path(self, trial: optuna.Trial, seed: int, *, member: bool = False) -> Path:
-        """Where seed ``seed`` of ``trial`` keeps its checkpoint (a retry resumes from it).
-
-        A population member's (``member``) has a format of its own, and a name of its own.
-        """
-        suffix = ".member.pt" if member else ".pt"
-        return self.checkpoint_dir / f"trial-{original_trial_number(trial)}-seed-{seed}{suffix}"
-
-    def _run(self, trial: optuna.Trial, *, admitted: bool) -> float:
-        if not admitted:  # an admitted trial already passed both checks
-            self.admit(trial)
-        plan = self.spec.plan(trial)
-        seeds = plan.seeds
-        started = time.perf_counter()
-        seed_metrics: list[dict[str, float]] = []
-        run: dict[str, Any] = {"seeds": seeds, "epochs_run": 0}
-        checkpoints = [self.checkpoint_path(trial, seed) for seed in seeds]
-        try:
-            for index, seed in enumerate(seeds):
-                result = train(
-                    self.run_config(plan, seed),
-                    on_epoch=self.reporter(trial, run, self.spec.metric, report=index == 0),
-                    on_step=self.on_step,
-                    checkpoint_path=checkpoints[index],
-                    checkpoint_interval_s=self.checkpoint_interval_s,
-                )
-                record = result.to_dict()
-                if not record_seed(run, index, seed, record):
-                    break
-                seed_metrics.append(record["final_metrics"])
-        finally:
-            self.close_run(trial, run, seed_metrics, time.perf_counter() - started, checkpoints)
-        return self.value(run)
-
-    def close_run(
-        self,
-        trial: optuna.Trial,
-        run: dict[str, Any],
-        seed_metrics: list[dict[str, float]],
-        seconds: float,
-        checkpoints: list[Path],
-    ) -> None:
-        """Write ``trial``'s ``run`` attribute, its ``metrics`` the mean over ``seed_metrics``,
-        and delete its checkpoints unless the worker keeps them for a retry."""
-        run["wall_time_s"] = round(seconds, 3)
-        run["seed_metrics"] = seed_metrics
-        if seed_metrics and not run.get("diverged"):
-            run["metrics"] = {
-                name: statistics.fmean(metrics[name] for metrics in seed_metrics)
-                for name in METRICS
-            }
-        trial.set_user_attr("run", run)
-        if not self.keep_checkpoints:
-            for path in checkpoints:
-                path.unlink(missing_ok=True)
-
-    def value(self, run: dict[str, Any]) -> float:
-        """The trial's value: the mean of the study's metric over its seeds, or the
-        workload's chance value if a seed diverged."""
-        if run.get("diverged"):
-            return get_workload(self.spec.workload["name"]).chance_value(self.spec.metric)
-        return float(run["metrics"][self.spec.metric])
-
-    def _check_budget(self, trial: optuna.Trial) -> None:
-        """Refuse ``trial`` if the trials that started before it already fill the budget.
-
-        The check for a trial that its first heartbeat did not admit (on Optuna's journal
-        storage, or run by ``study.optimize``). Workers check the budget before asking for a
-        trial, but two of them can ask at the same moment; the one that started later is
-        refused here. It is recorded as failed with ``surplus: true`` and does not count
-        against the budget.
-
-        The slow path reads the running trials and then counts the finished ones, in that
-        order: a trial that finishes between the two reads is then counted twice, which can
-        only refuse a trial that had room (its worker asks again; a replicate's queued run is
-        queued again). Read the other way round, such a trial was in neither read, and two
-        workers could both run the last place.
-
-        Which trial started first is told by their start times, which each worker's clock
-        takes as it takes a trial. Two trials that start within a few milliseconds of each
-        other, as the budget's last place frees, can both run where those times disagree with
-        the order in which the trials became visible: on hosts whose clocks differ, or on
-        PostgreSQL, where a trial taken from the queue becomes visible a moment after its time
-        is taken. SQLite serialises all writes, and there the check is exact. A worker's
-        admission by its first heartbeat is exact on both.
-
-        A trial that was not queued was numbered and started in one step, so every trial that
-        started before it has a lower number: if its number is below the budget, those cannot
-        fill it, and the check needs no query. Queued trials (defaults, replicate runs, retries)
-        carry ``fixed_params`` or ``failed_trial`` and are always counted: they were numbered
-        when queued, and may start long after trials with higher numbers.
-        """
-        if not is_queued(trial) and trial.number < self.budget:
+        if not ref.queued and trial.number < self.budget:
             return
-        counts = count_states(trial.study)  # one query: a consistent view
-        if sum(counts[state] for state in FINISHED) + counts[TrialState.RUNNING] <= self.budget:
+        counts = count_states(self.study)  # one query: a consistent view
+        unfinished = counts[TrialState.RUNNING] + counts[TrialState.WAITING]
+        if sum(counts[state] for state in FINISHED) + unfinished <= self.budget:
             return  # this one included
-        running = trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))  # few
-        finished = sum(count_states(trial.study)[state] for state in FINISHED)
-        mine = next(other for other in running if other.number == trial.number)
-        # Finished trials all count; running ones if they started before this one.
-        started_before = [
-            other
-            for other in running
-            if other.number != trial.number
-            and (other.datetime_start, other.number) < (mine.datetime_start, mine.number)
-        ]
-        if finished + len(started_before) >= self.budget:
+        unfinished_trials = self.study.get_trials(
+            deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)
+        )
+        finished = sum(count_states(self.study)[state] for state in FINISHED)
+        before = [other for other in unfinished_trials if other.number < trial.number]
+        if finished + len(before) >= self.budget:
             trial.set_user_attr("surplus", True)
             raise SurplusTrialError(f"the budget of {self.budget} trials is already taken")
 
+    def checkpoint_path(self, ref: TrialRef, seed: int, *, member: bool) -> Path:
+        """Where seed ``seed`` of ``ref``'s trial keeps its checkpoint (a retry resumes from
+        it). A population member's has a format, and a name, of its own."""
+        suffix = ".member.pt" if member else ".pt"
+        return self.checkpoint_dir / f"trial-{ref.origin}-seed-{seed}{suffix}"
+
     def run_config(self, plan: TrialPlan, seed: int) -> RunConfig:
-        """The training run of ``plan`` on ``seed``."""
-        workload = {k: v for k, v in self.spec.workload.items() if k not in ("name", "data_dir")}
+        """The training run of ``plan`` on ``seed``: the study's workload with its protocol
+        overrides, and its options where it is one of the user's code."""
+        entry = self.spec.workload
+        settings = {k: v for k, v in entry.items() if k in RUN_SETTINGS and k != "data_dir"}
         return RunConfig(
-            workload=self.spec.workload["name"],
+            workload=entry["name"],
             optimizer=plan.optimizer,
             hyperparameters=plan.hyperparameters,
             seed=seed,
             device=self.device,
             data_dir=self.data_dir,
             download=self.download,
-            **workload,
+            workload_options=workload_options(entry),
+            **settings,
         )
 
-    @staticmethod
-    def reporter(
-        trial: optuna.Trial, run: dict[str, Any], metric_name: str, *, report: bool
-    ) -> Callable[[int, dict[str, float]], None]:
-        """``on_epoch`` for the training loop: counts epochs in ``run``; if ``report``, reports
-        the study's metric (and nothing else: the pruner never sees a test value) and prunes."""
+    # Training.
+
+    def train(
+        self, refs: list[TrialRef], lost: set[int], *, population: bool = False
+    ) -> dict[int, Outcome]:
+        """Train ``refs``' trials (admitted already) and record each; their outcomes by number.
+
+        ``population``: train the trials' runs together where their optimizer has a batched
+        form. ``lost`` holds the numbers of trials another worker failed as stale meanwhile
+        (the heartbeat adds them): they stop at their next epoch, and nothing is recorded.
+
+        Raises:
+            adamz.search.interrupts.WorkerStopped: the worker was stopped; every trial's
+                checkpoints are kept for its retry, and what it did is recorded.
+            StorageUnreachable: the storage was unreachable past the worker's patience;
+                nothing more is recorded, every checkpoint is written.
+        """
+        if not refs:
+            return {}
+        now = _Trials(
+            {ref.number: ref for ref in refs},
+            {ref.number: {"epochs_run": 0} for ref in refs},
+            lost,
+        )
+        members: list[_Member] = []
+        for ref in refs:
+            plan = self.spec.plan(ref.trial)
+            now.runs[ref.number]["seeds"] = plan.seeds
+            for index, seed in enumerate(plan.seeds):
+                config = self.run_config(plan, seed)
+                path = self.checkpoint_path(ref, seed, member=population)
+                members.append(_Member(ref, index, seed, config, path))
+        started = time.perf_counter()
+        try:
+            for optimizer in dict.fromkeys(member.config.optimizer for member in members):
+                group = [member for member in members if member.config.optimizer == optimizer]
+                if population and self._train_population(group, now):
+                    continue
+                for member in group:
+                    self._train_alone(member, now)
+        except StorageUnreachable:
+            raise  # nothing can be recorded; the trials resume from their checkpoints
+        except BaseException as stopped:  # what was trained is recorded, the checkpoints kept
+            for run in now.runs.values():
+                run["stop_reason"] = f"interrupted ({error_message(stopped)})"
+            self._close(now, members, time.perf_counter() - started)
+            raise
+        self._close(now, members, time.perf_counter() - started)
+        return {number: self._outcome(number, now) for number in now.refs if number not in lost}
+
+    def _train_population(self, group: list[_Member], now: _Trials) -> bool:
+        """Train ``group`` as one population; whether it had a batched form."""
+        try:
+            results = train_population(
+                [member.config for member in group],
+                on_epochs=self._reporter(group, now),
+                on_step=self.on_step,
+                checkpoint_paths=[member.checkpoint for member in group],
+                checkpoint_interval_s=self.checkpoint_interval_s,
+            )
+        except NotBatchableError as exc:
+            if str(exc) not in _WARNED:  # once per worker, not once per population
+                _WARNED.add(str(exc))
+                logger.warning("%s: its trials train one at a time.", exc)
+            for member in group:  # the format of a trial trained alone
+                member.checkpoint = self.checkpoint_path(member.ref, member.seed, member=False)
+            return False
+        except Exception as exc:  # the population's fault (its data, say): all its trials'
+            logger.warning("Trials of a population failed:", exc_info=True)
+            for member in group:
+                now.errors.setdefault(member.ref.number, exc)
+            return True
+        for member, result in zip(group, results, strict=True):
+            now.records[member.ref.number, member.index] = result.to_dict()
+        return True
+
+    def _train_alone(self, member: _Member, now: _Trials) -> None:
+        number = member.ref.number
+        if now.ended(number):
+            return
+        reporter = self._reporter([member], now)
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            run["epochs_run"] += 1
-            if not report:
-                return
-            run["last_epoch_metrics"] = metrics  # what a pruned trial had reached, test included
-            metric = metrics[metric_name]
-            if math.isfinite(metric):
-                trial.report(metric, epoch)
-            # should_prune reads the trial back from the storage; without a pruner, skip it.
-            if (
-                not isinstance(trial.study.pruner, optuna.pruners.NopPruner)
-                and trial.should_prune()
-            ):
-                run["stop_reason"] = f"pruned after epoch {epoch}"
-                raise optuna.TrialPruned(run["stop_reason"])
+            stops = reporter([EpochEnd(0, epoch, metrics)])
+            if stops:
+                raise stops[0]
 
-        return on_epoch
+        try:
+            result = train(
+                member.config,
+                on_epoch=on_epoch,
+                on_step=self.on_step,
+                checkpoint_path=member.checkpoint,
+                checkpoint_interval_s=self.checkpoint_interval_s,
+            )
+        except Exception as exc:  # this trial's fault: the others go on
+            if isinstance(exc, StorageUnreachable):
+                raise
+            logger.warning("Trial %d failed:", number, exc_info=True)
+            now.errors[number] = exc
+            return
+        now.records[number, member.index] = result.to_dict()
+        if result.final_metrics is None:
+            now.diverged.add(number)  # its later seeds are not trained
+
+    def _reporter(
+        self, group: list[_Member], now: _Trials
+    ) -> Callable[[list[EpochEnd]], dict[int, StopTraining]]:
+        """The training loop's ``on_epochs`` for ``group``: one round of reports."""
+
+        def on_epochs(ends: list[EpochEnd]) -> dict[int, StopTraining]:
+            reporting: list[int] = []
+            for end in ends:
+                member = group[end.member]
+                number = member.ref.number
+                now.runs[number]["epochs_run"] += 1
+                if member.index != 0 or now.ended(number):
+                    continue
+                now.runs[number]["last_epoch_metrics"] = end.metrics  # what a pruned one reached
+                metric = end.metrics[self.spec.metric]
+                if math.isfinite(metric):
+                    now.pending.setdefault(number, []).append((end.epoch, metric))
+                reporting.append(number)
+            self._report_round(reporting, now)
+            return {
+                end.member: StopTraining(now.runs[group[end.member].ref.number]["stop_reason"])
+                if group[end.member].ref.number in now.pruned
+                else StopTraining("its trial has ended")
+                for end in ends
+                if now.ended(group[end.member].ref.number)
+            }
+
+        return on_epochs
+
+    def _report_round(self, numbers: list[int], now: _Trials) -> None:
+        """Write the round's reports of ``numbers``' trials, then check each for pruning; if
+        the storage is unreachable, keep them for the next round."""
+        try:
+            with self._impatient():
+                for number in numbers:
+                    self._flush(number, now)
+                if not _prunes(self.study.pruner):
+                    return
+                self.new_round()
+                for number in numbers:
+                    if now.ended(number) or now.pending.get(number):
+                        continue
+                    trial = now.refs[number].trial
+                    try:
+                        pruned = trial.should_prune()
+                    except UpdateFinishedTrialError:
+                        now.lost.add(number)
+                        continue
+                    if pruned:
+                        now.runs[number]["stop_reason"] = (
+                            f"pruned after epoch {now.reported[number]}"
+                        )
+                        now.pruned.add(number)
+        except StorageUnreachable as exc:
+            if self.patient is None or self.patient.outage.over(exc.seconds):
+                raise
+            # The reports wait; training goes on, unpruned, until the storage is back.
+
+    def _flush(self, number: int, now: _Trials) -> None:
+        """Write ``number``'s waiting reports, oldest first."""
+        pending = now.pending.get(number, [])
+        trial = now.refs[number].trial
+        while pending:
+            epoch, value = pending[0]
+            try:
+                trial.report(value, epoch)
+            except UpdateFinishedTrialError:  # failed as stale before its heartbeat noticed
+                now.lost.add(number)
+                pending.clear()
+                return
+            now.reported[number] = epoch
+            pending.pop(0)
+
+    def _impatient(self) -> Any:
+        if self.patient is None:
+            return _NoBlock()
+        return self.patient.impatient()
+
+    def _close(self, now: _Trials, members: list[_Member], seconds: float) -> None:
+        """Record each trial's ``run`` (its waiting reports first) and delete its checkpoints
+        unless the worker keeps them for a retry."""
+        for number, ref in now.refs.items():
+            if number in now.lost:
+                continue
+            run = now.runs[number]
+            self._flush(number, now)
+            seed_metrics: list[dict[str, float]] = []
+            for index, seed in enumerate(run["seeds"]):
+                record = now.records.get((number, index))
+                if record is None:
+                    break
+                if index == 0:
+                    run["result"] = record
+                if record["final_metrics"] is None:
+                    run["stop_reason"] = f"diverged on seed {seed}: {record['stop_detail']}"
+                    run["diverged"] = True
+                    break
+                if record["stop_reason"] != "completed":
+                    break
+                seed_metrics.append(record["final_metrics"])
+            share = sum(
+                now.records[number, index]["wall_time_s"]
+                for index in range(len(run["seeds"]))
+                if (number, index) in now.records
+            )
+            run["wall_time_s"] = round(share or seconds / len(now.refs), 3)
+            run["seed_metrics"] = seed_metrics
+            if seed_metrics and not run.get("diverged"):
+                run["metrics"] = {
+                    name: statistics.fmean(metrics[name] for metrics in seed_metrics)
+                    for name in seed_metrics[0]
+                }
+            if number in now.errors:
+                run.setdefault("stop_reason", error_message(now.errors[number]))
+            try:
+                ref.trial.set_user_attr("run", run)
+                if number in now.errors:
+                    ref.trial.set_user_attr("error", error_message(now.errors[number]))
+            except UpdateFinishedTrialError:  # failed as stale meanwhile: not ours to record
+                now.lost.add(number)
+                continue
+            if not self.keep_checkpoints:
+                for member in members:
+                    if member.ref.number == number:
+                        member.checkpoint.unlink(missing_ok=True)
+
+    def _outcome(self, number: int, now: _Trials) -> Outcome:
+        run = now.runs[number]
+        if number in now.errors:
+            return Outcome(error=now.errors[number])
+        if number in now.pruned:
+            return Outcome(pruned=True)
+        if run.get("diverged") or "metrics" in run:
+            return Outcome(value=self.value(run))
+        return Outcome(error=RuntimeError("no seed of the trial finished"))
+
+    def value(self, run: dict[str, Any]) -> float:
+        """The trial's value: the mean of the study's metric over its seeds, or the
+        workload's chance value if a seed diverged."""
+        if run.get("diverged"):
+            return workload_of(self.spec.workload).chance_value(self.spec.metric)
+        return float(run["metrics"][self.spec.metric])
+
+
+def _prunes(pruner: optuna.pruners.BasePruner) -> bool:
+    """Whether ``pruner`` can prune at all (``should_prune`` reads the trial back)."""
+    return not isinstance(pruner, optuna.pruners.NopPruner)
+
+
+class _NoBlock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

@@ -9,8 +9,9 @@ A replicate file (``studies/paper-*.yaml``)::
 
     kind: replicates
     name: paper-circles
-    workload: {name: circles}
-    metric: test_accuracy          # the default: replicates select nothing, they measure
+    workload: {name: circles}      # or a workload of your own: {name: "my_package.tasks:MyTask"}
+    metric: test_accuracy          # the default (the workload's first metric on the test split):
+                                   # replicates select nothing, they measure
     seeds: 20                      # each run trains seeds first_seed .. first_seed + seeds - 1
     first_seed: 0
     runs:
@@ -30,18 +31,17 @@ came from), which is how ``export`` finds the confirmation of a tuned configurat
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import optuna
 
+from adamz.search.definitions import TrialPlan, check_common_keys, definition_digest
 from adamz.search.errors import SpecError, read_yaml, referenced_file
 from adamz.training.optimizers import resolve_hyperparameters
 
-__all__ = ["KIND", "ReplicateSpec", "TrialPlan", "load_replicate_file"]
+__all__ = ["KIND", "ReplicateSpec", "load_replicate_file"]
 
 KIND = "replicates"
 
@@ -49,7 +49,7 @@ _KEYS = {
     "kind": "replicates",
     "name": "the study's name in the storage",
     "description": "free text",
-    "workload": "the workload and its protocol overrides",
+    "workload": "the workload, its protocol overrides and options",
     "direction": "maximize or minimize",
     "metric": "the workload's metric",
     "seeds": "seeds each run trains",
@@ -58,15 +58,6 @@ _KEYS = {
     "population": "trials a worker trains at once, in one process (worker --population)",
 }
 _RUN_KEYS = {"label", "optimizer", "hyperparameters", "config", "source"}
-
-
-@dataclass(frozen=True)
-class TrialPlan:
-    """What one trial trains: an optimizer with its keyword arguments, over some seeds."""
-
-    optimizer: str
-    hyperparameters: dict[str, Any]
-    seeds: list[int]
 
 
 @dataclass(frozen=True)
@@ -128,12 +119,6 @@ class ReplicateSpec:
         return parse_replicates(definition, source=source)
 
 
-def definition_digest(definition: dict[str, Any]) -> str:
-    """SHA-256 of a stored definition: two files define the same study iff their digests match."""
-    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def is_replicate_definition(content: Any) -> bool:
     return isinstance(content, dict) and content.get("kind") == KIND
 
@@ -156,7 +141,6 @@ def parse_replicates(content: Any, *, source: str, base_dir: Path | None = None)
         SpecError: naming the key and the rule it breaks.
     """
     # The shared rules of study files (workload, direction, metric) are checked there.
-    from adamz.search.studies import check_common_keys
 
     if not is_replicate_definition(content):
         raise SpecError(source, "kind", f"must be {KIND!r} for a replicate study")
@@ -167,7 +151,7 @@ def parse_replicates(content: Any, *, source: str, base_dir: Path | None = None)
         if key not in content:
             raise SpecError(source, key, f"is required ({_KEYS[key]})")
     name, workload, direction, metric = check_common_keys(
-        content, source, default_metric="test_accuracy"
+        content, source, split="test", read_from_file=base_dir is not None
     )
     seeds = content["seeds"]
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:

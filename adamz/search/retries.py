@@ -25,7 +25,7 @@ import warnings
 from typing import Literal
 
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from adamz.search.heartbeat import HEARTBEAT_ATTR
@@ -33,11 +33,14 @@ from adamz.search.heartbeat import HEARTBEAT_ATTR
 __all__ = [
     "MAX_DEATHS",
     "MAX_FAULTS",
+    "NOT_RUN_ATTR",
     "OUTCOME_ATTRS",
     "Reason",
+    "end_unrunnable",
     "outcomes",
     "queue_retry",
     "requeued",
+    "retried_trial_number",
 ]
 
 Reason = Literal["stop", "surplus", "death", "fault"]
@@ -79,23 +82,65 @@ def queue_retry(study: optuna.Study, trial: FrozenTrial, reason: Reason) -> bool
     return True
 
 
+NOT_RUN_ATTR = "not_run"
+"""User attribute of a queued trial that no worker will run, saying why (``budget met``)."""
+
+
+def retried_trial_number(trial: FrozenTrial) -> int | None:
+    """The number of the trial that ``trial`` retries, ``None`` if it retries none (Optuna's
+    reader, whose experimental warning is not the user's concern)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+
+
 def requeued(trials: list[FrozenTrial]) -> set[int]:
     """The numbers of the trials among ``trials``' attempts that were queued again."""
-    return {number for trial in trials for number in trial.system_attrs.get("retry_history", ())}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return {
+            number
+            for trial in trials
+            for number in RetryHeartbeatStaleTrialCallback.retry_history(trial)
+        }
+
+
+def end_unrunnable(study: optuna.Study, storage: BaseStorage, study_id: int) -> list[int]:
+    """End the study's queued (WAITING) trials as no worker will run them once its budget is
+    met: each is failed with :data:`NOT_RUN_ATTR` ``budget met`` (``status`` shows them), so
+    that no queue entry waits for ever. The numbers of those this call ended (another worker
+    may end or take one first)."""
+    ended = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        try:
+            # Taken from the queue as a worker takes it (only a WAITING trial can be), so
+            # that a trial another worker took meanwhile runs on; then ended.
+            if not storage.set_trial_state_values(trial_id, TrialState.RUNNING):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        storage.set_trial_user_attr(trial_id, NOT_RUN_ATTR, "budget met")
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        ended.append(trial.number)
+    return ended
 
 
 def outcomes(trials: list[FrozenTrial]) -> dict[str, int]:
     """Trials by outcome: Optuna's states, with a failed trial split into ``requeued`` (a retry
-    was queued), ``surplus`` (refused by the budget), ``dropped`` (its retries' limit reached)
-    and ``fail`` (its training raised)."""
+    was queued), ``not_run`` (queued, and ended when the budget was met), ``surplus`` (refused
+    by the budget), ``dropped`` (its retries' limit reached) and ``fail`` (its training
+    raised)."""
     counts = dict.fromkeys([state.name.lower() for state in TrialState], 0)
-    counts.update(requeued=0, surplus=0, dropped=0)
+    counts.update(requeued=0, surplus=0, dropped=0, not_run=0)
     again = requeued(trials)
     for trial in trials:
         if trial.state != TrialState.FAIL:
             outcome = trial.state.name.lower()
         elif trial.number in again:
             outcome = "requeued"
+        elif NOT_RUN_ATTR in trial.user_attrs:
+            outcome = "not_run"
         elif trial.user_attrs.get("surplus"):
             outcome = "surplus"
         elif "error" in trial.user_attrs and not trial.system_attrs.get("faults"):

@@ -11,7 +11,9 @@ A search space is a YAML file a person writes and diffs (``search_spaces/*.yaml`
       max_grad_norm: {value: 1.0}
 
 Each parameter is ``float`` or ``int`` (``low``, ``high``, optional ``log`` or ``step``),
-``categorical`` (``choices``), or fixed (``value``). Names are the optimizer's own keyword
+``categorical`` (``choices``; ``null`` is a choice where the optimizer accepts ``None``, e.g.
+``max_grad_norm: {type: categorical, choices: [1.0, null]}``: clipping on or off), or fixed
+(``value``). Names are the optimizer's own keyword
 arguments; a pair (``betas``, ``lr_bounds``) is a list of two such entries, sampled by Optuna
 as ``lr_bounds[0]`` and ``lr_bounds[1]``. Hyperparameters not named keep their defaults.
 
@@ -19,12 +21,20 @@ Optuna's distributions do the sampling; this module only checks the file and map
 ranges are checked so that *every* sample is a valid configuration (e.g. the largest
 ``stagnation_period`` is at most the smallest ``patience``), rather than rejecting samples
 during the search and wasting trials.
+
+An Optuna objective of one's own samples AdamZ from the project's space with
+:func:`suggest_adamz`::
+
+    def objective(trial: optuna.Trial) -> float:
+        optimizer = AdamZ(model.parameters(), **suggest_adamz(trial))
+        ...
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +49,11 @@ from optuna.distributions import (
 from adamz.search.errors import SpecError, read_yaml
 from adamz.training.optimizers import library_defaults, resolve_hyperparameters
 
-__all__ = ["SearchSpace", "load_search_space"]
+__all__ = ["ADAMZ_SPACE", "SearchSpace", "load_search_space", "suggest_adamz"]
+
+ADAMZ_SPACE = Path(__file__).with_name("search_spaces") / "adamz.yaml"
+"""AdamZ's search space, as the project's studies tune it: ``search_spaces/adamz.yaml``,
+shipped with the package (a test holds the two files equal)."""
 
 _PARAMETER_KEYS = {
     "float": {"type", "low", "high", "log", "step"},
@@ -266,3 +280,49 @@ def _check_every_sample_is_valid(space: SearchSpace, defaults: dict[str, Any], s
                 "parameters",
                 f"the range's {which} ends are invalid: {str(exc).rstrip('.')}",
             ) from exc
+    # And so must every choice of a categorical, the ones the extremes skip (null) included.
+    lows = {name: extreme(name, "low") for name in [*space.distributions, *space.fixed]}
+    for name, distribution in space.distributions.items():
+        if not isinstance(distribution, CategoricalDistribution):
+            continue
+        for choice in distribution.choices:
+            try:
+                resolve_hyperparameters(
+                    space.optimizer, space.hyperparameters(lows | {name: choice})
+                )
+            except ValueError as exc:
+                raise SpecError(
+                    source,
+                    f"parameters.{name.split('[')[0]}",
+                    f"the choice {choice!r} is invalid: {str(exc).rstrip('.')}",
+                ) from exc
+
+
+def suggest_adamz(
+    trial: optuna.Trial, space: str | Path | SearchSpace | None = None
+) -> dict[str, Any]:
+    """Sample AdamZ's hyperparameters for ``trial`` from the project's search space
+    (:data:`ADAMZ_SPACE`), or from ``space`` (a search-space file of AdamZ, or one loaded):
+    every keyword argument of ``AdamZ(model.parameters(), **params)``, checked, those the space
+    does not tune at their defaults.
+
+    The parameters are named as the project's studies name them (a pair as ``lr_bounds[0]``
+    and ``lr_bounds[1]``), so ``adamz-search report`` and ``export`` read a plain Optuna study
+    that samples with it as they read the project's own.
+
+    Raises:
+        SpecError: ``space`` is not a valid search-space file.
+        ValueError: ``space`` tunes another optimizer.
+    """
+    if space is None:
+        space = _adamz_space()
+    elif not isinstance(space, SearchSpace):
+        space = load_search_space(space)
+    if space.optimizer != "adamz":
+        raise ValueError(f"Invalid space: must tune adamz, got one of {space.optimizer!r}.")
+    return resolve_hyperparameters("adamz", space.suggest(trial))
+
+
+@cache
+def _adamz_space() -> SearchSpace:
+    return load_search_space(ADAMZ_SPACE)

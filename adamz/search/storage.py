@@ -38,6 +38,7 @@ __all__ = [
     "STORAGE_ENV",
     "load_study",
     "open_storage",
+    "safe_url",
     "storage_url",
 ]
 
@@ -62,6 +63,14 @@ def storage_url(url: str | None = None) -> str:
         if url.startswith(alias):
             return "postgresql+psycopg://" + url.removeprefix(alias)
     return url
+
+
+def safe_url(url: str) -> str:
+    """``url`` as messages show it: an RDB URL without its password."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
 
 
 def open_storage(url: str | None = None, *, read_only: bool = False) -> BaseStorage:

@@ -4,7 +4,8 @@ Optuna objects.
 A study file is YAML (``studies/*.yaml``)::
 
     name: digits-adamz
-    workload: {name: digits, epochs: 10}      # plus batch_size, train_size, test_size, data_dir
+    workload: {name: digits, epochs: 10}      # plus batch_size, train_size, test_size, data_dir,
+                                              # dataset_sizes: {train: N, test: M}
     optimizer: adamz
     search_space: ../search_spaces/adamz.yaml # relative to this file
     metric: val_accuracy                      # or val_loss; the direction follows from it
@@ -18,6 +19,17 @@ A study file is YAML (``studies/*.yaml``)::
 A search selects on its metric (the sampler, the pruner, the best trial, the confirmation's
 candidates and export all read it), so it must be a validation metric: a file naming a test
 metric is refused. Every trial still records the test metrics, for the report to present.
+
+The workload may be one of the user's code, by import path (:mod:`adamz.workloads._user`)::
+
+    workload: {name: "my_package.tasks:MyTask", hidden: 64, epochs: 20}
+    metric: val_rmse                          # its own metric; the direction is its declaration's
+
+Keys other than the run's settings (``epochs``... ``dataset_sizes``) are the options it is
+called with. Reading the file imports it and checks it against the protocol, its data and a
+forward pass on two examples (:func:`~adamz.workloads.check_workload`), so that ``create``
+refuses a broken one in one line and stores nothing; a stored definition is not imported
+again until a worker trains it.
 
 ``enqueue_defaults`` queues the optimizer's two reference points as the first trials, each
 labelled by name in the trial's ``enqueued`` attribute: ``library defaults`` (the constructor's
@@ -34,34 +46,64 @@ raises :class:`~adamz.search.errors.SpecError` naming the file, the key and the 
 The checked definition, with the search space inlined, is what a study stores (its hash and
 the package version beside it; see :mod:`adamz.search.study_attrs`), so a worker on another
 host needs only the storage.
+
+A *sensitivity study* (``kind: sensitivity``) maps a space instead of searching it: the atlas
+of ``adamz-search report`` (:mod:`adamz.reports`) reads it::
+
+    kind: sensitivity
+    name: circles-adamz-atlas
+    workload: {name: circles}
+    optimizer: adamz
+    search_space: ../search_spaces/adamz-atlas.yaml
+    metric: val_accuracy
+    design: {name: sobol, seed: 0}            # sobol (scrambled) or random
+    budget: 1024                              # configurations: a power of two for sobol
+    seeds_per_trial: 3                        # at least 3 (the default)
+    population: 64
+
+Its configurations are a space-filling design drawn once, at ``create``, by Optuna's own
+sampler (``QMCSampler``, scrambled Sobol, or ``RandomSampler``, seeded by ``design.seed``) and
+queued as its trials, like a replicate study's runs: every worker and every population then
+runs exactly the design's points, none twice, which samplers asked by many workers at once do
+not promise (``QMCSampler`` numbers its points through an unlocked study attribute, and draws
+the first trial of a study at random). Every configuration trains to the end on the same
+``seeds_per_trial`` seeds (the noise floor of the atlas is their spread), so a sensitivity study
+takes no pruner, at least 3 seeds, and neither ``sampler`` nor ``enqueue_defaults``: each is
+refused with the reason.
 """
 
 from __future__ import annotations
 
 import inspect
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import optuna
 
-from adamz.search.errors import SpecError, read_yaml, referenced_file
-from adamz.search.replicates import (
-    ReplicateSpec,
+from adamz.search.definitions import (
     TrialPlan,
+    check_common_keys,
     definition_digest,
-    is_replicate_definition,
-    parse_replicates,
+    positive_int,
 )
+from adamz.search.errors import SpecError, read_yaml, referenced_file
+from adamz.search.pruners import EqualBracketsHyperbandPruner
+from adamz.search.replicates import ReplicateSpec, is_replicate_definition, parse_replicates
 from adamz.search.spaces import SearchSpace, load_search_space, parse_search_space
 from adamz.training.optimizers import library_defaults, paper_settings
-from adamz.workloads import METRICS, WORKLOADS
 
 __all__ = [
+    "DESIGNS",
     "LIBRARY_DEFAULTS",
+    "MIN_SENSITIVITY_SEEDS",
     "PAPER_SETTINGS",
+    "SENSITIVITY",
     "AnySpec",
+    "SensitivitySpec",
     "StudySpec",
+    "design_points",
     "load_study_file",
     "make_pruner",
     "make_sampler",
@@ -71,7 +113,7 @@ __all__ = [
 _STUDY_KEYS = {
     "name": "the study's name in the storage",
     "description": "free text",
-    "workload": "the workload and its protocol overrides",
+    "workload": "the workload, its protocol overrides and options",
     "optimizer": "the optimizer's registry name",
     "search_space": "path of the search-space file, or the space itself",
     "direction": "maximize or minimize",
@@ -83,7 +125,28 @@ _STUDY_KEYS = {
     "enqueue_defaults": "run the library defaults and the paper settings first",
     "population": "trials a worker trains at once, in one process (worker --population)",
 }
-_WORKLOAD_KEYS = {"name", "epochs", "batch_size", "train_size", "test_size", "data_dir"}
+SENSITIVITY = "sensitivity"
+"""The ``kind`` of a sensitivity study file."""
+MIN_SENSITIVITY_SEEDS = 3
+"""Seeds a sensitivity study trains each configuration on, at least: its atlas's noise floor is
+the spread between them, and two seeds give one difference per configuration."""
+DESIGNS = {"sobol": "scrambled Sobol points (Optuna's QMCSampler)", "random": "random points"}
+"""The designs a sensitivity study draws its configurations from."""
+_SENSITIVITY_KEYS = {
+    "kind": SENSITIVITY,
+    **{key: _STUDY_KEYS[key] for key in ("name", "description", "workload", "optimizer")},
+    **{key: _STUDY_KEYS[key] for key in ("search_space", "direction", "metric")},
+    "design": "the space-filling design: {name: sobol or random, seed: N}",
+    "budget": "configurations in the design",
+    "seeds_per_trial": f"seeds each configuration trains (at least {MIN_SENSITIVITY_SEEDS})",
+    "pruner": "none: every configuration trains to the end",
+    "population": _STUDY_KEYS["population"],
+}
+_REFUSED_IN_SENSITIVITY = {
+    "sampler": "a sensitivity study draws its configurations from its design (design: {name: "
+    "sobol, seed: 0}), not from a sampler: remove the key",
+    "enqueue_defaults": "a sensitivity study runs its design's configurations only: remove the key",
+}
 LIBRARY_DEFAULTS = "library defaults"
 PAPER_SETTINGS = "paper settings"
 
@@ -99,7 +162,8 @@ PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
     "median": optuna.pruners.MedianPruner,
     "percentile": optuna.pruners.PercentilePruner,
     "successive-halving": optuna.pruners.SuccessiveHalvingPruner,
-    "hyperband": optuna.pruners.HyperbandPruner,
+    # Optuna's brackets, assigned by trial number alone: compared studies prune alike.
+    "hyperband": EqualBracketsHyperbandPruner,
     "wilcoxon": optuna.pruners.WilcoxonPruner,
     "patient": optuna.pruners.PatientPruner,
     "threshold": optuna.pruners.ThresholdPruner,
@@ -193,13 +257,15 @@ class StudySpec:
 
     @classmethod
     def from_definition(cls, definition: dict[str, Any], *, source: str) -> StudySpec:
-        """A spec from a stored definition (the search space inlined)."""
+        """A spec from a stored definition (the search space inlined): a
+        :class:`SensitivitySpec` for a sensitivity study's."""
         return _parse(definition, source=source, base_dir=None)
 
 
 def load_study_file(path: str | Path) -> AnySpec:
-    """Read and check the study file at ``path`` (a search, or a replicate study if its
-    ``kind`` is ``replicates``: see :mod:`adamz.search.replicates`).
+    """Read and check the study file at ``path``: a search, a sensitivity study if its ``kind`` is
+    ``sensitivity`` (see the module docs), or a replicate study if it is ``replicates`` (see
+    :mod:`adamz.search.replicates`).
 
     Raises:
         SpecError: the file is unreadable, not YAML, or breaks a rule.
@@ -212,7 +278,7 @@ def load_study_file(path: str | Path) -> AnySpec:
 
 
 def spec_from_definition(definition: dict[str, Any], *, source: str) -> AnySpec:
-    """The spec a study stored at creation, a search or a replicate study."""
+    """The spec a study stored at creation: a search, a sensitivity or a replicate study."""
     if is_replicate_definition(definition):
         return parse_replicates(definition, source=source)
     return StudySpec.from_definition(definition, source=source)
@@ -221,15 +287,19 @@ def spec_from_definition(definition: dict[str, Any], *, source: str) -> AnySpec:
 def _parse(content: Any, *, source: str, base_dir: Path | None) -> StudySpec:
     if not isinstance(content, dict):
         raise SpecError(source, "file", "must be a mapping of study keys")
+    sensitivity = _is_sensitivity(content, source)
+    keys = _SENSITIVITY_KEYS if sensitivity else _STUDY_KEYS
     for key in content:
-        if key not in _STUDY_KEYS:
-            raise SpecError(source, str(key), f"unknown key: allowed are {', '.join(_STUDY_KEYS)}")
+        if sensitivity and key in _REFUSED_IN_SENSITIVITY:
+            raise SpecError(source, str(key), _REFUSED_IN_SENSITIVITY[key])
+        if key not in keys:
+            raise SpecError(source, str(key), f"unknown key: allowed are {', '.join(keys)}")
     for key in ("name", "workload", "optimizer", "search_space", "budget"):
         if key not in content:
-            raise SpecError(source, key, f"is required ({_STUDY_KEYS[key]})")
+            raise SpecError(source, key, f"is required ({keys[key]})")
 
     name, workload, direction, metric = check_common_keys(
-        content, source, default_metric="val_accuracy"
+        content, source, split="val", read_from_file=base_dir is not None
     )
     if metric.startswith("test_"):
         raise SpecError(
@@ -262,8 +332,12 @@ def _parse(content: Any, *, source: str, base_dir: Path | None) -> StudySpec:
             f"tunes {space.optimizer!r}, but the study's optimizer is {optimizer!r}",
         )
 
-    budget = _positive_int(content["budget"], source, "budget")
-    seeds = _positive_int(content.get("seeds_per_trial", 1), source, "seeds_per_trial")
+    budget = positive_int(content["budget"], source, "budget")
+    if sensitivity:
+        return _parse_sensitivity(
+            content, source, name, workload, optimizer, space, direction, metric, budget
+        )
+    seeds = positive_int(content.get("seeds_per_trial", 1), source, "seeds_per_trial")
     enqueue_defaults = content.get("enqueue_defaults", False)
     if not isinstance(enqueue_defaults, bool):
         raise SpecError(source, "enqueue_defaults", "must be true or false", enqueue_defaults)
@@ -288,7 +362,7 @@ def _parse(content: Any, *, source: str, base_dir: Path | None) -> StudySpec:
     if "description" in content:
         definition["description"] = str(content["description"])
     if "population" in content:  # only when given: older definitions keep their digests
-        definition["population"] = _positive_int(content["population"], source, "population")
+        definition["population"] = positive_int(content["population"], source, "population")
     return StudySpec(
         name=name,
         workload=workload,
@@ -305,57 +379,132 @@ def _parse(content: Any, *, source: str, base_dir: Path | None) -> StudySpec:
     )
 
 
-def check_common_keys(
-    content: dict[str, Any], source: str, *, default_metric: str
-) -> tuple[str, dict[str, Any], str, str]:
-    """The keys every study file has: ``name``, ``workload``, ``direction``, ``metric``.
-
-    The direction follows from the metric (accuracies are maximised, losses minimised); a file
-    may say it, but not the other way round.
-    """
-    name = content["name"]
-    if not (isinstance(name, str) and name.strip() and "/" not in name):
-        raise SpecError(source, "name", "must be a non-empty string without '/'", name)
-    workload = _parse_workload(content["workload"], source)
-    metric = content.get("metric", default_metric)
-    if metric not in METRICS:
-        raise SpecError(source, "metric", f"must be one of {', '.join(METRICS)}", metric)
-    natural = "maximize" if metric.endswith("_accuracy") else "minimize"
-    direction = content.get("direction", natural)
-    if direction not in ("maximize", "minimize"):
-        raise SpecError(source, "direction", "must be maximize or minimize", direction)
-    if direction != natural:
-        raise SpecError(source, "direction", f"must be {natural} for metric {metric}", direction)
-    return name, workload, direction, metric
-
-
-def _parse_workload(raw: Any, source: str) -> dict[str, Any]:
-    workload = {"name": raw} if isinstance(raw, str) else raw
-    if not isinstance(workload, dict) or "name" not in workload:
-        raise SpecError(source, "workload", "must be a workload name or a mapping with name", raw)
-    for key in workload:
-        if key not in _WORKLOAD_KEYS:
-            raise SpecError(
-                source,
-                f"workload.{key}",
-                f"unknown key: allowed are {', '.join(sorted(_WORKLOAD_KEYS))}",
-            )
-    if workload["name"] not in WORKLOADS:
+def _is_sensitivity(content: dict[str, Any], source: str) -> bool:
+    """Whether ``content`` is a sensitivity study's (``kind: sensitivity``); a search has no
+    ``kind`` (replicate files are told apart before, by :func:`load_study_file`)."""
+    if "kind" not in content:
+        return False
+    if content["kind"] != SENSITIVITY:
         raise SpecError(
             source,
-            "workload.name",
-            f"unknown workload: must be one of {', '.join(WORKLOADS)}",
-            workload["name"],
+            "kind",
+            f"must be {SENSITIVITY} or replicates, or absent for a search",
+            content["kind"],
         )
-    for key in ("epochs", "batch_size"):
-        if key in workload:
-            _positive_int(workload[key], source, f"workload.{key}")
-    for key in ("train_size", "test_size"):
-        if key in workload and workload[key] != "all":
-            _positive_int(workload[key], source, f"workload.{key}")
-    if "data_dir" in workload and not isinstance(workload["data_dir"], str):
-        raise SpecError(source, "workload.data_dir", "must be a path", workload["data_dir"])
-    return dict(workload)
+    return True
+
+
+def _parse_sensitivity(
+    content: dict[str, Any],
+    source: str,
+    name: str,
+    workload: dict[str, Any],
+    optimizer: str,
+    space: SearchSpace,
+    direction: str,
+    metric: str,
+    budget: int,
+) -> SensitivitySpec:
+    """The rest of a sensitivity study: its design, seeds and pruner (none)."""
+    if "pruner" in content:
+        pruner = _parse_component(content["pruner"], PRUNERS, source, "pruner")
+        if pruner["name"] != "none":
+            raise SpecError(
+                source,
+                "pruner",
+                "a sensitivity study trains every configuration to the end, so that the atlas "
+                "compares finished runs: it takes no pruner (remove the key)",
+                pruner["name"],
+            )
+    seeds = positive_int(
+        content.get("seeds_per_trial", MIN_SENSITIVITY_SEEDS), source, "seeds_per_trial"
+    )
+    if seeds < MIN_SENSITIVITY_SEEDS:
+        raise SpecError(
+            source,
+            "seeds_per_trial",
+            f"a sensitivity study trains each configuration on at least {MIN_SENSITIVITY_SEEDS} "
+            "seeds: the atlas's noise floor is the spread between the seeds of one configuration",
+            seeds,
+        )
+    design = _parse_design(content.get("design", {"name": "sobol"}), source)
+    definition: dict[str, Any] = {
+        "kind": SENSITIVITY,
+        "name": name,
+        "workload": workload,
+        "optimizer": optimizer,
+        "search_space": space.definition,
+        "direction": direction,
+        "metric": metric,
+        "design": design,
+        "budget": budget,
+        "seeds_per_trial": seeds,
+    }
+    if "description" in content:
+        definition["description"] = str(content["description"])
+    if "population" in content:
+        definition["population"] = positive_int(content["population"], source, "population")
+    return SensitivitySpec(
+        name=name,
+        workload=workload,
+        optimizer=optimizer,
+        space=space,
+        direction=direction,
+        metric=metric,
+        sampler=_design_sampler(design),
+        pruner={"name": "none"},
+        budget=budget,
+        seeds_per_trial=seeds,
+        enqueue_defaults=False,
+        definition=definition,
+        design=design,
+    )
+
+
+def _parse_design(raw: Any, source: str) -> dict[str, Any]:
+    design = {"name": raw} if isinstance(raw, str) else raw
+    if not isinstance(design, dict) or "name" not in design:
+        raise SpecError(source, "design", "must be a design's name or a mapping with name", raw)
+    for key in design:
+        if key not in ("name", "seed"):
+            raise SpecError(source, f"design.{key}", "unknown key: allowed are name, seed")
+    if design["name"] not in DESIGNS:
+        raise SpecError(
+            source, "design.name", f"must be one of {', '.join(DESIGNS)}", design["name"]
+        )
+    seed = design.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SpecError(source, "design.seed", "must be an integer >= 0", seed)
+    return {"name": design["name"], "seed": seed}
+
+
+def _design_sampler(design: dict[str, Any]) -> dict[str, Any]:
+    """The sampler, as a study file names one, that draws ``design``'s points."""
+    if design["name"] == "sobol":
+        return {"name": "qmc", "qmc_type": "sobol", "scramble": True, "seed": design["seed"]}
+    return {"name": "random", "seed": design["seed"]}
+
+
+def design_points(space: SearchSpace, sampler: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    """The first ``count`` points that ``sampler`` (a study file's sampler) draws from
+    ``space``, as Optuna parameters (``lr_bounds[0]``...); the same arguments, the same points.
+
+    They are drawn in a throw-away in-memory study, one trial at a time and each told before
+    the next, which is how a sampler's sequence is meant to be read.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ExperimentalWarning; SciPy's note on Sobol's balance
+        study = optuna.create_study(sampler=make_sampler(sampler))
+        if sampler["name"] == "qmc":
+            # QMCSampler learns the space from a study's first trial, which it draws at random:
+            # that one is left out, so the design is the first points of the sequence.
+            study.tell(study.ask(space.distributions), 0.0)
+        points = []
+        for _ in range(count):
+            trial = study.ask(space.distributions)
+            points.append(dict(trial.params))
+            study.tell(trial, 0.0)
+    return points
 
 
 def _parse_component(
@@ -394,7 +543,9 @@ def make_sampler(spec: dict[str, Any], *, seed: int | None = None) -> optuna.sam
 
 
 def make_pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
-    """The pruner a study file names, with its options; ``patient`` wraps ``wrapped_pruner``.
+    """The pruner a study file names, with its options; ``patient`` wraps ``wrapped_pruner``;
+    ``hyperband`` is :class:`~adamz.search.pruners.EqualBracketsHyperbandPruner`, whose
+    bracket of a trial is the same in every study.
 
     Raises:
         TypeError: an option the pruner does not take.
@@ -424,10 +575,27 @@ def _check_options(component: type[Any], options: dict[str, Any]) -> None:
             )
 
 
-def _positive_int(value: Any, source: str, key: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise SpecError(source, key, "must be an integer >= 1", value)
-    return value
+@dataclass(frozen=True)
+class SensitivitySpec(StudySpec):
+    """A checked sensitivity study (see the module docs): a space's design, every configuration
+    trained to the end on ``seeds_per_trial`` seeds.
+
+    Attributes:
+        design: ``{"name": "sobol" or "random", "seed": N}``.
+        sampler: the Optuna sampler that draws the design (``qmc`` or ``random``, seeded).
+        pruner: ``{"name": "none"}``; ``enqueue_defaults`` is False.
+        budget: the design's configurations, each one trial.
+        The others: as :class:`StudySpec`'s.
+    """
+
+    design: dict[str, Any]
+
+    queued_only: ClassVar[bool] = True
+    """Every trial is a configuration of the design, queued at creation: a worker samples none."""
+
+    def queued_trials(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """``(params, user_attrs)`` of every configuration of the design, in its order."""
+        return [(params, {}) for params in design_points(self.space, self.sampler, self.budget)]
 
 
 AnySpec = StudySpec | ReplicateSpec

@@ -45,10 +45,15 @@ DIGEST_ATTR = "digest"
 def readable_attrs(spec: AnySpec, *, study_file: Path | None = None) -> dict[str, str | int]:
     """The short values the dashboard lists for ``spec``'s study, in the order it lists them
     (five rows a page: what a newcomer asks first comes first)."""
-    overrides = [f"{key} {value}" for key, value in spec.workload.items() if key != "name"]
+    overrides = [
+        f"{key} {' '.join(f'{k} {v}' for k, v in value.items()) if isinstance(value, dict) else value}"
+        for key, value in spec.workload.items()
+        if key != "name"
+    ]
     runs = getattr(spec, "runs", None)  # a replicate study's (isinstance would import torch)
     if runs is None:
-        optimizer, kind = spec.optimizer, "search"  # type: ignore[union-attr]
+        optimizer = spec.optimizer  # type: ignore[union-attr]
+        kind = str(spec.definition.get("kind", "search"))  # a search, or a sensitivity study
         search = {"sampler": spec.sampler["name"], "pruner": spec.pruner["name"]}
     else:
         optimizer = ", ".join(dict.fromkeys(run["optimizer"] for run in runs))
@@ -81,20 +86,15 @@ def store_definition(
         storage.set_study_user_attr(study_id, key, value)
 
 
-def stored_definition(
-    study: optuna.Study, storage: BaseStorage | None = None
-) -> dict[str, Any] | None:
-    """The definition stored with ``study``; None for a study ``create`` did not make.
-
-    ``storage``: the study's, to read it through the storage's public interface; without it,
-    the study's own storage object is used (a ``Study`` has no public reader of its system
-    attributes).
-    """
+def stored_definition(study: str, storage: BaseStorage) -> dict[str, Any] | None:
+    """The definition stored with the study named ``study`` in ``storage`` (read through the
+    storage's public interface: a ``Study`` has no public reader of its system attributes);
+    None for a study ``create`` did not make."""
     definition = _stored(study, DEFINITION_ATTR, storage)
     return definition if isinstance(definition, dict) else None
 
 
-def require_definition(study: optuna.Study, storage: BaseStorage | None = None) -> dict[str, Any]:
+def require_definition(study: str, storage: BaseStorage) -> dict[str, Any]:
     """:func:`stored_definition`, for a study that must have one.
 
     Raises:
@@ -103,23 +103,24 @@ def require_definition(study: optuna.Study, storage: BaseStorage | None = None) 
     definition = stored_definition(study, storage)
     if definition is None:
         raise ValueError(
-            f"Study {study.study_name!r} was not created by 'adamz-search create': "
+            f"Study {study!r} was not created by 'adamz-search create': "
             "it has no stored definition to run."
         )
     return definition
 
 
-def stored_digest(study: optuna.Study, storage: BaseStorage | None = None) -> str | None:
-    """The digest of the definition stored with ``study``; None for a study ``create`` did not
-    make. ``storage`` as for :func:`stored_definition`."""
+def stored_digest(study: str, storage: BaseStorage) -> str | None:
+    """The digest of the definition stored with the study named ``study``; None for a study
+    ``create`` did not make."""
     digest = _stored(study, DIGEST_ATTR, storage)
     return digest if isinstance(digest, str) else None
 
 
-def _stored(study: optuna.Study, key: str, storage: BaseStorage | None) -> Any:
-    """``key`` of the study's system attributes, else of its user attributes (older studies)."""
-    if storage is None:
-        storage = study._storage
-    study_id = storage.get_study_id_from_name(study.study_name)
+def _stored(study: str, key: str, storage: BaseStorage) -> Any:
+    """``key`` of study ``study``'s system attributes, else of its user attributes (older
+    studies)."""
+    study_id = storage.get_study_id_from_name(study)
     system_attrs = storage.get_study_system_attrs(study_id)
-    return system_attrs[key] if key in system_attrs else study.user_attrs.get(key)
+    if key in system_attrs:
+        return system_attrs[key]
+    return storage.get_study_user_attrs(study_id).get(key)

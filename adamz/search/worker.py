@@ -2,68 +2,91 @@
 
 :func:`run_worker` is Optuna's trial loop (``study.ask``, the objective, ``study.tell``) on its
 public storage interface, so one code path runs on SQLite, PostgreSQL, the journal storage and
-the gRPC storage proxy. Around each trial it adds:
+the gRPC storage proxy. A worker takes one trial at a time, or ``--population K`` trials that
+train together (:mod:`~adamz.search.objective`): the same loop. Around them it adds:
 
-1. a check for trials whose worker died (:func:`~adamz.search.heartbeat.claim_stale_trials`),
-   once per heartbeat interval and whenever it waits: each is queued again to resume from its
+1. a check for trials whose worker died (:class:`~adamz.search.heartbeat.StaleWatch`),
+   between trials and whenever it waits: each is queued again to resume from its
    checkpoints (:mod:`~adamz.search.retries`);
-2. the budget: it stops once the study's finished trials reach it, and waits while the running
-   ones would (:mod:`~adamz.search.budget` bounds the overrun);
-3. a :class:`~adamz.search.heartbeat.Heartbeat` while the trial runs; training stops as soon
-   as the trial is found no longer RUNNING;
-4. SIGTERM and SIGINT (:mod:`~adamz.search.interrupts`): the trial's training is interrupted,
-   it is failed and queued to resume from its checkpoints, and the worker exits 143 or 130.
+2. the budget: it stops once the study's finished trials reach it (ending the queued trials
+   nobody will run then), and waits while the running ones would (:mod:`~adamz.search.budget`
+   bounds the overrun);
+3. a :class:`~adamz.search.heartbeat.Heartbeat` while its trials run; a trial found no longer
+   RUNNING stops at its next epoch;
+4. SIGTERM and SIGINT (:mod:`~adamz.search.interrupts`): at the next training step, or
+   between trials, the trials are failed and queued to resume from their checkpoints, and the
+   worker exits 143 or 130;
+5. storage outages (:mod:`~adamz.search.outage`): every storage call waits for the storage
+   for up to ``--storage-patience`` seconds; past it the worker exits with
+   :data:`UNREACHABLE_CODE` and one line, its trials left to resume from their checkpoints.
 
-Each worker samples with a seed of its own, drawn from the OS and recorded in every trial's
-``worker`` attribute, so workers started anywhere, or restarted, never propose the same
-sequence (a QMC sampler keeps the study file's seed: its points are one sequence).
+Every read of the study goes through a :class:`~adamz.search.cache.RoundCache`: the study is
+read once per trial round (asking, each epoch's pruning checks, the budget) rather than once
+per call.
 
-A replicate study (``queued_only``) runs only its queued trials, and queues again a trial whose
-training raised (its (run, seed) would otherwise never run).
+**Sampler seeds.** A study file's ``sampler: {seed: N}`` makes a lone worker's search repeat:
+the worker seeds its sampler from ``N`` and the number of the first trial it takes, which is
+the same run after run on a fresh study. Several workers take different first trials (the
+storage numbers trials), so each samples with a seed of its own, and none proposes another's
+sequence. Without a seed in the file, each worker draws one from the OS. The seed is recorded
+in every trial's ``worker`` attribute.
 
-The process supervisor, :func:`launch_workers`, lives in :mod:`~adamz.search.launcher`.
+**Sampling a population.** With TPE or random sampling, a population's new configurations are
+sampled in one go from an in-memory copy of the study (Optuna's ``InMemoryStorage``; the
+trials sampled before each count as running, as they do for the constant liar) and queued
+with their parameters (``study.add_trial``), then taken with ``study.ask``: one write per
+trial instead of one per parameter. Another worker may take one of them first; it then runs it
+as it would any queued trial, and this worker takes the next.
+
+A replicate or sensitivity study (``queued_only``) runs only its queued trials, and queues
+again a trial whose training raised (its run would otherwise never run).
+
+The process supervisor, :func:`~adamz.search.launcher.launch_workers`, lives in
+:mod:`~adamz.search.launcher`.
 """
 
 from __future__ import annotations
 
-import functools
+import hashlib
 import logging
 import multiprocessing
 import os
 import secrets
-import threading
 import time
-from contextlib import ExitStack
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial, TrialState
+from optuna.storages import BaseStorage, InMemoryStorage
+from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from adamz.search.budget import FINISHED, SurplusTrialError, count_states, study_budget
+from adamz.search.cache import RoundCache
 from adamz.search.errors import error_message
-from adamz.search.heartbeat import Heartbeat, claim_stale_trials
-from adamz.search.interrupts import Interrupts, WorkerStopped
-from adamz.search.retries import Reason, queue_retry
-from adamz.search.snapshot import SnapshotStorage
+from adamz.search.heartbeat import Heartbeat, StaleWatch
+from adamz.search.interrupts import STOP_CODES, Interrupts, WorkerStopped
+from adamz.search.outage import STORAGE_PATIENCE_S, Outage, PatientStorage, StorageUnreachable
+from adamz.search.retries import Reason, end_unrunnable, queue_retry
 from adamz.search.storage import (
     GRACE_PERIOD_S,
     HEARTBEAT_INTERVAL_S,
     load_study,
     open_storage,
+    safe_url,
     storage_url,
 )
 from adamz.search.study_attrs import require_definition
-from adamz.search.trials import trial_id as trial_id_of
 
 if TYPE_CHECKING:
-    from adamz.search.objective import TrialObjective
+    from adamz.search.objective import Outcome, TrialObjective, TrialRef
     from adamz.search.studies import AnySpec
 
 __all__ = [
+    "STOP_CODES",
+    "UNREACHABLE_CODE",
     "Tickets",
     "Worker",
     "WorkerOptions",
@@ -83,12 +106,9 @@ CHECKPOINT_INTERVAL_S = 30.0
 MAX_CONSECUTIVE_FAILURES = 5
 """A worker whose trials fail this many times in a row stops with exit code 1: something is
 wrong with the study or the host (a bug, missing data), not with the sampled values."""
-STOP_CODES = {"SIGINT": 130, "SIGTERM": 143}
-"""A stopped worker's exit code, as shells report a process ended by the signal."""
-
-
-class TrialLost(RuntimeError):
-    """The trial being trained is no longer RUNNING: another worker failed it as stale."""
+UNREACHABLE_CODE = 75
+"""A worker's exit code when the storage stayed unreachable past its patience (``EX_TEMPFAIL``:
+start it again when the storage is back)."""
 
 
 @dataclass(frozen=True)
@@ -106,11 +126,12 @@ class WorkerOptions:
             :func:`checkpoint_dir`).
         checkpoint_interval: least seconds between two checkpoints of a trial.
         heartbeat_interval: seconds between a running trial's heartbeats.
-        grace_period: seconds without a beat after which a trial counts as stale.
-        sampler_seed: the sampler's seed (``None``: one from the OS, :func:`worker_seed`); fix
-            it only to repeat a single worker's run, as the benchmarks do.
-        population: trials trained at once in one process (:mod:`~adamz.search.population`);
+        grace_period: seconds a trial's heartbeat must be seen unchanged to count as stale.
+        sampler_seed: the sampler's seed (``None``: from the study file's seed and the first
+            trial, or from the OS; see the module docs).
+        population: trials trained at once in one process (:mod:`~adamz.search.objective`);
             ``None``: the study file's ``population``, else 1.
+        storage_patience: seconds the worker waits for an unreachable storage.
     """
 
     storage: str | None = None
@@ -124,9 +145,16 @@ class WorkerOptions:
     grace_period: float = GRACE_PERIOD_S
     sampler_seed: int | None = None
     population: int | None = None
+    storage_patience: float = STORAGE_PATIENCE_S
 
     def __post_init__(self) -> None:
-        for name in ("heartbeat_interval", "grace_period", "n_trials", "population"):
+        for name in (
+            "heartbeat_interval",
+            "grace_period",
+            "n_trials",
+            "population",
+            "storage_patience",
+        ):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"Invalid {name}: must be > 0, got {value}.")
@@ -171,56 +199,45 @@ class WorkerSummary:
         )
 
 
-def worker_seed() -> int:
-    """A sampler seed from the OS: no two workers of a study share one (chance 2**-32)."""
-    return secrets.randbits(32)
+def worker_seed(file_seed: int | None, first_trial: int) -> int:
+    """The sampler seed of a worker whose first trial is number ``first_trial``: derived from
+    the study file's seed, or drawn from the OS if it has none (see the module docs)."""
+    if file_seed is None:
+        return secrets.randbits(32)
+    digest = hashlib.sha256(f"{file_seed}:{first_trial}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
 
 
 def run_worker(
-    study_name: str, options: WorkerOptions, tickets: Tickets | None = None
+    study_name: str,
+    options: WorkerOptions,
+    tickets: Tickets | None = None,
+    *,
+    on_ready: Callable[[], None] = lambda: None,
 ) -> WorkerSummary:
     """Pull and run trials of ``study_name`` until its budget is met, or ``tickets`` (the
-    invocation's ``--n-trials``) run out; what it did, with its exit code.
+    invocation's ``--n-trials``) run out; what it did, with its exit code. ``on_ready`` is
+    called once the worker handles SIGTERM and SIGINT.
 
     Raises:
         ValueError: the storage cannot be opened, or the study is unknown or was not created
             by ``adamz-search create``.
     """
     worker = open_worker(study_name, options)
-    if tickets is None:
-        tickets = Tickets.shared(options.n_trials)
-    with Interrupts(on_stop=worker.keep_checkpoints) as interrupts:
-        worker.run(interrupts, tickets)
+    worker.run(Tickets.shared(options.n_trials) if tickets is None else tickets, on_ready)
     worker.summary.seconds = time.monotonic() - worker.summary.started
     return worker.summary
 
 
 def open_worker(study_name: str, options: WorkerOptions) -> Worker:
-    """A :class:`Worker` for ``study_name``, its sampler seeded with :func:`worker_seed`.
+    """A :class:`Worker` for ``study_name``.
 
     Raises:
         ValueError: as :func:`run_worker`.
     """
-    # torch (through the objective and the study's checks): only where trials train.
-    from adamz.search.objective import TrialObjective
-    from adamz.search.studies import make_pruner, make_sampler
-
     storage = open_storage(options.storage)
-    study = load_study(study_name, storage)
-    spec = stored_spec(study, storage)
-    seed = worker_seed() if options.sampler_seed is None else options.sampler_seed
-    study.sampler = make_sampler(spec.sampler, seed=seed)
-    study.pruner = make_pruner(spec.pruner)
-    objective = TrialObjective(
-        spec,
-        budget=study_budget(study, spec.budget),
-        device=options.device,
-        checkpoint_dir=checkpoint_dir(options, study_name),
-        data_dir=options.data_dir,
-        download=options.download,
-        checkpoint_interval_s=options.checkpoint_interval,
-    )
-    return Worker(study, storage, objective, options, seed)
+    load_study(study_name, storage)  # one line naming the studies there, if it is not one
+    return Worker(study_name, storage, options)
 
 
 class Tickets:
@@ -248,83 +265,121 @@ class Tickets:
 
 
 class Worker:
-    """One worker's trial loop on ``study``; its counts are what :class:`WorkerSummary` says."""
+    """One worker's trial loop on the study ``study_name`` in ``storage``; its counts are what
+    :class:`WorkerSummary` says."""
 
-    def __init__(
-        self,
-        study: optuna.Study,
-        storage: BaseStorage,
-        objective: TrialObjective,
-        options: WorkerOptions,
-        seed: int,
-    ) -> None:
-        self.study = study
-        self.storage = storage
-        self.study_id = storage.get_study_id_from_name(study.study_name)
-        self.objective = objective
-        objective.on_step = self._stop_if_lost
+    def __init__(self, study_name: str, storage: BaseStorage, options: WorkerOptions) -> None:
+        # torch (through the objective and the study's checks): only where trials train.
+        from adamz.search.objective import TrialObjective, batched_optimizers
+        from adamz.search.studies import make_pruner, make_sampler
+
         self.options = options
-        self.seed = seed
-        self.lost = threading.Event()
-        self.heartbeat = Heartbeat(storage, options.heartbeat_interval, on_lost=self._on_lost)
+        self.interrupts = Interrupts(on_stop=self.keep_checkpoints)
+        self.outage = Outage(safe_url(storage_url(options.storage)), options.storage_patience)
+        self.patient = PatientStorage(
+            storage, self.outage, stopping=lambda: self.interrupts.pending is not None
+        )
+        self.study_id = self.patient.get_study_id_from_name(study_name)
+        self.cache = RoundCache(self.patient, self.study_id)
+        self.spec = stored_spec(study_name, self.patient)
+        self.file_seed: int | None = self.spec.sampler.get("seed")
+        self.seed = options.sampler_seed
+        self._make_sampler = make_sampler
+        self.study = optuna.load_study(
+            study_name=study_name,
+            storage=self.cache,
+            sampler=make_sampler(self.spec.sampler, seed=self.seed),
+            pruner=make_pruner(self.spec.pruner),
+        )
+        self.objective: TrialObjective = TrialObjective(
+            self.spec,
+            study=self.study,
+            storage=self.cache,
+            budget=study_budget(self.study, self.spec.budget),
+            device=options.device,
+            checkpoint_dir=checkpoint_dir(options, study_name),
+            data_dir=options.data_dir,
+            download=options.download,
+            checkpoint_interval_s=options.checkpoint_interval,
+            new_round=self.cache.new_round,
+            patient=self.patient,
+        )
+        self.lost: set[int] = set()
+        self.objective.on_step = self.interrupts.check
+        self.heartbeat = Heartbeat(
+            storage,
+            self.study_id,
+            options.heartbeat_interval,
+            self.outage,
+            on_lost=self._on_lost,
+        )
+        self.watch = StaleWatch(options.grace_period, self.outage)
         self.summary = WorkerSummary()
-        self.population = self._population_size()
-        self.slots: list[int] = []  # the trial number each population heartbeat beats for
-        self.lost_trials: set[int] = set()
-        self.heartbeats: list[Heartbeat] = []
-        self._snapshot: SnapshotStorage | None = None
-        self._population_study: optuna.Study | None = None
-
-    def _population_size(self) -> int:
-        from adamz.search.population import batched_optimizers
-
-        size = self.options.population or int(self.spec.definition.get("population", 1))
-        if size > 1:
-            batched, alone = batched_optimizers(self.spec)
-            if not batched:
-                logger.warning(
-                    "Study %s: %s has no batched form; its trials train one at a time.",
-                    self.study.study_name,
-                    ", ".join(sorted(alone)),
-                )
-                return 1
-        return size
-
-    @property
-    def spec(self) -> AnySpec:
-        return self.objective.spec
+        self.population = options.population or int(self.spec.definition.get("population", 1))
+        if self.population > 1 and not batched_optimizers(self.spec)[0]:
+            logger.warning(
+                "Study %s: %s has no batched form; its trials train one at a time.",
+                study_name,
+                ", ".join(sorted(batched_optimizers(self.spec)[1])),
+            )
+        self._ids: dict[int, int] = {}  # trial number -> id, for the trials this worker runs
+        self._populations = 0
 
     def keep_checkpoints(self) -> None:
-        """Keep the running trial's checkpoints: its retry resumes from them."""
+        """Keep the running trials' checkpoints: their retries resume from them."""
         self.objective.keep_checkpoints = True
 
-    def _on_lost(self) -> None:
+    def _on_lost(self, trial_id: int) -> None:
         self.keep_checkpoints()  # the retry queued by the stale check resumes from them
-        self.lost.set()
+        self.lost.update(number for number, known in self._ids.items() if known == trial_id)
 
-    def _stop_if_lost(self, epoch: int, step: int, steps: int) -> None:
-        if self.lost.is_set():
-            raise TrialLost("another worker failed this trial as stale")
+    # The loop.
 
-    def run(self, interrupts: Interrupts, tickets: Tickets | None) -> None:
+    def run(self, tickets: Tickets | None, on_ready: Callable[[], None] = lambda: None) -> None:
+        """Run trials until the budget is met, ``tickets`` run out, the worker is stopped, or
+        the storage stays unreachable; the summary says which. ``on_ready``: called once the
+        signal handlers are installed."""
+        state = "exited"
+        with self.interrupts:
+            on_ready()
+            try:
+                self._loop(tickets)
+            except WorkerStopped as stopped:
+                self.summary.code = STOP_CODES.get(str(stopped), 1)
+                self.summary.reason = f"stopped by {stopped}"
+            except StorageUnreachable as unreachable:
+                state = "gave up: storage unreachable"
+                self.summary.code = STOP_CODES.get(self.interrupts.pending or "", UNREACHABLE_CODE)
+                running = sorted(self._ids)
+                self.summary.reason = str(unreachable) + (
+                    f"; {'trials' if len(running) > 1 else 'trial'} "
+                    f"{', '.join(map(str, running))} will resume from their checkpoints"
+                    if running
+                    else ""
+                )
+                logger.error("%s", self.summary.reason)
+            finally:
+                self.heartbeat.stop(state)
+
+    def _loop(self, tickets: Tickets | None) -> None:
         budget = self.objective.budget
         failures = 0
-        error: str | None = None
         next_stale_check = 0.0
         first = True
         empty_polls = 0
         while True:
-            if interrupts.pending is not None:
-                self.summary.code = STOP_CODES.get(interrupts.pending, 1)
-                self.summary.reason = f"stopped by {interrupts.pending}"
-                return
-            waited = False
+            self.interrupts.check()
+            self.cache.new_round()
             if time.monotonic() >= next_stale_check:
                 self.requeue_stale()
                 next_stale_check = time.monotonic() + self.options.heartbeat_interval
             counts = count_states(self.study)
             finished = sum(counts[state] for state in FINISHED)
             if finished >= budget:
+                if counts[TrialState.WAITING]:
+                    ended = end_unrunnable(self.study, self.cache, self.study_id)
+                    if ended:
+                        logger.info("Queued trials %s not run: the budget is met.", ended)
                 self.summary.reason = (
                     f"nothing to do: study {self.study.study_name} has met its budget "
                     f"({finished} of {budget} trials finished)"
@@ -333,6 +388,7 @@ class Worker:
                 )
                 return
             first = False
+            waiting = False
             if self.spec.queued_only and not counts[TrialState.WAITING]:
                 # A failed run's retry is queued just after it fails: look again before leaving.
                 empty_polls = 0 if counts[TrialState.RUNNING] else empty_polls + 1
@@ -343,12 +399,12 @@ class Worker:
                         "failed too often, see 'adamz-search status')"
                     )
                     return
-                waited = True
+                waiting = True
             elif finished + counts[TrialState.RUNNING] >= budget:
-                waited = True  # the running trials fill the budget: wait for them
-            if waited:
+                waiting = True  # the running trials fill the budget: wait for them
+            if waiting:
                 next_stale_check = 0.0
-                time.sleep(POLL_S)
+                self._sleep(POLL_S)
                 continue
             room = budget - finished - counts[TrialState.RUNNING]
             if self.spec.queued_only:
@@ -359,18 +415,23 @@ class Worker:
             if size == 0:
                 self.summary.reason = "--n-trials reached"
                 return
-            error = (
-                self.run_trial(interrupts) if size == 1 else self.run_population(interrupts, size)
-            )
+            error = self.run_trials(size)
             failures = failures + 1 if error is not None else 0
             if failures >= MAX_CONSECUTIVE_FAILURES:
                 self.summary.code = 1
                 self.summary.reason = f"its last {failures} trials failed (the last: {error})"
                 return
 
+    def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if a signal asks the worker to stop."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.interrupts.check()
+            time.sleep(min(0.1, max(0.0, end - time.monotonic())))
+
     def requeue_stale(self) -> None:
         """Fail the trials whose worker died, and queue each again (or drop it at its limit)."""
-        for trial in claim_stale_trials(self.study, self.storage, self.options.grace_period):
+        for trial in self.watch.claim(self.study, self.cache):
             self.requeue(trial, "death")
 
     def requeue(self, trial: FrozenTrial, reason: Reason) -> None:
@@ -378,7 +439,10 @@ class Worker:
         if queue_retry(self.study, trial, reason):
             logger.warning("Trial %d queued again (%s).", trial.number, reason)
             return
-        origin = int(trial.system_attrs.get("failed_trial", trial.number))
+        from adamz.search.retries import retried_trial_number
+
+        origin = retried_trial_number(trial)
+        origin = trial.number if origin is None else origin
         for path in self.objective.checkpoint_dir.glob(f"trial-{origin}-seed-*.pt"):
             path.unlink(missing_ok=True)
         logger.error(
@@ -387,210 +451,184 @@ class Worker:
             reason,
         )
 
-    def run_trial(self, interrupts: Interrupts) -> str | None:
-        """Ask for a trial, train it with a heartbeat, tell how it ended; the error it failed
-        with (``None`` if it finished, was refused as surplus, interrupted or lost)."""
-        trial = self.study.ask()
-        trial_id = trial_id_of(trial)
-        self.lost.clear()
-        self.objective.keep_checkpoints = False
-        value: float | None = None
-        state = TrialState.FAIL
-        requeue: Reason | None = None
-        error: str | None = None
-        try:
-            with self.heartbeat.beating(trial_id):
-                record = {**self.objective.worker_record(trial), "sampler_seed": self.seed}
-                trial.set_user_attr("worker", record)
-                with interrupts.allowed():
-                    value = self.objective.run(trial)
-                state = TrialState.COMPLETE
-        except optuna.TrialPruned as pruned:
-            state = TrialState.PRUNED
-            logger.info("Trial %d pruned: %s", trial.number, pruned)
-        except SurplusTrialError as surplus:
-            requeue = self._surplus(trial, surplus)
-        except WorkerStopped as stopped:
-            if "error" not in trial.user_attrs:  # stopped before its training began
-                trial.set_user_attr("error", error_message(stopped))
-            logger.warning("Trial %d interrupted by %s: queued to resume.", trial.number, stopped)
-            requeue = "stop"
-        except (TrialLost, UpdateFinishedTrialError):
-            logger.warning("Trial %d was failed as stale by another worker.", trial.number)
-            self.summary.requeued += 1
-            return None
-        except Exception as exc:
-            error = error_message(exc)
-            logger.warning(
-                "Trial %d failed, parameters %s:", trial.number, trial.params, exc_info=True
-            )
-            if self.spec.queued_only:
-                requeue = "fault"
-        return self._end(trial, trial_id, value, state, requeue, error)
+    # Trials.
 
-    def _end(
-        self,
-        trial: optuna.Trial,
-        trial_id: int,
-        value: float | None,
-        state: TrialState,
-        requeue: Reason | None,
-        error: str | None,
-    ) -> str | None:
-        """Tell how ``trial`` ended, or fail it and queue it again for ``requeue``; ``error``."""
-        if requeue is None:
-            try:  # through the trial's own study: a population's reads its snapshot
-                told = trial.study.tell(trial, value, state=state, skip_if_finished=True)
-            except UpdateFinishedTrialError:  # failed as stale since that snapshot was read
-                logger.warning("Trial %d was failed as stale by another worker.", trial.number)
-                self.summary.requeued += 1
-                return None
-            if told.state == TrialState.COMPLETE:
-                self.summary.complete += 1
-            elif told.state == TrialState.PRUNED:
-                self.summary.pruned += 1
-            elif error is not None:
-                self.summary.failed += 1
-            return error
-        # Fail it here, unless another worker's stale check did first and queued it again.
+    def ask(self, size: int) -> list[optuna.Trial]:
+        """``size`` trials: queued ones first, then new ones sampled (see the module docs)."""
+        trials: list[optuna.Trial] = []
+        if self.seed is None:  # the first trial's number seeds the sampler
+            trials.append(self.study.ask())
+            self.seed = worker_seed(self.file_seed, trials[0].number)
+            self.study.sampler = self._make_sampler(self.spec.sampler, seed=self.seed)
+        queued = len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        while len(trials) < size and queued > 0:
+            trials.append(self.study.ask())
+            queued -= 1
+        new = size - len(trials)
+        if new and not self.spec.queued_only and _samples_in_memory(self.study.sampler):
+            for template in self._sample(new, trials):
+                self.study.add_trial(template)
+        trials += [self.study.ask() for _ in range(new)]
+        return trials
+
+    def _sample(self, size: int, asked: list[optuna.Trial]) -> list[FrozenTrial]:
+        """``size`` configurations sampled from an in-memory copy of the study, as queued
+        trials with their parameters."""
+        self.cache.new_round()
+        # A sampler of its own (a sampler keeps the study it first served), seeded from the
+        # worker's: a lone worker samples the same populations run after run.
+        self._populations += 1
+        seed = worker_seed(self.seed, -self._populations)
+        copy = optuna.create_study(
+            storage=InMemoryStorage(),
+            directions=self.study.directions,
+            sampler=self._make_sampler(self.spec.sampler, seed=seed),
+        )
+        copy.add_trials(
+            trial
+            for trial in self.study.get_trials(deepcopy=False)
+            if trial.state in (*FINISHED, TrialState.RUNNING)
+        )
+        templates = []
+        for _ in range(size):
+            trial = copy.ask()
+            self.spec.plan(trial)  # suggests every parameter of the space
+            templates.append(
+                create_trial(
+                    state=TrialState.WAITING,
+                    params=trial.params,
+                    distributions=trial.distributions,
+                )
+            )
+        return templates
+
+    def run_trials(self, size: int) -> str | None:
+        """Ask for ``size`` trials, train them with their heartbeats, tell how each ended; the
+        error they failed with if every one failed (``None`` otherwise)."""
+        trials = self.ask(size)
+        self.cache.new_round()
+        refs = [self.objective.ref(trial) for trial in trials]
+        self._ids = {ref.number: ref.trial_id for ref in refs}
+        self.lost.clear()
+        self.objective.keep_checkpoints = self.interrupts.pending is not None
+        extra: dict[str, Any] = {"sampler_seed": self.seed}
+        if size > 1:
+            extra["population"] = size
+        admitted: list[TrialRef] = []
         try:
-            self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
-        except UpdateFinishedTrialError:
-            return error
-        if requeue == "fault":
-            self.summary.failed += 1
-        elif requeue == "stop":
-            self.summary.requeued += 1
-        self.requeue(self.storage.get_trial(trial_id), requeue)
+            with self.heartbeat.beating(self._ids.values()):
+                for ref in refs:
+                    ref.trial.set_user_attr("worker", self.objective.worker_record(ref, **extra))
+                    try:
+                        self.objective.admit(ref)
+                    except SurplusTrialError as surplus:
+                        ref.trial.set_user_attr("error", error_message(surplus))
+                        self._end(ref, None, TrialState.FAIL, self._surplus(ref, surplus))
+                        continue
+                    admitted.append(ref)
+                try:
+                    outcomes = self.objective.train(admitted, self.lost, population=size > 1)
+                except WorkerStopped as stopped:
+                    logger.warning(
+                        "Trials %s interrupted by %s: queued to resume.",
+                        ", ".join(str(ref.number) for ref in admitted),
+                        stopped,
+                    )
+                    for ref in admitted:
+                        if ref.number not in self.lost:
+                            self._end(ref, None, TrialState.FAIL, "stop")
+                    raise
+                error = self._tell(admitted, outcomes)
+        except StorageUnreachable:
+            raise  # the trials are left running: their numbers go in the worker's last line
+        self._ids = {}
         return error
 
-    def _surplus(self, trial: optuna.Trial, surplus: SurplusTrialError) -> Reason | None:
-        """Count ``trial``, refused by the budget; a replicate's queued run goes back."""
-        from adamz.search.objective import is_queued
-
-        self.summary.surplus += 1
-        logger.info("Trial %d not run: %s", trial.number, surplus)
-        return "surplus" if self.spec.queued_only and is_queued(trial) else None
-
-    def _beat_for(self, slot: int) -> Heartbeat:
-        """The heartbeat of population slot ``slot`` (one thread per slot, kept)."""
-        while len(self.heartbeats) <= slot:
-            index = len(self.heartbeats)
-            self.slots.append(-1)
-            self.heartbeats.append(
-                Heartbeat(
-                    self.storage,
-                    self.options.heartbeat_interval,
-                    on_lost=functools.partial(self._on_slot_lost, index),
-                )
-            )
-        return self.heartbeats[slot]
-
-    def _on_slot_lost(self, slot: int) -> None:
-        self.keep_checkpoints()  # the retry queued by the stale check resumes from them
-        self.lost_trials.add(self.slots[slot])
-
-    def population_study(self) -> tuple[optuna.Study, SnapshotStorage]:
-        """The study as a population's trials see it: read once per round
-        (:mod:`~adamz.search.snapshot`), with this worker's sampler and pruner."""
-        if self._population_study is None or self._snapshot is None:
-            self._snapshot = SnapshotStorage(self.study, self.storage)
-            self._population_study = optuna.load_study(
-                study_name=self.study.study_name,
-                storage=self._snapshot,
-                sampler=self.study.sampler,
-                pruner=self.study.pruner,
-            )
-        return self._population_study, self._snapshot
-
-    def run_population(self, interrupts: Interrupts, size: int) -> str | None:
-        """Ask for ``size`` trials and train them together (:mod:`~adamz.search.population`);
-        the error they failed with, if training failed for all of them."""
-        from adamz.search.population import train_trials
-
-        study, snapshot = self.population_study()
-        snapshot.invalidate()
-        trials = [study.ask() for _ in range(size)]
-        ids = {trial.number: trial_id_of(trial) for trial in trials}
-        self.lost_trials.clear()
-        self.objective.keep_checkpoints = False
-        admitted: list[optuna.Trial] = []
-        with ExitStack() as beats:
-            for slot, trial in enumerate(trials):
-                heartbeat = self._beat_for(slot)
-                self.slots[slot] = trial.number
-                beats.enter_context(heartbeat.beating(ids[trial.number]))
-            snapshot.invalidate()  # the budget's admission reads the study as it is now
-            for trial in trials:
-                record = self.objective.worker_record(trial)
-                trial.set_user_attr(
-                    "worker", {**record, "sampler_seed": self.seed, "population": size}
-                )
-                try:
-                    self.objective.admit(trial)
-                except SurplusTrialError as surplus:
-                    requeue = self._surplus(trial, surplus)
-                    self._end(trial, ids[trial.number], None, TrialState.FAIL, requeue, None)
-                    continue
-                admitted.append(trial)
-            try:
-                with interrupts.allowed():
-                    outcomes = train_trials(
-                        self.objective, admitted, self.lost_trials, snapshot.invalidate
-                    )
-            except WorkerStopped as stopped:
-                logger.warning(
-                    "Trials %s interrupted by %s: queued to resume.",
-                    ", ".join(str(trial.number) for trial in admitted),
-                    stopped,
-                )
-                for trial in admitted:
-                    trial.set_user_attr("error", error_message(stopped))
-                    self._end(trial, ids[trial.number], None, TrialState.FAIL, "stop", None)
-                return None
-            except Exception as exc:
-                error = error_message(exc)
-                logger.warning("Trials of a population failed:", exc_info=True)
-                fault: Reason | None = "fault" if self.spec.queued_only else None
-                for trial in admitted:
-                    trial.set_user_attr("error", error)
-                    self._end(trial, ids[trial.number], None, TrialState.FAIL, fault, error)
-                return error
+    def _tell(self, refs: list[TrialRef], outcomes: dict[int, Outcome]) -> str | None:
         errors = []
-        for trial in admitted:
-            if trial.number in self.lost_trials:
-                logger.warning("Trial %d was failed as stale by another worker.", trial.number)
+        for ref in refs:
+            if ref.number in self.lost or ref.number not in outcomes:
+                logger.warning("Trial %d was failed as stale by another worker.", ref.number)
                 self.summary.requeued += 1
                 continue
-            outcome = outcomes[trial.number]
+            outcome = outcomes[ref.number]
             if outcome.error is not None:
-                trial.set_user_attr("error", outcome.error)
-                errors.append(outcome.error)
+                errors.append(error_message(outcome.error))
+                logger.warning(
+                    "Trial %d failed, parameters %s: %s",
+                    ref.number,
+                    ref.trial.params,
+                    errors[-1],
+                )
             state = (
-                TrialState.PRUNED
-                if outcome.pruned
-                else TrialState.FAIL
+                TrialState.FAIL
                 if outcome.error is not None
+                else TrialState.PRUNED
+                if outcome.pruned
                 else TrialState.COMPLETE
             )
             again: Reason | None = (
                 "fault" if outcome.error is not None and self.spec.queued_only else None
             )
-            self._end(trial, ids[trial.number], outcome.value, state, again, outcome.error)
-        return errors[0] if errors and len(errors) == len(admitted) else None
+            self._end(ref, outcome.value, state, again)
+        return errors[0] if errors and len(errors) == len(refs) else None
+
+    def _end(
+        self,
+        ref: TrialRef,
+        value: float | None,
+        state: TrialState,
+        requeue: Reason | None,
+    ) -> None:
+        """Tell how ``ref``'s trial ended, or fail it and queue it again for ``requeue``."""
+        if requeue is None:
+            try:
+                told = self.study.tell(ref.trial, value, state=state, skip_if_finished=True)
+            except UpdateFinishedTrialError:  # failed as stale since the round's read
+                logger.warning("Trial %d was failed as stale by another worker.", ref.number)
+                self.summary.requeued += 1
+                return
+            if told.state == TrialState.COMPLETE:
+                self.summary.complete += 1
+            elif told.state == TrialState.PRUNED:
+                self.summary.pruned += 1
+            else:
+                self.summary.failed += 1
+            return
+        # Fail it here, unless another worker's stale check did first and queued it again.
+        try:
+            self.cache.set_trial_state_values(ref.trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            return
+        if requeue == "fault":
+            self.summary.failed += 1
+        elif requeue == "stop":
+            self.summary.requeued += 1
+        self.requeue(self.cache.get_trial(ref.trial_id), requeue)
+
+    def _surplus(self, ref: TrialRef, surplus: SurplusTrialError) -> Reason | None:
+        """Count ``ref``'s trial, refused by the budget; a replicate's queued run goes back."""
+        self.summary.surplus += 1
+        logger.info("Trial %d not run: %s", ref.number, surplus)
+        return "surplus" if self.spec.queued_only and ref.queued else None
 
 
-def stored_spec(study: optuna.Study, storage: BaseStorage | None = None) -> AnySpec:
-    """The study's definition, as ``create`` stored it (``storage``: the study's, read through
-    its public interface).
+def _samples_in_memory(sampler: optuna.samplers.BaseSampler) -> bool:
+    """Whether ``sampler`` keeps nothing in the storage, and so samples the same from an
+    in-memory copy of the study (QMC numbers its points, CMA-ES keeps its state there)."""
+    return isinstance(sampler, optuna.samplers.TPESampler | optuna.samplers.RandomSampler)
+
+
+def stored_spec(study_name: str, storage: BaseStorage) -> AnySpec:
+    """The study's definition, as ``create`` stored it.
 
     Raises:
         ValueError: the study was not created by ``adamz-search create``.
     """
     from adamz.search.studies import spec_from_definition  # imports torch
 
-    definition = require_definition(study, storage)
-    return spec_from_definition(definition, source=f"study {study.study_name}")
+    definition = require_definition(study_name, storage)
+    return spec_from_definition(definition, source=f"study {study_name}")
 
 
 def checkpoint_dir(options: WorkerOptions, study_name: str) -> Path:

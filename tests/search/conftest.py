@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from private_postgres import PrivateCluster, private_cluster, why_no_private_cluster
 
 POSTGRES_ENV = "ADAMZ_TEST_POSTGRES"
 """A PostgreSQL URL (a server where the tests may create and drop databases). Set by CI;
@@ -32,3 +33,15 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as connection:
             connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         admin.dispose()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivateCluster]:
+    """A fresh PostgreSQL cluster of the test's own (:mod:`private_postgres`); skipped where
+    none can be made: no server binaries, or no ``postgres`` user to run them as (the server
+    refuses to run as root)."""
+    reason = why_no_private_cluster()
+    if reason is not None:
+        pytest.skip(reason)
+    with private_cluster() as cluster:
+        yield cluster

@@ -53,13 +53,14 @@ def run_cli(
     )
 
 
-def start_cli(*args: str, cwd: Path) -> subprocess.Popen[str]:
+def start_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "adamz.cli", *args],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -75,3 +76,13 @@ def cli(*args: str, cwd: Path, capsys: object, monkeypatch: object) -> tuple[int
     code = main(list(args))
     captured = capsys.readouterr()  # type: ignore[attr-defined]
     return code, captured.out, captured.err
+
+
+def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
+    """The storage ``study`` was made on (a test may look inside; the package passes it)."""
+    return study._storage
+
+
+def with_storage(study: optuna.Study) -> tuple[optuna.Study, optuna.storages.BaseStorage]:
+    """``study`` and its storage, as ``load_study_data`` takes them."""
+    return study, storage_of(study)

@@ -1,4 +1,5 @@
-"""``report --confirm K`` end to end: a replicate study run by workers, then the export."""
+"""``report --confirm K`` end to end: a replicate study run by workers, then the export; and
+``report --search-replicates R``: each search run again, each replicate confirmed."""
 
 from __future__ import annotations
 
@@ -6,11 +7,18 @@ import json
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 from optuna.trial import TrialState
-from search_helpers import run_cli, trials, write_study
+from search_helpers import cli, run_cli, trials, write_study
+
+from adamz.cli._study_commands import create_study
+from adamz.search.studies import load_study_file
+from adamz.search.study_attrs import stored_definition
+from adamz.search.worker import WorkerOptions, run_worker
 
 
+@pytest.mark.slow
 def test_confirm_reruns_the_top_trials_on_fresh_seeds_and_export_prefers_the_confirmed(
     tmp_path: Path,
 ) -> None:
@@ -66,6 +74,7 @@ def test_confirm_reruns_the_top_trials_on_fresh_seeds_and_export_prefers_the_con
     assert "Nothing to do" not in again.stderr  # no worker started, no warning
 
 
+@pytest.mark.slow
 def test_confirm_refuses_studies_on_different_workloads_with_exit_2(tmp_path: Path) -> None:
     first = write_study(tmp_path, "first", budget=1, epochs=1)
     second = write_study(tmp_path, "second", budget=1, epochs=2)
@@ -79,6 +88,7 @@ def test_confirm_refuses_studies_on_different_workloads_with_exit_2(tmp_path: Pa
     )
 
 
+@pytest.mark.slow
 def test_export_of_several_workloads_validates_every_candidate_on_each_of_them(
     tmp_path: Path,
 ) -> None:
@@ -118,3 +128,72 @@ def test_export_of_several_workloads_validates_every_candidate_on_each_of_them(
     from adamz import AdamZ
 
     AdamZ.from_config(tmp_path / "default.yaml", [torch.zeros(2, requires_grad=True)])
+
+
+@pytest.mark.slow
+def test_search_replicates_rerun_each_search_on_its_own_sampler_seed_confirm_each_and_are_reused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    circles = {"name": "circles", "epochs": 1, "train_size": 200}
+    adam_space = {
+        "optimizer": "adam",
+        "parameters": {"lr": {"type": "float", "low": 1e-3, "high": 0.05, "log": True}},
+    }
+    url = f"sqlite:///{tmp_path / 'adamz-search.db'}"
+    storage = optuna.storages.get_storage(url)
+    for path in (
+        write_study(tmp_path, "tuned-z", budget=6, workload=circles),
+        write_study(
+            tmp_path, "tuned-a", budget=6, workload=circles, optimizer="adam",
+            search_space=adam_space,
+        ),
+    ):  # fmt: skip
+        # the searches run in this process (a worker, without the launcher's start-up)
+        spec = load_study_file(path)
+        create_study(spec, storage)
+        assert run_worker(spec.name, WorkerOptions(storage=url, population=6)).code == 0
+    command = (
+        "report", "tuned-z", "tuned-a", "--search-replicates", "2", "--confirm", "6",
+        "--candidates", "1", "--population", "12", "--out", "rep", "--no-note",
+        "--repeats", "1", "--fanova-trees", "2",
+    )  # fmt: skip
+    # in this process too: the workers it starts are processes of their own
+    code, _, err = cli(*command, cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 0, err[-2000:]
+    for name in ("tuned-z", "tuned-a"):
+        original = stored_definition(name, storage)
+        replicate = stored_definition(f"{name}~r2", storage)
+        assert original is not None
+        assert replicate is not None
+        assert (original["sampler"]["seed"], replicate["sampler"]["seed"]) == (0, 1)
+        assert {k for k in replicate if replicate[k] != original.get(k)} == {
+            "name", "sampler", "description",
+        }  # fmt: skip
+        finished = [t for t in trials(url, f"{name}~r2") if t.state == TrialState.COMPLETE]
+        assert len(finished) == 6
+    # each replicate confirmed on seeds of its own
+    for confirmation, first in (("confirm-tuned-z+tuned-a-k6-c1", 1000), (
+        "confirm-tuned-z~r2+tuned-a~r2-k6-c1", 1006,
+    )):  # fmt: skip
+        runs = [t for t in trials(url, confirmation) if t.state == TrialState.COMPLETE]
+        assert {t.params["seed"] for t in runs} == set(range(first, first + 6))
+        assert len(runs) == 12
+    numbers = json.loads((tmp_path / "rep" / "report.json").read_text())
+    over = numbers["Verdict"]["Verdict over search replicates"]["numbers"]["pairs"]
+    assert [(pair["first"], pair["second"], pair["replicates"]) for pair in over] == [
+        ("tuned-z", "tuned-a", [1, 2])
+    ]
+    curves = numbers["All studies"]["Budget curves"]["numbers"]["search_replicates"]
+    assert curves["tuned-z"]["replicates"] == ["tuned-z", "tuned-z~r2"]
+
+    code, _, again = cli(*command, cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 0, again[-2000:]
+    assert again.splitlines()[:4] == [
+        "Replicating: study tuned-z~r2 has run its 6 trials, sampler seed 1 already",
+        "Replicating: study tuned-a~r2 has run its 6 trials, sampler seed 1 already",
+        "Confirming: study confirm-tuned-z+tuned-a-k6-c1 has run its 2 configurations x 6 "
+        "seeds already",
+        "Confirming: study confirm-tuned-z~r2+tuned-a~r2-k6-c1 has run its 2 configurations x "
+        "6 seeds already",
+    ]
+    assert "Nothing to do" not in again  # no worker started, no warning

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 )
 def test_every_shipped_search_space_loads_and_samples_valid_configurations(path: Path) -> None:
     space = load_search_space(path)
-    assert space.optimizer == path.stem
+    assert path.stem == space.optimizer or path.stem.startswith(f"{space.optimizer}-")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     from adamz.training import resolve_hyperparameters
 
@@ -99,8 +99,8 @@ BAD_SPACES = [
         "extra: unknown key",
     ),
     (
-        {"optimizer": "lion", "parameters": {"lr": {"value": 0.1}}},
-        "optimizer: Unknown optimizer 'lion'",
+        {"optimizer": "lamb", "parameters": {"lr": {"value": 0.1}}},
+        "optimizer: Unknown optimizer 'lamb'",
     ),
     (space_with(momentum={"value": 0.9}), "parameters.momentum: unknown hyperparameter of adamz"),
     (
@@ -263,7 +263,12 @@ def test_adamz_queues_one_trial_for_its_defaults_which_are_the_papers() -> None:
     spec = load_study_file(ROOT / "studies" / "digits-adamz.yaml")
     [(params, attrs)] = spec.queued_trials()
     assert params["lr"] == 0.01
-    assert attrs == {"enqueued": ["library defaults", "paper settings"]}
+    assert params["max_grad_norm"] == 1.0
+    # Weight decay is tuned over Adam's log range, as for every optimizer of the Adam family.
+    assert attrs == {
+        "enqueued": ["library defaults", "paper settings"],
+        "clamped": {"weight_decay": [0.0, 1e-8]},
+    }
 
 
 @pytest.mark.parametrize(

@@ -113,7 +113,10 @@ def test_a_trial_past_its_death_limit_is_dropped_with_its_checkpoints_and_shown_
     url = f"sqlite:///{tmp_path / 'drop.db'}"
     study_file = write_study(tmp_path, budget=2, epochs=1)
     assert run_cli("create", str(study_file), "--storage", url, cwd=tmp_path).returncode == 0
-    worker = open_worker("quick", WorkerOptions(storage=url, checkpoint_dir=str(tmp_path)))
+    options = WorkerOptions(
+        storage=url, checkpoint_dir=str(tmp_path), heartbeat_interval=0.1, grace_period=0.3
+    )
+    worker = open_worker("quick", options)
     storage = open_storage(url)
     doomed = worker.study.ask()  # a configuration that killed its worker MAX_DEATHS times
     trial_id = storage.get_trial_id_from_study_id_trial_number(worker.study_id, doomed.number)
@@ -122,7 +125,9 @@ def test_a_trial_past_its_death_limit_is_dropped_with_its_checkpoints_and_shown_
     checkpoint = worker.objective.checkpoint_dir / f"trial-{doomed.number}-seed-0.pt"
     checkpoint.parent.mkdir(parents=True)
     checkpoint.write_bytes(b"state")
-    worker.requeue_stale()
+    worker.requeue_stale()  # the first sight of it
+    assert checkpoint.exists()
+    wait_for(lambda: (worker.cache.new_round(), worker.requeue_stale(), not checkpoint.exists())[2])
     assert not checkpoint.exists()
     assert worker.study.get_trials(states=(TrialState.WAITING,)) == []
     status = run_cli("status", "quick", "--storage", url, "--format", "json", cwd=tmp_path)

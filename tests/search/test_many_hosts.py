@@ -19,7 +19,6 @@ from optuna.trial import TrialState
 from search_helpers import run_cli, start_cli, trials, write_study
 
 from adamz.search import open_storage, storage_url
-from adamz.search.interrupts import Interrupts
 from adamz.search.worker import WorkerOptions, open_worker
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -29,6 +28,7 @@ def params_of(found: list[optuna.trial.FrozenTrial]) -> list[tuple[float, ...]]:
     return [tuple(sorted(trial.params.items())) for trial in found if trial.params]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_two_independently_started_launchers_never_propose_the_same_configuration(
     tmp_path: Path, request: pytest.FixtureRequest, backend: str
@@ -74,6 +74,7 @@ def proxy(tmp_path: Path) -> Iterator[str]:
         server.communicate(timeout=30)
 
 
+@pytest.mark.slow
 def test_workers_through_the_grpc_proxy_meet_the_budget_with_no_error(
     tmp_path: Path, proxy: str
 ) -> None:
@@ -97,7 +98,10 @@ def test_workers_through_the_grpc_proxy_meet_the_budget_with_no_error(
         assert "Traceback" not in err
     found = optuna.load_study(study_name="quick", storage=open_storage(proxy)).trials
     assert TrialState.RUNNING not in [trial.state for trial in found]
-    assert [trial for trial in found if trial.state == TrialState.FAIL] == []
+    # Two workers that both saw the last place free may both ask: the later trial is
+    # refused as surplus (never trained, no budget), which is no error.
+    failed = [t for t in found if t.state == TrialState.FAIL and not t.user_attrs.get("surplus")]
+    assert failed == []
     finished = sum(trial.state in FINISHED for trial in found)
     assert 6 <= finished <= 6 + 3 - 1  # the documented bound: workers - 1
     assert not (tmp_path / "adamz-search.db").exists()
@@ -147,8 +151,8 @@ def test_a_worker_stops_training_a_trial_that_another_worker_failed(tmp_path: Pa
 
     thread = threading.Thread(target=stale_check_of_another_worker, daemon=True)
     thread.start()
-    with Interrupts(on_stop=worker.keep_checkpoints) as interrupts:
-        assert worker.run_trial(interrupts) is None
+    with worker.interrupts:
+        assert worker.run_trials(1) is None
     thread.join(timeout=10)
     [trial] = other.trials
     assert trial.state == TrialState.FAIL

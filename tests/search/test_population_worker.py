@@ -14,7 +14,7 @@ from search_helpers import run_cli, start_cli, trials, write_study
 from test_service import wait_for_running_trial
 
 from adamz.search import WorkerOptions, open_storage, run_worker
-from adamz.search.trials import trial_id as trial_id_of
+from adamz.search.objective import Outcome
 from adamz.search.worker import open_worker
 from adamz.training import RunConfig, train
 
@@ -70,6 +70,7 @@ def test_the_pruner_stops_each_trial_of_a_population_on_its_own(tmp_path: Path) 
     assert all(len(trial.intermediate_values) == 3 for trial in fast)
 
 
+@pytest.mark.slow
 def test_sigterm_requeues_every_trial_of_the_population_and_each_resumes(tmp_path: Path) -> None:
     study_file = write_study(tmp_path, budget=3, epochs=40, population=3, pruner={"name": "none"})
     run_cli("create", str(study_file), cwd=tmp_path)
@@ -120,6 +121,7 @@ def test_an_optimizer_without_a_batched_form_trains_one_trial_at_a_time_and_says
     assert [trial.state for trial in found] == [TrialState.COMPLETE] * 2
 
 
+@pytest.mark.slow
 def test_a_confirmation_runs_its_replicates_as_populations(tmp_path: Path) -> None:
     study_file = write_study(tmp_path, "tuned", budget=3, epochs=1)
     assert run_cli("worker", str(study_file), cwd=tmp_path).returncode == 0
@@ -176,12 +178,13 @@ def test_a_trial_failed_by_another_worker_after_its_last_report_is_not_told(
     run_cli("create", str(study_file), cwd=tmp_path)
     storage = f"sqlite:///{tmp_path / 'adamz-search.db'}"
     worker = open_worker("quick", WorkerOptions(storage=storage, checkpoint_dir=str(tmp_path)))
-    study, snapshot = worker.population_study()
-    snapshot.invalidate()
-    trial = study.ask()
-    trial_id = trial_id_of(trial)
-    worker.storage.set_trial_state_values(trial_id, TrialState.FAIL)  # another worker's check
+    worker.cache.new_round()
+    [trial] = worker.ask(1)
+    ref = worker.objective.ref(trial)
+    other = open_storage(storage)  # another worker's stale check
+    other.set_trial_state_values(ref.trial_id, TrialState.FAIL)
+    study = worker.study
     assert study.get_trials()[trial.number].state == TrialState.RUNNING  # as the round read it
-    assert worker._end(trial, trial_id, 0.9, TrialState.COMPLETE, None, None) is None
+    assert worker._tell([ref], {trial.number: Outcome(value=0.9)}) is None
     assert (worker.summary.complete, worker.summary.requeued) == (0, 1)
     assert trials(storage, "quick")[trial.number].state == TrialState.FAIL

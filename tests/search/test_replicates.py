@@ -5,18 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import optuna
 import pytest
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 from search_helpers import run_cli, trials
 
-from adamz.search import TrialObjective, load_study_file
+from adamz.search import load_study_file, open_storage
 from adamz.search import objective as objective_module
 from adamz.search.errors import SpecError
-from adamz.search.interrupts import Interrupts
+from adamz.search.objective import Outcome, TrialRef
 from adamz.search.replicates import ReplicateSpec
-from adamz.search.retries import MAX_FAULTS
+from adamz.search.retries import MAX_FAULTS, retried_trial_number
 from adamz.search.worker import Worker, WorkerOptions, open_worker, run_worker
 from adamz.training import RunConfig, train
 
@@ -48,8 +47,8 @@ def created_replicates(directory: Path) -> Worker:
 
 
 def run_one_trial(worker: Worker) -> str | None:
-    with Interrupts(on_stop=worker.keep_checkpoints) as interrupts:
-        return worker.run_trial(interrupts)
+    with worker.interrupts:
+        return worker.run_trials(1)
 
 
 def test_a_replicate_file_queues_every_run_on_the_same_seeds(tmp_path: Path) -> None:
@@ -92,6 +91,7 @@ def test_bad_replicate_files_fail_in_one_line_naming_the_key(
     assert "\n" not in str(raised.value)
 
 
+@pytest.mark.slow
 def test_workers_run_each_run_on_each_seed_once(tmp_path: Path) -> None:
     path = replicate_file(tmp_path)
     assert run_cli("create", str(path), cwd=tmp_path).returncode == 0
@@ -193,7 +193,7 @@ def test_a_queued_run_refused_as_surplus_is_queued_again(tmp_path: Path) -> None
     """A worker that takes a queued run when the budget is already full does not lose it."""
     worker = created_replicates(tmp_path)
     spec, study = worker.spec, worker.study
-    worker.objective = TrialObjective(spec, budget=0, device="cpu", checkpoint_dir=tmp_path)
+    worker.objective.budget = 0
     run_one_trial(worker)
     found = study.get_trials(deepcopy=False)
     refused = found[0]
@@ -201,7 +201,7 @@ def test_a_queued_run_refused_as_surplus_is_queued_again(tmp_path: Path) -> None
     assert refused.user_attrs["surplus"] is True
     assert "run" not in refused.user_attrs  # never trained
     queued = [t for t in found if t.state == TrialState.WAITING]
-    [retry] = [t for t in queued if t.system_attrs.get("failed_trial") == refused.number]
+    [retry] = [t for t in queued if retried_trial_number(t) == refused.number]
     assert retry.system_attrs["fixed_params"] == refused.system_attrs["fixed_params"]
     assert "surplus" not in retry.user_attrs  # it will run
     assert len(found) == spec.budget + 1
@@ -231,17 +231,18 @@ def test_a_trial_failed_as_stale_while_its_worker_stalled_is_queued_once(
     worker = created_replicates(tmp_path)
     study = worker.study
 
-    def crash_after_stale_check(trial: optuna.Trial, **kwargs: Any) -> float:
+    def crash_after_stale_check(refs: list[TrialRef], *args: Any, **kwargs: Any) -> Any:
         # Another worker found this one stalled past the grace period, failed and queued it.
-        frozen = study.trials[trial.number]
-        worker.storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
-        worker.requeue(worker.storage.get_trial(frozen._trial_id), "death")
-        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        [ref] = refs
+        storage = open_storage(f"sqlite:///{tmp_path / 'reps.db'}")
+        storage.set_trial_state_values(ref.trial_id, TrialState.FAIL)
+        worker.requeue(storage.get_trial(ref.trial_id), "death")
+        return {ref.number: Outcome(error=RuntimeError("CUDA error: an illegal memory access"))}
 
-    monkeypatch.setattr(worker.objective, "run", crash_after_stale_check)
+    monkeypatch.setattr(worker.objective, "train", crash_after_stale_check)
     run_one_trial(worker)
     failed = study.trials[0]
-    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == failed.number]
+    retries = [t for t in study.trials if retried_trial_number(t) == failed.number]
     assert failed.state == TrialState.FAIL
     assert len(retries) == 1
     assert retries[0].system_attrs["deaths"] == 1

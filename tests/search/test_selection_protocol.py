@@ -15,6 +15,7 @@ import optuna
 import pytest
 import torch
 import torch.nn.functional as F
+from search_helpers import storage_of
 from torch import Tensor, nn
 
 from adamz.reports import load_study_data
@@ -92,7 +93,9 @@ def search(tmp_path: Path, tag: str) -> optuna.Study:
         },
         source="test",
     )
+    storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(
+        storage=storage,
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=4),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
@@ -101,7 +104,14 @@ def search(tmp_path: Path, tag: str) -> optuna.Study:
     study.set_user_attr("definition", spec.definition)
     for params, attrs in spec.queued_trials():
         study.enqueue_trial(params, user_attrs=attrs)
-    objective = TrialObjective(spec, budget=12, device="cpu", checkpoint_dir=tmp_path / tag)
+    objective = TrialObjective(
+        spec,
+        study=study,
+        storage=storage,
+        budget=12,
+        device="cpu",
+        checkpoint_dir=tmp_path / tag,
+    )
     study.optimize(objective.run, n_trials=12)
     return study
 
@@ -123,9 +133,13 @@ def test_garbage_test_labels_change_no_sample_no_pruning_and_no_selection(
     pruned = [t for t in honest.trials if t.state == optuna.trial.TrialState.PRUNED]
     assert pruned, "the check needs pruning decisions to compare"
     # the confirmation's candidates are chosen from the same trials
-    pick = [run["source"]["trial"] for run in confirmation_spec([load_study_data(honest)], 3).runs]
+    pick = [
+        run["source"]["trial"]
+        for run in confirmation_spec([load_study_data(honest, storage_of(honest))], 3).runs
+    ]
     assert pick == [
-        run["source"]["trial"] for run in confirmation_spec([load_study_data(garbage)], 3).runs
+        run["source"]["trial"]
+        for run in confirmation_spec([load_study_data(garbage, storage_of(garbage))], 3).runs
     ]
     # ...while the test metrics, recorded on every trial, did see the garbage
     completed = [t for t in honest.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -172,8 +186,11 @@ def test_a_diverged_run_is_a_completed_trial_at_chance_marked_diverged(
         },
         source="test",
     )
-    study = optuna.create_study(direction="maximize")
-    objective = TrialObjective(spec, budget=2, device="cpu", checkpoint_dir=tmp_path)
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, direction="maximize")
+    objective = TrialObjective(
+        spec, study=study, storage=storage, budget=2, device="cpu", checkpoint_dir=tmp_path
+    )
     study.optimize(objective.run, n_trials=1)
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.COMPLETE

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from search_helpers import cli, run_cli, start_cli, trials, write_study
+from search_helpers import cli, run_cli, start_cli, storage_of, trials, write_study
 
 from adamz.search.study_attrs import stored_definition, stored_digest
 
@@ -31,6 +31,7 @@ def states(storage: str, name: str) -> list[TrialState]:
     return [trial.state for trial in trials(storage, name)]
 
 
+@pytest.mark.slow
 def test_two_workers_run_exactly_the_budget_on_sqlite(tmp_path: Path) -> None:
     # Trials long enough (about a second each) that both workers, started together, get some
     # even when one of them starts seconds after the other on a loaded machine.
@@ -63,11 +64,11 @@ def test_the_study_stores_its_definition_digest_and_version(tmp_path: Path) -> N
     study = optuna.load_study(
         study_name="quick", storage=f"sqlite:///{tmp_path / 'adamz-search.db'}"
     )
-    definition = stored_definition(study)
+    definition = stored_definition(study.study_name, storage_of(study))
     assert definition is not None
     assert definition["budget"] == 4
     assert definition["search_space"]["optimizer"] == "adamz"
-    assert len(stored_digest(study) or "") == 64
+    assert len(stored_digest(study.study_name, storage_of(study)) or "") == 64
     assert study.user_attrs["study_file"] == str(study_file)
     assert study.user_attrs["adamz_version"]
 
@@ -94,7 +95,7 @@ def test_create_is_idempotent_and_refuses_a_different_definition(
     study = optuna.load_study(
         study_name="quick", storage=f"sqlite:///{tmp_path / 'adamz-search.db'}"
     )
-    assert (stored_definition(study) or {})["budget"] == 4
+    assert (stored_definition(study.study_name, storage_of(study)) or {})["budget"] == 4
 
 
 @pytest.mark.parametrize(
@@ -229,6 +230,7 @@ def test_read_only_commands_on_a_missing_sqlite_file_fail_in_one_line_and_create
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_eight_concurrent_workers_on_sqlite_raise_no_errors(tmp_path: Path) -> None:
     study_file = write_study(tmp_path, budget=16, epochs=1)
     result = run_cli(
@@ -262,6 +264,7 @@ def wait_for_running_trial(
     raise AssertionError("no trial started running in time")
 
 
+@pytest.mark.slow
 def test_a_sigkilled_worker_s_trial_is_retried_and_resumes_from_its_checkpoint(
     tmp_path: Path,
 ) -> None:
@@ -295,6 +298,7 @@ def test_a_sigkilled_worker_s_trial_is_retried_and_resumes_from_its_checkpoint(
     assert status["trials"]["fail"] == 0
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_workers_and_queues_the_interrupted_trial(tmp_path: Path) -> None:
     study_file = write_study(tmp_path, budget=3, epochs=30, pruner={"name": "none"})
     run_cli("create", str(study_file), cwd=tmp_path)
@@ -310,7 +314,9 @@ def test_sigterm_stops_the_workers_and_queues_the_interrupted_trial(tmp_path: Pa
     found = trials(storage, "quick")
     assert TrialState.RUNNING not in [trial.state for trial in found]
     assert found[interrupted.number].state == TrialState.FAIL
-    assert found[interrupted.number].user_attrs["error"].startswith("WorkerStopped: SIGTERM")
+    stopped = found[interrupted.number].user_attrs["run"]["stop_reason"]
+    assert stopped == "interrupted (WorkerStopped: SIGTERM)"
+    assert "error" not in found[interrupted.number].user_attrs  # not its training's fault
     queued = [trial for trial in found if trial.state == TrialState.WAITING]
     assert [trial.params for trial in queued] == [interrupted.params]
     assert list((tmp_path / "checkpoints" / "quick").glob(f"trial-{interrupted.number}-*.pt"))
@@ -355,6 +361,7 @@ def test_a_worker_whose_trials_keep_failing_stops_with_exit_1(tmp_path: Path) ->
     assert "nodata" in found[0].user_attrs["error"]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("postgres_url")
 def test_two_workers_run_exactly_the_budget_on_postgresql(
     tmp_path: Path, postgres_url: str

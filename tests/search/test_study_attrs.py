@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
-from search_helpers import write_study
+from search_helpers import storage_of, write_study
 
 from adamz.cli._study_commands import create_study
 from adamz.search import load_study_file
@@ -37,8 +37,8 @@ def test_create_stores_the_definition_and_digest_as_system_attributes(tmp_path: 
     spec = load_study_file(study_file)
     assert system_attrs[DEFINITION_ATTR] == spec.definition
     assert system_attrs[DIGEST_ATTR] == spec.digest
-    assert stored_definition(study) == spec.definition
-    assert stored_digest(study) == spec.digest
+    assert stored_definition(study.study_name, storage_of(study)) == spec.definition
+    assert stored_digest(study.study_name, storage_of(study)) == spec.digest
 
 
 def test_the_dashboards_study_attributes_are_short_readable_values(tmp_path: Path) -> None:
@@ -83,12 +83,12 @@ def test_a_study_created_with_the_definition_among_its_user_attributes_is_still_
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'old.sqlite'}", study_name="old")
     study.set_user_attr(DEFINITION_ATTR, spec.definition)
     study.set_user_attr(DIGEST_ATTR, spec.digest)
-    assert stored_definition(study) == spec.definition
-    assert stored_digest(study) == spec.digest
+    assert stored_definition(study.study_name, storage_of(study)) == spec.definition
+    assert stored_digest(study.study_name, storage_of(study)) == spec.digest
 
 
 def test_a_plain_optuna_study_has_no_stored_definition() -> None:
     study = optuna.create_study()
     study.set_user_attr(DEFINITION_ATTR, "not a definition")
-    assert stored_definition(study) is None
-    assert stored_digest(study) is None
+    assert stored_definition(study.study_name, storage_of(study)) is None
+    assert stored_digest(study.study_name, storage_of(study)) is None

@@ -1,0 +1,358 @@
+"""Riding out a storage outage: a worker's storage calls wait for the database to come back.
+
+A database restart (a failover, an upgrade, a managed database's maintenance window), a proxy
+that restarts, or a SQLite file held locked by another process make every storage call fail
+for a while. :class:`PatientStorage` retries each call that failed because the storage could
+not be reached, with capped exponential backoff and jitter, for up to ``patience`` seconds
+from the first failure of the outage; past it, the call raises :class:`StorageUnreachable`,
+which a worker turns into one line and an exit code of its own
+(:data:`~adamz.search.worker.UNREACHABLE_CODE`). Any other error (an integrity error, a
+finished trial) is raised at once, as before: only the storage being unreachable is waited
+for (:func:`is_unreachable`).
+
+One :class:`Outage` per worker tracks whether the storage is reachable, for every thread
+(the trial loop, the heartbeat): it logs once when an outage begins and once when it ends,
+counts outages (a stale-trial check must not judge heartbeats that nobody could write), and
+keeps the time of the last call that reached the storage (``status`` shows it per worker).
+
+A retried write whose first attempt did commit before the connection dropped is applied twice;
+Optuna's writes are idempotent (a parameter, an intermediate value, an attribute) except the
+creation of a trial and a state change, which :class:`PatientStorage` checks (a state change
+found already made counts as made).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Container, Sequence
+from typing import Any
+
+import sqlalchemy.exc
+from optuna.distributions import BaseDistribution
+from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
+from optuna.storages import BaseStorage
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = [
+    "BACKOFF_CAP_S",
+    "STORAGE_PATIENCE_S",
+    "Outage",
+    "PatientStorage",
+    "StorageUnreachable",
+    "is_unreachable",
+]
+
+logger = logging.getLogger(__name__)
+
+STORAGE_PATIENCE_S = 300.0
+"""Seconds a worker waits for an unreachable storage before it gives up (``--storage-patience``)."""
+BACKOFF_FIRST_S = 0.2
+BACKOFF_CAP_S = 5.0
+"""The longest wait between two attempts: a storage that is back is seen within it."""
+
+# Words of the errors a database driver raises when the server is down or going away, or a
+# SQLite file is locked; anything else (a constraint, a bad value) is the caller's fault.
+_UNREACHABLE_WORDS = (
+    "could not connect",
+    "connection refused",
+    "connection reset",
+    "connection timed out",
+    "server closed the connection",
+    "terminating connection",
+    "the database system is",  # ... shutting down, starting up, in recovery mode
+    "connection is closed",
+    "connection already closed",
+    "consuming input failed",
+    "ssl syscall",
+    "no connection to the server",
+    "database is locked",
+    "unable to open database file",
+    "broken pipe",
+    "storage unreachable",  # the proxy's own word for its database being down (StorageUnreachable)
+)
+
+
+class StorageUnreachable(RuntimeError):
+    """The storage could not be reached for longer than the worker's patience."""
+
+    def __init__(self, url: str, seconds: float) -> None:
+        super().__init__(f"storage unreachable for {seconds:.0f} s at {url}")
+        self.url = url
+        self.seconds = seconds
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) says the storage cannot be
+    reached, rather than that the call was wrong: a refused, reset or closed connection, a
+    server shutting down or starting up, a locked SQLite file, a gRPC proxy that is
+    unavailable or could not reach its database."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+            return _says_unreachable(str(current))
+        if _grpc_unavailable(current):
+            return True
+        if isinstance(
+            current, StorageInternalError | ConnectionError | OSError
+        ) and _says_unreachable(str(current)):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _says_unreachable(message: str) -> bool:
+    message = message.lower()
+    return any(words in message for words in _UNREACHABLE_WORDS)
+
+
+def _grpc_unavailable(exc: BaseException) -> bool:
+    """A gRPC error saying the proxy is unavailable, or that it failed to reach its database
+    (the proxy reports its storage's errors with their message)."""
+    code = getattr(exc, "code", None)
+    if not callable(code) or type(exc).__module__.split(".")[0] != "grpc":
+        return False
+    name = getattr(code(), "name", "")
+    details = getattr(exc, "details", lambda: "")() or ""
+    return name in ("UNAVAILABLE", "DEADLINE_EXCEEDED") or (
+        name in ("INTERNAL", "UNKNOWN") and _says_unreachable(details)
+    )
+
+
+class Outage:
+    """Whether one worker's storage is reachable, shared by its threads.
+
+    Args:
+        url: the storage's URL as the worker's messages show it (no password).
+        patience: seconds of an outage after which calls give up.
+        on_change: called with ``True`` when an outage begins and ``False`` when it ends.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        patience: float = STORAGE_PATIENCE_S,
+        on_change: Callable[[bool], None] | None = None,
+    ) -> None:
+        if not patience > 0:
+            raise ValueError(f"Invalid storage patience: must be > 0 seconds, got {patience}.")
+        self.url = url
+        self.patience = patience
+        self.on_change = on_change
+        self.count = 0
+        """Outages seen so far (one that is on counts)."""
+        self.last_contact = time.time()
+        """Unix time (this host's clock) of the last call that reached the storage."""
+        self._since: float | None = None  # monotonic start of the outage that is on
+        self._lock = threading.Lock()
+
+    @property
+    def ongoing(self) -> bool:
+        return self._since is not None
+
+    def reached(self) -> None:
+        """A call reached the storage: an outage that was on is over."""
+        self.last_contact = time.time()
+        if self._since is None:
+            return
+        with self._lock:
+            if self._since is None:
+                return
+            seconds = time.monotonic() - self._since
+            self._since = None
+        logger.warning("The storage at %s is back after %.0f s.", self.url, seconds)
+        if self.on_change is not None:
+            self.on_change(False)
+
+    def failed(self, exc: BaseException) -> float:
+        """A call could not reach the storage; seconds the outage has lasted."""
+        now = time.monotonic()
+        with self._lock:
+            began = self._since is None
+            if began:
+                self._since = now
+                self.count += 1
+            since = self._since
+            assert since is not None
+        if began:
+            logger.warning(
+                "The storage at %s is unreachable (%s); the worker waits up to %.0f s for it.",
+                self.url,
+                " ".join(str(exc).split())[:160],
+                self.patience,
+            )
+            if self.on_change is not None:
+                self.on_change(True)
+        return now - since
+
+    def over(self, seconds: float) -> bool:
+        """Whether an outage of ``seconds`` has outlasted the patience."""
+        return seconds >= self.patience
+
+
+class PatientStorage(BaseStorage):
+    """``storage``, each call retried while the storage is unreachable, up to the outage's
+    patience (:class:`Outage`); :meth:`impatient` calls fail at once instead.
+
+    Args:
+        storage: the storage every call goes to.
+        outage: the worker's outage state.
+        stopping: when it returns ``True`` (the worker was asked to stop), an outage is
+            waited for no longer.
+    """
+
+    def __init__(
+        self,
+        storage: BaseStorage,
+        outage: Outage,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.storage = storage
+        self.outage = outage
+        self.stopping = stopping
+        self._local = threading.local()
+
+    def impatient(self) -> _Impatient:
+        """A block whose calls (in this thread) raise :class:`StorageUnreachable` at their
+        first unreachable attempt: a round of epoch reports is kept for later rather than
+        holding up the training."""
+        return _Impatient(self._local)
+
+    def _call(self, method: Callable[..., Any], *args: Any) -> Any:
+        attempt = 0
+        while True:
+            try:
+                result = method(*args)
+            except Exception as exc:
+                if not is_unreachable(exc):
+                    raise
+                seconds = self.outage.failed(exc)
+                if (
+                    getattr(self._local, "impatient", False)
+                    or self.outage.over(seconds)
+                    or self.stopping()
+                ):
+                    # Past the patience, the message states the patience the user set.
+                    waited = self.outage.patience if self.outage.over(seconds) else seconds
+                    raise StorageUnreachable(self.outage.url, waited) from exc
+                delay = min(BACKOFF_CAP_S, BACKOFF_FIRST_S * 2**attempt)
+                time.sleep(delay * random.uniform(0.5, 1.0))  # jitter: workers spread out
+                attempt += 1
+                continue
+            self.outage.reached()
+            return result
+
+    # Reads and idempotent writes: retried as they are.
+
+    def create_new_study(
+        self, directions: Sequence[StudyDirection], study_name: str | None = None
+    ) -> int:
+        return self._call(self.storage.create_new_study, directions, study_name)
+
+    def delete_study(self, study_id: int) -> None:
+        self._call(self.storage.delete_study, study_id)
+
+    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
+        self._call(self.storage.set_study_user_attr, study_id, key, value)
+
+    def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
+        self._call(self.storage.set_study_system_attr, study_id, key, value)
+
+    def get_study_id_from_name(self, study_name: str) -> int:
+        return self._call(self.storage.get_study_id_from_name, study_name)
+
+    def get_study_name_from_id(self, study_id: int) -> str:
+        return self._call(self.storage.get_study_name_from_id, study_id)
+
+    def get_study_directions(self, study_id: int) -> list[StudyDirection]:
+        return self._call(self.storage.get_study_directions, study_id)
+
+    def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
+        return self._call(self.storage.get_study_user_attrs, study_id)
+
+    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
+        return self._call(self.storage.get_study_system_attrs, study_id)
+
+    def get_all_studies(self) -> list[Any]:  # Optuna's FrozenStudy, a name it does not export
+        return self._call(self.storage.get_all_studies)
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        return self._call(self.storage.create_new_trial, study_id, template_trial)
+
+    def set_trial_param(
+        self,
+        trial_id: int,
+        param_name: str,
+        param_value_internal: float,
+        distribution: BaseDistribution,
+    ) -> None:
+        self._call(
+            self.storage.set_trial_param, trial_id, param_name, param_value_internal, distribution
+        )
+
+    def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
+        return self._call(
+            self.storage.get_trial_id_from_study_id_trial_number, study_id, trial_number
+        )
+
+    def get_trial_number_from_id(self, trial_id: int) -> int:
+        return self._call(self.storage.get_trial_number_from_id, trial_id)
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        attempts = [0]
+
+        def set_once() -> bool:
+            attempts[0] += 1
+            try:
+                return self.storage.set_trial_state_values(trial_id, state, values)
+            except UpdateFinishedTrialError:
+                # A retry finding the trial in the state it was to be set to: the attempt
+                # whose answer was lost made it.
+                if attempts[0] > 1 and self.storage.get_trial(trial_id).state == state:
+                    return True
+                raise
+
+        return self._call(set_once)
+
+    def set_trial_intermediate_value(
+        self, trial_id: int, step: int, intermediate_value: float
+    ) -> None:
+        self._call(self.storage.set_trial_intermediate_value, trial_id, step, intermediate_value)
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._call(self.storage.set_trial_user_attr, trial_id, key, value)
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._call(self.storage.set_trial_system_attr, trial_id, key, value)
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        return self._call(self.storage.get_trial, trial_id)
+
+    def get_all_trials(
+        self,
+        study_id: int,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+    ) -> list[FrozenTrial]:
+        return self._call(self.storage.get_all_trials, study_id, deepcopy, states)
+
+
+class _Impatient:
+    def __init__(self, local: threading.local) -> None:
+        self._local = local
+
+    def __enter__(self) -> None:
+        self._previous = getattr(self._local, "impatient", False)
+        self._local.impatient = True
+
+    def __exit__(self, *exc: object) -> None:
+        self._local.impatient = self._previous
