@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates everything in reports/ with the project's own CLI (see reports/README.md).
 #
-#   bash reports/reproduce.sh [STAGE ...]     # stages: paper tune confirm export holdout report
+#   bash reports/reproduce.sh [STAGE ...]     # stages: paper tune confirm export holdout report atlas
 #
 # Storage: $ADAMZ_STORAGE, else out/reproduction.db. Data: $ADAMZ_DATA_DIR, else ../shared/data
 # (MNIST in torchvision's layout). Workers: $WORKERS per run (default 2, one per core here).
@@ -21,7 +21,7 @@ OPTIMIZERS=(adamz adam adam-cosine adam-plateau adamw sgd rmsprop)
 declare -A BUDGET=([digits]=30 [circles]=25 [mnist]=20)
 CANDIDATES=2   # per optimizer, the same for all
 SEEDS=10       # fresh seeds of the confirmation
-stages=("${@:-paper tune confirm export holdout report}")
+stages=("${@:-paper tune confirm export holdout report atlas}")
 stages=(${stages[*]})
 mkdir -p out
 
@@ -66,4 +66,14 @@ if has report; then
     study=$(grep "^$held:" out/holdout.txt | sed 's/.*(adamz-search report \(.*\))$/\1/')
     run $CLI report "$study" --out "reports/holdout-$held" --plotly-js reports/plotly.min.js
   done
+fi
+if has atlas; then  # 5. the sensitivity atlas: a Sobol design over AdamZ's space, 3 seeds each
+  for workload in "${WORKLOADS[@]}"; do
+    run $CLI create "studies/$workload-adamz-atlas.yaml"
+    started=$SECONDS
+    run $CLI worker "$workload-adamz-atlas" "${workers[@]}"
+    echo "atlas $workload: $((SECONDS - started)) s" | tee -a out/atlas-times.txt
+  done
+  run $CLI report $(printf "%s-adamz-atlas " "${WORKLOADS[@]}") --out reports/sensitivity-atlas \
+    --plotly-js reports/plotly.min.js
 fi

@@ -1,10 +1,18 @@
 """Budget curves: expected best value after k trials, for one or several studies.
 
 The expected best of k trials drawn from every trial a study's budget paid for (pruned ones at
-their last reported value, diverged ones at chance: see :mod:`~adamz.reports._data`) has a
-closed form over the sorted values (the "expected validation performance" of Dodge et al., 2019), so no Monte Carlo
-is needed; its band comes from bootstrap resamples of the trials. Comparing these curves at equal
-k is comparing optimizers at equal tuning budget.
+their last reported value, diverged ones at chance: see :mod:`~adamz.reports._data`) is the
+unbiased estimate over the k-subsets of those n trials, drawn without replacement
+(:func:`~adamz.reports._stats.expected_maximum`, Dodge et al., Findings of EMNLP 2021), so no
+Monte Carlo is needed; its band comes from bootstrap resamples of the trials. Comparing these
+curves at equal k is comparing optimizers at equal tuning budget.
+
+With search replicates (``NAME~r2``, ...: :mod:`~adamz.reports._search_replicates`), each
+search's curve is the median of its replicates' expected-best curves, its band their range
+(smallest to largest): the spread of the search itself, where a bootstrap band only resamples
+the trials of one search. They are drawn against trials and against the epochs trained, where
+the expected epochs of k trials drawn without replacement are k times the replicate's mean
+epochs per trial.
 """
 
 from __future__ import annotations
@@ -15,38 +23,33 @@ import plotly.graph_objects as go
 from optuna.trial import TrialState
 
 from adamz.reports._data import Section, StudyData, goodness
+from adamz.reports._search_replicates import replicate_of
+from adamz.reports._stats import expected_maximum
 
-__all__ = ["budget_section", "expected_best"]
+__all__ = ["budget_section"]
 
 BAND = (5.0, 95.0)
 MAX_BANDS = 3
 """More curves than this show their bands only when picked in the legend (they overlap)."""
 PALETTE = plotly.colors.qualitative.Plotly
 """One colour per study, shared by its curve and its band."""
-
-
-def expected_best(values: np.ndarray, ks: np.ndarray) -> np.ndarray:
-    """E[max of k draws with replacement from ``values``], for each k (rows: leading axes).
-
-    ``values`` may be 2-D (one sample per row); the result then has one row per sample.
-    """
-    ordered = np.sort(np.atleast_2d(values), axis=-1)
-    n = ordered.shape[-1]
-    fractions = np.arange(n + 1) / n
-    # P(max is the i-th smallest) = (i/n)^k - ((i-1)/n)^k
-    weights = fractions[1:, None] ** ks[None, :] - fractions[:-1, None] ** ks[None, :]
-    result: np.ndarray = ordered @ weights
-    return result if np.ndim(values) > 1 else result[0]
+REPLICATES = "search_replicates"
+"""The key of the curves over search replicates among the section's numbers."""
 
 
 def budget_section(
     studies: list[StudyData], *, resamples: int = 200, max_points: int = 100, seed: int = 0
 ) -> Section:
-    """Expected best after k trials, with a 90 % bootstrap band, one curve per study, over
-    every trial the budget paid for; and the best so far against the epochs spent.
+    """Expected best after k trials (k of the n drawn without replacement), with a 90 %
+    bootstrap band, one curve per study, over every trial the budget paid for; and the best so
+    far against the epochs spent.
 
     Studies with different numbers of finished trials are cut to the first ``n`` that finished
     in each (``n`` the smallest count), so every curve is at equal budget on one k axis.
+
+    Where a search has replicates among ``studies``, the charts show each search's median
+    curve over its replicates with their range, against trials and against epochs (see the
+    module docs), and :data:`REPLICATES` holds those curves.
     """
     section = Section("Budget curves")
     rng = np.random.default_rng(seed)
@@ -64,16 +67,18 @@ def budget_section(
         )
     ks = np.unique(np.linspace(1, n, num=min(n, max_points)).round().astype(int))
     metric = usable[0].metric
+    better_way = "higher is better" if usable[0].maximize else "lower is better"
     expected = go.Figure()
     spent = go.Figure()
     show_bands = len(usable) <= MAX_BANDS
+    replicated = any(replicate_of(data.name)[1] > 1 for data in usable)
     for position, data in enumerate(usable):
         colour = PALETTE[position % len(PALETTE)]
         better = goodness(data.finished_values[:n], maximize=data.maximize)
         sign = 1.0 if data.maximize else -1.0
-        curve = sign * expected_best(better, ks)
+        curve = sign * expected_maximum(better, ks)
         samples = better[rng.integers(0, n, size=(resamples, n))]
-        boot = sign * expected_best(samples, ks)
+        boot = sign * expected_maximum(samples, ks)
         low, high = np.percentile(boot, BAND, axis=0)
         low, high = np.minimum(low, high), np.maximum(low, high)
         best_so_far = sign * np.maximum.accumulate(better)
@@ -111,30 +116,121 @@ def budget_section(
             x=epochs[corners], y=best_so_far[corners], mode="lines+markers", name=data.name,
             line={"color": colour, "shape": "hv"}, marker={"size": 4},
         )  # fmt: skip
+        if replicated:
+            continue  # the summary and the charts are those over replicates, below
         section.summary.append(
-            f"{data.name}: expected best {metric} after {n} trials {curve[-1]:.4g} "
+            f"{data.name}: expected best {metric} ({better_way}) after {n} trials {curve[-1]:.4g} "
             f"(90 % band {low[-1]:.4g} to {high[-1]:.4g}); {n} trials paid for, {pruned} "
             f"pruned, {diverged} diverged ({diverged / n:.0%} divergence rate), "
             f"{int(epochs[-1])} epochs trained."
         )
+    if replicated:
+        section.figures += _over_replicates(section, usable, ks, n, metric)
+        return section
     if not show_bands:
         section.summary.append(
             f"The 90 % bands of the {len(usable)} curves are hidden so they do not overlap: "
             "click a study in the legend to show its band."
         )
     expected.update_layout(
-        title=f"Expected best {metric} after k trials (90 % bootstrap band)",
+        title=f"Expected best {metric} after k of the trials run (90 % bootstrap band; "
+        f"{better_way})",
         xaxis_title="trials k (every trial the budget paid for)",
-        yaxis_title=f"expected best {metric}",
+        yaxis_title=f"expected best {metric} ({better_way})",
     )
     spent.update_layout(
         title=f"Best {metric} so far against the epochs trained (pruned trials cost less; "
         "a marker where a trial improved it)",
         xaxis_title="epochs trained, all trials so far",
-        yaxis_title=f"best {metric} so far",
+        yaxis_title=f"best {metric} so far ({better_way})",
     )
     section.figures += [expected, spent]
     return section
+
+
+def _over_replicates(
+    section: Section, usable: list[StudyData], ks: np.ndarray, n: int, metric: str
+) -> list[go.Figure]:
+    """Each search's median expected-best curve over its replicates, with their range, against
+    trials and against the expected epochs; the curves go to ``section.numbers`` and a line
+    per search to its summary."""
+    searches: dict[str, list[StudyData]] = {}
+    for data in usable:
+        searches.setdefault(replicate_of(data.name)[0], []).append(data)
+    by_trials, by_epochs = go.Figure(), go.Figure()
+    numbers: dict[str, dict[str, object]] = {}
+    for position, (search, replicates) in enumerate(searches.items()):
+        colour = PALETTE[position % len(PALETTE)]
+        curves = np.array([section.numbers[data.name]["expected_best"] for data in replicates])
+        per_trial = np.array([np.mean(data.finished_epochs[:n]) for data in replicates])
+        median, low, high = np.median(curves, axis=0), curves.min(axis=0), curves.max(axis=0)
+        # Epochs where every replicate's curve is drawn: from the dearest first trial to the
+        # cheapest whole budget.
+        grid = np.linspace(per_trial.max(), n * per_trial.min(), num=len(ks))
+        along = np.array(
+            [
+                np.interp(grid, ks * cost, curve)
+                for cost, curve in zip(per_trial, curves, strict=True)
+            ]
+        )
+        by_epoch = (np.median(along, axis=0), along.min(axis=0), along.max(axis=0))
+        label = f"{search} ({len(replicates)} replicates)"
+        for figure, x, (middle, bottom, top) in (
+            (by_trials, ks, (median, low, high)),
+            (by_epochs, grid, by_epoch),
+        ):
+            figure.add_scatter(
+                x=np.concatenate([x, x[::-1]]), y=np.concatenate([top, bottom[::-1]]),
+                fill="toself", fillcolor=_translucent(colour), line={"width": 0}, mode="lines",
+                hoverinfo="skip", name=f"{label}: range", legendgroup=search, showlegend=False,
+            )  # fmt: skip
+            figure.add_scatter(
+                x=x, y=middle, mode="lines", name=label, legendgroup=search,
+                line={"color": colour},
+            )  # fmt: skip
+        numbers[search] = {
+            "replicates": [data.name for data in replicates],
+            "k": ks.tolist(),
+            "median": median.tolist(),
+            "low": low.tolist(),
+            "high": high.tolist(),
+            "mean_epochs_per_trial": per_trial.tolist(),
+            "epochs": grid.tolist(),
+            "median_by_epochs": by_epoch[0].tolist(),
+            "low_by_epochs": by_epoch[1].tolist(),
+            "high_by_epochs": by_epoch[2].tolist(),
+        }
+        epochs = [int(np.sum(data.finished_epochs[:n])) for data in replicates]
+        diverged = [int(section.numbers[data.name]["diverged"]) for data in replicates]
+        section.summary.append(
+            f"{search} over {len(replicates)} search replicates: expected best {metric} after "
+            f"{n} trials, median {median[-1]:.4g} (range {low[-1]:.4g} to {high[-1]:.4g} over "
+            f"replicates); each replicate trained {_span(epochs)} epochs, and "
+            f"{_span(diverged)} of its {n} trials diverged."
+        )
+    section.numbers[REPLICATES] = numbers
+    section.summary.append(
+        "Each search's other sections describe its first replicate, the study itself; the "
+        "other replicates count here and in the verdict."
+    )
+    by_trials.update_layout(
+        title=f"Expected best {metric} after k of the trials run: the median over search "
+        "replicates (band: their range)",
+        xaxis_title="trials k (every trial the budget paid for)",
+        yaxis_title=f"expected best {metric}",
+    )
+    by_epochs.update_layout(
+        title=f"Expected best {metric} against the epochs trained: the median over search "
+        "replicates (band: their range)",
+        xaxis_title="epochs trained, expected for k trials (k x mean epochs per trial)",
+        yaxis_title=f"expected best {metric}",
+    )
+    return [by_trials, by_epochs]
+
+
+def _span(values: list[int]) -> str:
+    """``a to b``, or ``a`` where they are all equal."""
+    return f"{min(values)}" if min(values) == max(values) else f"{min(values)} to {max(values)}"
 
 
 def _improvements(better: np.ndarray) -> np.ndarray:

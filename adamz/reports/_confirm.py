@@ -7,8 +7,9 @@ validation value (the same number from every study: sending more candidates is i
 advantage), each trained on the same K seeds, none of which any search trial used
 (:data:`FIRST_SEED` on), and the workers run it. Its metric is the test twin of the searches'
 validation metric: each run records both. The verdict (:mod:`~adamz.reports._verdict`) picks
-each study's winner by its validation median over the fresh seeds and presents its test
-numbers, and ``export`` takes that same winner (:func:`confirmed_choice`).
+each study's winner by its validation median over the fresh seeds (equal medians: the lower
+median validation loss) and presents its test numbers, and ``export`` takes that same winner
+(:func:`confirmed_choice`).
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from adamz.reports._data import (
     load_study_data,
 )
 from adamz.reports._replicates import (
+    TIE_RULE,
     median_interval,
     replicate_runs,
     selection_metric,
     summarize_run,
+    validation_key,
 )
 from adamz.search.replicates import ReplicateSpec, parse_replicates
 from adamz.search.study_attrs import stored_definition
@@ -41,8 +44,12 @@ FIRST_SEED = 1000
 """Confirmation seeds start here; search trials train seeds 0 .. seeds_per_trial - 1."""
 
 
-def confirmation_spec(datas: list[StudyData], seeds: int, *, top: int = TOP) -> ReplicateSpec:
-    """The replicate study confirming ``datas``: each study's ``top`` trials by value.
+def confirmation_spec(
+    datas: list[StudyData], seeds: int, *, top: int = TOP, first_seed: int = FIRST_SEED
+) -> ReplicateSpec:
+    """The replicate study confirming ``datas``: each study's ``top`` trials by value, trained
+    on ``seeds`` seeds from ``first_seed`` on (search replicates confirm each replicate on
+    seeds of its own: :mod:`~adamz.reports._search_replicates`).
 
     Raises:
         ReportError: a study was not made by ``adamz-search`` (its workload is unknown), or the
@@ -90,7 +97,7 @@ def confirmation_spec(datas: list[StudyData], seeds: int, *, top: int = TOP) -> 
         name=f"confirm-{names}-k{seeds}" + (f"-c{top}" if top != TOP else ""),
         description=f"seed confirmation of {names}: the top {top} of each",
         seeds=seeds,
-        first_seed=FIRST_SEED,
+        first_seed=first_seed,
     )
 
 
@@ -142,21 +149,23 @@ def confirmed_choice(data: StudyData) -> dict[str, Any] | None:
     """The best-confirmed configuration of ``data``'s study, if a confirmation ran it.
 
     Looks in the study's storage for replicate studies with runs taken from this study; among
-    those runs (with at least 2 seeds done), the one with the best validation median wins (the
-    test median and its interval are recorded, never compared).
+    those runs (with at least 2 seeds done), the one with the best validation median wins, as
+    in the verdict (:func:`~adamz.reports._replicates.validation_key`: equal medians go to the
+    lower median validation loss, then to the run found first). The test median and its
+    interval are recorded, never compared.
     """
-    storage = data.study._storage
+    storage = data.storage
     best: dict[str, Any] | None = None
     for name in optuna.get_all_study_names(storage):
         study = optuna.load_study(study_name=name, storage=storage)
-        definition = stored_definition(study)
+        definition = stored_definition(name, storage)
         if definition is None or definition.get("kind") != "replicates":
             continue
         sources = [run.get("source") or {} for run in definition.get("runs", [])]
         if not any(source.get("study") == data.name for source in sources):
             continue
         try:
-            confirmation = load_study_data(study)
+            confirmation = load_study_data(study, storage)
         except ReportError:
             continue  # queued, nothing finished yet
         val_metric = selection_metric(confirmation)
@@ -165,12 +174,8 @@ def confirmed_choice(data: StudyData) -> dict[str, Any] | None:
             run = summarize_run(entry)
             if source.get("study") != data.name or run["n"] < 2 or run["val_median"] is None:
                 continue
-            if (
-                best is None
-                or goodness(
-                    np.array([run["val_median"] - best["val_median"]]), maximize=data.maximize
-                )[0]
-                > 0
+            if best is None or validation_key(run, maximize=data.maximize) < validation_key(
+                best, maximize=data.maximize
             ):
                 low, high = median_interval(np.array(entry["values"], dtype=float))
                 best = {
@@ -182,6 +187,8 @@ def confirmed_choice(data: StudyData) -> dict[str, Any] | None:
                     "diverged": run["diverged"],
                     "selected_on": val_metric,
                     "val_median": run["val_median"],
+                    "val_loss_median": run["val_loss_median"],
+                    "tie_rule": TIE_RULE,
                     "metric": confirmation.metric,
                     "median": run["median"],
                     "ci95_median": [low, high],

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from adamz.search import SearchSpace, StudySpec
@@ -70,6 +71,7 @@ class StudyData:
 
     Attributes:
         study: the Optuna study.
+        storage: its storage.
         trials: every trial, in number order.
         completed: the COMPLETE trials with a finite value.
         values: their values, in the same order.
@@ -84,6 +86,7 @@ class StudyData:
     """
 
     study: optuna.Study
+    storage: BaseStorage
     trials: list[FrozenTrial]
     completed: list[FrozenTrial]
     values: np.ndarray
@@ -180,8 +183,10 @@ def hyperparameters_of(data: StudyData, index: int) -> dict[str, Any]:
     return SearchSpace("", {}, {}, {}).hyperparameters(trial.params)
 
 
-def load_study_data(study: optuna.Study) -> StudyData:
-    """Collect ``study``'s trials for reporting.
+def load_study_data(study: optuna.Study, storage: BaseStorage) -> StudyData:
+    """Collect ``study``'s trials for reporting (``storage``: the study's, which also holds
+    its stored definition).
+
 
     Raises:
         ReportError: the study is multi-objective, has no trials, or has no completed trial
@@ -211,12 +216,13 @@ def load_study_data(study: optuna.Study) -> StudyData:
             "nothing to report."
         )
     params = [name for name in completed[0].params if all(name in t.params for t in completed)]
-    definition = stored_definition(study)
+    definition = stored_definition(study.study_name, storage)
     values = np.array([trial.value for trial in completed], dtype=float)
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     finished, finished_values = _budget_view(trials, definition, values, maximize=maximize)
     return StudyData(
         study=study,
+        storage=storage,
         trials=trials,
         completed=completed,
         values=values,

@@ -65,7 +65,7 @@ from adamz.reports._replicates import (
 )
 from adamz.reports._robustness import relative_gaps
 from adamz.search.replicates import ReplicateSpec
-from adamz.workloads import get_workload
+from adamz.workloads import workload_of
 
 __all__ = [
     "FORMAT",
@@ -371,7 +371,10 @@ def validated_choice(validation: list[StudyData], *, margin: float = MARGIN) -> 
         if PAPER_DEFAULTS not in medians:
             raise ReportError(f"{data.name}: the paper defaults have no finished seed yet.")
         best = max(medians.values(), key=lambda value: sign * value)
-        chance = get_workload(workload).chance_value(selection_metric(data))
+        entry = (data.definition or {}).get("workload", workload)
+        chance = workload_of(entry).chance_value(selection_metric(data))
+        if not math.isfinite(chance):  # a metric of the user's without a chance value
+            chance = min(medians.values(), key=lambda value: sign * value)  # the worst here
         for label, summary in summaries.items():
             settings.setdefault(label, {"hyperparameters": runs[label]["run"]["hyperparameters"]})
             median = medians.get(label)

@@ -1,20 +1,24 @@
-"""The report's files: one HTML page (plotly.js inlined once), a Markdown summary, JSON numbers."""
+"""The report's files: one HTML page (plotly.js beside it), a Markdown summary, JSON numbers."""
 
 from __future__ import annotations
 
 import html
+import importlib.resources
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import plotly.io
-import plotly.offline
 
 from adamz.reports._data import Section
 
-__all__ = ["markdown_summary", "plain_numbers", "write_html"]
+__all__ = ["PLOTLY_JS", "markdown_summary", "plain_numbers", "write_html"]
+
+PLOTLY_JS = "plotly.min.js"
+"""The name of plotly's bundle beside a page that has no other copy to load."""
 
 
 def plain_numbers(value: Any) -> Any:
@@ -74,8 +78,10 @@ def write_html(
 ) -> int:
     """Write the page; return the number of charts on it. It opens offline (no CDN).
 
-    plotly.js (3.5 MB) is inlined, or with ``plotly_js`` written once to that file (if it is
-    not there yet) and loaded from it by a relative path: several pages then share one copy.
+    The page loads plotly.js (4.6 MB: inlined, it would be most of the page) by a relative
+    path from ``plotly_js``, by default :data:`PLOTLY_JS` beside the page; the file is the
+    installed plotly package's own minified bundle, copied there once (if it is not there
+    yet), so several pages can share one copy.
     The parts whose heading is in ``folded`` start closed (a ``<details>`` element); their
     charts are drawn when it opens (drawn while hidden, plotly gets no size and errs).
     """
@@ -109,14 +115,14 @@ def write_html(
                 charts += 1
         if fold:
             body.append("</details>")
-    if plotly_js is None:
-        script = f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>'
-    else:
-        if not plotly_js.exists():
-            plotly_js.parent.mkdir(parents=True, exist_ok=True)
-            plotly_js.write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
-        source = os.path.relpath(plotly_js.resolve(), path.resolve().parent)
-        script = f'<script type="text/javascript" src="{html.escape(source)}"></script>'
+    plotly_js = path.parent / PLOTLY_JS if plotly_js is None else plotly_js
+    if not plotly_js.exists():
+        plotly_js.parent.mkdir(parents=True, exist_ok=True)
+        bundle = importlib.resources.files("plotly") / "package_data" / PLOTLY_JS
+        with importlib.resources.as_file(bundle) as source_file:
+            shutil.copyfile(source_file, plotly_js)
+    source = Path(os.path.relpath(plotly_js.resolve(), path.resolve().parent)).as_posix()
+    script = f'<script type="text/javascript" src="{html.escape(source)}"></script>'
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 {script}

@@ -112,6 +112,7 @@ def importance_section(
     if not results:
         return section
     needed = trials_to_rank(len(data.params))
+    section.numbers["ranked"] = n >= needed
     if n < needed:
         section.summary.append(
             f"Not enough trials to rank: {n} completed trials for {len(data.params)} "
@@ -157,7 +158,10 @@ def trials_to_rank(params: int) -> int:
 
 
 def ranked_params(section: Section, params: list[str]) -> list[str]:
-    """``params`` from most to least important (PED-ANOVA mean, else fANOVA, else as given)."""
+    """``params`` from most to least important (PED-ANOVA mean, else fANOVA), or as given
+    where the section refused to rank them (too few trials) or has no estimates."""
+    if not section.numbers.get("ranked"):
+        return list(params)
     for key in ("ped_anova", "fanova"):
         result = section.numbers.get(key)
         if result:

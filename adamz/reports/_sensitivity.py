@@ -2,7 +2,12 @@
 
 Optuna's ``plot_slice`` draws the points but no trend, so the trend is a small Gaussian kernel
 smoother (Nadaraya–Watson) written here; the contour of the most important pair is Optuna's
-``plot_contour``.
+``plot_contour``, titled by the axes it drew (it orders the pair by name).
+
+Where there are too few completed trials to rank the hyperparameters (``trials_to_rank``, at
+least 3 per hyperparameter), the section draws the trials alone: no trend (a smooth curve
+through fewer points than the search has dimensions shows the kernel, not the objective), no
+sensitivity score and no "most important pair".
 
 Sensitivity score of a parameter: how far its smoothed trend moves (max − min, in the
 objective's units) across the range the trials cover, on the log scale for log-distributed
@@ -49,7 +54,8 @@ def _is_log(distribution: object) -> bool:
 
 
 def sensitivity_section(data: StudyData, ranked: list[str] | None = None) -> Section:
-    """Slices with trends for every parameter, the sensitivity scores, the top pair's contour.
+    """Slices with trends for every parameter, the sensitivity scores, the top pair's contour;
+    the slices' points alone where the trials are too few to rank (see the module docs).
 
     ``ranked`` orders the parameters (most important first); its first two form the contour.
     """
@@ -59,6 +65,8 @@ def sensitivity_section(data: StudyData, ranked: list[str] | None = None) -> Sec
     for name in params:
         if name not in numeric:
             section.skipped.append(f"{name}: categorical, no trend")
+    needed = trials_to_rank(len(data.params))
+    trends = len(data.completed) >= needed
     scores: dict[str, float] = {}
     if numeric:
         columns = min(3, len(numeric))
@@ -67,57 +75,35 @@ def sensitivity_section(data: StudyData, ranked: list[str] | None = None) -> Sec
         for index, name in enumerate(numeric):
             log = _is_log(data.distributions[name])
             x = data.param_column(name).astype(float)
-            scale = np.log10(x) if log else x
-            low, high = float(scale.min()), float(scale.max())
-            grid = np.linspace(low, high, GRID_POINTS)
-            bandwidth = max(BANDWIDTH * (high - low), 1e-12)
-            trend, spread = kernel_trend(scale, data.values, grid, bandwidth)
-            band_low, band_high = trend - spread, trend + spread
-            if data.metric.endswith("_accuracy"):  # a fraction: the band stays inside [0, 1]
-                band_low, band_high = np.clip(band_low, 0, 1), np.clip(band_high, 0, 1)
-            scores[name] = float(trend.max() - trend.min()) if high > low else 0.0
-            shown = 10**grid if log else grid
             row, col = index // columns + 1, index % columns + 1
-            figure.add_scatter(
-                x=np.concatenate([shown, shown[::-1]]),
-                y=np.concatenate([band_high, band_low[::-1]]),
-                fill="toself",
-                line={"width": 0},
-                fillcolor="rgba(31,119,180,0.2)",
-                hoverinfo="skip",
-                showlegend=False,
-                row=row,
-                col=col,
-            )
+            if trends:
+                scores[name] = _add_trend(figure, x, data, log=log, row=row, col=col)
             figure.add_scatter(
                 x=x, y=data.values, mode="markers", marker={"size": 4, "color": "gray"},
-                showlegend=False, row=row, col=col,
-            )  # fmt: skip
-            figure.add_scatter(
-                x=shown, y=trend, mode="lines", line={"color": "#1f77b4"},
                 showlegend=False, row=row, col=col,
             )  # fmt: skip
             if log:
                 figure.update_xaxes(type="log", row=row, col=col)
             figure.update_xaxes(title_text=name, row=row, col=col)
             figure.update_yaxes(title_text=data.metric, row=row, col=col)
+        drawn = "kernel trend ± 1 sd" if trends else "too few to draw a trend"
         figure.update_layout(
-            title=f"{data.name}: {data.metric} vs each hyperparameter (kernel trend ± 1 sd, "
+            title=f"{data.name}: {data.metric} vs each hyperparameter ({drawn}, "
             f"{len(data.completed)} completed trials)",
             height=300 * rows,
         )
         section.figures.append(figure)
     section.numbers["scores"] = scores
+    section.numbers["trends"] = trends
     section.numbers["score_rule"] = (
         "max - min of the Gaussian-kernel trend over the observed range "
         f"(bandwidth {BANDWIDTH} of the range, log scale for log parameters)"
     )
-    needed = trials_to_rank(len(data.params))
-    if scores and len(data.completed) < needed:
+    if numeric and not trends:
         section.summary.append(
             f"Too few completed trials to say which hyperparameter the {data.metric} is most "
             f"sensitive to ({len(data.completed)}, ranking needs {needed}); the slices show "
-            "every completed trial."
+            "every completed trial, without a trend."
         )
     elif scores:
         most = max(scores, key=lambda name: scores[name])
@@ -127,23 +113,57 @@ def sensitivity_section(data: StudyData, ranked: list[str] | None = None) -> Sec
             "trials; pruned trials are left out)."
         )
     pair = [name for name in params if name in data.distributions][:2]
-    if len(pair) == 2 and not any(
+    if not trends:
+        section.skipped.append(
+            f"contour of the most important pair: too few completed trials to rank "
+            f"({len(data.completed)}, ranking needs {needed})"
+        )
+    elif len(pair) == 2 and not any(
         isinstance(data.distributions[name], CategoricalDistribution) for name in pair
     ):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # plot_contour's ExperimentalWarning
             contour = plot_contour(data.study, params=pair)
         coarsen_contour(contour, maximize=data.maximize)
+        # plot_contour puts the pair's names in alphabetical order on x and y: the title
+        # follows its axes, not the ranking's order.
+        x_name, y_name = contour.layout.xaxis.title.text, contour.layout.yaxis.title.text
         contour.update_layout(
-            title=f"{data.name}: {data.metric} over {pair[0]} × {pair[1]} (most important pair)",
-            xaxis_title=pair[0],
-            yaxis_title=pair[1],
+            title=f"{data.name}: {data.metric} over {x_name} (x) × {y_name} (y), the most "
+            "important pair"
         )
         section.figures.append(contour)
         section.numbers["contour_pair"] = pair
+        section.numbers["contour_axes"] = {"x": x_name, "y": y_name}
     else:
         section.skipped.append("contour: needs two numeric parameters")
     return section
+
+
+def _add_trend(
+    figure: go.Figure, x: np.ndarray, data: StudyData, *, log: bool, row: int, col: int
+) -> float:
+    """Draw the kernel trend of ``data.values`` over ``x`` with its ±1 sd band in one slice;
+    return its sensitivity score (the trend's max - min)."""
+    scale = np.log10(x) if log else x
+    low, high = float(scale.min()), float(scale.max())
+    grid = np.linspace(low, high, GRID_POINTS)
+    bandwidth = max(BANDWIDTH * (high - low), 1e-12)
+    trend, spread = kernel_trend(scale, data.values, grid, bandwidth)
+    band_low, band_high = trend - spread, trend + spread
+    if data.metric.endswith("_accuracy"):  # a fraction: the band stays inside [0, 1]
+        band_low, band_high = np.clip(band_low, 0, 1), np.clip(band_high, 0, 1)
+    shown = 10**grid if log else grid
+    figure.add_scatter(
+        x=np.concatenate([shown, shown[::-1]]), y=np.concatenate([band_high, band_low[::-1]]),
+        fill="toself", line={"width": 0}, fillcolor="rgba(31,119,180,0.2)", hoverinfo="skip",
+        showlegend=False, row=row, col=col,
+    )  # fmt: skip
+    figure.add_scatter(
+        x=shown, y=trend, mode="lines", line={"color": "#1f77b4"},
+        showlegend=False, row=row, col=col,
+    )  # fmt: skip
+    return float(trend.max() - trend.min()) if high > low else 0.0
 
 
 def coarsen_contour(figure: go.Figure, *, maximize: bool, points: int = CONTOUR_GRID) -> None:

@@ -5,14 +5,31 @@ never the search values, which are the maxima of the very draws that chose them:
 
 1. the runs are grouped by the study they came from (a confirmation sends every optimizer's
    top candidates; a paper table's runs are each their own group), and each group's winner is
-   its run with the best **validation** median over the fresh seeds;
-2. each winner's **test** median, with its 95 % interval, and its training time per run;
-3. the reference (the AdamZ group, else the first) against every other winner on the same
-   seeds: the median paired test difference with a bootstrap 95 % interval, the Wilcoxon
-   p-value, the smallest p-value that number of seeds can give, the p-value adjusted for the
-   number of comparisons (Benjamini-Hochberg, ``scipy.stats.false_discovery_control``: with
-   six baselines, a raw p below 0.05 somewhere is likely by chance alone), and whether the
-   difference is inside the seed noise (adjusted p >= 0.05, or an interval that contains 0).
+   its run with the best **validation** median over the fresh seeds (equal medians: the lower
+   median validation loss, :data:`~adamz.reports._replicates.TIE_RULE`, said on the page);
+2. each winner's **test** median, with its 95 % interval, its training time per run, and what
+   its search spent: epochs trained, wall time, hyperparameters searched (the page says when
+   the searches' epochs differ by more than :data:`COST_TOLERANCE`);
+3. the reference (the AdamZ group, else the first) minus every other winner on the same seeds
+   (:mod:`~adamz.reports._stats`): the Hodges-Lehmann shift with the 95 % interval of the
+   signed-rank test, its p-value, and the equivalence test (TOST) at a margin stated on the
+   page. Both p-values are adjusted (Benjamini-Hochberg) over **every** comparison of the
+   report, all workloads and baselines together: with six baselines on three workloads, a
+   raw p below 0.05 somewhere is likely by chance alone.
+
+A winner is "better" where the adjusted p is below :data:`SIGNIFICANCE` and the interval
+excludes 0; two winners are "equivalent" only where the adjusted TOST p is below it; anything
+else is "not shown to differ, not shown equivalent" (a large p is not evidence of equality).
+
+Two sections come before it on the page where the report holds what they need, their
+p-values adjusted in the same family:
+
+- **over search replicates** (:mod:`~adamz.reports._search_replicates`), where confirmations of
+  several replicates of one comparison are reported together (``report --search-replicates
+  R``): how often and by how much each winner beats the other across the replicates, and
+  whether the sign flips;
+- **the ablation** (:mod:`~adamz.reports._ablation`), where a confirmation holds the winners of
+  AdamZ, adam-clip and Adam: AdamZ − Adam split into clipping and controller.
 
 Without replicates the section says that there is no verdict yet and how to get one.
 """
@@ -22,41 +39,153 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from scipy import stats
+import numpy as np
 
+from adamz.reports._ablation import ADAM, CLIPPED, ablation_of, ablation_section
 from adamz.reports._data import Section, StudyData
 from adamz.reports._replicates import (
+    EQUIVALENCE_MARGIN,
     MIN_SEEDS_FOR_INTERVAL,
+    TIE_RULE,
     by_validation,
+    describe_difference,
     format_interval,
     is_replicate_study,
+    page_unit,
     paired_test,
     replicate_runs,
     selection_metric,
     summarize_run,
+    validation_key,
+    verdict_words,
 )
+from adamz.reports._search_replicates import (
+    ReplicateDifference,
+    replicate_of,
+    search_replicates_section,
+)
+from adamz.reports._stats import benjamini_hochberg
 
-__all__ = ["SIGNIFICANCE", "verdict_section"]
+__all__ = ["COST_TOLERANCE", "SIGNIFICANCE", "verdict_section", "verdict_sections"]
 
 SIGNIFICANCE = 0.05
+COST_TOLERANCE = 0.10
+"""The searches' epochs may differ by this fraction of the fewest before the page says so."""
 
 
-def verdict_section(datas: list[StudyData]) -> Section:
-    """The verdict over the replicate studies among ``datas`` (see the module docs)."""
+def verdict_section(datas: list[StudyData], *, margin: float = EQUIVALENCE_MARGIN) -> Section:
+    """The seed-by-seed verdict over the replicate studies among ``datas``: the last of
+    :func:`verdict_sections`.
+
+    Raises:
+        ValueError: ``margin`` is not positive.
+    """
+    return verdict_sections(datas, margin=margin)[-1]
+
+
+def verdict_sections(
+    datas: list[StudyData], *, margin: float = EQUIVALENCE_MARGIN
+) -> list[Section]:
+    """The verdict page over the replicate studies among ``datas`` (see the module docs), with
+    the searches among them for the cost columns: the verdict over search replicates and the
+    ablation where the data hold them, then the verdict seed by seed; ``margin`` is the
+    equivalence margin in the page's unit (points of accuracy).
+
+    Raises:
+        ValueError: ``margin`` is not positive.
+    """
+    if not margin > 0:
+        raise ValueError(f"Invalid margin: must be > 0, got {margin}.")
     section = Section("Verdict")
     replicates = [data for data in datas if is_replicate_study(data)]
     if not replicates:
-        searches = ", ".join(data.name for data in datas)
+        names = ", ".join(data.name for data in datas)
         section.summary.append(
             "No verdict yet: nothing was re-run on fresh seeds. A search's best value is the "
             "luckiest of its own draws, so it overstates what its configuration gives. Run "
             f"`adamz-search report {' '.join(data.name for data in datas)} --confirm 10` to "
-            f"re-run the candidates of {searches} on 10 fresh seeds and get one."
+            f"re-run the candidates of {names} on 10 fresh seeds and get one."
         )
-        return section
+        return [section]
+    searches = {data.name: data for data in datas if not is_replicate_study(data)}
+    verdicts = []
     for data in replicates:
-        _verdict_of(data, section, several=len(replicates) > 1)
-    return section
+        verdict = _verdict_of(data, margin)
+        if verdict is None:
+            section.skipped.append(f"{data.name}: no run has a finished seed yet")
+        else:
+            verdicts.append(verdict)
+    ablations = [ablation for ablation in map(ablation_of, verdicts) if ablation is not None]
+    family = [
+        comparison
+        for verdict in verdicts
+        for comparison in verdict["comparisons"].values()
+        if comparison["n"]
+    ] + [ablation["clipping"] for ablation in ablations if "skipped" not in ablation]
+    _adjust(family)
+    if verdicts:
+        section.summary.append(_rules(verdicts, margin, count=len(family)))
+    for verdict in verdicts:
+        _write(verdict, section, searches, several=len(verdicts) > 1, count=len(family))
+    over = search_replicates_section(_replicate_differences(verdicts, ablations))
+    ablation = ablation_section(
+        ablations,
+        replicates={verdict["data"].name: _replicate(verdict) or 1 for verdict in verdicts},
+        margin=margin,
+        count=len(family),
+    )
+    shown = [part for part in (over, ablation) if part.summary or part.skipped]
+    return [*shown, section]
+
+
+def _replicate(verdict: dict[str, Any]) -> int | None:
+    """The search replicate a confirmation's groups come from (None where they mix)."""
+    numbers = {replicate_of(group)[1] for group in verdict["winners"]}
+    return numbers.pop() if len(numbers) == 1 else None
+
+
+def _replicate_differences(
+    verdicts: list[dict[str, Any]], ablations: list[dict[str, Any]]
+) -> list[ReplicateDifference]:
+    """Every adjusted comparison of the page as one replicate's difference: the reference
+    against each group, and each ablation's clipping (adam-clip − Adam)."""
+    clippings = {
+        ablation["data"].name: ablation for ablation in ablations if "skipped" not in ablation
+    }
+    differences = []
+    for verdict in verdicts:
+        replicate = _replicate(verdict)
+        if replicate is None:
+            continue
+        data: StudyData = verdict["data"]
+        searches = tuple(sorted(replicate_of(group)[0] for group in verdict["winners"]))
+        pairs = [
+            (verdict["reference"], group, comparison)
+            for group, comparison in verdict["comparisons"].items()
+        ]
+        if data.name in clippings:
+            ablation = clippings[data.name]
+            groups = ablation["groups"]
+            pairs.append((groups[CLIPPED], groups[ADAM], ablation["clipping"]))
+        for first, second, comparison in pairs:
+            if not comparison["n"]:
+                continue
+            differs, ahead = comparison["differs"], comparison["reference_better"]
+            differences.append(
+                ReplicateDifference(
+                    searches=searches,
+                    confirmation_seeds=int((data.definition or {}).get("seeds", 0)),
+                    replicate=replicate,
+                    first=replicate_of(first)[0],
+                    second=replicate_of(second)[0],
+                    difference=float(comparison["difference"]),
+                    first_better=bool(differs and ahead),
+                    second_better=bool(differs and not ahead),
+                    metric=data.metric,
+                    maximize=data.maximize,
+                )
+            )
+    return differences
 
 
 def _groups(data: StudyData) -> dict[str, list[str]]:
@@ -69,11 +198,13 @@ def _groups(data: StudyData) -> dict[str, list[str]]:
     return groups
 
 
-def _verdict_of(data: StudyData, section: Section, *, several: bool) -> None:
+def _verdict_of(data: StudyData, margin: float) -> dict[str, Any] | None:
+    """Winners and comparisons of one replicate study (p-values not yet adjusted)."""
     runs = replicate_runs(data)
     summaries = {label: summarize_run(entry) for label, entry in runs.items()}
     winners: dict[str, str] = {}
     candidates: dict[str, int] = {}
+    ties: dict[str, dict[str, Any]] = {}
     for group, labels in _groups(data).items():
         ranked = by_validation(
             {label: summaries[label] for label in labels}, maximize=data.maximize
@@ -81,156 +212,274 @@ def _verdict_of(data: StudyData, section: Section, *, several: bool) -> None:
         candidates[group] = len(labels)
         if ranked:
             winners[group] = ranked[0]
+            tie = _tie(ranked, summaries, maximize=data.maximize)
+            if tie:
+                ties[group] = tie
     if not winners:
-        section.skipped.append(f"{data.name}: no run has a finished seed yet")
-        return
+        return None
     reference = next(
         (group for group, label in winners.items() if summaries[label]["optimizer"] == "adamz"),
         next(iter(winners)),
     )
-    metric, val_metric = data.metric, selection_metric(data)
-    points = metric.endswith("_accuracy")
-    unit = " points" if points else ""
-    scale = 100.0 if points else 1.0
+    scale, unit = page_unit(data.metric)
     sign = 1.0 if data.maximize else -1.0
+    reference_summary = summaries[winners[reference]]
+    comparisons: dict[str, Any] = {}
+    for group, label in winners.items():
+        if group == reference:
+            continue
+        paired = paired_test(runs[winners[reference]], runs[label], margin=margin / scale)
+        comparison: dict[str, Any] = {"n": paired["n"]}
+        if paired["n"]:
+            times = (
+                reference_summary["median_train_time_s"],
+                summaries[label]["median_train_time_s"],
+            )
+            comparison.update(
+                paired,
+                reference_better=bool(sign * paired["difference"] > 0),
+                time_ratio=times[0] / times[1] if all(times) else None,
+            )
+        comparisons[group] = comparison
+    return {
+        "data": data,
+        "runs": runs,
+        "reference": reference,
+        "winners": winners,
+        "candidates": candidates,
+        "summaries": summaries,
+        "comparisons": comparisons,
+        "ties": ties,
+        "scale": scale,
+        "unit": unit,
+        "margin": margin,
+    }
+
+
+def _tie(
+    ranked: list[str], summaries: dict[str, dict[str, Any]], *, maximize: bool
+) -> dict[str, Any] | None:
+    """How the winner was told from the runs with its validation median, if any had it."""
+    first = validation_key(summaries[ranked[0]], maximize=maximize)
+    tied = [
+        label
+        for label in ranked[1:]
+        if validation_key(summaries[label], maximize=maximize)[:2] == first[:2]
+    ]
+    if first[0] or not tied:
+        return None
+    return {
+        "val_median": summaries[ranked[0]]["val_median"],
+        "runs": [ranked[0], *tied],
+        "val_loss_medians": [summaries[label]["val_loss_median"] for label in [ranked[0], *tied]],
+    }
+
+
+def _adjust(family: list[dict[str, Any]]) -> None:
+    """Adjust the p-values of every comparison of the report together, and call each one."""
+    adjusted = benjamini_hochberg([comparison["p_value"] for comparison in family])
+    equivalence = benjamini_hochberg([comparison["equivalence_p_value"] for comparison in family])
+    for comparison, p_value, equivalence_p in zip(family, adjusted, equivalence, strict=True):
+        low, high = comparison["ci95_difference"]
+        comparison["adjusted_p_value"] = p_value
+        comparison["adjusted_equivalence_p_value"] = equivalence_p
+        comparison["too_few_seeds"] = comparison["smallest_possible_p"] >= SIGNIFICANCE
+        comparison["differs"] = bool(
+            p_value < SIGNIFICANCE and math.isfinite(low) and not low <= 0 <= high
+        )
+        comparison["equivalent"] = bool(equivalence_p < SIGNIFICANCE)
+
+
+def _rules(verdicts: list[dict[str, Any]], margin: float, *, count: int) -> str:
+    """How to read the verdict: selection, ties, what is subtracted, the tests and the margin."""
+    units = {verdict["unit"] for verdict in verdicts}
+    unit = next(iter(units)) if len(units) == 1 else "of each metric's unit (points for accuracy)"
+    adjusted = (
+        f"adjusted (Benjamini-Hochberg) over all {count} comparisons of this report"
+        if count > 1
+        else "not adjusted (one comparison)"
+    )
+    p = "adjusted p" if count > 1 else "p"
+    directions = "; ".join(
+        sorted(
+            {
+                f"{verdict['data'].metric}: "
+                + ("higher is better" if verdict["data"].maximize else "lower is better")
+                for verdict in verdicts
+            }
+        )
+    )
+    return (
+        f"How to read it ({directions}): each group's winner is its run with the best "
+        "validation median over "
+        f"the fresh seeds ({TIE_RULE}); its test numbers are shown, never used to choose. A "
+        "difference is the reference minus the row, seed by seed: the Hodges-Lehmann shift "
+        "with the 95 % interval of the Wilcoxon signed-rank test, and that test's p-value, "
+        f"{adjusted}. Better: {p} < {SIGNIFICANCE} and an interval without 0. Equivalent: "
+        "the equivalence test (two one-sided signed-rank tests, TOST) puts the shift within "
+        f"±{margin:g} {unit}, {p} < {SIGNIFICANCE}. Otherwise: not shown to differ, not shown "
+        "equivalent."
+    )
+
+
+def _write(
+    verdict: dict[str, Any],
+    section: Section,
+    searches: dict[str, StudyData],
+    *,
+    several: bool,
+    count: int,
+) -> None:
+    """The sentences, the table and the numbers of one replicate study's verdict."""
+    data: StudyData = verdict["data"]
+    reference, winners, candidates = verdict["reference"], verdict["winners"], verdict["candidates"]
+    summaries, comparisons = verdict["summaries"], verdict["comparisons"]
+    scale, unit = verdict["scale"], verdict["unit"]
+    digits = 2 if scale == 100.0 else 4
+    metric, val_metric = data.metric, selection_metric(data)
+    prefix = f"{data.name}: " if several else ""
     counts = sorted(set(candidates.values()))
     if len(counts) > 1:
         section.summary.append(
-            f"{data.name}: the groups sent unequal numbers of candidates ("
+            f"{prefix}{'the' if prefix else 'The'} groups sent unequal numbers of candidates ("
             + ", ".join(f"{group} {count}" for group, count in candidates.items())
             + "): a group picked from more candidates gets more chances at a lucky validation "
             "median, though never on the test values shown here."
         )
-    table = [
-        [
-            "group", "candidates", f"winner (best {val_metric} median)", "seeds",
-            f"{metric} median [95 % CI]", "train s per run", f"vs {reference}",
-        ]
-    ]  # fmt: skip
-    reference_summary = summaries[winners[reference]]
-    comparisons: dict[str, Any] = {
-        group: _compare(
-            paired_test(runs[winners[reference]], runs[label], sign),
-            reference_summary,
-            summaries[label],
-            sign=sign,
+    for group, tie in verdict["ties"].items():
+        losses = ", ".join(
+            f"{label} {loss:.4g}" if loss is not None else f"{label} none"
+            for label, loss in zip(tie["runs"], tie["val_loss_medians"], strict=True)
         )
-        for group, label in winners.items()
-        if group != reference
-    }
-    _adjust(comparisons)
-    prefix = f"{data.name}: " if several else ""
+        section.summary.append(
+            f"{prefix}{group}: {len(tie['runs'])} runs tie on the {val_metric} median "
+            f"({tie['val_median'] * page_unit(val_metric)[0]:.{digits}f}); the lowest median "
+            f"val_loss picked {tie['runs'][0]} ({losses})."
+        )
+    costs = {group: _search_cost(searches[group]) for group in winners if group in searches}
+    epochs = [cost["epochs"] for cost in costs.values() if cost["epochs"]]
+    if epochs and max(epochs) > (1 + COST_TOLERANCE) * min(epochs):
+        section.summary.append(
+            f"{prefix}{'the' if prefix else 'The'} searches did not spend equal epochs ("
+            + ", ".join(f"{group} {cost['epochs']}" for group, cost in costs.items())
+            + f"; the most {max(epochs) / min(epochs) - 1:.0%} above the fewest): equal "
+            "numbers of trials, unequal compute, as the pruner stopped their trials at "
+            "different epochs."
+        )
     for group, comparison in comparisons.items():
         section.summary.append(
-            f"{prefix}**{reference}** vs {group}: "
-            + _sentence(comparison, reference, group, metric, scale, unit, len(comparisons))
+            f"{prefix}**{reference}** − {group}: "
+            + _sentence(comparison, verdict, group, metric, count)
         )
+    table = [
+        [
+            "group", "hyperparameters searched", "search: epochs", "search: wall time",
+            "candidates", f"winner (best {val_metric} median)", "seeds",
+            f"{metric} median [95 % CI], {unit}", "train s per run",
+            f"{reference} − this row, {unit}: Hodges-Lehmann [95 % CI], p", "verdict",
+        ]
+    ]  # fmt: skip
     for group, label in winners.items():
-        summary = summaries[label]
-        versus = "reference"
+        summary, cost = summaries[label], costs.get(group)
+        versus, call = "", "reference"
         if group != reference:
-            versus = _describe(comparisons[group], scale=scale, unit=unit, count=len(comparisons))
+            comparison = comparisons[group]
+            versus = describe_difference(comparison, scale=scale, digits=digits)
+            if comparison["n"] and count > 1:
+                versus += f", adjusted {comparison['adjusted_p_value']:.2g}"
+            call = _call(comparison, verdict, group) if comparison["n"] else ""
         time = summary["median_train_time_s"]
         table.append(
             [
                 group,
+                str(cost["hyperparameters"]) if cost else "",
+                str(cost["epochs"]) if cost else "",
+                _duration(cost["wall_time_s"]) if cost else "",
                 str(candidates[group]),
                 label,
                 f"{summary['n']}"
                 + (f" ({summary['diverged']} diverged)" if summary["diverged"] else ""),
-                f"{summary['median'] * scale:.2f} "
-                + format_interval([v * scale for v in summary["ci95_median"]], digits=2),
+                f"{summary['median'] * scale:.{digits}f} "
+                + format_interval([v * scale for v in summary["ci95_median"]], digits=digits),
                 f"{time:.2f}" if time is not None else "",
                 versus,
+                call,
             ]
         )
     section.tables.append(table)
     section.numbers[data.name] = {
         "metric": metric,
         "selected_on": val_metric,
+        "tie_rule": TIE_RULE,
         "reference": reference,
+        "difference": "the reference minus the group, in the metric's units",
+        "margin": verdict["margin"] / scale,
         "candidates": candidates,
+        "ties": verdict["ties"],
+        "search_cost": costs,
         "winners": {group: {"run": label, **summaries[label]} for group, label in winners.items()},
-        "comparisons": comparisons,
+        "comparisons": {
+            group: {
+                **comparison,
+                **({"verdict": _call(comparison, verdict, group)} if comparison["n"] else {}),
+            }
+            for group, comparison in comparisons.items()
+        },
     }
 
 
-def _compare(
-    paired: dict[str, Any], reference: dict[str, Any], other: dict[str, Any], *, sign: float
-) -> dict[str, Any]:
-    """The reference minus the other (``paired`` has other minus the reference)."""
-    if not paired.get("n"):
-        return {"n": 0}
-    low, high = paired["ci95_median_difference"]
-    difference = -paired["median_difference"]
-    interval = [-high, -low]
-    times = reference["median_train_time_s"], other["median_train_time_s"]
+def _search_cost(data: StudyData) -> dict[str, Any]:
+    """What a search spent: the epochs of every trial its budget paid for, the wall time from
+    its first trial's start to its last one's end, and how many hyperparameters it searched."""
+    starts = [trial.datetime_start for trial in data.finished if trial.datetime_start]
+    ends = [trial.datetime_complete for trial in data.finished if trial.datetime_complete]
     return {
-        "n": paired["n"],
-        "difference": difference,
-        "ci95_difference": interval,
-        "p_value": paired["p_value"],
-        "smallest_possible_p": paired["smallest_possible_p"],
-        "reference_better": sign * difference > 0,
-        "time_ratio": times[0] / times[1] if all(times) else None,
+        "trials": len(data.finished),
+        "epochs": int(np.sum(data.finished_epochs)),
+        "wall_time_s": (max(ends) - min(starts)).total_seconds() if starts and ends else None,
+        "hyperparameters": len({name for trial in data.trials for name in trial.params}),
     }
 
 
-def _adjust(comparisons: dict[str, Any]) -> None:
-    """Add each comparison's p-value adjusted for their number, and the noise verdict."""
-    tested = [group for group, comparison in comparisons.items() if comparison.get("n")]
-    if not tested:
-        return
-    adjusted = stats.false_discovery_control([comparisons[g]["p_value"] for g in tested])
-    for group, p_value in zip(tested, adjusted, strict=True):
-        comparison = comparisons[group]
-        low, high = comparison["ci95_difference"]
-        comparison["adjusted_p_value"] = float(p_value)
-        comparison["too_few_seeds"] = comparison["smallest_possible_p"] >= SIGNIFICANCE
-        comparison["inside_seed_noise"] = bool(
-            p_value >= SIGNIFICANCE or (math.isfinite(low) and low <= 0 <= high)
-        )
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
-def _describe(comparison: dict[str, Any], *, scale: float, unit: str, count: int) -> str:
-    """One comparison in a table cell; the adjusted p-value where ``count`` makes it differ."""
-    if not comparison.get("n"):
-        return "no shared seeds"
-    adjusted = f", adjusted {comparison['adjusted_p_value']:.2g}" if count > 1 else ""
-    return (
-        f"{comparison['difference'] * scale:+.2f}{unit}, p = {comparison['p_value']:.2g}"
-        f"{adjusted} (n = {comparison['n']})"
+def _call(comparison: dict[str, Any], verdict: dict[str, Any], other: str) -> str:
+    """One comparison's verdict in words (see the module docs)."""
+    return verdict_words(
+        comparison,
+        first=verdict["reference"],
+        second=other,
+        margin=verdict["margin"],
+        unit=verdict["unit"],
     )
 
 
 def _sentence(
-    comparison: dict[str, Any],
-    reference: str,
-    other: str,
-    metric: str,
-    scale: float,
-    unit: str,
-    count: int,
+    comparison: dict[str, Any], verdict: dict[str, Any], other: str, metric: str, count: int
 ) -> str:
-    """One comparison in words; the adjusted p-value only where ``count`` comparisons make it
-    differ, the smallest possible p only where it is out of reach of 0.05."""
-    if not comparison.get("n"):
+    """One comparison in words; the adjusted p-values only where ``count`` comparisons make
+    them differ, the smallest possible p only where it is out of reach of 0.05."""
+    if not comparison["n"]:
         return "no seeds in common, no comparison."
+    scale, unit = verdict["scale"], verdict["unit"]
     low, high = comparison["ci95_difference"]
     interval = (
         f"95 % CI {low * scale:+.2f} to {high * scale:+.2f}"
         if math.isfinite(low)
         else f"no 95 % CI below {MIN_SEEDS_FOR_INTERVAL} seeds"
     )
-    verdict = (
-        "too few seeds to tell it from the seed noise"
-        if comparison["too_few_seeds"]
-        else "inside the seed noise"
-        if comparison["inside_seed_noise"]
-        else f"{reference if comparison['reference_better'] else other} better, beyond the seed noise"
-    )
+    adjusted, adjusted_equivalence = "", ""
+    if count > 1:
+        adjusted = f" ({comparison['adjusted_p_value']:.2g} adjusted for the {count} comparisons)"
+        adjusted_equivalence = f", adjusted {comparison['adjusted_equivalence_p_value']:.2g}"
     floor = ""
-    if comparison["smallest_possible_p"] >= SIGNIFICANCE:
+    if comparison["too_few_seeds"]:
         floor = (
             f" With {comparison['n']} seeds no test can reach p < {SIGNIFICANCE} (smallest "
             f"possible p {comparison['smallest_possible_p']:.2g})."
@@ -238,11 +487,10 @@ def _sentence(
     time = ""
     if comparison["time_ratio"] is not None:
         time = f"; {comparison['time_ratio'] - 1:+.0%} training time per run"
-    adjusted = ""
-    if count > 1:
-        adjusted = f" ({comparison['adjusted_p_value']:.2g} adjusted for the {count} comparisons)"
     return (
-        f"{comparison['difference'] * scale:+.2f}{unit} of {metric} ({interval}), "
-        f"p = {comparison['p_value']:.2g} over {comparison['n']} paired seeds{adjusted}: "
-        f"{verdict}{time}." + floor
+        f"{comparison['difference'] * scale:+.2f} {unit} of {metric} (Hodges-Lehmann, "
+        f"{interval}), p = {comparison['p_value']:.2g} over {comparison['n']} paired "
+        f"seeds{adjusted}; equivalence within ±{verdict['margin']:g} {unit}: TOST p = "
+        f"{comparison['equivalence_p_value']:.2g}{adjusted_equivalence}: "
+        f"{_call(comparison, verdict, other)}{time}." + floor
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import optuna
 import pytest
+from report_helpers import storage_of, with_storage
 
 from adamz.reports import load_study_data
 from adamz.reports._budget import budget_section
@@ -38,7 +39,7 @@ def test_a_budget_curve_runs_over_every_finished_trial_pruned_ones_included() ->
     assert states.count(optuna.trial.TrialState.COMPLETE) == 14
     assert states.count(optuna.trial.TrialState.PRUNED) == 43
     assert states.count(optuna.trial.TrialState.FAIL) == 3
-    data = load_study_data(study)
+    data = load_study_data(study, storage_of(study))
     section = budget_section([data])
     numbers = section.numbers["plain"]
     assert numbers["finished_trials"] == 57
@@ -53,9 +54,11 @@ def test_a_budget_curve_runs_over_every_finished_trial_pruned_ones_included() ->
 
 
 def test_studies_of_equal_budget_share_one_k_axis_and_longer_ones_are_cut() -> None:
-    first = load_study_data(plain_study("first", completed=10, pruned=20, failed=2))
-    second = load_study_data(plain_study("second", completed=5, pruned=25, failed=7))
-    longer = load_study_data(plain_study("longer", completed=12, pruned=24, failed=0))
+    first = load_study_data(*with_storage(plain_study("first", completed=10, pruned=20, failed=2)))
+    second = load_study_data(*with_storage(plain_study("second", completed=5, pruned=25, failed=7)))
+    longer = load_study_data(
+        *with_storage(plain_study("longer", completed=12, pruned=24, failed=0))
+    )
     section = budget_section([first, second])
     assert section.numbers["first"]["k"] == section.numbers["second"]["k"]
     assert max(section.numbers["first"]["k"]) == 30
@@ -80,14 +83,14 @@ def test_a_study_that_diverges_more_often_looks_worse_not_better() -> None:
                 study.tell(trial, 0.97)
         return study
 
-    steady = budget_section([load_study_data(study("steady", 0))]).numbers["steady"]
-    shaky = budget_section([load_study_data(study("shaky", 10))]).numbers["shaky"]
+    steady = budget_section([load_study_data(*with_storage(study("steady", 0)))]).numbers["steady"]
+    shaky = budget_section([load_study_data(*with_storage(study("shaky", 10)))]).numbers["shaky"]
     assert shaky["divergence_rate"] == 0.5
     assert steady["divergence_rate"] == 0.0
     assert shaky["expected_best"][0] < steady["expected_best"][0]
     assert any(
         "50% divergence rate" in line
-        for line in budget_section([load_study_data(study("again", 10))]).summary
+        for line in budget_section([load_study_data(*with_storage(study("again", 10)))]).summary
     )
 
 
@@ -100,5 +103,5 @@ def test_an_older_study_counts_a_pruned_diverged_trial_at_chance_not_at_its_last
     trial.report(0.95, 1)
     trial.set_user_attr("run", {"stop_reason": "diverged: non-finite loss (nan) at epoch 2"})
     study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-    data = load_study_data(study)
+    data = load_study_data(study, storage_of(study))
     assert list(data.finished_values) == [0.9, pytest.approx(0.1)]

@@ -10,7 +10,7 @@ import optuna
 import pytest
 import torch
 import yaml
-from report_helpers import synthetic_study
+from report_helpers import constant, replicate_study, synthetic_study
 
 from adamz import AdamZ
 from adamz.cli import main
@@ -89,7 +89,7 @@ def test_report_page_opens_offline_in_chromium_without_errors_and_shows_its_char
     playwright = pytest.importorskip("playwright.sync_api")
     page_html = (synthetic_report / "report.html").read_text()
     assert '<script src="http' not in page_html
-    assert page_html.count("plotly.js v") == 1  # plotly.js inlined, once
+    assert '<script type="text/javascript" src="plotly.min.js"></script>' in page_html
     errors: list[str] = []
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -138,6 +138,7 @@ def test_a_plain_optuna_study_reports_and_says_what_it_skipped(storage: str, tmp
         (["report", "failed"], "no completed trial with a finite value (1 fail)"),
         (["export", "failed"], "no completed trial"),
         (["report", "synthetic", "--confirm", "1"], "--confirm must be at least 2"),
+        (["report", "synthetic", "--margin", "0"], "Invalid --margin: must be > 0, got 0.0."),
     ],
 )
 def test_bad_input_is_a_one_line_error_with_exit_code_2(storage, tmp_path, capsys, args, message):
@@ -173,3 +174,41 @@ def test_export_of_several_studies_not_made_by_adamz_search_is_refused(storage, 
     assert code == 2
     assert "validated per workload: give one study per workload" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_page_loads_plotlys_own_bundle_written_once_beside_it(synthetic_report: Path):
+    import plotly
+
+    bundle = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    beside = synthetic_report / "plotly.min.js"
+    assert beside.read_bytes() == bundle.read_bytes()
+    assert "plotly.js v" not in (synthetic_report / "report.html").read_text()
+    assert (synthetic_report / "report.html").stat().st_size < bundle.stat().st_size / 4
+
+
+def test_plotly_js_beside_a_page_is_written_once_for_the_pages_that_share_it(tmp_path: Path):
+    from adamz.reports._html import write_html
+
+    write_html(tmp_path / "first.html", "first", [])
+    (tmp_path / "plotly.min.js").write_text("// kept")
+    write_html(tmp_path / "second.html", "second", [])
+    assert (tmp_path / "plotly.min.js").read_text() == "// kept"
+    assert 'src="plotly.min.js"' in (tmp_path / "second.html").read_text()
+
+
+def test_the_margin_of_the_report_command_reaches_the_verdict(storage: str, tmp_path: Path):
+    replicate_study(
+        {
+            "z #1": {"val": constant(0.9), "test": constant(0.9), "source": {"study": "z"}},
+            "a #1": {"val": constant(0.9), "test": constant(0.9), "source": {"study": "a"}},
+        },
+        name="confirm-margin",
+        storage=storage,
+    )
+    for margin, expected in ((None, 0.0025), ("2", 0.02)):
+        out = tmp_path / str(margin)
+        options = ["--margin", margin] if margin else []
+        args = ["report", "confirm-margin", "--storage", storage, "--out", str(out), "--no-note"]
+        assert main([*args, *options]) == 0
+        numbers = json.loads((out / "report.json").read_text())["Verdict"]["Verdict"]["numbers"]
+        assert numbers["confirm-margin"]["margin"] == pytest.approx(expected)

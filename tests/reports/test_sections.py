@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import optuna
 import pytest
-from report_helpers import lr_only, synthetic_study
+from report_helpers import DISTRIBUTIONS, lr_only, storage_of, synthetic_study, with_storage
 
 from adamz.reports import ReportError, load_study_data
-from adamz.reports._budget import budget_section, expected_best
+from adamz.reports._budget import budget_section
 from adamz.reports._controller import controller_section
-from adamz.reports._importance import importance_section
+from adamz.reports._importance import importance_section, ranked_params
 from adamz.reports._pruning import pruning_section
 from adamz.reports._robustness import robustness_section, tunability_section
 from adamz.reports._sensitivity import CONTOUR_GRID, sensitivity_section
@@ -24,7 +24,9 @@ def lr_study() -> optuna.Study:
 
 
 def test_the_only_parameter_the_objective_reads_dominates_both_importances(lr_study):
-    section = importance_section(load_study_data(lr_study), repeats=3, fanova_trees=8)
+    section = importance_section(
+        load_study_data(lr_study, storage_of(lr_study)), repeats=3, fanova_trees=8
+    )
     for key in ("ped_anova", "fanova"):
         means = {name: result["mean"] for name, result in section.numbers[key].items()}
         assert max(means, key=means.__getitem__) == "lr"
@@ -35,7 +37,9 @@ def test_the_only_parameter_the_objective_reads_dominates_both_importances(lr_st
 
 
 def test_the_only_parameter_the_objective_reads_is_the_most_sensitive(lr_study):
-    section = sensitivity_section(load_study_data(lr_study), ["lr", "patience"])
+    section = sensitivity_section(
+        load_study_data(lr_study, storage_of(lr_study)), ["lr", "patience"]
+    )
     scores = section.numbers["scores"]
     assert max(scores, key=scores.__getitem__) == "lr"
     assert scores["patience"] < 0.5 * scores["lr"]
@@ -44,7 +48,9 @@ def test_the_only_parameter_the_objective_reads_is_the_most_sensitive(lr_study):
 
 
 def test_a_flat_objective_is_fully_robust():
-    section = robustness_section(load_study_data(synthetic_study(lambda p: 0.8, n_trials=20)))
+    section = robustness_section(
+        load_study_data(*with_storage(synthetic_study(lambda p: 0.8, n_trials=20)))
+    )
     assert section.numbers["within_1pct"] == 1.0
     assert section.numbers["within_5pct"] == 1.0
 
@@ -52,7 +58,7 @@ def test_a_flat_objective_is_fully_robust():
 def test_robustness_counts_trials_within_one_and_five_percent():
     values = iter([1.0, 0.995, 0.97, 0.5])
     study = synthetic_study(lambda p: next(values), n_trials=4)
-    section = robustness_section(load_study_data(study))
+    section = robustness_section(load_study_data(study, storage_of(study)))
     assert section.numbers["within_1pct"] == pytest.approx(0.5)
     assert section.numbers["within_5pct"] == pytest.approx(0.75)
 
@@ -60,7 +66,7 @@ def test_robustness_counts_trials_within_one_and_five_percent():
 def test_tunability_is_the_gain_of_the_best_over_each_named_reference_point():
     values = iter([0.5, 0.7, 0.6])
     section = tunability_section(
-        load_study_data(synthetic_study(lambda p: next(values), n_trials=3))
+        load_study_data(*with_storage(synthetic_study(lambda p: next(values), n_trials=3)))
     )
     references = section.numbers["references"]
     assert references["library defaults"]["trial"] == 0
@@ -77,7 +83,7 @@ def test_an_older_studys_defaults_trial_is_read_as_the_paper_settings():
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial({"x": 0.5}, user_attrs={"enqueued": "defaults"})
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
-    references = tunability_section(load_study_data(study)).numbers["references"]
+    references = tunability_section(load_study_data(study, storage_of(study))).numbers["references"]
     assert list(references) == ["paper settings"]
     assert references["paper settings"]["value"] == 0.5
 
@@ -85,22 +91,17 @@ def test_an_older_studys_defaults_trial_is_read_as_the_paper_settings():
 def test_tunability_is_skipped_without_a_defaults_trial():
     study = optuna.create_study()
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
-    section = tunability_section(load_study_data(study))
+    section = tunability_section(load_study_data(study, storage_of(study)))
     assert section.numbers == {}
     assert "defaults" in section.skipped[0]
 
 
-def test_expected_best_after_one_trial_is_the_mean_and_after_many_the_max():
-    values = np.array([0.1, 0.5, 0.9, 0.3])
-    result = expected_best(values, np.array([1, 2, 500]))
-    assert result[0] == pytest.approx(values.mean())
-    assert result[1] == pytest.approx(np.mean(np.maximum.outer(values, values)))
-    assert result[2] == pytest.approx(0.9)
-
-
 def test_budget_curves_of_several_studies_side_by_side_with_a_band(lr_study):
     flat = synthetic_study(lambda p: 0.8, n_trials=20, name="flat")
-    section = budget_section([load_study_data(lr_study), load_study_data(flat)], resamples=50)
+    section = budget_section(
+        [load_study_data(lr_study, storage_of(lr_study)), load_study_data(flat, storage_of(flat))],
+        resamples=50,
+    )
     assert set(section.numbers) == {"synthetic", "flat"}
     curve = section.numbers["synthetic"]
     assert np.all(np.diff(curve["expected_best"]) >= -1e-12)  # never worse with more trials
@@ -110,7 +111,7 @@ def test_budget_curves_of_several_studies_side_by_side_with_a_band(lr_study):
 
 
 def test_best_so_far_is_drawn_from_the_trials_that_improved_it_and_the_last(lr_study):
-    section = budget_section([load_study_data(lr_study)], resamples=10)
+    section = budget_section([load_study_data(lr_study, storage_of(lr_study))], resamples=10)
     best_so_far = np.array(section.numbers["synthetic"]["best_so_far"])
     epochs = np.array(section.numbers["synthetic"]["cumulative_epochs"])
     [drawn] = section.figures[1].data
@@ -123,7 +124,7 @@ def test_best_so_far_is_drawn_from_the_trials_that_improved_it_and_the_last(lr_s
 
 def test_the_contour_of_many_trials_is_on_a_coarse_grid_that_keeps_the_best_value():
     study = synthetic_study(lr_only, n_trials=2 * CONTOUR_GRID, with_records=False)
-    data = load_study_data(study)
+    data = load_study_data(study, storage_of(study))
     contour = sensitivity_section(data, ["lr", "patience"]).figures[-1]
     [surface] = [trace for trace in contour.data if trace.type == "contour"]
     assert len(surface.x) <= CONTOUR_GRID
@@ -133,7 +134,7 @@ def test_the_contour_of_many_trials_is_on_a_coarse_grid_that_keeps_the_best_valu
 
 
 def test_the_timeline_hover_is_a_few_lines_per_trial(lr_study):
-    timeline = pruning_section(load_study_data(lr_study)).figures[-1]
+    timeline = pruning_section(load_study_data(lr_study, storage_of(lr_study))).figures[-1]
     texts = [text for trace in timeline.data for text in trace.text]
     assert len(texts) == 80
     assert texts[0].split("<br>")[0].startswith("trial 0: complete, value 0.")
@@ -144,12 +145,14 @@ def test_the_timeline_hover_is_a_few_lines_per_trial(lr_study):
 def test_budget_curves_of_a_minimised_study_decrease():
     study = optuna.create_study(direction="minimize")
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=15)
-    curve = budget_section([load_study_data(study)], resamples=20).numbers[study.study_name]
+    curve = budget_section([load_study_data(study, storage_of(study))], resamples=20).numbers[
+        study.study_name
+    ]
     assert np.all(np.diff(curve["expected_best"]) <= 1e-12)
 
 
 def test_controller_counts_split_into_better_and_worse_halves(lr_study):
-    section = controller_section(load_study_data(lr_study))
+    section = controller_section(load_study_data(lr_study, storage_of(lr_study)))
     groups = section.numbers["groups"]
     assert groups["good"]["mean_overshoots"] < groups["bad"]["mean_overshoots"]
     assert groups["good"]["trials"] + groups["bad"]["trials"] == 80
@@ -157,7 +160,9 @@ def test_controller_counts_split_into_better_and_worse_halves(lr_study):
 
 
 def test_controller_section_is_skipped_without_controller_records():
-    section = controller_section(load_study_data(synthetic_study(with_records=False, n_trials=5)))
+    section = controller_section(
+        load_study_data(*with_storage(synthetic_study(with_records=False, n_trials=5)))
+    )
     assert section.figures == []
     assert "controller" in section.skipped[0]
 
@@ -174,4 +179,49 @@ def test_a_study_without_completed_trials_cannot_be_reported(states, message):
     for state in states:
         study.add_trial(optuna.trial.create_trial(state=state))
     with pytest.raises(ReportError, match=message):
-        load_study_data(study)
+        load_study_data(study, storage_of(study))
+
+
+def test_each_contour_axis_spans_the_parameter_it_is_labelled_with(lr_study):
+    data = load_study_data(lr_study, storage_of(lr_study))
+    # ranked "patience" first: Optuna's plot_contour puts "lr" on x anyway (by name)
+    contour = sensitivity_section(data, ["patience", "lr"]).figures[-1]
+    x_name, y_name = contour.layout.xaxis.title.text, contour.layout.yaxis.title.text
+    assert (x_name, y_name) == ("lr", "patience")
+    assert "over lr (x) × patience (y)" in contour.layout.title.text
+    surface, markers = contour.data[0], contour.data[1]
+    assert (surface.type, markers.mode) == ("contour", "markers")
+    for name, grid, trials in ((x_name, surface.x, markers.x), (y_name, surface.y, markers.y)):
+        distribution = DISTRIBUTIONS[name]
+        low, high = distribution.low, distribution.high
+        assert low <= min(trials) <= max(trials) <= high, name
+        # the grid: Optuna pads the trials' range by 5 % on each side (log scale if log)
+        scale = np.log10 if distribution.log else np.asarray
+        padding = 0.1 * (scale(high) - scale(low))
+        grid = scale(np.asarray(grid, dtype=float))
+        assert scale(low) - padding <= grid.min() <= grid.max() <= scale(high) + padding, name
+
+
+def test_where_ranking_is_refused_no_chart_ranks_and_no_curve_is_smoothed():
+    data = load_study_data(
+        *with_storage(synthetic_study(lr_only, n_trials=8))
+    )  # 5 parameters: ranking needs 20
+    importance = importance_section(data, repeats=2, fanova_trees=4)
+    assert importance.numbers["ranked"] is False
+    assert importance.figures == []
+    assert ranked_params(importance, data.params) == data.params
+    section = sensitivity_section(data, ranked_params(importance, data.params))
+    assert len(section.figures) == 1  # the slices, no contour of a "most important pair"
+    [slices] = section.figures
+    assert {trace.mode for trace in slices.data} == {"markers"}  # the trials, no trend or band
+    assert section.numbers["scores"] == {}
+    assert "contour_pair" not in section.numbers
+    assert any("too few completed trials to rank" in reason for reason in section.skipped)
+    assert "without a trend" in section.summary[0]
+
+
+def test_with_enough_trials_importance_orders_the_slices(lr_study):
+    data = load_study_data(lr_study, storage_of(lr_study))
+    importance = importance_section(data, repeats=2, fanova_trees=4)
+    assert importance.numbers["ranked"] is True
+    assert ranked_params(importance, data.params)[0] == "lr"

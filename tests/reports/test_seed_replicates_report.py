@@ -9,6 +9,7 @@ import numpy as np
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, IntDistribution
+from report_helpers import storage_of, with_storage
 
 from adamz.reports import ReportError, load_study_data
 from adamz.reports._confirm import FIRST_SEED, confirmation_spec
@@ -74,13 +75,13 @@ def test_the_replicates_section_ranks_runs_by_validation_and_pairs_them_by_seed(
         storage,
         {"worse": list(base), "better": list(base + 0.01), "same": list(base + 0.01)},
     )
-    data = load_study_data(optuna.load_study(study_name="reps", storage=storage))
+    data = load_study_data(*with_storage(optuna.load_study(study_name="reps", storage=storage)))
     section = replicates_section(data)
     runs = section.numbers["runs"]
     assert section.numbers["top_by_validation"] in ("better", "same")
     # Better on every one of 10 seeds: two-sided Wilcoxon p = 2 / 2**10.
     assert runs["worse"]["paired_vs_top"]["p_value"] == pytest.approx(2 / 1024)
-    assert runs["worse"]["paired_vs_top"]["median_difference"] == pytest.approx(-0.01)
+    assert runs["worse"]["paired_vs_top"]["difference"] == pytest.approx(0.01)  # top - worse
     assert runs["worse"]["paired_vs_top"]["smallest_possible_p"] == pytest.approx(2 / 1024)
     other = "same" if section.numbers["top_by_validation"] == "better" else "better"
     assert runs[other]["paired_vs_top"]["p_value"] == 1.0
@@ -114,7 +115,7 @@ def test_confirmation_takes_the_same_number_of_top_trials_from_every_study(
                     user_attrs={"run": {"result": {"hyperparameters": {"lr": value / 100}}}},
                 )
             )
-        datas.append(load_study_data(study))
+        datas.append(load_study_data(study, storage_of(study)))
     spec = confirmation_spec(datas, 5)
     assert [run["source"]["trial"] for run in spec.runs] == [1, 3, 2, 1, 3, 2]
     assert [run["optimizer"] for run in spec.runs] == ["adamz"] * 3 + ["adam"] * 3

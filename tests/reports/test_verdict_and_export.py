@@ -3,78 +3,28 @@ export recommends only what survived validation on every workload."""
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
 import numpy as np
 import optuna
 import pytest
-from optuna.distributions import CategoricalDistribution, IntDistribution
-from report_helpers import synthetic_study
+from report_helpers import (
+    SEEDS,
+    constant,
+    replicate_study,
+    storage_of,
+    synthetic_study,
+    with_storage,
+)
+from scipy import stats
 
 from adamz.reports import ReportError, build_report, load_study_data
+from adamz.reports._confirm import confirmed_choice
 from adamz.reports._export import PAPER_DEFAULTS, export_config, validated_choice
-from adamz.reports._replicates import median_interval, smallest_possible_p
+from adamz.reports._replicates import median_interval, replicates_section, smallest_possible_p
 from adamz.reports._verdict import verdict_section
-
-SEEDS = list(range(1000, 1010))
-
-
-def replicate_study(
-    runs: dict[str, dict[str, Any]],
-    *,
-    workload: str = "digits",
-    name: str = "confirm",
-    storage: optuna.storages.BaseStorage | None = None,
-) -> optuna.Study:
-    """A finished replicate study: per run label, ``val`` and ``test`` values per seed (lists),
-    ``source``, ``optimizer``, ``hyperparameters``, ``time`` and ``diverged`` seeds."""
-    study = optuna.create_study(direction="maximize", study_name=name, storage=storage)
-    definition = {
-        "kind": "replicates",
-        "name": name,
-        "workload": {"name": workload},
-        "direction": "maximize",
-        "metric": "test_accuracy",
-        "seeds": len(SEEDS),
-        "first_seed": SEEDS[0],
-        "runs": [
-            {
-                "label": label,
-                "optimizer": run.get("optimizer", "adamz"),
-                "hyperparameters": run.get("hyperparameters", {"lr": 0.01}),
-                **({"source": run["source"]} if "source" in run else {}),
-            }
-            for label, run in runs.items()
-        ],
-    }
-    study.set_user_attr("definition", definition)
-    distributions = {
-        "run": CategoricalDistribution(list(runs)),
-        "seed": IntDistribution(SEEDS[0], SEEDS[-1]),
-    }
-    trials = []
-    for label, run in runs.items():
-        for index, seed in enumerate(SEEDS):
-            diverged = seed in run.get("diverged", ())
-            record: dict[str, Any] = {"result": {"train_time_s": run.get("time", 1.0)}}
-            if diverged:
-                record["diverged"] = True
-            else:
-                record["metrics"] = {"val_accuracy": run["val"][index]}
-            trials.append(
-                optuna.trial.create_trial(
-                    params={"run": label, "seed": seed},
-                    distributions=distributions,
-                    value=0.1 if diverged else run["test"][index],
-                    user_attrs={"run": record},
-                )
-            )
-    study.add_trials(trials)
-    return study
-
-
-def constant(value: float, spread: float = 0.002) -> list[float]:
-    return list(value + spread * np.linspace(-1, 1, len(SEEDS)))
 
 
 def test_the_winner_is_picked_on_validation_even_when_another_candidate_tests_better() -> None:
@@ -90,7 +40,7 @@ def test_the_winner_is_picked_on_validation_even_when_another_candidate_tests_be
             },
         }
     )
-    section = verdict_section([load_study_data(study)])
+    section = verdict_section([load_study_data(study, storage_of(study))])
     numbers = section.numbers["confirm"]
     assert numbers["winners"]["z"]["run"] == "adamz #1"  # not #2, which tests better
     assert numbers["reference"] == "z"
@@ -102,7 +52,7 @@ def test_the_winner_is_picked_on_validation_even_when_another_candidate_tests_be
     assert section.title == "Verdict"
 
 
-def test_a_difference_inside_the_seed_noise_is_called_so() -> None:
+def test_a_difference_inside_the_seed_noise_is_neither_a_difference_nor_an_equivalence() -> None:
     rng = np.random.default_rng(1)
     noise = list(0.9 + 0.02 * rng.standard_normal(len(SEEDS)))
     study = replicate_study(
@@ -116,14 +66,19 @@ def test_a_difference_inside_the_seed_noise_is_called_so() -> None:
             },
         }
     )
-    comparison = verdict_section([load_study_data(study)]).numbers["confirm"]["comparisons"]["a"]
-    assert comparison["inside_seed_noise"] is True
+    section = verdict_section([load_study_data(study, storage_of(study))])
+    comparison = section.numbers["confirm"]["comparisons"]["a"]
+    assert comparison["p_value"] > 0.05
+    assert comparison["differs"] is False
+    assert comparison["equivalent"] is False  # a large p is no evidence of equality
+    assert comparison["verdict"] == "not shown to differ, not shown equivalent"
+    assert ": not shown to differ, not shown equivalent;" in section.summary[-1]
 
 
 def test_without_replicates_the_verdict_says_how_to_get_one() -> None:
     study = optuna.create_study(direction="maximize", study_name="search")
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
-    section = verdict_section([load_study_data(study)])
+    section = verdict_section([load_study_data(study, storage_of(study))])
     assert "No verdict yet" in section.summary[0]
     assert "--confirm" in section.summary[0]
 
@@ -148,7 +103,9 @@ def validation_study(workload: str, medians: dict[str, float], **extra: Any) -> 
         }
         for label, value in medians.items()
     }
-    return load_study_data(replicate_study(runs, workload=workload, name=f"validate-{workload}"))
+    return load_study_data(
+        *with_storage(replicate_study(runs, workload=workload, name=f"validate-{workload}"))
+    )
 
 
 def test_a_candidate_that_diverges_anywhere_is_never_recommended() -> None:
@@ -210,7 +167,7 @@ def test_export_of_a_replicate_study_is_refused_naming_what_to_export_instead() 
     with pytest.raises(
         ReportError, match=r"nothing to choose; export the search it confirms \(digits-adamz\)"
     ):
-        export_config([load_study_data(study)])
+        export_config([load_study_data(study, storage_of(study))])
 
 
 def test_a_report_without_replicates_keeps_the_note_a_verdict_wrote(tmp_path: Any) -> None:
@@ -231,10 +188,12 @@ def test_a_report_without_replicates_keeps_the_note_a_verdict_wrote(tmp_path: An
         return str(get_note_from_system_attrs(attrs, None)["body"])
 
     options = {"importance_repeats": 1, "fanova_trees": 2, "progress": False}
-    with_verdict = build_report([search, confirmation], tmp_path / "a", **options)
+    with_verdict = build_report(
+        [search, confirmation], tmp_path / "a", **options, storage=storage_of(search)
+    )
     assert note().endswith(with_verdict.summary)
     assert "## Verdict" in note()
-    build_report([search], tmp_path / "b", **options)
+    build_report([search], tmp_path / "b", **options, storage=storage_of(search))
     assert note().endswith(with_verdict.summary)
     assert search.user_attrs["note"] == "verdict of z"  # the search compared, confirmed
     # the note links to the other studies of the comparison on the dashboard
@@ -261,9 +220,11 @@ def test_p_values_are_adjusted_for_the_number_of_baselines_compared() -> None:
             "optimizer": "adam",
             "source": {"study": f"b{index}"},
         }
-    section = verdict_section([load_study_data(replicate_study(runs))])
+    section = verdict_section([load_study_data(*with_storage(replicate_study(runs)))])
     comparisons = section.numbers["confirm"]["comparisons"]
-    assert all("adjusted for the 6 comparisons" in line for line in section.summary)
+    sentences = [line for line in section.summary if line.startswith("**z** − ")]
+    assert len(sentences) == 6
+    assert all("adjusted for the 6 comparisons" in line for line in sentences)
     raw = comparisons["b0"]["p_value"]
     assert raw < 0.05
     assert comparisons["b0"]["adjusted_p_value"] > raw
@@ -273,7 +234,7 @@ def test_p_values_are_adjusted_for_the_number_of_baselines_compared() -> None:
     )
 
 
-def test_with_too_few_seeds_for_any_test_the_verdict_says_so_instead_of_noise() -> None:
+def test_with_too_few_seeds_for_any_test_the_verdict_says_so() -> None:
     study = replicate_study(
         {
             "adamz #1": {"val": constant(0.9), "test": constant(0.9), "source": {"study": "z"}},
@@ -285,26 +246,245 @@ def test_with_too_few_seeds_for_any_test_the_verdict_says_so_instead_of_noise() 
             },
         }
     )
-    data = load_study_data(study)
+    data = load_study_data(study, storage_of(study))
     data.trials = [t for t in data.trials if t.params["seed"] < SEEDS[5]]  # 5 seeds
     section = verdict_section([data])
     assert section.numbers["confirm"]["comparisons"]["a"]["too_few_seeds"] is True
-    assert "too few seeds to tell it from the seed noise" in section.summary[0]
-    assert "no test can reach p < 0.05" in section.summary[0]
-    assert "no 95 % CI below 6 seeds" in section.summary[0]
-    assert "adjusted" not in section.summary[0] + str(section.tables)  # one comparison
-    assert section.summary[0].count("smallest possible p") == 1
+    sentence = section.summary[-1]
+    assert sentence.startswith("**z** − a: +80.00 points")
+    assert "not shown to differ, not shown equivalent" in sentence
+    assert "no test can reach p < 0.05" in sentence
+    assert "no 95 % CI below 6 seeds" in sentence
+    assert "adjusted" not in sentence + str(section.tables)  # one comparison
+    assert sentence.count("smallest possible p") == 1
 
 
 def test_a_confirmed_reports_title_names_the_searches_it_compares(tmp_path: Any) -> None:
-    searches = [synthetic_study(n_trials=12, name=name) for name in ("tuned-z", "tuned-a")]
+    storage = optuna.storages.InMemoryStorage()
+    searches = [
+        synthetic_study(n_trials=12, name=name, storage=storage) for name in ("tuned-z", "tuned-a")
+    ]
     confirmation = replicate_study(
         {
             "adamz #1": {"val": constant(0.9), "test": constant(0.9), "source": {"study": "z"}},
             "adam #1": {"val": constant(0.8), "test": constant(0.8), "source": {"study": "a"}},
-        }
+        },
+        storage=storage,
     )
-    files = build_report([*searches, confirmation], tmp_path, save_note=False, progress=False)
+    files = build_report(
+        [*searches, confirmation], tmp_path, save_note=False, progress=False, storage=storage
+    )
     title = "AdamZ Search report: tuned-z vs tuned-a, confirmed on fresh seeds"
     assert f"<h1>{title}</h1>" in files.html.read_text()
     assert files.summary.startswith(f"# {title}\n")
+
+
+def two_winners(adamz: list[float], adam: list[float], **adam_run: Any) -> dict[str, Any]:
+    return {
+        "adamz #1": {"val": adamz, "test": adamz, "source": {"study": "z"}},
+        "adam #1": {
+            "val": adam,
+            "test": adam,
+            "optimizer": "adam",
+            "source": {"study": "a"},
+            **adam_run,
+        },
+    }
+
+
+def test_equivalence_is_claimed_only_from_the_equivalence_test_at_the_stated_margin() -> None:
+    same = verdict_section(
+        [load_study_data(*with_storage(replicate_study(two_winners(constant(0.9), constant(0.9)))))]
+    )
+    comparison = same.numbers["confirm"]["comparisons"]["a"]
+    assert comparison["equivalence_p_value"] == pytest.approx(2**-10)
+    assert comparison["verdict"] == "equivalent within ±0.25 points"
+    assert "within ±0.25 points" in same.summary[0]  # the margin is stated
+    apart = two_winners(constant(0.9), list(np.array(constant(0.9)) - 0.01))
+    section = verdict_section([load_study_data(*with_storage(replicate_study(apart)))])
+    comparison = section.numbers["confirm"]["comparisons"]["a"]
+    assert comparison["equivalent"] is False
+    assert comparison["verdict"] == "z better"
+    wider = verdict_section([load_study_data(*with_storage(replicate_study(apart)))], margin=2.0)
+    assert wider.numbers["confirm"]["comparisons"]["a"]["verdict"] == (
+        "z better, by less than the ±2 points margin"
+    )
+    with pytest.raises(ValueError, match=r"Invalid margin: must be > 0, got 0\."):
+        verdict_section([load_study_data(*with_storage(replicate_study(apart)))], margin=0)
+
+
+def test_p_values_are_adjusted_over_every_comparison_of_the_report_all_workloads_together() -> None:
+    rng = np.random.default_rng(5)
+    base = list(0.9 + 0.01 * rng.standard_normal(len(SEEDS)))
+    datas = []
+    for workload, shifts in (("digits", (0.004, 0.001)), ("circles", (0.002,))):
+        runs: dict[str, dict[str, Any]] = {
+            "adamz #1": {"val": base, "test": base, "source": {"study": f"{workload}-z"}}
+        }
+        for index, shift in enumerate(shifts):
+            other = list(np.array(base) - shift + 0.003 * rng.standard_normal(len(SEEDS)))
+            runs[f"b{index} #1"] = {
+                "val": other,
+                "test": other,
+                "optimizer": "adam",
+                "source": {"study": f"{workload}-b{index}"},
+            }
+        datas.append(
+            load_study_data(
+                *with_storage(replicate_study(runs, workload=workload, name=f"confirm-{workload}"))
+            )
+        )
+    section = verdict_section(datas)
+    comparisons = [
+        comparison
+        for numbers in section.numbers.values()
+        for comparison in numbers["comparisons"].values()
+    ]
+    assert len(comparisons) == 3
+    expected = stats.false_discovery_control([c["p_value"] for c in comparisons])
+    assert [c["adjusted_p_value"] for c in comparisons] == pytest.approx(list(expected))
+    sentences = [line for line in section.summary if " − " in line.split(":")[1]]
+    assert len(sentences) == 3
+    assert all("adjusted for the 3 comparisons" in line for line in sentences)
+    assert "over all 3 comparisons of this report" in section.summary[0]
+
+
+def test_a_validation_tie_goes_to_the_lower_validation_loss_in_the_verdict_and_the_export() -> None:
+    storage = optuna.storages.InMemoryStorage()
+    search = optuna.create_study(direction="maximize", study_name="z", storage=storage)
+    search.optimize(lambda t: t.suggest_float("lr", 0, 1), n_trials=3)
+    # 269 validation images: both candidates reach the same validation accuracy on every seed
+    val = [round(0.97 * 269) / 269] * len(SEEDS)
+    runs = {
+        "z #1": {
+            "val": val,
+            "val_loss": [0.12] * 10,
+            "test": constant(0.95),
+            "source": {"study": "z"},
+        },
+        "z #2": {
+            "val": val,
+            "val_loss": [0.10] * 10,
+            "test": constant(0.93),
+            "source": {"study": "z"},
+        },
+        "a #1": {
+            "val": constant(0.95),
+            "test": constant(0.94),
+            "optimizer": "adam",
+            "source": {"study": "a"},
+        },
+    }
+    confirmation = replicate_study(runs, storage=storage)
+    section = verdict_section(
+        [
+            load_study_data(search, storage_of(search)),
+            load_study_data(confirmation, storage_of(confirmation)),
+        ]
+    )
+    numbers = section.numbers["confirm"]
+    assert numbers["winners"]["z"]["run"] == "z #2"  # the lower validation loss, not the first
+    assert numbers["ties"]["z"]["runs"] == ["z #2", "z #1"]
+    assert "equal validation medians go to the lower median validation loss" in section.summary[0]
+    assert any(
+        line.startswith("z: 2 runs tie on the val_accuracy median (97.03)")
+        and "picked z #2" in line
+        for line in section.summary
+    )
+    choice = confirmed_choice(load_study_data(search, storage_of(search)))
+    assert choice is not None
+    assert choice["run"] == "z #2"
+
+
+def test_the_verdict_table_shows_what_each_search_spent_and_how_many_hyperparameters_it_searched() -> (
+    None
+):
+    searches = [
+        synthetic_study(n_trials=12, name="z"),  # 5 hyperparameters, 2 epochs a trial
+        synthetic_study(n_trials=14, name="a", seed=1),
+    ]
+    confirmation = replicate_study(two_winners(constant(0.9), constant(0.9)))
+    datas = [load_study_data(study, storage_of(study)) for study in (*searches, confirmation)]
+    section = verdict_section(datas)
+    header, *rows = section.tables[0]
+    assert header[1:4] == ["hyperparameters searched", "search: epochs", "search: wall time"]
+    assert header[-1] == "verdict"
+    assert [row[:3] for row in rows] == [["z", "5", "24"], ["a", "5", "28"]]
+    assert all(row[3].endswith(" s") for row in rows)
+    cost = section.numbers["confirm"]["search_cost"]["a"]
+    assert cost == {
+        "trials": 14,
+        "epochs": 28,
+        "wall_time_s": cost["wall_time_s"],
+        "hyperparameters": 5,
+    }
+    assert any(
+        "The searches did not spend equal epochs (z 24, a 28; the most 17% above the fewest)"
+        in line
+        for line in section.summary
+    )
+    close = [load_study_data(*with_storage(synthetic_study(n_trials=13, name="a", seed=2)))]
+    even = verdict_section([datas[0], *close, datas[-1]])  # 24 and 26: within 10 %
+    assert not any("did not spend equal epochs" in line for line in even.summary)
+
+
+def test_with_ten_seeds_every_verdict_row_has_its_interval() -> None:
+    step = 1 / 269  # accuracies in steps of one validation image: many tied differences
+    runs = {
+        "adamz #1": {
+            "val": constant(0.95),
+            "test": [0.9 + step * (i % 3) for i in range(10)],
+            "source": {"study": "z"},
+        },
+        "same #1": {
+            "val": constant(0.9),
+            "test": [0.9 + step * (i % 3) for i in range(10)],
+            "optimizer": "adam",
+            "source": {"study": "same"},
+        },
+        "shifted #1": {
+            "val": constant(0.9),
+            "test": [0.9 + step * (i % 3 + 1) for i in range(10)],
+            "optimizer": "adam",
+            "source": {"study": "shifted"},
+        },
+        "flat #1": {
+            "val": constant(0.9),
+            "test": [0.9] * 10,
+            "optimizer": "sgd",
+            "source": {"study": "flat"},
+        },
+        "diverging #1": {
+            "val": constant(0.9),
+            "test": constant(0.9),
+            "optimizer": "sgd",
+            "diverged": [1004],
+            "source": {"study": "diverging"},
+        },
+    }
+    section = verdict_section([load_study_data(*with_storage(replicate_study(runs)))])
+    header, *rows = section.tables[0]
+    median, versus = header.index("test_accuracy median [95 % CI], points"), len(header) - 2
+    assert len(rows) == 5
+    for row in rows:
+        assert re.fullmatch(r"\d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\]", row[median]), row
+    for row in rows[1:]:
+        assert re.match(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\], p = ", row[versus]), row
+    for comparison in section.numbers["confirm"]["comparisons"].values():
+        assert all(math.isfinite(bound) for bound in comparison["ci95_difference"])
+
+
+def test_both_tables_of_a_page_subtract_the_same_way_in_points_and_say_so() -> None:
+    adamz, adam = constant(0.90), constant(0.9067)  # Adam 0.67 points higher, also on validation
+    study = replicate_study(two_winners(adamz, adam))
+    data = load_study_data(study, storage_of(study))
+    verdict_header, _, adam_row = verdict_section([data]).tables[0]
+    seeds_header, _, adamz_row = replicates_section(data).tables[0]
+    # the verdict: the reference (AdamZ) minus the row; the seeds: the first by validation
+    # (Adam) minus the row
+    assert verdict_header[-2] == "z − this row, points: Hodges-Lehmann [95 % CI], p"
+    assert adam_row[-2].startswith("-0.67 [")
+    assert seeds_header[-1] == "adam #1 − this run, points: Hodges-Lehmann [95 % CI], p"
+    assert adamz_row[-1].startswith("+0.67 [")
+    assert seeds_header[2] == "test_accuracy Q1, points"
+    assert adamz_row[3] == "90.00"  # points, not the fraction 0.9000

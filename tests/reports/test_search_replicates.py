@@ -1,0 +1,212 @@
+"""Search replicates: each search repeated with its own sampler seed, the verdict over the
+replicates, and the budget curves' spread across them."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+from report_helpers import (
+    constant,
+    replicate_study,
+    search_study,
+    storage_of,
+    synthetic_study,
+    with_storage,
+)
+
+from adamz.reports import ReportError, build_report, load_study_data
+from adamz.reports._budget import REPLICATES, budget_section
+from adamz.reports._search_replicates import (
+    confirmation_first_seed,
+    replicate_interval,
+    replicate_name,
+    replicate_of,
+    search_replicate_spec,
+)
+from adamz.reports._stats import expected_maximum, hodges_lehmann, hodges_lehmann_interval
+from adamz.reports._verdict import verdict_sections
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def test_a_replicate_is_named_after_its_search_and_its_number_read_back() -> None:
+    assert replicate_name("digits-adamz", 1) == "digits-adamz"
+    assert replicate_name("digits-adamz", 3) == "digits-adamz~r3"
+    assert replicate_of("digits-adamz~r3") == ("digits-adamz", 3)
+    assert replicate_of("digits-adamz") == ("digits-adamz", 1)
+    assert replicate_of("odd~r1") == ("odd~r1", 1)  # replicate 1 is never named so
+    assert replicate_of("odd~rx") == ("odd~rx", 1)
+    with pytest.raises(ValueError, match=r"Invalid replicate: must be >= 1, got 0\."):
+        replicate_name("digits-adamz", 0)
+    assert [confirmation_first_seed(r, 6) for r in (1, 2, 3)] == [1000, 1006, 1012]
+
+
+@pytest.mark.parametrize(
+    ("file_seed", "seeds"), [(0, [1, 2, 3]), (7, [8, 9, 10]), (None, [1, 2, 3])]
+)
+def test_each_replicate_is_the_stored_definition_with_its_own_name_and_sampler_seed(
+    file_seed: int | None, seeds: list[int]
+) -> None:
+    data = load_study_data(*with_storage(search_study("digits-adamz", sampler_seed=file_seed)))
+    specs = [search_replicate_spec(data, replicate) for replicate in (2, 3, 4)]
+    assert [spec.name for spec in specs] == [f"digits-adamz~r{r}" for r in (2, 3, 4)]
+    assert [spec.sampler["seed"] for spec in specs] == seeds
+    assert file_seed not in seeds  # none shares the original's
+    assert data.definition is not None
+    for spec in specs:
+        changed = {k for k in spec.definition if spec.definition[k] != data.definition.get(k)}
+        assert changed == {"name", "sampler", "description"}
+        assert spec.sampler["name"] == "tpe"
+        assert f"sampler seed {spec.sampler['seed']}" in spec.definition["description"]
+        assert spec.budget == data.definition["budget"]
+
+
+def test_only_an_original_search_made_by_adamz_search_is_replicated() -> None:
+    plain = optuna.create_study(direction="maximize", study_name="plain")
+    plain.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+    with pytest.raises(ReportError, match=r"'plain' was not created by adamz-search"):
+        search_replicate_spec(load_study_data(plain, storage_of(plain)), 2)
+    confirmation = replicate_study({"z #1": {"val": constant(0.9), "test": constant(0.9)}})
+    with pytest.raises(ReportError, match=r"'confirm' is a replicates study"):
+        search_replicate_spec(load_study_data(confirmation, storage_of(confirmation)), 2)
+    replicate = load_study_data(*with_storage(search_study("digits-adamz~r2")))
+    with pytest.raises(ReportError, match=r"is replicate 2 of 'digits-adamz': replicate the"):
+        search_replicate_spec(replicate, 3)
+    with pytest.raises(ReportError, match=r"Invalid replicate: must be >= 2 .* got 1\."):
+        search_replicate_spec(load_study_data(*with_storage(search_study("digits-adamz"))), 1)
+
+
+def test_the_interval_over_replicates_is_95_percent_from_six_and_the_whole_range_below() -> None:
+    five = np.array([0.3, -0.1, 0.2, 0.5, 0.0])
+    assert replicate_interval(five) == (-0.1, 0.5, 1 - 2**-4)
+    assert replicate_interval(five[:2]) == (-0.1, 0.3, 0.5)
+    six = np.array([0.3, -0.1, 0.2, 0.5, 0.0, 0.4])
+    assert replicate_interval(six) == (*hodges_lehmann_interval(six, 0.95), 0.95)
+    assert all(math.isnan(bound) for bound in replicate_interval(five[:1]))
+
+
+def confirmation(
+    replicate: int, shifts: dict[str, float], *, name: str = "", storage: Any = None
+) -> Any:
+    """The confirmation of search replicate ``replicate`` of "z" (AdamZ) and of a search per
+    key of ``shifts`` (Adam): each baseline's winner is z's shifted down by its shift on
+    every seed, validation and test alike."""
+    base = constant(0.9)
+    runs: dict[str, dict[str, Any]] = {
+        f"{replicate_name('z', replicate)} #1": {
+            "val": base,
+            "test": base,
+            "source": {"study": replicate_name("z", replicate)},
+        }
+    }
+    for study, shift in shifts.items():
+        values = list(np.array(base) - shift)
+        runs[f"{replicate_name(study, replicate)} #1"] = {
+            "val": values,
+            "test": values,
+            "optimizer": "adam",
+            "source": {"study": replicate_name(study, replicate)},
+        }
+    study = replicate_study(runs, name=name or f"confirm-r{replicate}", storage=storage)
+    return load_study_data(study, storage_of(study))
+
+
+def test_the_verdict_over_replicates_counts_wins_and_says_when_the_sign_flips() -> None:
+    shifts = [{"a": 0.01, "b": 0.02}, {"a": 0.02, "b": 0.01}, {"a": -0.005, "b": 0.03}]
+    sections = verdict_sections(
+        [confirmation(replicate, shift) for replicate, shift in enumerate(shifts, start=1)]
+    )
+    assert [section.title for section in sections] == ["Verdict over search replicates", "Verdict"]
+    over, verdict = sections
+    pairs = {(pair["first"], pair["second"]): pair for pair in over.numbers["pairs"]}
+    flips = pairs["z", "a"]
+    assert flips["replicates"] == [1, 2, 3]
+    assert flips["differences"] == pytest.approx([0.01, 0.02, -0.005])
+    assert (flips["ahead"], flips["behind"], flips["level"]) == (2, 1, 0)
+    # each replicate's shift is exact on 10 seeds: the seed-level verdict calls each one
+    assert (flips["better_by_seeds"], flips["worse_by_seeds"]) == (2, 1)
+    assert flips["sign_flips"] is True
+    assert flips["difference"] == pytest.approx(hodges_lehmann(np.array([0.01, 0.02, -0.005])))
+    assert flips["interval"] == pytest.approx([-0.005, 0.02])
+    assert flips["confidence"] == 0.75
+    steady = pairs["z", "b"]
+    assert (steady["ahead"], steady["behind"], steady["sign_flips"]) == (3, 0, False)
+    sentences = [line for line in over.summary if line.startswith("**z** − ")]
+    assert sentences[0].startswith("**z** − a over 3 search replicates: z ahead in 2, behind in 1")
+    assert "The sign flips between replicates" in sentences[0]
+    assert "The sign flips" not in sentences[1]
+    expected = "+0.88 points of test_accuracy over replicates (Hodges-Lehmann, 75% interval"
+    assert expected in sentences[0]
+    _header, *rows = over.tables[0]
+    assert rows[0][4] == "r1 +1.00, r2 +2.00, r3 -0.50"
+    assert [row[-1] for row in rows] == ["flips", "steady"]
+    # every replicate keeps its seed-level verdict, adjusted over all 6 comparisons
+    assert len(verdict.tables) == 3
+    assert "over all 6 comparisons of this report" in verdict.summary[0]
+
+
+def test_one_replicate_of_a_comparison_gives_no_verdict_over_replicates() -> None:
+    sections = verdict_sections([confirmation(1, {"a": 0.01}), confirmation(2, {"b": 0.01})])
+    assert [section.title for section in sections] == ["Verdict"]
+
+
+def test_budget_curves_over_replicates_are_the_median_and_range_of_their_unbiased_curves() -> None:
+    names = ["z", "z~r2", "z~r3", "a", "a~r2", "a~r3"]
+    datas = [
+        load_study_data(*with_storage(synthetic_study(n_trials=12, name=name, seed=index)))
+        for index, name in enumerate(names)
+    ]
+    section = budget_section(datas)
+    over = section.numbers[REPLICATES]
+    assert list(over) == ["z", "a"]
+    ks = np.array(over["z"]["k"])
+    curves = np.array(
+        [expected_maximum(data.finished_values, ks) for data in datas[:3]]
+    )  # every trial finished: the budget view is the values themselves
+    assert over["z"]["replicates"] == ["z", "z~r2", "z~r3"]
+    assert over["z"]["median"] == pytest.approx(np.median(curves, axis=0))
+    assert over["z"]["low"] == pytest.approx(curves.min(axis=0))
+    assert over["z"]["high"] == pytest.approx(curves.max(axis=0))
+    # two epochs a trial: the epochs axis runs from 2 to 24, where the curve is the k one's
+    assert over["z"]["epochs"][0] == 2
+    assert over["z"]["epochs"][-1] == 24
+    assert over["z"]["median_by_epochs"][-1] == pytest.approx(over["z"]["median"][-1])
+    assert len(section.figures) == 2
+    titles = [figure.layout.title.text for figure in section.figures]
+    assert all("median over search replicates (band: their range)" in t for t in titles)
+    assert section.figures[1].layout.xaxis.title.text.startswith("epochs trained")
+    assert section.summary[0].startswith("z over 3 search replicates: expected best")
+    assert len(section.summary) == 3  # one line per search, and what the other sections show
+
+
+def test_a_report_with_search_replicates_describes_each_search_once_and_titles_it_so(
+    tmp_path: Any,
+) -> None:
+    storage = optuna.storages.InMemoryStorage()
+    searches = [
+        synthetic_study(n_trials=12, name=name, seed=index, storage=storage)
+        for index, name in enumerate(["z", "z~r2", "a", "a~r2"])
+    ]
+    confirmations = []
+    for replicate in (1, 2):
+        data = confirmation(replicate, {"a": 0.01}, storage=storage)
+        confirmations.append(data.study)
+    files = build_report(
+        [*searches, *confirmations],
+        tmp_path,
+        save_note=False,
+        progress=False,
+        importance_repeats=1,
+        fanova_trees=2,
+        storage=storage,
+    )
+    title = "AdamZ Search report: z vs a, 2 search replicates each, confirmed on fresh seeds"
+    assert files.summary.startswith(f"# {title}\n")
+    what_matters = files.summary.split("## Which hyperparameters matter")[1].split("\n## ")[0]
+    assert "- z: Importance" in what_matters
+    assert "- z~r2: " not in what_matters
+    assert "- Verdict over search replicates: **z** − a over 2 search replicates" in (files.summary)
