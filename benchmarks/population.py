@@ -1,12 +1,12 @@
 """Population trials against one trial at a time, measured side by side in one run.
 
 ``worker``: trials per hour of the search worker (:func:`adamz.search.run_worker`, heartbeats,
-budget checks, trial records, TPE over AdamZ's eight hyperparameters) on one workload, with
-``--population`` 1 (one trial at a time, as before populations) and with 8, 32 and 64, on the
-same storage, in one process (its imports paid once before the first timing). Without a pruner
-(the default) every trial trains the workload's full protocol, so the ratio is the cost of a
-trial; ``--pruner median`` adds the pruning checks a search makes every epoch (and prunes some
-trials, so the two rows' trials differ in length).
+budget checks, trial records) on the workload's shipped AdamZ study (``studies/W-adamz.yaml``:
+TPE over AdamZ's space and its pruner, Hyperband), with ``--population`` 1 (one trial at a time,
+as before populations) and with 8, 32 and 64, each on a fresh copy of the study in one storage,
+in one process (its imports paid once before the first timing). A run is timed from its first
+trial's start to its last trial's end, as the storage records them. ``--pruner none`` trains
+every trial's full protocol instead, so that the ratio is the cost of a whole trial.
 ``training``: the training alone, without Optuna: seconds per run of
 :func:`adamz.training.train` (one run at a time) against :func:`train_population` for each K,
 the same configurations and seeds. The difference between the two ratios is the search's own
@@ -16,7 +16,7 @@ median final validation accuracy of each, and a paired Wilcoxon test of their di
 ``memory``: peak resident memory of a population of K against K = 1, in fresh processes, per
 member.
 
-    python benchmarks/population.py worker [--workload circles] [--sizes 1 8 32 64] [--pruner P]
+    python benchmarks/population.py worker [--workload circles] [--sizes 1 8 32 64] [--pruner none]
     python benchmarks/population.py worker --workload mnist --data-dir ../shared/data --sizes 1 8
     python benchmarks/population.py training [--workload circles] [--sizes 1 8 32 64]
     python benchmarks/population.py agreement [--workload digits]
@@ -40,8 +40,9 @@ from typing import Any
 
 import optuna
 import torch
+import yaml
 from scipy.stats import wilcoxon
-from search_service import create, write_study  # this folder's: run as a script
+from search_service import ROOT, create, write_study  # this folder's: run as a script
 
 from adamz.search import WorkerOptions, run_worker
 from adamz.training import RunConfig, train
@@ -49,13 +50,29 @@ from adamz.training.population import train_population
 
 
 def create_study(
-    directory: Path, workload: dict[str, Any], budget: int, storage: str, pruner: str = "none"
+    directory: Path,
+    workload: dict[str, Any],
+    budget: int,
+    storage: str,
+    pruner: str | None = None,
 ) -> str:
-    """A fresh AdamZ study on ``workload`` with a budget and ``pruner``, created as a user
-    creates one (outside every timing); its name."""
+    """A fresh copy of the workload's shipped AdamZ study, with ``budget`` and the workload's
+    overrides (and ``pruner`` instead of its own, if given), created as a user creates one
+    (outside every timing); its name."""
+    shipped = yaml.safe_load((ROOT / "studies" / f"{workload['name']}-adamz.yaml").read_text())
     name = f"population-{uuid.uuid4().hex[:8]}"
-    create(write_study(directory, name, workload, budget, pruner={"name": pruner}), storage)
+    pruners = {} if pruner is None else {"pruner": {"name": pruner}}
+    extra = {key: shipped[key] for key in ("sampler", "pruner", "enqueue_defaults")}
+    create(write_study(directory, name, workload, budget, **{**extra, **pruners}), storage)
     return name
+
+
+def span(study: optuna.Study) -> float:
+    """Seconds from the study's first trial's start to its last trial's end."""
+    finished = [t for t in study.trials if t.datetime_complete and t.datetime_start]
+    start = min(t.datetime_start for t in finished if t.datetime_start)
+    end = max(t.datetime_complete for t in finished if t.datetime_complete)
+    return (end - start).total_seconds()
 
 
 def worker(args: argparse.Namespace, directory: Path) -> None:
@@ -76,16 +93,15 @@ def worker(args: argparse.Namespace, directory: Path) -> None:
     for size in args.sizes:
         trials = max(args.min_trials, size * args.rounds)
         name = create_study(directory, workload, trials, storage, args.pruner)
-        start = time.perf_counter()
         summary = run_worker(name, WorkerOptions(**options, population=size))
-        seconds = time.perf_counter() - start
         study = optuna.load_study(study_name=name, storage=storage)
+        seconds = span(study)
         values = [t.value for t in study.trials if t.value is not None]
         rows.append((size, trials, seconds, summary.complete, statistics.median(values)))
     base = rows[0][2] / rows[0][1]
     print(
-        f"{args.workload} {workload}: AdamZ search (TPE, pruner {args.pruner}), "
-        "adamz-search worker, 1 thread"
+        f"{args.workload} {workload}: studies/{args.workload}-adamz.yaml (pruner "
+        f"{args.pruner or 'its own'}), adamz-search worker, 1 thread"
     )
     print(f"{'population':>10} {'trials':>7} {'s/trial':>8} {'trials/h':>9} {'x K=1':>6} "
           f"{'median val_accuracy':>20}")  # fmt: skip
@@ -198,7 +214,7 @@ def main() -> None:
     run.add_argument("--train-size", type=int, default=None)
     run.add_argument("--data-dir", default=None)
     run.add_argument(
-        "--pruner", default="none", help="the study's pruner (median: as searches run)"
+        "--pruner", default=None, help="a pruner instead of the shipped study's (none: no pruner)"
     )
     alone = commands.add_parser("training")
     alone.add_argument("--workload", default="circles")

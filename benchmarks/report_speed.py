@@ -30,9 +30,13 @@ DISTRIBUTIONS = {
 }
 
 
-def synthetic_study(n_trials: int, seed: int = 0) -> optuna.Study:
+def synthetic_study(
+    n_trials: int, storage: optuna.storages.BaseStorage, seed: int = 0
+) -> optuna.Study:
     rng = np.random.default_rng(seed)
-    study = optuna.create_study(direction="maximize", study_name=f"synthetic-{n_trials}")
+    study = optuna.create_study(
+        storage=storage, direction="maximize", study_name=f"synthetic-{n_trials}"
+    )
     trials = []
     for number in range(n_trials):
         params: dict[str, Any] = {}
@@ -65,10 +69,11 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=1000)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = synthetic_study(args.trials)
+    storage = optuna.storages.InMemoryStorage()
+    study = synthetic_study(args.trials, storage)
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
-        files = build_report([study], Path(out), save_note=False, progress=False)
+        files = build_report([study], Path(out), save_note=False, progress=False, storage=storage)
         elapsed = time.perf_counter() - started
         size_mb = files.html.stat().st_size / 1e6
     print(

@@ -11,7 +11,11 @@ trials left RUNNING, and finished trials against the budget.
 ``chaos``: a study on MNIST run by independent launchers while workers and launchers are killed
 (SIGKILL: a host gone) and stopped (SIGTERM: a host preempted) at random, and each launcher
 that exits early is started again, as a host's supervisor would; then finished trials against
-the budget, trials left RUNNING, trials lost, and the checkpoints left behind.
+the budget, trials left RUNNING, trials lost, and the checkpoints left behind. With
+``--outage postgresql`` the study lives on a PostgreSQL server of the benchmark's own, stopped
+for 20 s twice during the faults; with ``--outage sqlite``, on a SQLite file that another
+process holds under an exclusive lock for 20 s twice: the same invariants, and launchers that
+exited because of the outage (target 0).
 ``pruning``: the same study (same sampler seed and trial count) without a pruner, with the
 median pruner as the workload's shipped AdamZ study configures it, and with Hyperband: epochs
 trained and the best value found, for several TPE seeds.
@@ -22,6 +26,7 @@ trained and the best value found, for several TPE seeds.
     python benchmarks/search_service.py hosts [--launchers 16 --trials 48] [--storage ...] [--proxy]
     python benchmarks/search_service.py stop [--rounds 3]
     python benchmarks/search_service.py chaos --data-dir DIR [--seconds 180 --launchers 3]
+    python benchmarks/search_service.py chaos --data-dir DIR --outage postgresql|sqlite
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from optuna.trial import TrialState
 from adamz.search import WorkerOptions, load_study_file, open_storage, run_worker
 from adamz.search.retries import MAX_DEATHS, outcomes
 from adamz.search.studies import make_sampler
+from adamz.search.worker import UNREACHABLE_CODE
 from adamz.training import RunConfig, train
 from adamz.workloads import get_workload
 
@@ -292,8 +298,48 @@ def stop(args: argparse.Namespace, directory: Path) -> None:
 
 
 def chaos(args: argparse.Namespace, directory: Path) -> None:
-    """Random SIGKILLs and SIGTERMs for ``--seconds`` while launchers run an MNIST study."""
-    storage = args.storage or f"sqlite:///{directory / 'chaos.db'}"
+    """Random SIGKILLs and SIGTERMs for ``--seconds`` while launchers run an MNIST study;
+    with ``--outage``, the storage down twice meanwhile."""
+    if args.outage != "postgresql":
+        _chaos(args, directory, args.storage or f"sqlite:///{directory / 'chaos.db'}")
+        return
+    # The tests' private cluster: a server this benchmark may stop (not the machine's own).
+    sys.path.insert(0, str(ROOT / "tests" / "search"))
+    from private_postgres import private_cluster, why_no_private_cluster
+
+    reason = why_no_private_cluster()
+    if reason is not None:
+        raise SystemExit(f"chaos --outage postgresql: {reason}")
+    with private_cluster() as cluster:
+        _chaos(args, directory, cluster.url, cluster)
+
+
+OUTAGE_S = 20.0
+"""chaos --outage: seconds the storage is down, twice."""
+
+
+def _outages(args: argparse.Namespace, storage: str, cluster: Any, started: float) -> None:
+    """The storage down for OUTAGE_S seconds at a third and at two thirds of the faults: a
+    PostgreSQL server stopped, or a SQLite file held under an exclusive lock by another
+    process."""
+    for at in (args.seconds / 3, 2 * args.seconds / 3):
+        time.sleep(max(0.0, started + at - time.monotonic()))
+        print(f"outage at {time.monotonic() - started:.0f} s: {OUTAGE_S:.0f} s", flush=True)
+        if cluster is not None:
+            cluster.stop()
+            time.sleep(OUTAGE_S)
+            cluster.start()
+        else:
+            path = storage.removeprefix("sqlite:///")
+            hold = (
+                "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], timeout=60, "
+                "isolation_level=None); c.execute('BEGIN EXCLUSIVE'); time.sleep(float("
+                "sys.argv[2])); c.execute('COMMIT')"
+            )
+            subprocess.run([sys.executable, "-c", hold, path, str(OUTAGE_S)], check=True)
+
+
+def _chaos(args: argparse.Namespace, directory: Path, storage: str, cluster: Any = None) -> None:
     name = f"chaos-{uuid.uuid4().hex[:8]}"
     workload = {"name": "mnist", "epochs": args.epochs}
     create(write_study(directory, name, workload, args.trials, pruner={"name": "none"}), storage)
@@ -315,8 +361,13 @@ def chaos(args: argparse.Namespace, directory: Path) -> None:
     rng = random.Random()
     faults = {"SIGKILL to a worker": 0, "SIGTERM to a worker": 0, "SIGKILL to a launcher": 0}
     restarts = victim_deaths = 0
+    exit_codes: list[int] = []  # of launchers that ended early
     victim: int | None = None
     started = time.monotonic()
+    if args.outage:
+        threading.Thread(
+            target=_outages, args=(args, storage, cluster, started), daemon=True
+        ).start()
     while not all(launcher.poll() == 0 for launcher in launchers):
         if time.monotonic() - started > args.seconds + 900:  # the study cannot finish
             print("gave up: the study did not finish within 15 minutes of the last fault")
@@ -325,15 +376,20 @@ def chaos(args: argparse.Namespace, directory: Path) -> None:
             break
         for index, launcher in enumerate(launchers):
             if launcher.poll() not in (None, 0):  # a host's supervisor starts it again
+                exit_codes.append(launcher.returncode)
                 launchers[index] = start()
                 restarts += 1
         time.sleep(POLL_S)
         if not _in_chaos(started, args):
             continue
         ours = {launcher.pid for launcher in launchers if launcher.poll() is None}
+        try:
+            now_running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        except Exception:  # the storage is down (--outage): no fault until it is back
+            continue
         running = [
             trial
-            for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            for trial in now_running
             if _parent(trial.user_attrs.get("worker", {}).get("pid")) in ours
         ]
         # One victim, the first trial to write a checkpoint, is killed at every attempt once it
@@ -395,6 +451,12 @@ def chaos(args: argparse.Namespace, directory: Path) -> None:
         "faults: " + ", ".join(f"{count} {kind}" for kind, count in faults.items())
         + f"; launchers started again {restarts} times"
     )  # fmt: skip
+    if args.outage:
+        print(
+            f"outages: the storage down {OUTAGE_S:.0f} s twice ({args.outage}); launchers "
+            f"that exited for it {exit_codes.count(UNREACHABLE_CODE)} (target 0); exit codes of "
+            f"launchers that ended early {sorted(exit_codes)}"
+        )
     print(f"trials {counts}")
     print(
         f"finished {finished} of budget {args.trials} (target: equal; bound: budget + "
@@ -525,6 +587,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="pruning: TPE seeds")
     parser.add_argument(
         "--seconds", type=float, default=180, help="chaos: seconds of faults (default: 180)"
+    )
+    parser.add_argument(
+        "--outage",
+        choices=["postgresql", "sqlite"],
+        default=None,
+        help="chaos: the storage down 20 s twice (a private PostgreSQL server stopped, or a "
+        "SQLite file locked by another process)",
     )
     parser.add_argument(
         "--fault-every", type=float, default=8, help="chaos: mean seconds between faults"

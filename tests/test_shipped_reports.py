@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -80,3 +81,22 @@ def test_every_shipped_report_opens_without_console_errors_and_titles_every_axis
     assert charts > 0
     assert errors == []
     assert untitled == []
+
+
+FINDING = re.compile(r"<!-- finding -->(.*?)<!-- /finding -->", re.DOTALL)
+
+
+def finding(path: Path) -> str:
+    """The one finding ``path`` marks, its line breaks and indents as single spaces."""
+    [marked] = FINDING.findall(path.read_text())
+    return " ".join(marked.split())
+
+
+def test_the_readme_opens_with_the_finding_of_the_shipped_reports_and_links_to_them() -> None:
+    readme = ROOT / "README.md"
+    sentence = finding(ROOT / "reports" / "README.md")
+    assert finding(readme) == sentence
+    assert re.search(r"\d", sentence)  # with its numbers
+    first_screen = readme.read_text().split("\n## ", 1)[0]  # before the first section
+    assert FINDING.search(first_screen)
+    assert "(reports/README.md)" in first_screen

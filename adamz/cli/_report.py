@@ -25,6 +25,7 @@ from adamz.cli._study_commands import (
 if TYPE_CHECKING:
     from adamz.reports import StudyData
     from adamz.search.replicates import ReplicateSpec
+    from adamz.search.studies import AnySpec
 
 __all__ = ["ExportCommand", "ReportCommand"]
 
@@ -42,7 +43,7 @@ class ReportCommand(Command):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         # These import torch: see the module docstring.
-        from adamz.reports._confirm import TOP
+        from adamz.reports import EQUIVALENCE_MARGIN, TOP
 
         parser.add_argument("studies", nargs="+", metavar="STUDY", help="studies in the storage")
         add_storage_argument(parser)
@@ -72,8 +73,26 @@ class ReportCommand(Command):
             type=Path,
             default=None,
             metavar="FILE",
-            help="load plotly.js from FILE (written if missing) instead of inlining it, so "
-            "several reports share one copy",
+            help="load plotly.js from FILE (written if missing), so several reports share one "
+            "copy (default: plotly.min.js beside report.html)",
+        )
+        parser.add_argument(
+            "--margin",
+            type=float,
+            default=EQUIVALENCE_MARGIN,
+            metavar="POINTS",
+            help="the verdict's equivalence margin: two optimizers are called equivalent only "
+            "where an equivalence test (TOST) puts their paired difference within it; in points "
+            "of accuracy, or the metric's own unit for a loss (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--safe-margin",
+            type=float,
+            default=None,
+            metavar="M",
+            help="sensitivity studies: a safe range holds the bins whose median is within M of "
+            "the best bin's, in points of accuracy or in a loss's units (default: 0.5 points, "
+            "0.01 of a loss)",
         )
         parser.add_argument(
             "--confirm",
@@ -93,7 +112,19 @@ class ReportCommand(Command):
             help="--confirm: configurations re-run from each study, the same for every "
             "optimizer (default: %(default)s)",
         )
-        add_replicate_worker_arguments(parser, "--confirm")
+        parser.add_argument(
+            "--search-replicates",
+            type=int,
+            default=1,
+            metavar="R",
+            help="first run every study's search R times in all, the study itself and R - 1 "
+            "studies NAME~r2 .. NAME~rR made from its definition with other sampler seeds (run "
+            "by workers once, then reused), each confirmed on fresh seeds of its own with "
+            "--confirm; the verdict then says how often and by how much each optimizer wins "
+            "across them, and the budget curves show their spread (default: %(default)s, the "
+            "study alone)",
+        )
+        add_replicate_worker_arguments(parser, "--confirm and --search-replicates")
 
     def take_action(self, args: argparse.Namespace) -> int:
         # These import torch: see the module docstring.
@@ -106,40 +137,99 @@ class ReportCommand(Command):
                 f"--repeats and --fanova-trees must be at least 1, got {args.repeats} and "
                 f"{args.fanova_trees}."
             )
-        storage = open_storage_or_fail(args.storage, read_only=not args.confirm)
+        if not args.margin > 0:
+            raise UsageError(f"Invalid --margin: must be > 0, got {args.margin}.")
+        if args.search_replicates < 1:
+            raise UsageError(
+                f"Invalid --search-replicates: must be at least 1, got {args.search_replicates}."
+            )
+        if args.confirm and args.confirm < 2:
+            raise UsageError(f"--confirm must be at least 2, got {args.confirm}.")
+        writes = bool(args.confirm) or args.search_replicates > 1
+        storage = open_storage_or_fail(args.storage, read_only=not writes)
         studies = [load_study_or_fail(name, storage) for name in args.studies]
+        if args.confirm:  # refuse studies that cannot be confirmed before running anything
+            self._confirmation(args, studies, storage, replicate=1)
+        # rounds[r - 1]: the studies of search replicate r, in the order given
+        rounds = [studies, *self._replicate(args, studies, storage)]
+        confirmations = []
         if args.confirm:
-            studies.append(self._confirm(args, studies, storage))
+            for replicate, searches in enumerate(rounds, start=1):
+                spec = self._confirmation(args, searches, storage, replicate=replicate)
+                confirmations.append(run_replicates(spec, args, storage, doing="Confirming"))
+        studies = [study for searches in rounds for study in searches] + confirmations
         out = args.out or REPORTS_DIR / "+".join(args.studies)
         with usage_errors(ReportError):
             files = build_report(
                 studies,
                 out,
+                storage=storage,
                 importance_repeats=args.repeats,
                 fanova_trees=args.fanova_trees,
                 save_note=not args.no_note,
                 progress=sys.stderr.isatty(),
                 plotly_js=args.plotly_js,
+                margin=args.margin,
+                safe_margin=args.safe_margin,
             )
         print(f"Wrote {files.html} ({files.charts} charts), {files.markdown}, {files.json}")
         return 0
 
     @staticmethod
-    def _confirm(
-        args: argparse.Namespace, studies: list[optuna.Study], storage: BaseStorage
-    ) -> optuna.Study:
-        """Create the confirmation study of ``studies`` (once) and run it to its budget."""
+    def _confirmation(
+        args: argparse.Namespace,
+        studies: list[optuna.Study],
+        storage: BaseStorage,
+        *,
+        replicate: int,
+    ) -> ReplicateSpec:
+        """The confirmation study of ``studies``, search replicate ``replicate`` of the
+        compared searches: on seeds of its own for each replicate."""
         # These import torch: see the module docstring.
-        from adamz.reports import ReportError, load_study_data
-        from adamz.reports._confirm import confirmation_spec
+        from adamz.reports import (
+            ReportError,
+            confirmation_first_seed,
+            confirmation_spec,
+            load_study_data,
+        )
 
-        if args.confirm < 2:
-            raise UsageError(f"--confirm must be at least 2, got {args.confirm}.")
         with usage_errors(ReportError):
-            spec = confirmation_spec(
-                [load_study_data(study) for study in studies], args.confirm, top=args.candidates
+            return confirmation_spec(
+                [load_study_data(study, storage) for study in studies],
+                args.confirm,
+                top=args.candidates,
+                first_seed=confirmation_first_seed(replicate, args.confirm),
             )
-        return run_replicates(spec, args, storage, doing="Confirming")
+
+    @staticmethod
+    def _replicate(
+        args: argparse.Namespace, studies: list[optuna.Study], storage: BaseStorage
+    ) -> list[list[optuna.Study]]:
+        """Search replicates 2 .. R of every study, each created once from the study's
+        definition and run to the study's budget (one round of all studies after another)."""
+        # These import torch: see the module docstring.
+        from adamz.reports import ReportError, load_study_data, search_replicate_spec
+        from adamz.search.budget import study_budget
+
+        with usage_errors(ReportError):
+            datas = [load_study_data(study, storage) for study in studies]
+            specs = [
+                [search_replicate_spec(data, replicate) for data in datas]
+                for replicate in range(2, args.search_replicates + 1)
+            ]
+        return [
+            [
+                run_replicates(
+                    spec,
+                    args,
+                    storage,
+                    doing="Replicating",
+                    budget=study_budget(data.study, spec.budget),
+                )
+                for spec, data in zip(round_specs, datas, strict=True)
+            ]
+            for round_specs in specs
+        ]
 
 
 def add_replicate_worker_arguments(parser: argparse.ArgumentParser, option: str) -> None:
@@ -164,12 +254,21 @@ def add_replicate_worker_arguments(parser: argparse.ArgumentParser, option: str)
 
 
 def run_replicates(
-    spec: ReplicateSpec, args: argparse.Namespace, storage: BaseStorage, *, doing: str
+    spec: AnySpec,
+    args: argparse.Namespace,
+    storage: BaseStorage,
+    *,
+    doing: str,
+    budget: int | None = None,
 ) -> optuna.Study:
     """Create ``spec``'s study (once) and run it to its budget with the command's workers;
-    a study an earlier invocation ran to its budget is used as it is."""
+    a study an earlier invocation ran to its budget is used as it is.
+
+    ``budget``: the study's budget where it is not the spec's (a search replicate takes its
+    search's, which ``adamz-search budget`` may have changed).
+    """
     # These import torch: see the module docstring.
-    from adamz.search.budget import FINISHED, count_states, study_budget
+    from adamz.search.budget import FINISHED, count_states, set_budget, study_budget
     from adamz.search.launcher import launch_workers, parse_devices
     from adamz.search.worker import WorkerOptions
 
@@ -178,15 +277,23 @@ def run_replicates(
     with usage_errors():
         devices = parse_devices(args.devices)
     created = create_study(spec, storage)
-    runs = f"{len(spec.runs)} configurations x {spec.seeds} seeds"
+    study = load_study_or_fail(spec.name, storage)
+    if budget is not None and study_budget(study, spec.budget) != budget:
+        set_budget(study, budget)
+    budget = study_budget(study, spec.budget)
+    runs = getattr(spec, "runs", None)  # a replicate study's (isinstance would import torch)
+    what = (
+        f"{budget} trials, sampler seed {spec.sampler.get('seed')}"
+        if runs is None
+        else f"{len(runs)} configurations x {spec.seeds} seeds"  # type: ignore[union-attr]
+    )
     if not created:
-        study = load_study_or_fail(spec.name, storage)
         states = count_states(study)
         finished = sum(states[state] for state in FINISHED)
-        if finished >= study_budget(study, spec.budget):
-            print(f"{doing}: study {spec.name} has run its {runs} already", file=sys.stderr)
+        if finished >= budget:
+            print(f"{doing}: study {spec.name} has run its {what} already", file=sys.stderr)
             return study
-    print(f"{doing} in study {spec.name}: {runs}", file=sys.stderr)
+    print(f"{doing} in study {spec.name}: {what}", file=sys.stderr)
     with usage_errors():
         options = WorkerOptions(
             storage=args.storage, data_dir=args.data_dir, population=args.population
@@ -206,7 +313,7 @@ class ExportCommand(Command):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         # These import torch: see the module docstring.
-        from adamz.reports._export import MARGIN
+        from adamz.reports import MARGIN
 
         parser.add_argument("studies", nargs="+", metavar="STUDY", help="studies in the storage")
         add_storage_argument(parser)
@@ -245,15 +352,21 @@ class ExportCommand(Command):
 
     def take_action(self, args: argparse.Namespace) -> int:
         # These import torch: see the module docstring.
-        from adamz.reports import ReportError, load_study_data
-        from adamz.reports._export import export_config, save_config, validation_table, write_config
+        from adamz.reports import (
+            ReportError,
+            export_config,
+            load_study_data,
+            save_config,
+            validation_table,
+            write_config,
+        )
 
         # Several studies are validated by replicate studies it writes; one is only read.
         writes = len(args.studies) > 1 or args.leave_one_out
         storage = open_storage_or_fail(args.storage, read_only=not writes)
         studies = [load_study_or_fail(name, storage) for name in args.studies]
         with usage_errors(ReportError):
-            datas = [load_study_data(study) for study in studies]
+            datas = [load_study_data(study, storage) for study in studies]
             if args.leave_one_out:
                 return self._leave_one_out(args, datas, storage)
             validation = None
@@ -282,8 +395,7 @@ class ExportCommand(Command):
     ) -> list[StudyData]:
         """Train the candidates of ``datas`` and the paper defaults on each of their workloads."""
         # These import torch: see the module docstring.
-        from adamz.reports import load_study_data
-        from adamz.reports._export import robust_candidates, validation_spec
+        from adamz.reports import load_study_data, robust_candidates, validation_spec
 
         if len({data.workload for data in datas}) != len(datas):
             raise UsageError(
@@ -300,7 +412,7 @@ class ExportCommand(Command):
                 name=f"validate-{tag}-on-{data.workload}-k{args.seeds}",
             )
             validation.append(
-                load_study_data(run_replicates(spec, args, storage, doing="Validating"))
+                load_study_data(run_replicates(spec, args, storage, doing="Validating"), storage)
             )
         return validation
 
@@ -309,8 +421,7 @@ class ExportCommand(Command):
     ) -> int:
         """For each study: a default validated on the others, then trained on its workload."""
         # These import torch: see the module docstring.
-        from adamz.reports._confirm import fresh_seed_study
-        from adamz.reports._export import PAPER_DEFAULTS, validated_choice
+        from adamz.reports import PAPER_DEFAULTS, fresh_seed_study, validated_choice
 
         if len(datas) < 3:
             raise UsageError(

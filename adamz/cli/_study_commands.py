@@ -28,9 +28,17 @@ from adamz.cli._base import (
     log_to_stderr,
     usage_errors,
 )
-from adamz.search.budget import definition_budget, set_budget, study_budget
+from adamz.search.budget import QUEUED_ATTR, definition_budget, set_budget, study_budget
+from adamz.search.heartbeat import worker_contacts
+from adamz.search.outage import Outage, PatientStorage
 from adamz.search.retries import MAX_DEATHS, MAX_FAULTS, outcomes
-from adamz.search.storage import STORAGE_ENV, load_study, open_storage, storage_url
+from adamz.search.storage import (
+    STORAGE_ENV,
+    load_study,
+    open_storage,
+    safe_url,
+    storage_url,
+)
 from adamz.search.study_attrs import (
     require_definition,
     store_definition,
@@ -105,8 +113,7 @@ def create_study(
         UsageError: a study of that name exists with a different definition.
     """
     if spec.name in optuna.get_all_study_names(storage):
-        existing = optuna.load_study(study_name=spec.name, storage=storage)
-        stored = stored_digest(existing, storage)
+        stored = stored_digest(spec.name, storage)
         if stored == spec.digest:
             return False
         raise UsageError(
@@ -127,7 +134,7 @@ def create_study(
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([spec.metric])
     for params, user_attrs in spec.queued_trials():
-        study.enqueue_trial(params, user_attrs=user_attrs)
+        study.enqueue_trial(params, user_attrs={**user_attrs, QUEUED_ATTR: True})
     return True
 
 
@@ -198,8 +205,16 @@ class WorkerCommand(Command):
             type=float,
             default=defaults.grace_period,
             metavar="S",
-            help="seconds without a heartbeat after which a trial's worker counts as dead and "
-            "the trial is queued again (default: %(default)s)",
+            help="seconds a trial's heartbeat must be seen unchanged before its worker counts "
+            "as dead and the trial is queued again (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--storage-patience",
+            type=float,
+            default=defaults.storage_patience,
+            metavar="S",
+            help="seconds a worker waits for an unreachable storage (a database restart) "
+            "before it exits with code 75, its trials left to resume (default: %(default)s)",
         )
 
     def take_action(self, args: argparse.Namespace) -> int:
@@ -222,6 +237,7 @@ class WorkerCommand(Command):
                 heartbeat_interval=args.heartbeat_interval,
                 grace_period=args.grace_period,
                 population=args.population,
+                storage_patience=args.storage_patience,
             )
         except ValueError as exc:
             raise UsageError(str(exc).replace("Invalid ", "Invalid --").replace("_", "-")) from exc
@@ -239,7 +255,8 @@ class WorkerCommand(Command):
         storage = open_storage_or_fail(args.storage, read_only=True)
         with usage_errors():
             # The workers check the rest.
-            require_definition(load_study_or_fail(study_name, storage), storage)
+            load_study_or_fail(study_name, storage)
+            require_definition(study_name, storage)
         with log_to_stderr(logging.WARNING):
             return launch_workers(study_name, devices, args.workers_per_device, options)
 
@@ -259,7 +276,7 @@ class BudgetCommand(Command):
         storage = open_storage_or_fail(args.storage, read_only=True)
         study = load_study_or_fail(args.study, storage)
         with usage_errors():
-            spec = stored_spec(study)
+            spec = stored_spec(args.study, storage)
             if spec.queued_only:
                 raise ValueError(
                     f"Study {args.study!r} is a replicate study: its budget is its queued runs "
@@ -291,7 +308,7 @@ class StatusCommand(Command):
 
     def take_action(self, args: argparse.Namespace) -> int:
         storage = open_storage_or_fail(args.storage, read_only=True)
-        status = study_status(load_study_or_fail(args.study, storage))
+        status = study_status(load_study_or_fail(args.study, storage), storage)
         if args.format == "json":
             print(json.dumps(status, indent=2))
             return 0
@@ -306,6 +323,11 @@ class StatusCommand(Command):
             f"worker (and a replicate run after {limits['faults']} errors), then dropped; "
             "stops and refusals are never held against it"
         )
+        if status["trials"]["not_run"]:
+            print(
+                f"not run: {status['trials']['not_run']} queued trials ended when the budget was "
+                "met (budget met)"
+            )
         if status["trials"]["dropped"]:
             print(
                 f"dropped: {status['trials']['dropped']} trials whose workers died "
@@ -317,23 +339,32 @@ class StatusCommand(Command):
             for key, value in best["params"].items():
                 print(f"  {key} = {value}")
         if status["running"]:
-            print(f"{'trial':>6}  {'host':<20} {'pid':>7}  {'device':<8} {'age s':>8}")
+            print(
+                f"{'trial':>6}  {'host':<20} {'pid':>7}  {'device':<8} started (its host's clock)"
+            )
             for run in status["running"]:
                 print(
                     f"{run['number']:>6}  {run['host']!s:<20} {run['pid']!s:>7}  "
-                    f"{run['device']!s:<8} {run['age_s']:>8.0f}"
+                    f"{run['device']!s:<8} {run['started']}"
                 )
+        if status["workers"]:
+            print(f"{'worker':<28} {'last reached the storage (UTC, its clock)':<42} state")
+            for worker, contact in status["workers"].items():
+                print(f"{worker:<28} {contact['last_contact']:<42} {contact['state']}")
         return 0
 
 
-def study_status(study: optuna.Study) -> dict[str, Any]:
-    """Counts by outcome, the best trial and the running trials of ``study``, as plain data."""
+def study_status(study: optuna.Study, storage: optuna.storages.BaseStorage) -> dict[str, Any]:
+    """Counts by outcome, the best trial, the running trials and the workers of ``study``
+    (in ``storage``), as plain data.
+
+    Times are as the hosts that wrote them read their clocks (UTC): no age is computed from
+    this host's clock, which need not agree with theirs."""
     trials = study.get_trials(deepcopy=False)
     best = None
     if any(trial.state == TrialState.COMPLETE for trial in trials):
         trial = study.best_trial
         best = {"number": trial.number, "value": trial.value, "params": trial.params}
-    now = datetime.datetime.now()
     running = [
         {
             "number": trial.number,
@@ -341,13 +372,27 @@ def study_status(study: optuna.Study) -> dict[str, Any]:
                 key: trial.user_attrs.get("worker", {}).get(key)
                 for key in ("host", "pid", "device")
             },
-            "age_s": (now - trial.datetime_start).total_seconds() if trial.datetime_start else 0.0,
+            "started": trial.datetime_start.isoformat(timespec="seconds")
+            if trial.datetime_start
+            else None,
         }
         for trial in trials
         if trial.state == TrialState.RUNNING
     ]
+    contacts = worker_contacts(
+        storage.get_study_system_attrs(storage.get_study_id_from_name(study.study_name))
+    )
+    workers = {
+        name: {
+            "last_contact": datetime.datetime.fromtimestamp(
+                contact["last_contact"], tz=datetime.UTC
+            ).isoformat(timespec="seconds"),
+            "state": contact["state"],
+        }
+        for name, contact in sorted(contacts.items(), key=lambda item: -item[1]["last_contact"])
+    }
     # Any Optuna study is listed; only those created by 'adamz-search create' have a budget.
-    definition = stored_definition(study)
+    definition = stored_definition(study.study_name, storage)
     file_budget = definition_budget(definition) if definition is not None else None
     return {
         "study": study.study_name,
@@ -359,6 +404,7 @@ def study_status(study: optuna.Study) -> dict[str, Any]:
         "retry_limits": {"deaths": MAX_DEATHS, "faults": MAX_FAULTS},
         "best": best,
         "running": running,
+        "workers": workers,
     }
 
 
@@ -379,7 +425,7 @@ class StudiesCommand(Command):
         storage = open_storage_or_fail(args.storage, read_only=True)
         rows = []
         for name in optuna.get_all_study_names(storage):
-            status = study_status(optuna.load_study(study_name=name, storage=storage))
+            status = study_status(optuna.load_study(study_name=name, storage=storage), storage)
             rows.append(
                 {key: status[key] for key in ("study", "direction", "metric", "budget", "trials")}
             )
@@ -430,7 +476,13 @@ class ProxyCommand(Command):
 
         if storage_url(args.storage).startswith("grpc://"):
             raise UsageError("Invalid --storage: the proxy serves a database, not another proxy.")
-        storage = open_storage_or_fail(args.storage)
+        # While its database is down, the proxy answers each call at once with an error that
+        # names the outage ("storage unreachable ..."), rather than Optuna's generic commit
+        # error: the workers behind it can tell an outage from bad data, and wait it out.
+        url = safe_url(storage_url(args.storage))
+        storage = PatientStorage(
+            open_storage_or_fail(args.storage), Outage(url), stopping=lambda: True
+        )
         print(
             f"gRPC storage proxy for {storage_url(args.storage)} on {args.host}:{args.port}; "
             f"workers use --storage grpc://{args.host}:{args.port}",

@@ -37,7 +37,17 @@ class TrainCommand(Command):
             "--workload",
             required=True,
             metavar="NAME",
-            help=f"what to train: {', '.join(WORKLOADS)}",
+            help=f"what to train: {', '.join(WORKLOADS)}, or the import path module:attribute "
+            "of a workload of your own (see adamz.workloads.UserWorkload)",
+        )
+        parser.add_argument(
+            "--workload-option",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            dest="workload_options",
+            help="an option of a workload of your own, repeatable; VALUE is YAML: "
+            "--workload-option hidden=64",
         )
         parser.add_argument(
             "--optimizer",
@@ -100,7 +110,7 @@ class TrainCommand(Command):
         import torch  # here, not at module level: the other commands do without it
 
         from adamz.training import CheckpointMismatchError, RunConfig, train
-        from adamz.workloads import DataNotFoundError
+        from adamz.workloads import DataNotFoundError, ImportedWorkload, check_workload
 
         config = RunConfig(
             workload=args.workload,
@@ -114,11 +124,20 @@ class TrainCommand(Command):
             batch_size=args.batch_size,
             train_size=args.train_size,
             test_size=args.test_size,
+            workload_options=parse_assignments(args.workload_options, option="--workload-option"),
         )
         # Everything the user can get wrong is checked here, before training, so that an error
         # raised while training is a bug with its traceback, not a usage message.
         with usage_errors(ValueError, DataNotFoundError):
-            config.resolve().load_data()
+            run = config.resolve()
+            run.load_data()
+            if isinstance(run.workload, ImportedWorkload):  # its model and functions, too
+                check_workload(
+                    run.workload,
+                    config.data_dir,
+                    train_size=run.protocol.train_size,
+                    test_size=run.protocol.test_size,
+                )
 
         if args.threads is not None:
             torch.set_num_threads(args.threads)
@@ -132,11 +151,12 @@ class TrainCommand(Command):
         return 0
 
 
-def parse_assignments(assignments: list[str]) -> dict[str, Any]:
+def parse_assignments(assignments: list[str], *, option: str = "--set") -> dict[str, Any]:
     """``["lr=0.01", "betas=[0.9, 0.99]"]`` -> ``{"lr": 0.01, "betas": [0.9, 0.99]}``.
 
     Values are read as YAML, except that a number in exponent notation without a dot
-    (``1e-3``), which YAML 1.1 reads as a string, is read as the number it is.
+    (``1e-3``), which YAML 1.1 reads as a string, is read as the number it is. ``option``
+    names the command-line option in errors.
 
     Raises:
         UsageError: an item is not ``KEY=VALUE``, a key repeats, or a value is not YAML.
@@ -146,14 +166,14 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
         key, separator, text = assignment.partition("=")
         key = key.strip()
         if not separator or not key:
-            raise UsageError(f"--set expects KEY=VALUE, got {assignment!r}.")
+            raise UsageError(f"{option} expects KEY=VALUE, got {assignment!r}.")
         if key in hyperparameters:
-            raise UsageError(f"--set {key} is given more than once.")
+            raise UsageError(f"{option} {key} is given more than once.")
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             problem = " ".join(str(exc).split())
-            raise UsageError(f"--set {key}: the value is not YAML ({problem}).") from exc
+            raise UsageError(f"{option} {key}: the value is not YAML ({problem}).") from exc
         hyperparameters[key] = _numbers(value)
     return hyperparameters
 

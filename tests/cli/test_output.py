@@ -88,6 +88,7 @@ def test_v_and_q_together_are_refused(capsys: pytest.CaptureFixture[str]) -> Non
     assert "not allowed with argument" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("verbose", [False, True], ids=["default", "verbose"])
 def test_a_worker_run_shows_optunas_log_only_with_v_and_no_experimental_warning(
     tmp_path: Path, verbose: bool

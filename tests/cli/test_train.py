@@ -97,7 +97,7 @@ def test_checkpoint_of_another_run_is_a_usage_error(
     ("argv", "message"),
     [
         (["--workload", "imagenet"], r"Unknown workload 'imagenet': must be one of circles, "),
-        (["--workload", "digits", "--optimizer", "lion"], r"Unknown optimizer 'lion': must be "),
+        (["--workload", "digits", "--optimizer", "lamb"], r"Unknown optimizer 'lamb': must be "),
         (
             ["--workload", "digits", "--set", "momentum=0.9"],
             r"Unknown hyperparameter 'momentum' for optimizer 'adamz': must be one of lr, ",
@@ -182,3 +182,58 @@ def test_console_entry_point_runs_end_to_end() -> None:
     assert completed.returncode == 0, completed.stderr
     record = json.loads(completed.stdout)
     assert record["controller"]["observed"] == record["steps"] == 34
+
+
+@pytest.fixture
+def own_workload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory holding a module of workloads of the user's code."""
+    tasks = Path(__file__).resolve().parents[1] / "workloads" / "regression_tasks.py"
+    (tmp_path / "cli_tasks.py").write_text(tasks.read_text())
+    monkeypatch.chdir(tmp_path)  # searched after the installed packages
+    monkeypatch.setattr(sys, "path", list(sys.path))  # which the search appends it to
+    return tmp_path
+
+
+def test_a_workload_of_ones_own_code_trains_with_its_options(
+    capsys: pytest.CaptureFixture[str], own_workload: Path
+) -> None:
+    code, out, err = run(
+        capsys, "train", "--workload", "cli_tasks:Regression", "--workload-option", "hidden=3",
+        "--epochs", "1",
+    )  # fmt: skip
+    assert code == 0, err
+    record = json.loads(out)
+    assert (record["workload"], record["workload_options"]) == (
+        "cli_tasks:Regression",
+        {"hidden": 3},
+    )
+    assert set(record["final_metrics"]) == {
+        "val_rmse", "val_mae", "val_loss", "test_rmse", "test_mae", "test_loss",
+    }  # fmt: skip
+    assert "cli_tasks:Regression/adamz epoch 1/1: loss " in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--workload", "cli_tasks:NoLoss"],
+            "Invalid workload 'cli_tasks:NoLoss': missing method loss()",
+        ),
+        (["--workload", "cli_tasks:ShortTargets"], "data().train holds 180 inputs but 170 targets"),
+        (["--workload", "cli_tasks:BatchLoss"], "loss() must return a 0-dim tensor"),
+        (
+            ["--workload", "cli_tasks:Regression", "--workload-option", "width"],
+            "--workload-option expects KEY=VALUE",
+        ),
+        (["--workload", "digits", "--workload-option", "hidden=3"], "digits takes none"),
+    ],
+)
+def test_a_broken_workload_of_ones_own_code_exits_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], own_workload: Path, argv: list[str], message: str
+) -> None:
+    code, out, err = run(capsys, "train", *argv, "--epochs", "1")
+    assert code == 2
+    assert out == ""
+    assert message in err
+    assert err.count("\n") == 1
