@@ -16,7 +16,7 @@ export ADAMZ_STORAGE="${ADAMZ_STORAGE:-sqlite:///out/reproduction.db}"
 DATA="${ADAMZ_DATA_DIR:-../shared/data}"
 WORKERS="${WORKERS:-2}"
 CLI="${CLI:-adamz-search}"
-WORKLOADS=(digits circles mnist)
+read -ra WORKLOADS <<< "${WORKLOADS:-digits circles mnist}"   # e.g. WORKLOADS="digits circles"
 OPTIMIZERS=(adamz adam adam-cosine adam-plateau adamw sgd rmsprop)
 declare -A BUDGET=([digits]=30 [circles]=25 [mnist]=20)
 CANDIDATES=2   # per optimizer, the same for all
@@ -39,7 +39,9 @@ if has tune; then  # 2. every optimizer tuned with the same budget and pruner
   for workload in "${WORKLOADS[@]}"; do
     for optimizer in "${OPTIMIZERS[@]}"; do
       run $CLI create "studies/$workload-$optimizer.yaml"
-      run $CLI worker "$workload-$optimizer" --n-trials "${BUDGET[$workload]}" "${workers[@]}"
+      # The budget the study shows (status, studies, the dashboard) is the one it runs.
+      run $CLI budget "$workload-$optimizer" "${BUDGET[$workload]}"
+      run $CLI worker "$workload-$optimizer" "${workers[@]}"
     done
   done
 fi
