@@ -318,12 +318,15 @@ OUTAGE_S = 20.0
 """chaos --outage: seconds the storage is down, twice."""
 
 
-def _outages(args: argparse.Namespace, storage: str, cluster: Any, started: float) -> None:
+def _outages(
+    args: argparse.Namespace, storage: str, cluster: Any, started: float, done: list[float]
+) -> None:
     """The storage down for OUTAGE_S seconds at a third and at two thirds of the faults: a
     PostgreSQL server stopped, or a SQLite file held under an exclusive lock by another
-    process."""
+    process. ``done`` gets each outage's start once it is over."""
     for at in (args.seconds / 3, 2 * args.seconds / 3):
         time.sleep(max(0.0, started + at - time.monotonic()))
+        begun = time.monotonic() - started
         print(f"outage at {time.monotonic() - started:.0f} s: {OUTAGE_S:.0f} s", flush=True)
         if cluster is not None:
             cluster.stop()
@@ -337,6 +340,7 @@ def _outages(args: argparse.Namespace, storage: str, cluster: Any, started: floa
                 "sys.argv[2])); c.execute('COMMIT')"
             )
             subprocess.run([sys.executable, "-c", hold, path, str(OUTAGE_S)], check=True)
+        done.append(begun)
 
 
 def _chaos(args: argparse.Namespace, directory: Path, storage: str, cluster: Any = None) -> None:
@@ -364,9 +368,10 @@ def _chaos(args: argparse.Namespace, directory: Path, storage: str, cluster: Any
     exit_codes: list[int] = []  # of launchers that ended early
     victim: int | None = None
     started = time.monotonic()
+    outages: list[float] = []  # when each outage began, once it is over
     if args.outage:
         threading.Thread(
-            target=_outages, args=(args, storage, cluster, started), daemon=True
+            target=_outages, args=(args, storage, cluster, started, outages), daemon=True
         ).start()
     while not all(launcher.poll() == 0 for launcher in launchers):
         if time.monotonic() - started > args.seconds + 900:  # the study cannot finish
@@ -453,8 +458,11 @@ def _chaos(args: argparse.Namespace, directory: Path, storage: str, cluster: Any
     )  # fmt: skip
     if args.outage:
         print(
-            f"outages: the storage down {OUTAGE_S:.0f} s twice ({args.outage}); launchers "
-            f"that exited for it {exit_codes.count(UNREACHABLE_CODE)} (target 0); exit codes of "
+            f"outages: the storage down {OUTAGE_S:.0f} s at "
+            f"{', '.join(f'{at:.0f} s' for at in outages) or 'no time'} ({args.outage}; "
+            f"{len(outages)} of 2 before the study finished); launchers "
+            f"that exited for it (75, or 2 as a refused start) "
+            f"{sum(code in (UNREACHABLE_CODE, 2) for code in exit_codes)} (target 0); exit codes of "
             f"launchers that ended early {sorted(exit_codes)}"
         )
     print(f"trials {counts}")

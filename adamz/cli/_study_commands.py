@@ -30,7 +30,7 @@ from adamz.cli._base import (
 )
 from adamz.search.budget import QUEUED_ATTR, definition_budget, set_budget, study_budget
 from adamz.search.heartbeat import worker_contacts
-from adamz.search.outage import Outage, PatientStorage
+from adamz.search.outage import Outage, PatientStorage, StorageUnreachable, patiently
 from adamz.search.retries import MAX_DEATHS, MAX_FAULTS, outcomes
 from adamz.search.storage import (
     STORAGE_ENV,
@@ -220,7 +220,7 @@ class WorkerCommand(Command):
     def take_action(self, args: argparse.Namespace) -> int:
         # Here, not at module level: the other commands do without the supervisor's imports.
         from adamz.search.launcher import launch_workers, parse_devices
-        from adamz.search.worker import WorkerOptions
+        from adamz.search.worker import UNREACHABLE_CODE, WorkerOptions
 
         if args.workers_per_device < 1:
             raise UsageError(
@@ -242,22 +242,33 @@ class WorkerCommand(Command):
         except ValueError as exc:
             raise UsageError(str(exc).replace("Invalid ", "Invalid --").replace("_", "-")) from exc
         study_name = args.study
+        spec: AnySpec | None = None
         if args.study.endswith((".yaml", ".yml")):
             from adamz.search.studies import load_study_file  # checking a file needs torch
 
             with usage_errors():
                 spec = load_study_file(args.study)
-            storage = open_storage_or_fail(args.storage)
-            create_study(spec, storage, study_file=Path(args.study))
             study_name = spec.name
         with usage_errors():
             devices = parse_devices(args.devices)
-        storage = open_storage_or_fail(args.storage, read_only=True)
-        with usage_errors():
-            # The workers check the rest.
-            load_study_or_fail(study_name, storage)
+
+        def check() -> None:  # the workers check the rest
+            if spec is not None:
+                create_study(spec, open_storage(args.storage), study_file=Path(args.study))
+            storage = open_storage(args.storage, read_only=True)
+            load_study(study_name, storage)
             require_definition(study_name, storage)
+
+        # Started while the database is down (a host's supervisor restarting it in an outage),
+        # the command waits for it as its workers would, then exits 75 in one line.
+        outage = Outage(safe_url(storage_url(args.storage)), options.storage_patience)
         with log_to_stderr(logging.WARNING):
+            try:
+                with usage_errors():
+                    patiently(check, outage)
+            except StorageUnreachable as unreachable:
+                print(f"adamz-search: error: gave up: {unreachable}", file=sys.stderr)
+                return UNREACHABLE_CODE
             return launch_workers(study_name, devices, args.workers_per_device, options)
 
 

@@ -39,9 +39,9 @@ from tqdm import tqdm
 
 from adamz.search.budget import FINISHED, definition_budget, study_budget
 from adamz.search.interrupts import SIGNALS
-from adamz.search.outage import is_unreachable
+from adamz.search.outage import Outage, StorageUnreachable, is_unreachable, patiently
 from adamz.search.retries import outcomes
-from adamz.search.storage import load_study, open_storage
+from adamz.search.storage import load_study, open_storage, safe_url, storage_url
 from adamz.search.study_attrs import require_definition
 from adamz.search.worker import (
     STOP_CODES,
@@ -118,6 +118,9 @@ def worker_process(
         except ValueError as exc:
             print(f"adamz-search: error: {exc}", file=sys.stderr)
             sys.exit(2)
+        except StorageUnreachable as exc:  # down since before the worker could start
+            print(f"adamz-search: error: gave up: {exc}", file=sys.stderr)
+            sys.exit(UNREACHABLE_CODE)
     # On a line of its own: the launcher's progress bar may be mid-line on the same terminal.
     print("\n" + summary.line(), file=sys.stderr, flush=True)
     sys.stdout.flush()
@@ -148,9 +151,22 @@ def launch_workers(
         ValueError: the storage cannot be opened, or the study is unknown or has no stored
             definition.
     """
-    storage = open_storage(options.storage, read_only=True)
-    study = load_study(study_name, storage)
-    budget = study_budget(study, definition_budget(require_definition(study_name, storage)))
+
+    def open_() -> tuple[optuna.Study, int]:
+        storage = open_storage(options.storage, read_only=True)
+        study = load_study(study_name, storage)
+        return study, study_budget(
+            study, definition_budget(require_definition(study_name, storage))
+        )
+
+    # Started while the database is down (a host's supervisor restarting it in an outage),
+    # it waits for the database as its workers would, then exits 75 in one line.
+    outage = Outage(safe_url(storage_url(options.storage)), options.storage_patience)
+    try:
+        study, budget = patiently(open_, outage)
+    except StorageUnreachable as unreachable:
+        logger.error("Gave up: %s.", unreachable)
+        return UNREACHABLE_CODE
     finished = _finished(outcomes(study.get_trials(deepcopy=False)))
     if finished >= budget:
         logger.warning(

@@ -28,7 +28,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Container, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy.exc
 from optuna.distributions import BaseDistribution
@@ -44,9 +44,11 @@ __all__ = [
     "PatientStorage",
     "StorageUnreachable",
     "is_unreachable",
+    "patiently",
 ]
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 STORAGE_PATIENCE_S = 300.0
 """Seconds a worker waits for an unreachable storage before it gives up (``--storage-patience``)."""
@@ -197,6 +199,39 @@ class Outage:
         return seconds >= self.patience
 
 
+def patiently(
+    call: Callable[[], _T], outage: Outage, give_up: Callable[[], bool] = lambda: False
+) -> _T:
+    """``call()``, retried while it fails because the storage is unreachable, with capped
+    exponential backoff and jitter, up to ``outage``'s patience (or until ``give_up()``).
+
+    It serves every storage call of a worker (:class:`PatientStorage`) and the opening of a
+    storage by a worker or a launcher that starts while the database is down (a host's
+    supervisor restarting it in an outage must not see a usage error).
+
+    Raises:
+        StorageUnreachable: the outage outlasted the patience, or ``give_up()`` said so.
+    """
+    attempt = 0
+    while True:
+        try:
+            result = call()
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
+            seconds = outage.failed(exc)
+            if outage.over(seconds) or give_up():
+                # Past the patience, the message states the patience the user set.
+                waited = outage.patience if outage.over(seconds) else seconds
+                raise StorageUnreachable(outage.url, waited) from exc
+            delay = min(BACKOFF_CAP_S, BACKOFF_FIRST_S * 2**attempt)
+            time.sleep(delay * random.uniform(0.5, 1.0))  # jitter: workers spread out
+            attempt += 1
+            continue
+        outage.reached()
+        return result
+
+
 class PatientStorage(BaseStorage):
     """``storage``, each call retried while the storage is unreachable, up to the outage's
     patience (:class:`Outage`); :meth:`impatient` calls fail at once instead.
@@ -226,28 +261,11 @@ class PatientStorage(BaseStorage):
         return _Impatient(self._local)
 
     def _call(self, method: Callable[..., Any], *args: Any) -> Any:
-        attempt = 0
-        while True:
-            try:
-                result = method(*args)
-            except Exception as exc:
-                if not is_unreachable(exc):
-                    raise
-                seconds = self.outage.failed(exc)
-                if (
-                    getattr(self._local, "impatient", False)
-                    or self.outage.over(seconds)
-                    or self.stopping()
-                ):
-                    # Past the patience, the message states the patience the user set.
-                    waited = self.outage.patience if self.outage.over(seconds) else seconds
-                    raise StorageUnreachable(self.outage.url, waited) from exc
-                delay = min(BACKOFF_CAP_S, BACKOFF_FIRST_S * 2**attempt)
-                time.sleep(delay * random.uniform(0.5, 1.0))  # jitter: workers spread out
-                attempt += 1
-                continue
-            self.outage.reached()
-            return result
+        return patiently(
+            lambda: method(*args),
+            self.outage,
+            give_up=lambda: getattr(self._local, "impatient", False) or self.stopping(),
+        )
 
     # Reads and idempotent writes: retried as they are.
 

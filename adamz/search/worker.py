@@ -68,7 +68,13 @@ from adamz.search.cache import RoundCache
 from adamz.search.errors import error_message
 from adamz.search.heartbeat import Heartbeat, StaleWatch
 from adamz.search.interrupts import STOP_CODES, Interrupts, WorkerStopped
-from adamz.search.outage import STORAGE_PATIENCE_S, Outage, PatientStorage, StorageUnreachable
+from adamz.search.outage import (
+    STORAGE_PATIENCE_S,
+    Outage,
+    PatientStorage,
+    StorageUnreachable,
+    patiently,
+)
 from adamz.search.retries import Reason, end_unrunnable, queue_retry
 from adamz.search.storage import (
     GRACE_PERIOD_S,
@@ -235,9 +241,15 @@ def open_worker(study_name: str, options: WorkerOptions) -> Worker:
     Raises:
         ValueError: as :func:`run_worker`.
     """
-    storage = open_storage(options.storage)
-    load_study(study_name, storage)  # one line naming the studies there, if it is not one
-    return Worker(study_name, storage, options)
+
+    def open_() -> BaseStorage:
+        storage = open_storage(options.storage)
+        load_study(study_name, storage)  # one line naming the studies there, if it is not one
+        return storage
+
+    # A worker started while the database is down waits for it, as a running one does.
+    outage = Outage(safe_url(storage_url(options.storage)), options.storage_patience)
+    return Worker(study_name, patiently(open_, outage), options)
 
 
 class Tickets:

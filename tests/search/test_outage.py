@@ -190,3 +190,31 @@ def test_past_its_patience_a_worker_exits_75_in_one_line_and_its_trials_resume_l
     )  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]
     check_nothing_lost(private_postgres.url)
+
+
+@pytest.mark.slow
+def test_a_worker_started_while_the_database_is_down_waits_for_it_or_exits_75_in_one_line(
+    private_postgres: PrivateCluster, tmp_path: Path
+) -> None:
+    """A host's supervisor restarts a launcher in an outage: that is no usage error (exit 2)."""
+    url = private_postgres.url
+    study_file = write_study(tmp_path, budget=2, epochs=1)
+    assert run_cli("create", str(study_file), "--storage", url, cwd=tmp_path).returncode == 0
+    private_postgres.stop()
+    try:
+        impatient = run_cli(
+            "worker", "quick", "--storage", url, "--storage-patience", "2", cwd=tmp_path
+        )
+        assert impatient.returncode == UNREACHABLE_CODE, impatient.stderr[-2000:]
+        assert "Traceback" not in impatient.stderr
+        [line] = [line for line in impatient.stderr.splitlines() if "error:" in line]
+        assert line.startswith("adamz-search: error: gave up: storage unreachable for 2 s at")
+        waiting = start_cli("worker", "quick", "--storage", url, cwd=tmp_path)
+        time.sleep(5)
+        assert waiting.poll() is None  # still waiting, not refused
+    finally:
+        private_postgres.start()
+    _, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0, err[-2000:]
+    assert "Traceback" not in err
+    assert finished(url) == 2
