@@ -56,6 +56,7 @@ UNTITLED_AXES = """() => [...document.querySelectorAll('.js-plotly-plot')].flatM
 })"""
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda path: path.name)
 def test_every_shipped_report_opens_without_console_errors_and_titles_every_axis(

@@ -103,6 +103,7 @@ def test_a_worker_run_shows_optunas_log_only_with_v_and_no_experimental_warning(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_command_started_with_a_verbosity_in_its_environment_runs_at_it(tmp_path: Path) -> None:
     path = study_file(tmp_path)
     quiet = cli("create", str(path), "--storage", "sqlite:///a.db", cwd=tmp_path)

@@ -64,6 +64,7 @@ def test_a_signal_during_the_imports_exits_quietly_with_the_shell_s_code(
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_the_launcher_never_imports_torch_its_workers_do(tmp_path: Path) -> None:
     study_file = write_study(tmp_path, budget=2, epochs=1)
     assert run_cli("create", str(study_file), cwd=tmp_path).returncode == 0

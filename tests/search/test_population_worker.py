@@ -104,6 +104,7 @@ def test_sigterm_requeues_every_trial_of_the_population_and_each_resumes(tmp_pat
     assert not list(checkpoints.glob("*.pt"))
 
 
+@pytest.mark.slow
 def test_an_optimizer_without_a_batched_form_trains_one_trial_at_a_time_and_says_so(
     tmp_path: Path,
 ) -> None:

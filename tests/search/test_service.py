@@ -170,6 +170,7 @@ def test_status_and_studies_report_trials_by_state(
     assert all(row[budget_end - 1] != " " and row[budget_end] == " " for row in rows)
 
 
+@pytest.mark.slow
 def test_n_trials_limits_one_invocation_and_stores_nothing(tmp_path: Path) -> None:
     study_file = str(write_study(tmp_path, budget=3, epochs=1))
     worker = run_cli("worker", study_file, "--n-trials", "1", cwd=tmp_path)

@@ -27,6 +27,7 @@ def run_fresh_study(directory: Path, population: int, **changes: object) -> list
     return [trial.params for trial in trials(url, "quick")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("population", [1, 4])
 def test_a_lone_worker_with_the_file_s_seed_repeats_its_search(
     tmp_path: Path, population: int
@@ -38,6 +39,7 @@ def test_a_lone_worker_with_the_file_s_seed_repeats_its_search(
     assert len({tuple(sorted(params.items())) for params in first}) == 8
 
 
+@pytest.mark.slow
 def test_without_a_seed_in_the_file_each_run_samples_anew(tmp_path: Path) -> None:
     sampler = {"name": "tpe"}
     first = run_fresh_study(tmp_path / "first", 1, sampler=sampler)
