@@ -144,8 +144,9 @@ def launch_workers(
     """Run ``workers_per_device`` worker processes per device with a progress bar; exit code.
 
     Returns:
-        130 or 143 if the launcher was stopped by SIGINT or SIGTERM, else 1 if any worker
-        failed or was killed (each is named in the log), else 0.
+        130 or 143 if the launcher was stopped by SIGINT or SIGTERM; 75 if the storage stayed
+        unreachable past ``options.storage_patience`` (at the start, or for a worker); else 1
+        if any worker failed or was killed (each is named in the log), else 0.
 
     Raises:
         ValueError: the storage cannot be opened, or the study is unknown or has no stored
