@@ -359,10 +359,7 @@ def _parse(content: Any, *, source: str, base_dir: Path | None) -> StudySpec:
         "seeds_per_trial": seeds,
         "enqueue_defaults": enqueue_defaults,
     }
-    if "description" in content:
-        definition["description"] = str(content["description"])
-    if "population" in content:  # only when given: older definitions keep their digests
-        definition["population"] = positive_int(content["population"], source, "population")
+    _add_optional_keys(definition, content, source)
     return StudySpec(
         name=name,
         workload=workload,
@@ -440,10 +437,7 @@ def _parse_sensitivity(
         "budget": budget,
         "seeds_per_trial": seeds,
     }
-    if "description" in content:
-        definition["description"] = str(content["description"])
-    if "population" in content:
-        definition["population"] = positive_int(content["population"], source, "population")
+    _add_optional_keys(definition, content, source)
     return SensitivitySpec(
         name=name,
         workload=workload,
@@ -609,3 +603,12 @@ def _nearest_in(distribution: optuna.distributions.BaseDistribution, value: Any)
     ) and not isinstance(value, bool):
         return min(max(value, distribution.low), distribution.high)
     return value
+
+
+def _add_optional_keys(definition: dict[str, Any], content: dict[str, Any], source: str) -> None:
+    """A study file's optional ``description`` and ``population`` into its ``definition``,
+    only when the file gives them: older definitions keep their digests."""
+    if "description" in content:
+        definition["description"] = str(content["description"])
+    if "population" in content:
+        definition["population"] = positive_int(content["population"], source, "population")
