@@ -15,8 +15,10 @@ Kinds of names:
   hyperparameters it uses: ``adamz-no-controller`` is AdamZ with ``lr_controller=False``, the
   ablation that keeps AdamZ's code and turns its controller off.
 - :data:`EXTERNAL`: today's optimizers from their authors' packages, imported only when used
-  (``pip install 'adamz-search[optimizers]'``): schedule-free AdamW, Prodigy and Lion.
-  torch's own Adafactor is among :data:`OPTIMIZERS`.
+  (``pip install 'adamz-search[optimizers]'``): schedule-free AdamW, Prodigy and Lion, and
+  NovoGrad from the pytorch-optimizer collection (its authors' code lives in NVIDIA's NeMo
+  and apex, neither of which installs as a small package). torch's own Adafactor is among
+  :data:`OPTIMIZERS`.
 - :data:`SCHEDULED`: ``adam-cosine``, ``adam-plateau``, ``torch.optim.Adam`` with a torch
   scheduler (:mod:`~adamz.training.schedules`); their hyperparameters are Adam's and the
   scheduler's, in one flat dict under torch's names.
@@ -109,6 +111,10 @@ class ExternalOptimizer:
     module: str
     attribute: str
     package: str
+    refusals: tuple[str, ...] = ()
+    """Exceptions (``module.Class``) besides ``ValueError`` and ``TypeError`` with which the
+    constructor refuses an argument: pytorch-optimizer's ``NegativeLRError`` derives from
+    ``Exception`` alone."""
 
 
 INSTALL_OPTIMIZERS = "pip install 'adamz-search[optimizers]'"
@@ -118,6 +124,12 @@ EXTERNAL: dict[str, ExternalOptimizer] = {
     "adamw-schedulefree": ExternalOptimizer("schedulefree", "AdamWScheduleFree", "schedulefree"),
     "prodigy": ExternalOptimizer("prodigyopt", "Prodigy", "prodigyopt"),
     "lion": ExternalOptimizer("lion_pytorch", "Lion", "lion-pytorch"),
+    "novograd": ExternalOptimizer(
+        "pytorch_optimizer",
+        "NovoGrad",
+        "pytorch-optimizer",
+        refusals=("pytorch_optimizer.base.exception.NegativeLRError",),
+    ),
 }
 """Registry name -> where today's optimizers come from (the ``optimizers`` extra)."""
 
@@ -239,6 +251,19 @@ def optimizer_class(name: str) -> type[Optimizer]:
     return found
 
 
+def _refusals(name: str) -> tuple[type[BaseException], ...]:
+    """The exceptions besides ValueError and TypeError that ``name``'s constructor refuses an
+    argument with (:attr:`ExternalOptimizer.refusals`), imported."""
+    optimizer = _parts(name)[0]
+    if optimizer not in EXTERNAL:
+        return ()
+    found = []
+    for path in EXTERNAL[optimizer].refusals:
+        module, _, attribute = path.rpartition(".")
+        found.append(getattr(importlib.import_module(module), attribute))
+    return tuple(found)
+
+
 def _signature_defaults(name: str) -> tuple[dict[str, Any], set[str]]:
     """The hyperparameters' library defaults, and which of them accept ``None``."""
     optimizer, schedule = _parts(name)
@@ -312,11 +337,12 @@ def resolve_hyperparameters(name: str, hyperparameters: Mapping[str, Any]) -> di
             )
         resolved[key] = _coerce(key, value, defaults[key], nullable=key in nullable)
     probe = torch.zeros(1, requires_grad=True)
+    refused: tuple[type[BaseException], ...] = (ValueError, TypeError, *_refusals(name))
     try:
         optimizer = _construct(name, [probe], resolved)
         if (schedule := _parts(name)[1]) is not None:
             Schedule(schedule, optimizer, _schedule_part(name, resolved), total_steps=1)
-    except (ValueError, TypeError) as exc:
+    except refused as exc:
         raise ValueError(" ".join(str(exc).split())) from exc  # the library's message, one line
     except AssertionError as exc:  # Lion checks its arguments with assert, without a message
         raise ValueError(

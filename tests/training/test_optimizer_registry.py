@@ -37,7 +37,7 @@ def parameters() -> list[torch.nn.Parameter]:
     return [torch.nn.Parameter(torch.zeros(3))]
 
 
-TODAYS_OPTIMIZERS = ["adamw-schedulefree", "prodigy", "lion", "adafactor"]
+TODAYS_OPTIMIZERS = ["adamw-schedulefree", "prodigy", "lion", "adafactor", "novograd"]
 ABLATIONS = ["adam-clip", "adamz-no-controller"]
 
 
@@ -53,6 +53,7 @@ def test_registry_holds_adamz_the_papers_baselines_the_ablations_and_todays_opti
         "adamw-schedulefree": "schedulefree.AdamWScheduleFree",
         "prodigy": "prodigyopt.Prodigy",
         "lion": "lion_pytorch.Lion",
+        "novograd": "pytorch_optimizer.NovoGrad",
     }
 
 
@@ -291,6 +292,19 @@ def test_a_missing_package_is_one_line_naming_the_install_command(
 def test_lions_assertions_become_one_line_naming_the_optimizer() -> None:
     with pytest.raises(ValueError, match=r"^Invalid hyperparameters for optimizer 'lion'"):
         resolve_hyperparameters("lion", {"betas": [1.5, 0.99]})
+
+
+def test_novograds_own_exceptions_become_one_line_naming_the_rule() -> None:
+    # pytorch-optimizer refuses a negative rate with an exception that is no ValueError.
+    with pytest.raises(ValueError, match=r"^learning rate must be positive") as caught:
+        resolve_hyperparameters("novograd", {"lr": -0.1})
+    assert "\n" not in str(caught.value)
+
+
+def test_novograds_defaults_are_its_papers_betas_and_decay_on_the_normalised_gradient() -> None:
+    defaults = library_defaults("novograd")
+    assert defaults["betas"] == (0.95, 0.98)
+    assert defaults["weight_decouple"] is False  # the paper's: added to g / sqrt(v), not to g
 
 
 def test_adafactors_pair_with_a_null_element_resolves() -> None:
