@@ -37,6 +37,7 @@ __all__ = [
     "is_replicate_study",
     "median_interval",
     "page_unit",
+    "paired_differences",
     "paired_test",
     "replicate_runs",
     "replicates_section",
@@ -308,6 +309,20 @@ def verdict_words(
     return "not shown to differ, not shown equivalent"
 
 
+def paired_differences(first: dict[str, Any], other: dict[str, Any]) -> np.ndarray:
+    """``first`` minus ``other`` on each seed both finished (entries of
+    :func:`replicate_runs`), in ``other``'s order of seeds."""
+    by_seed = dict(zip(first["seeds"], first["values"], strict=True))
+    return np.array(
+        [
+            by_seed[seed] - value
+            for seed, value in zip(other["seeds"], other["values"], strict=True)
+            if seed in by_seed
+        ],
+        dtype=float,
+    )
+
+
 def paired_test(
     first: dict[str, Any], other: dict[str, Any], *, margin: float | None = None
 ) -> dict[str, Any]:
@@ -319,15 +334,9 @@ def paired_test(
     Raises:
         ValueError: ``margin`` is not positive.
     """
-    by_seed = dict(zip(first["seeds"], first["values"], strict=True))
-    pairs = [
-        (by_seed[seed], value)
-        for seed, value in zip(other["seeds"], other["values"], strict=True)
-        if seed in by_seed
-    ]
-    if not pairs:
+    differences = paired_differences(first, other)
+    if not len(differences):
         return {"n": 0}
-    differences = np.array([a - b for a, b in pairs])
     paired = paired_statistics(differences, margin=margin, confidence=CONFIDENCE)
     return {
         "n": paired.n,

@@ -21,7 +21,20 @@ R`` measures the search's own variance by repeating it:
 - **the verdict over them** (:func:`over_replicates`): for each pair the page compares, the
   ``R`` per-replicate differences (each the Hodges-Lehmann shift over that replicate's seeds),
   how many favour each side, how many the seed-level verdict calls, and their own
-  Hodges-Lehmann estimate with the signed-rank interval (:func:`replicate_interval`).
+  Hodges-Lehmann estimate with the signed-rank interval (:func:`replicate_interval`);
+- **pooled over them**: each pair's paired seed differences of every replicate taken
+  together (``R x K`` pairs, each replicate's winners on that replicate's seeds), summarised
+  as the verdict summarises one confirmation: the Hodges-Lehmann shift with the 95 % interval
+  of the signed-rank test, its p-value and the equivalence test (TOST) at the page's margin,
+  both adjusted (Benjamini-Hochberg) over every pooled comparison of the section, all
+  workloads together. Five replicates alone cannot give a 95 % interval or a p below 0.06;
+  their seeds pooled can. The pooled figures take the searches as they fell: how much the
+  search's draw moves a difference is the spread over replicates beside them. Each
+  optimizer's pooled result is the median over replicates of its winner's test median, with
+  the smallest and largest beside it (:func:`pooled_winners`), and the attribution table
+  (:func:`attribution`) reads the pooled differences that split AdamZ's: what the controller
+  adds (AdamZ − adamz-no-controller), what clipping adds (adam-clip − Adam), and what AdamZ
+  adds over Adam.
 """
 
 from __future__ import annotations
@@ -36,15 +49,24 @@ import numpy as np
 
 from adamz.reports._confirm import FIRST_SEED
 from adamz.reports._data import ReportError, Section, StudyData
-from adamz.reports._replicates import CONFIDENCE, page_unit
-from adamz.reports._stats import hodges_lehmann, hodges_lehmann_interval
+from adamz.reports._replicates import CONFIDENCE, EQUIVALENCE_MARGIN, page_unit, verdict_words
+from adamz.reports._stats import (
+    benjamini_hochberg,
+    hodges_lehmann,
+    hodges_lehmann_interval,
+    paired_statistics,
+)
 from adamz.search.studies import StudySpec, spec_from_definition
 
 __all__ = [
     "SEPARATOR",
+    "SIGNIFICANCE",
     "ReplicateDifference",
+    "ReplicateWinner",
+    "attribution",
     "confirmation_first_seed",
     "over_replicates",
+    "pooled_winners",
     "replicate_interval",
     "replicate_name",
     "replicate_of",
@@ -53,6 +75,8 @@ __all__ = [
     "search_replicates_section",
 ]
 
+SIGNIFICANCE = 0.05
+"""The level of the pooled tests, as the verdict's."""
 SEPARATOR = "~r"
 """Between a search's name and its replicate's number: ``digits-adamz~r2``."""
 _NAMED = re.compile(rf"^(?P<study>.+){re.escape(SEPARATOR)}(?P<replicate>[0-9]+)$")
@@ -166,6 +190,8 @@ class ReplicateDifference:
             metric's units.
         first_better, second_better: whether the seed-level verdict (adjusted) calls one better.
         metric, maximize: the confirmation's metric and direction.
+        seed_differences: ``first`` minus ``second`` on each seed both finished.
+        first_optimizer, second_optimizer: the registry names of their optimizers.
     """
 
     searches: tuple[str, ...]
@@ -178,16 +204,52 @@ class ReplicateDifference:
     second_better: bool
     metric: str
     maximize: bool
+    seed_differences: tuple[float, ...] = ()
+    first_optimizer: str = ""
+    second_optimizer: str = ""
 
 
-def over_replicates(differences: list[ReplicateDifference]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class ReplicateWinner:
+    """One search's winner in one replicate's confirmation.
+
+    Attributes:
+        searches: the compared searches, by their original names, sorted (as
+            :class:`ReplicateDifference`'s).
+        replicate: the replicate's number.
+        search: the search (original name) the winner comes from.
+        optimizer: its registry name.
+        median: the winner's median over the confirmation's seeds, in the metric's units.
+        metric, maximize: the confirmation's metric and direction.
+    """
+
+    searches: tuple[str, ...]
+    replicate: int
+    search: str
+    optimizer: str
+    median: float
+    metric: str
+    maximize: bool
+
+
+def over_replicates(
+    differences: list[ReplicateDifference], *, margin: float = EQUIVALENCE_MARGIN
+) -> list[dict[str, Any]]:
     """Each pair's differences over the replicates, for the pairs compared in 2 replicates or
     more, in the order first met: the replicates, their differences, how many put ``first``
     ahead, behind or level, how many the seed-level verdict calls either way, whether the sign
-    flips, and the Hodges-Lehmann estimate over replicates with :func:`replicate_interval`.
+    flips, the Hodges-Lehmann estimate over replicates with :func:`replicate_interval`, and
+    ``pooled``: the statistics of every replicate's seed differences together (see the module
+    docs), with ``margin`` (in the page's unit) for the equivalence test, the p-values adjusted
+    over every pair returned, and the call in words.
 
     A replicate found twice for one pair (two confirmations of it) counts once, the first.
+
+    Raises:
+        ValueError: ``margin`` is not positive.
     """
+    if not margin > 0:
+        raise ValueError(f"Invalid margin: must be > 0, got {margin}.")
     pairs: dict[tuple[Any, ...], dict[int, ReplicateDifference]] = {}
     for item in differences:
         key = (item.searches, item.confirmation_seeds, item.first, item.second)
@@ -222,19 +284,135 @@ def over_replicates(differences: list[ReplicateDifference]) -> list[dict[str, An
                 "difference": hodges_lehmann(values),
                 "interval": [low, high],
                 "confidence": confidence,
+                "optimizers": [first.first_optimizer, first.second_optimizer],
+                "pooled": _pooled(items, margin),
+            }
+        )
+    _adjust([pair["pooled"] for pair in result if pair["pooled"]["n"]])
+    for pair in result:
+        if pair["pooled"]["n"]:
+            pair["pooled"]["verdict"] = verdict_words(
+                pair["pooled"],
+                first=pair["first"],
+                second=pair["second"],
+                margin=margin,
+                unit=page_unit(pair["metric"])[1],
+            )
+    return result
+
+
+def _pooled(items: list[ReplicateDifference], margin: float) -> dict[str, Any]:
+    """The signed-rank statistics of the seed differences of ``items`` taken together;
+    ``margin`` in the page's unit."""
+    pooled = np.array([d for item in items for d in item.seed_differences], dtype=float)
+    if not len(pooled):
+        return {"n": 0}
+    first = items[0]
+    scale = page_unit(first.metric)[0]
+    statistics = paired_statistics(pooled, margin=margin / scale, confidence=CONFIDENCE)
+    sign = 1.0 if first.maximize else -1.0
+    return {
+        "n": statistics.n,
+        "difference": statistics.estimate,
+        "ci95_difference": list(statistics.interval),
+        "p_value": statistics.p_value,
+        "equivalence_p_value": statistics.equivalence_p_value,
+        "margin": margin / scale,
+        "reference_better": bool(sign * statistics.estimate > 0),
+    }
+
+
+def _adjust(family: list[dict[str, Any]]) -> None:
+    """Adjust the pooled p-values together (Benjamini-Hochberg), and call each comparison as
+    the verdict does: better where the adjusted p is below :data:`SIGNIFICANCE` and the
+    interval excludes 0, equivalent where the adjusted TOST p is."""
+    adjusted = benjamini_hochberg([item["p_value"] for item in family])
+    equivalence = benjamini_hochberg([item["equivalence_p_value"] for item in family])
+    for item, p_value, equivalence_p in zip(family, adjusted, equivalence, strict=True):
+        low, high = item["ci95_difference"]
+        item["adjusted_p_value"] = p_value
+        item["adjusted_equivalence_p_value"] = equivalence_p
+        item["differs"] = bool(
+            p_value < SIGNIFICANCE and math.isfinite(low) and not low <= 0 <= high
+        )
+        item["equivalent"] = bool(equivalence_p < SIGNIFICANCE)
+
+
+def pooled_winners(winners: list[ReplicateWinner]) -> list[dict[str, Any]]:
+    """Each search's winners over the replicates of one comparison, for the searches confirmed
+    in 2 replicates or more, in the order first met: the replicates, each winner's median, their
+    median (the pooled result), smallest and largest."""
+    found: dict[tuple[tuple[str, ...], str], dict[int, ReplicateWinner]] = {}
+    for winner in winners:
+        found.setdefault((winner.searches, winner.search), {}).setdefault(winner.replicate, winner)
+    result = []
+    for by_replicate in found.values():
+        if len(by_replicate) < 2:
+            continue
+        items = [by_replicate[r] for r in sorted(by_replicate)]
+        medians = np.array([item.median for item in items], dtype=float)
+        result.append(
+            {
+                "search": items[0].search,
+                "optimizer": items[0].optimizer,
+                "searches": list(items[0].searches),
+                "metric": items[0].metric,
+                "maximize": items[0].maximize,
+                "replicates": [item.replicate for item in items],
+                "medians": medians.tolist(),
+                "median": float(np.median(medians)),
+                "smallest": float(medians.min()),
+                "largest": float(medians.max()),
             }
         )
     return result
 
 
-def search_replicates_section(differences: list[ReplicateDifference]) -> Section:
+ATTRIBUTION = (
+    ("what the controller adds", "adamz", "adamz-no-controller"),
+    ("what clipping adds", "adam-clip", "adam"),
+    ("what AdamZ adds over Adam", "adamz", "adam"),
+)
+"""The attribution table's rows: a name, and the optimizers subtracted (first − second)."""
+
+
+def attribution(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of :data:`ATTRIBUTION` found among ``pairs`` (of :func:`over_replicates`), per
+    comparison (its searches), each with its pair."""
+    rows = []
+    groups = dict.fromkeys(tuple(pair["searches"]) for pair in pairs)
+    for searches in groups:
+        for part, first, second in ATTRIBUTION:
+            found = [
+                pair
+                for pair in pairs
+                if tuple(pair["searches"]) == searches and pair["optimizers"] == [first, second]
+            ]
+            if len(found) == 1:
+                rows.append({"part": part, "searches": list(searches), "pair": found[0]})
+    return rows
+
+
+def search_replicates_section(
+    differences: list[ReplicateDifference],
+    winners: list[ReplicateWinner] | None = None,
+    *,
+    margin: float = EQUIVALENCE_MARGIN,
+) -> Section:
     """The verdict over search replicates: a sentence and a table row per pair compared in 2
-    replicates or more (:func:`over_replicates`); empty where there is none."""
+    replicates or more (:func:`over_replicates`, pooled tests at ``margin`` in the page's unit),
+    the pooled result of each search's winners (:func:`pooled_winners`) and the attribution
+    (:func:`attribution`); empty where no pair was compared in 2 replicates.
+
+    Raises:
+        ValueError: ``margin`` is not positive.
+    """
     section = Section("Verdict over search replicates")
-    pairs = over_replicates(differences)
+    pairs = over_replicates(differences, margin=margin)
     if not pairs:
         return section
     counts = sorted({len(pair["replicates"]) for pair in pairs})
+    tested = sum(1 for pair in pairs if pair["pooled"]["n"])
     section.summary.append(
         "How to read it: each search was run "
         + " or ".join(map(str, counts))
@@ -246,13 +424,22 @@ def search_replicates_section(differences: list[ReplicateDifference]) -> Section
         "calls a winner better; its shift over replicates is the Hodges-Lehmann estimate of "
         "the per-replicate shifts, with the signed-rank interval: 95 % from 6 replicates, and "
         "below that the smallest to the largest shift, whose confidence is 1 − 2^(1 − R) "
-        "(50 % at 2 replicates, 75 % at 3, 88 % at 4, 94 % at 5)."
+        "(50 % at 2 replicates, 75 % at 3, 88 % at 4, 94 % at 5). Pooled: every replicate's "
+        "paired seeds together, the Hodges-Lehmann shift with the 95 % interval of the "
+        "signed-rank test, its p-value and the equivalence test (TOST) at "
+        f"±{margin:g} points (the metric's unit for a loss), both adjusted (Benjamini-Hochberg) "
+        f"over the {tested} pooled comparisons of this section, every workload together; "
+        f"better: adjusted p < {SIGNIFICANCE} and an interval without 0; equivalent: adjusted "
+        f"TOST p < {SIGNIFICANCE}. The pooled test takes the searches as they fell: the spread "
+        "over replicates says how much a search's draw moves the difference."
     )
     table = [
         [
             "first − second", "replicates", "first ahead / behind / level",
             "better by the seeds: first / second", "shift in each replicate",
             "shift over replicates [interval]", "confidence", "sign",
+            "pooled seeds: Hodges-Lehmann [95 % CI]", "pooled: adjusted p / TOST p",
+            "pooled verdict",
         ]
     ]  # fmt: skip
     for pair in pairs:
@@ -265,6 +452,7 @@ def search_replicates_section(differences: list[ReplicateDifference]) -> Section
             if math.isfinite(low)
             else "n/a"
         )
+        pooled = pair["pooled"]
         names = f"**{pair['first']}** − {pair['second']}"
         sentence = (
             f"{names} over {count} search replicates: {pair['first']} ahead in "
@@ -273,8 +461,16 @@ def search_replicates_section(differences: list[ReplicateDifference]) -> Section
             + f" (better by the seeds in {pair['better_by_seeds']}, worse in "
             f"{pair['worse_by_seeds']}); {pair['difference'] * scale:+.{digits}f} {unit} of "
             f"{pair['metric']} over replicates (Hodges-Lehmann, {pair['confidence']:.0%} "
-            f"interval {interval})."
+            f"interval {interval})"
         )
+        if pooled["n"]:
+            sentence += (
+                f"; pooled over {pooled['n']} paired seeds "
+                f"{_shift(pooled, scale, digits)}, adjusted p = "
+                f"{pooled['adjusted_p_value']:.2g}, TOST p = "
+                f"{pooled['adjusted_equivalence_p_value']:.2g}: {pooled['verdict']}"
+            )
+        sentence += "."
         if pair["sign_flips"]:
             sentence += (
                 " The sign flips between replicates: which is ahead depends on the search's "
@@ -296,8 +492,89 @@ def search_replicates_section(differences: list[ReplicateDifference]) -> Section
                 f"{pair['difference'] * scale:+.{digits}f} {interval}",
                 f"{pair['confidence']:.0%}",
                 "flips" if pair["sign_flips"] else "steady",
+                _shift(pooled, scale, digits) if pooled["n"] else "",
+                f"{pooled['adjusted_p_value']:.2g} / {pooled['adjusted_equivalence_p_value']:.2g}"
+                if pooled["n"]
+                else "",
+                pooled.get("verdict", ""),
             ]
         )
     section.numbers["pairs"] = pairs
     section.tables.append(table)
+    pooled_results = pooled_winners(winners or [])
+    if pooled_results:
+        section.tables.append(_winners_table(pooled_results))
+        section.numbers["winners"] = pooled_results
+    rows = attribution(pairs)
+    if rows:
+        section.tables.append(_attribution_table(rows))
+        section.numbers["attribution"] = [
+            {"part": row["part"], "searches": row["searches"], "first": row["pair"]["first"],
+             "second": row["pair"]["second"], **row["pair"]["pooled"]}
+            for row in rows
+        ]  # fmt: skip
     return section
+
+
+def _shift(pooled: dict[str, Any], scale: float, digits: int) -> str:
+    low, high = pooled["ci95_difference"]
+    interval = (
+        f"[{low * scale:+.{digits}f}, {high * scale:+.{digits}f}]" if math.isfinite(low) else ""
+    )
+    return f"{pooled['difference'] * scale:+.{digits}f} {interval}".rstrip()
+
+
+def _winners_table(results: list[dict[str, Any]]) -> list[list[str]]:
+    """Each search's pooled result: the median over replicates of its winner's median."""
+    table = [
+        [
+            "search", "optimizer", "replicates", "median over replicates of the winner's median",
+            "smallest – largest", "each replicate",
+        ]
+    ]  # fmt: skip
+    for result in results:
+        scale, unit = page_unit(result["metric"])
+        digits = 2 if scale == 100.0 else 4
+        table.append(
+            [
+                result["search"],
+                result["optimizer"],
+                str(len(result["replicates"])),
+                f"{result['median'] * scale:.{digits}f} {unit} of {result['metric']}",
+                f"{result['smallest'] * scale:.{digits}f} – {result['largest'] * scale:.{digits}f}",
+                ", ".join(
+                    f"r{replicate} {value * scale:.{digits}f}"
+                    for replicate, value in zip(
+                        result["replicates"], result["medians"], strict=True
+                    )
+                ),
+            ]
+        )
+    return table
+
+
+def _attribution_table(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """What the controller, the clipping and AdamZ as a whole add, pooled, per comparison."""
+    table = [
+        [
+            "part", "first − second", "pooled seeds: Hodges-Lehmann [95 % CI]",
+            "adjusted p / TOST p", "replicates ahead / behind", "pooled verdict",
+        ]
+    ]  # fmt: skip
+    for row in rows:
+        pair, pooled = row["pair"], row["pair"]["pooled"]
+        scale, unit = page_unit(pair["metric"])
+        digits = 2 if scale == 100.0 else 4
+        table.append(
+            [
+                row["part"],
+                f"{pair['first']} − {pair['second']}, {unit}",
+                _shift(pooled, scale, digits) if pooled["n"] else "",
+                f"{pooled['adjusted_p_value']:.2g} / {pooled['adjusted_equivalence_p_value']:.2g}"
+                if pooled["n"]
+                else "",
+                f"{pair['ahead']} / {pair['behind']}",
+                pooled.get("verdict", ""),
+            ]
+        )
+    return table

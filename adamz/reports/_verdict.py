@@ -26,8 +26,10 @@ p-values adjusted in the same family:
 
 - **over search replicates** (:mod:`~adamz.reports._search_replicates`), where confirmations of
   several replicates of one comparison are reported together (``report --search-replicates
-  R``): how often and by how much each winner beats the other across the replicates, and
-  whether the sign flips;
+  R``): how often and by how much each winner beats the other across the replicates, whether
+  the sign flips, the same comparison over every replicate's seeds pooled (its p-values
+  adjusted over that section's comparisons, every workload together), each search's pooled
+  result, and the attribution of AdamZ's difference from Adam to its controller and clipping;
 - **the ablation** (:mod:`~adamz.reports._ablation`), where a confirmation holds the winners of
   AdamZ, adam-clip and Adam: AdamZ − Adam split into clipping and controller.
 
@@ -52,6 +54,7 @@ from adamz.reports._replicates import (
     format_interval,
     is_replicate_study,
     page_unit,
+    paired_differences,
     paired_test,
     replicate_runs,
     selection_metric,
@@ -61,6 +64,7 @@ from adamz.reports._replicates import (
 )
 from adamz.reports._search_replicates import (
     ReplicateDifference,
+    ReplicateWinner,
     replicate_of,
     search_replicates_section,
 )
@@ -127,7 +131,9 @@ def verdict_sections(
         section.summary.append(_rules(verdicts, margin, count=len(family)))
     for verdict in verdicts:
         _write(verdict, section, searches, several=len(verdicts) > 1, count=len(family))
-    over = search_replicates_section(_replicate_differences(verdicts, ablations))
+    over = search_replicates_section(
+        _replicate_differences(verdicts, ablations), _replicate_winners(verdicts), margin=margin
+    )
     ablation = ablation_section(
         ablations,
         replicates={verdict["data"].name: _replicate(verdict) or 1 for verdict in verdicts},
@@ -171,6 +177,7 @@ def _replicate_differences(
             if not comparison["n"]:
                 continue
             differs, ahead = comparison["differs"], comparison["reference_better"]
+            first_run, second_run = (verdict["winners"][group] for group in (first, second))
             differences.append(
                 ReplicateDifference(
                     searches=searches,
@@ -183,9 +190,41 @@ def _replicate_differences(
                     second_better=bool(differs and not ahead),
                     metric=data.metric,
                     maximize=data.maximize,
+                    seed_differences=tuple(
+                        paired_differences(
+                            verdict["runs"][first_run], verdict["runs"][second_run]
+                        ).tolist()
+                    ),
+                    first_optimizer=str(verdict["summaries"][first_run]["optimizer"]),
+                    second_optimizer=str(verdict["summaries"][second_run]["optimizer"]),
                 )
             )
     return differences
+
+
+def _replicate_winners(verdicts: list[dict[str, Any]]) -> list[ReplicateWinner]:
+    """Every group's winner of every confirmation of one search replicate."""
+    winners = []
+    for verdict in verdicts:
+        replicate = _replicate(verdict)
+        if replicate is None:
+            continue
+        data: StudyData = verdict["data"]
+        searches = tuple(sorted(replicate_of(group)[0] for group in verdict["winners"]))
+        for group, label in verdict["winners"].items():
+            summary = verdict["summaries"][label]
+            winners.append(
+                ReplicateWinner(
+                    searches=searches,
+                    replicate=replicate,
+                    search=replicate_of(group)[0],
+                    optimizer=str(summary["optimizer"]),
+                    median=float(summary["median"]),
+                    metric=data.metric,
+                    maximize=data.maximize,
+                )
+            )
+    return winners
 
 
 def _groups(data: StudyData) -> dict[str, list[str]]:

@@ -10,6 +10,7 @@ import numpy as np
 import optuna
 import pytest
 from report_helpers import (
+    SEEDS,
     constant,
     replicate_study,
     search_study,
@@ -27,7 +28,12 @@ from adamz.reports._search_replicates import (
     replicate_of,
     search_replicate_spec,
 )
-from adamz.reports._stats import expected_maximum, hodges_lehmann, hodges_lehmann_interval
+from adamz.reports._stats import (
+    benjamini_hochberg,
+    expected_maximum,
+    hodges_lehmann,
+    hodges_lehmann_interval,
+)
 from adamz.reports._verdict import verdict_sections
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -143,7 +149,7 @@ def test_the_verdict_over_replicates_counts_wins_and_says_when_the_sign_flips() 
     assert expected in sentences[0]
     _header, *rows = over.tables[0]
     assert rows[0][4] == "r1 +1.00, r2 +2.00, r3 -0.50"
-    assert [row[-1] for row in rows] == ["flips", "steady"]
+    assert [row[7] for row in rows] == ["flips", "steady"]
     # every replicate keeps its seed-level verdict, adjusted over all 6 comparisons
     assert len(verdict.tables) == 3
     assert "over all 6 comparisons of this report" in verdict.summary[0]
@@ -210,3 +216,96 @@ def test_a_report_with_search_replicates_describes_each_search_once_and_titles_i
     assert "- z: Importance" in what_matters
     assert "- z~r2: " not in what_matters
     assert "- Verdict over search replicates: **z** − a over 2 search replicates" in (files.summary)
+
+
+def noisy_confirmation(
+    replicate: int, winners: dict[str, tuple[str, float]], *, noise: float, seed: int
+) -> Any:
+    """The confirmation of replicate ``replicate`` of one search per key of ``winners`` (its
+    optimizer and its winner's true shift below 0.9), each seed's value with Gaussian noise
+    shared by all winners (the seed's own luck) plus some of each winner's own."""
+    rng = np.random.default_rng(seed)
+    luck = rng.normal(0, noise, len(SEEDS))
+    runs = {}
+    for study, (optimizer, shift) in winners.items():
+        values = list(0.9 - shift + luck + rng.normal(0, noise / 4, len(SEEDS)))
+        runs[f"{replicate_name(study, replicate)} #1"] = {
+            "val": values,
+            "test": values,
+            "optimizer": optimizer,
+            "source": {"study": replicate_name(study, replicate)},
+        }
+    study = replicate_study(runs, name=f"confirm-r{replicate}")
+    return load_study_data(study, storage_of(study))
+
+
+ABLATION = {
+    "z": ("adamz", 0.0),
+    "nc": ("adamz-no-controller", 0.0),
+    "clip": ("adam-clip", 0.0),
+    "adam": ("adam", 0.0),
+}
+
+
+def pooled_pairs(winners: dict[str, tuple[str, float]], replicates: int = 5) -> Any:
+    datas = [noisy_confirmation(r, winners, noise=0.004, seed=r) for r in range(1, replicates + 1)]
+    over = verdict_sections(datas)[0]
+    assert over.title == "Verdict over search replicates"
+    return over, {(pair["first"], pair["second"]): pair for pair in over.numbers["pairs"]}
+
+
+def test_a_planted_gain_is_found_by_the_pooled_seeds_where_five_replicates_alone_cannot() -> None:
+    # 0.6 points in every replicate: 5 per-replicate shifts give at most 94 %, the 50 pooled
+    # seeds a 95 % interval around the planted shift and an adjusted p far below 0.05
+    _over, pairs = pooled_pairs({"z": ("adamz", 0.0), "a": ("adam", 0.006)})
+    pair = pairs["z", "a"]
+    assert pair["confidence"] == pytest.approx(1 - 2**-4)
+    pooled = pair["pooled"]
+    assert pooled["n"] == 5 * len(SEEDS)
+    low, high = pooled["ci95_difference"]
+    assert low < 0.006 < high
+    assert low > 0.003
+    assert pooled["adjusted_p_value"] < 0.001
+    assert pooled["differs"] is True
+    assert pooled["equivalent"] is False
+    assert pooled["verdict"] == "z better"
+
+
+def test_a_planted_null_is_shown_equivalent_within_the_margin_by_the_pooled_seeds() -> None:
+    _over, pairs = pooled_pairs({"z": ("adamz", 0.0), "a": ("adam", 0.0)})
+    pooled = pairs["z", "a"]["pooled"]
+    assert pooled["differs"] is False
+    assert pooled["equivalent"] is True  # no shift: its interval well inside +-0.25 points
+    assert pooled["verdict"] == "equivalent within ±0.25 points"
+
+
+def test_pooled_p_values_are_adjusted_over_every_pair_of_the_section() -> None:
+    over, pairs = pooled_pairs(ABLATION)
+    family = [pair["pooled"] for pair in pairs.values()]
+    assert len(family) == 4  # z against 3 searches, and the ablation's adam-clip − adam
+    assert all(item["adjusted_p_value"] >= item["p_value"] for item in family)
+    raw = [item["p_value"] for item in family]
+    assert [item["adjusted_p_value"] for item in family] == pytest.approx(benjamini_hochberg(raw))
+    assert "over the 4 pooled comparisons of this section" in over.summary[0]
+
+
+def test_the_attribution_splits_adamz_over_adam_into_controller_and_clipping() -> None:
+    over, _pairs = pooled_pairs(ABLATION)
+    rows = over.numbers["attribution"]
+    assert [(row["part"], row["first"], row["second"]) for row in rows] == [
+        ("what the controller adds", "z", "nc"),
+        ("what clipping adds", "clip", "adam"),
+        ("what AdamZ adds over Adam", "z", "adam"),
+    ]
+    assert all(row["verdict"] == "equivalent within ±0.25 points" for row in rows)
+    assert over.tables[-1][0][0] == "part"
+
+
+def test_each_optimizers_pooled_result_is_the_median_over_replicates_of_its_winners() -> None:
+    over, _pairs = pooled_pairs({"z": ("adamz", 0.0), "a": ("adam", 0.006)}, replicates=3)
+    results = {result["search"]: result for result in over.numbers["winners"]}
+    medians = results["a"]["medians"]
+    assert len(medians) == 3
+    assert results["a"]["median"] == pytest.approx(float(np.median(medians)))
+    assert (results["a"]["smallest"], results["a"]["largest"]) == (min(medians), max(medians))
+    assert results["a"]["optimizer"] == "adam"
