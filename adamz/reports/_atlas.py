@@ -1,34 +1,42 @@
-"""The sensitivity atlas's analysis, on plain arrays: which hyperparameters matter beyond the
-seeds' noise, their safe ranges, their interactions, where AdamZ's controller acts, and the
-guideline across workloads.
+"""The sensitivity atlas's analysis, on plain arrays: which hyperparameters have an effect (over
+the whole space, and where users stand), how large it is in the metric's units, how often runs
+collapse, safe ranges, interactions, where AdamZ's controller acts, and one recommended
+configuration across workloads.
 
 Every function here takes arrays (configurations x hyperparameters, and the metric's values as
-configurations x seeds) and returns plain numbers, so that tests feed synthetic data;
-:mod:`adamz.reports._atlas_report` reads a sensitivity study into these arrays and draws them.
+configurations x seeds) and returns plain numbers, so that tests feed synthetic data with
+planted effects; :mod:`adamz.reports._atlas_report` reads a sensitivity study into these arrays
+and draws them.
 
 **Importance** is a Sobol analysis (SALib's ``sobol`` on its Saltelli sample) of a random
-forest (scikit-learn's, the model Optuna's fANOVA fits) trained on the configurations' values:
-each hyperparameter's first-order share of the variance, its total effect (with every
-interaction it is in) and each pair's second-order share. The forest makes the estimators work
-from given data (the design is Sobol or random points, not a Saltelli design), at any size of
-design. SALib's own given-data estimators were tried first and give less here: HDMR fits 16
-coefficients per pair, which a design of a few hundred configurations over 9 hyperparameters
-cannot carry (its fits diverge on bootstrap resamples), RBD-FAST gives first-order shares
-only, delta a moment-independent index rather than a variance share; Optuna's fANOVA, through
-its public interface, gives first-order shares normalised to sum to 1, which hides the noise.
-A forest smooths: its shares err low, never high, so the atlas under-claims.
+forest (scikit-learn's, the model Optuna's fANOVA fits) trained on the configurations' mean
+values: each hyperparameter's first-order share of the variance, its total effect (with every
+interaction it is in) and each pair's second-order share, all as shares of the variance of a
+single run's metric. The forest makes the estimators work from given data (the design is Sobol
+or random points, not a Saltelli design). SALib's own given-data estimators were tried first and
+give less here: HDMR's fits diverge on bootstrap resamples of a few hundred configurations,
+RBD-FAST gives first-order shares only, delta a moment-independent index rather than a variance
+share; Optuna's fANOVA, through its public interface, gives first-order shares normalised to
+sum to 1, which hides the noise.
 
-Every share, and the noise floor, is a share of the same variance: that of a single run's metric
-(the forest's variance over the Saltelli sample, split by SALib, over the runs' variance). The
-intervals are percentile intervals over
-bootstrap resamples of the *configurations* (each with all its seeds), which is what a new
-design of the same size would vary.
+**The test asks whether an effect exists.** :data:`NULL_COLUMNS` inert columns are drawn beside
+the design and go through the same forest and Sobol analysis (and the same binning for the
+effects in points): a hyperparameter has an effect when it beats the largest inert column in at
+least :data:`CONFIDENCE` of the resamples. The earlier test, "its total effect's interval lies
+above the noise floor's", asked whether the effect is larger than one run's seed noise, and
+called a 20-point learning-rate curve "no measurable effect".
 
-**The noise floor** is the share of that variance lying between the seeds of one
-configuration: the mean over configurations of the variance over seeds, over the variance of
-all runs. Re-running a configuration with another seed moves the metric by that much; a
-hyperparameter whose total effect cannot be told apart from it (their intervals overlap) is
-reported as having no measurable effect, and is not ranked.
+**Intervals** come from a Bayesian bootstrap: each resample weighs the configurations with
+Dirichlet(1, ..., 1) weights instead of drawing them with replacement, so no configuration
+enters a fit twice (a forest fitted on duplicates memorises them, and inert columns' shares
+rose above the full data's estimate).
+
+**Effects in points** (:func:`effects_in_points`): the spread of the bins' mean values, and of
+the bins' 10th percentile of single runs (where collapses show), with the same null.
+
+**The noise floor** is the share of the variance lying between the seeds of one configuration;
+:func:`instability` says how much of it is collapses (runs far below their configuration's
+median), which bin medians hide.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ __all__ = [
     "MIN_CONFIGURATIONS",
     "MIN_PER_BIN",
     "Curve",
+    "Effect",
     "Factor",
     "Grid",
     "Importance",
@@ -55,11 +64,13 @@ __all__ = [
     "configurations_to_rank",
     "controller_activity",
     "curve_bins",
+    "effects_in_points",
     "grid_bins",
-    "guideline",
     "importance",
+    "instability",
     "interaction_grid",
     "noise_floor",
+    "recommend",
     "safe_range",
     "sensitivity_curve",
     "unit_cube",
@@ -71,6 +82,8 @@ CONFIGURATIONS_PER_FACTOR = 10
 needs: fewer leave the forest a few leaves per hyperparameter, and its shares its seed's."""
 MIN_CONFIGURATIONS = 50
 TREES = 32
+NULL_COLUMNS = 4
+"""Inert columns drawn beside the design to make the null (see :func:`importance`)."""
 SALTELLI_BASE = 1024
 """Base points of the Saltelli sample the forest is evaluated on (x (2d + 2) points)."""
 MIN_PER_BIN = 3
@@ -128,15 +141,21 @@ class Interval:
 
 @dataclass(frozen=True)
 class Importance:
-    """Variance shares of one metric, each with its interval (see the module docs).
+    """Variance shares of one metric, each with its interval, against a null (see the module
+    docs).
 
     Attributes:
         first_order, total: per hyperparameter.
         pairs: per pair ``(a, b)`` (names in the factors' order): its second-order share.
-        noise: the noise floor.
-        measurable: per hyperparameter, whether its total effect's interval lies above the
-            noise floor's.
-        resamples: bootstrap resamples the intervals come from.
+        noise: the noise floor: the share between the seeds of one configuration.
+        null: the largest total-effect share among :data:`NULL_COLUMNS` inert columns put
+            through the same forest and Sobol analysis: what a hyperparameter that does nothing
+            gets.
+        support: per hyperparameter, the share of resamples in which its total effect exceeds
+            that resample's null.
+        measurable: per hyperparameter, whether ``support`` reaches :data:`CONFIDENCE`: the
+            effect exists, however small it is against the seed noise of one run.
+        resamples: Bayesian-bootstrap resamples the intervals come from.
         surrogate_r2: the forest's out-of-bag R² on the configurations' mean values: how much
             of their variance the shares can speak for.
     """
@@ -145,6 +164,8 @@ class Importance:
     total: dict[str, Interval]
     pairs: dict[tuple[str, str], Interval]
     noise: Interval
+    null: Interval
+    support: dict[str, float]
     measurable: dict[str, bool]
     resamples: int
     surrogate_r2: float
@@ -162,14 +183,17 @@ class Importance:
             "total": {name: value.as_dict() for name, value in self.total.items()},
             "pairs": {f"{a} x {b}": value.as_dict() for (a, b), value in self.pairs.items()},
             "noise_floor": self.noise.as_dict(),
+            "null": self.null.as_dict(),
+            "support": dict(self.support),
             "measurable": dict(self.measurable),
             "ranked": self.ranked(),
             "resamples": self.resamples,
             "confidence": CONFIDENCE,
             "surrogate_oob_r2": self.surrogate_r2,
             "estimator": f"SALib Sobol analysis of a random forest ({TREES} trees) fitted to the "
-            "configurations' mean values, as shares of one run's variance; intervals: "
-            "percentile bootstrap over configurations",
+            "configurations' mean values, as shares of one run's variance; null: the largest "
+            f"share of {NULL_COLUMNS} inert columns through the same analysis; intervals: "
+            "Bayesian bootstrap over configurations (weights, no duplicates)",
         }
 
 
@@ -211,19 +235,27 @@ def noise_floor(values: np.ndarray) -> float:
 
 
 def _sobol_shares(
-    unit: np.ndarray, means: np.ndarray, run_variance: float, points: np.ndarray, seed: int
+    unit: np.ndarray,
+    means: np.ndarray,
+    weights: np.ndarray,
+    run_variance: float,
+    points: np.ndarray,
+    seed: int,
+    *,
+    score: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """First-order and total shares per factor, pair shares (a matrix, upper triangle) and the
-    out-of-bag R², of a forest fitted to ``means``, as shares of ``run_variance``."""
+    """First-order and total shares per column, pair shares (a matrix, upper triangle) and,
+    with ``score``, the out-of-bag R² (else NaN), of a forest fitted to ``means`` with
+    ``weights``, as shares of ``run_variance``."""
     from SALib.analyze import sobol  # heavy (pandas, matplotlib): only where the atlas runs
     from sklearn.ensemble import RandomForestRegressor
 
     forest = RandomForestRegressor(
-        n_estimators=TREES, min_samples_leaf=2, oob_score=True, random_state=seed
+        n_estimators=TREES, min_samples_leaf=2, oob_score=score, random_state=seed
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the out-of-bag score's note on few trees
-        forest.fit(unit, means)
+        forest.fit(unit, means, sample_weight=weights)
     predicted = forest.predict(points)
     names = [str(i) for i in range(unit.shape[1])]
     problem = {"num_vars": len(names), "names": names, "bounds": [[0.0, 1.0]] * len(names)}
@@ -236,7 +268,17 @@ def _sobol_shares(
     pairs = np.nan_to_num(np.asarray(result["S2"], dtype=float)) * scale
     first = np.asarray(result["S1"], dtype=float) * scale
     total = np.asarray(result["ST"], dtype=float) * scale
-    return first, total, pairs, float(forest.oob_score_)
+    return first, total, pairs, float(forest.oob_score_) if score else math.nan
+
+
+def _weighted_variance(values: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    """The variance of all runs and the mean variance between the seeds of one configuration,
+    each configuration (with all its seeds) weighted by ``weights`` (which sum to 1)."""
+    seeds = values.shape[1]
+    mean = float(np.sum(weights[:, None] * values) / seeds)
+    total = float(np.sum(weights[:, None] * (values - mean) ** 2) / seeds)
+    within = float(np.sum(weights * np.var(values, axis=1, ddof=1)))
+    return total, within
 
 
 def configurations_to_rank(factors: int) -> int:
@@ -259,8 +301,9 @@ def importance(
     resamples: int = 100,
     seed: int = 0,
 ) -> Importance:
-    """First-order and total-effect shares of every factor, pair shares and the noise floor,
-    each with a bootstrap interval over configurations (see the module docs).
+    """First-order and total-effect shares of every factor, pair shares, the noise floor and
+    the null, each with an interval over Bayesian-bootstrap weights of the configurations (see
+    the module docs).
 
     Args:
         x: configurations x factors (a categorical's choice indices).
@@ -288,48 +331,254 @@ def importance(
     if float(np.var(values)) == 0:
         raise ValueError("Invalid values: the metric is the same in every run, nothing to share.")
     names = [factor.name for factor in factors]
-    unit = unit_cube(x, factors)
-    problem = {"num_vars": len(names), "names": names, "bounds": [[0.0, 1.0]] * len(names)}
+    rng = np.random.default_rng(seed)
+    # The null: inert columns drawn beside the design, fitted and analysed with it. A forest
+    # splits on any column a little (it fits the seeds' noise too), so "larger than an inert
+    # column's share" is the question "does this effect exist", asked at the estimator's own
+    # resolution.
+    unit = np.column_stack([unit_cube(x, factors), rng.random((configurations, NULL_COLUMNS))])
+    columns = unit.shape[1]
+    problem = {"num_vars": columns, "names": list(map(str, range(columns)))}
+    problem["bounds"] = [[0.0, 1.0]] * columns
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SciPy's note on the balance of Sobol points
         points = saltelli.sample(problem, SALTELLI_BASE, calc_second_order=True, seed=seed)
+    means = values.mean(axis=1)
+    even = np.full(configurations, 1.0 / configurations)
     first, total, pairs, r2 = _sobol_shares(
-        unit, values.mean(axis=1), float(np.var(values, ddof=1)), points, seed
+        unit, means, even, float(np.var(values, ddof=1)), points, seed, score=True
     )
-    rng = np.random.default_rng(seed)
+    # Bayesian bootstrap: each resample weighs the configurations (Dirichlet(1, ..., 1)) instead
+    # of drawing them with replacement, so that no configuration enters a fit twice: a forest
+    # fitted on duplicates memorises them, and its shares of inert columns then rise above the
+    # full data's (intervals that miss their own estimate).
     draws = []
     for _ in range(resamples):
-        chosen = rng.integers(0, configurations, size=configurations)
-        resample = values[chosen]
-        variance = float(np.var(resample, ddof=1))
+        weights = rng.dirichlet(np.ones(configurations))
+        variance, within = _weighted_variance(values, weights)
         if variance == 0:
-            continue  # every chosen configuration scored alike: nothing to share
-        shares = _sobol_shares(
-            unit[chosen], resample.mean(axis=1), variance, points, int(rng.integers(2**31))
-        )
-        draws.append((*shares[:3], noise_floor(resample)))
+            continue
+        shares = _sobol_shares(unit, means, weights, variance, points, int(rng.integers(2**31)))
+        draws.append((*shares[:3], within / variance))
     if not draws:
         raise ValueError("Invalid values: no bootstrap resample of them varies.")
-    noise = _interval(floor, [draw[3] for draw in draws])
-    total_shares = {
-        name: _interval(total[i], [draw[1][i] for draw in draws]) for i, name in enumerate(names)
+    real = len(names)
+    null_draws = [float(draw[1][real:].max()) for draw in draws]
+    support = {
+        name: float(
+            np.mean([draw[1][i] > null for draw, null in zip(draws, null_draws, strict=True)])
+        )
+        for i, name in enumerate(names)
     }
     return Importance(
         first_order={
             name: _interval(first[i], [draw[0][i] for draw in draws])
             for i, name in enumerate(names)
         },
-        total=total_shares,
+        total={
+            name: _interval(total[i], [draw[1][i] for draw in draws])
+            for i, name in enumerate(names)
+        },
         pairs={
             (a, names[j]): _interval(pairs[i, j], [draw[2][i, j] for draw in draws])
             for i, a in enumerate(names)
-            for j in range(i + 1, len(names))
+            for j in range(i + 1, real)
         },
-        noise=noise,
-        measurable={name: total_shares[name].low > noise.high for name in names},
+        noise=_interval(floor, [draw[3] for draw in draws]),
+        null=_interval(float(total[real:].max()), null_draws),
+        support=support,
+        measurable={name: support[name] >= CONFIDENCE for name in names},
         resamples=len(draws),
         surrogate_r2=r2,
     )
+
+
+EFFECT_BINS = 4
+"""Equal-count bins per numeric factor for its effect in points (a categorical: its choices)."""
+TAIL = 10
+"""The lower tail's percentile: the effect on the worst runs, where collapses show."""
+COLLAPSE_DROP = 5.0
+"""A run collapsed when it lies more than this many points (or loss units) worse than its
+configuration's median over seeds, or diverged."""
+
+
+@dataclass(frozen=True)
+class Effect:
+    """One factor's effect in the metric's own units (points of accuracy), against the null.
+
+    Attributes:
+        mean_spread: the largest minus the smallest mean over the factor's bins (of the
+            configurations' seed means).
+        tail_spread: the same for each bin's :data:`TAIL`-th percentile of single runs (for a
+            minimised metric, the 100 - TAIL-th): how much the worst runs move.
+        null: the largest ``mean_spread`` of the inert columns, binned the same way.
+        support: the share of resamples in which ``mean_spread`` exceeds that resample's null.
+        measurable: ``support`` reaches :data:`CONFIDENCE`.
+        best_bin: the label of the bin with the best mean.
+    """
+
+    mean_spread: Interval
+    tail_spread: Interval
+    null: Interval
+    support: float
+    measurable: bool
+    best_bin: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "mean_spread": self.mean_spread.as_dict(),
+            "tail_spread": self.tail_spread.as_dict(),
+            "null": self.null.as_dict(),
+            "support": self.support,
+            "measurable": self.measurable,
+            "best_bin": self.best_bin,
+        }
+
+
+def _effect_bins(column: np.ndarray, factor: Factor | None) -> tuple[np.ndarray, list[str]]:
+    """Each configuration's bin (equal counts; a categorical's choice) and the bins' labels."""
+    if factor is not None and factor.choices is not None:
+        labels = [factor.label(i) for i in range(len(factor.choices))]
+        return column.astype(int), labels
+    edges = np.quantile(column, np.linspace(0, 1, EFFECT_BINS + 1))
+    index = np.clip(np.searchsorted(edges, column, side="right") - 1, 0, EFFECT_BINS - 1)
+    labels = [f"{a:.3g}–{b:.3g}" for a, b in itertools.pairwise(edges)]
+    return index, labels
+
+
+def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, q * cumulative[-1])])
+
+
+def _spreads(
+    index: np.ndarray,
+    bins: int,
+    values: np.ndarray,
+    weights: np.ndarray,
+    *,
+    maximize: bool,
+) -> tuple[float, float, int]:
+    """The spread of the bins' weighted means and of their lower tails, and the best bin."""
+    means = np.full(bins, np.nan)
+    tails = np.full(bins, np.nan)
+    seeds = values.shape[1]
+    for b in range(bins):
+        inside = index == b
+        if weights[inside].sum() <= 0:
+            continue
+        w = weights[inside]
+        means[b] = float(np.sum(w * values[inside].mean(axis=1)) / w.sum())
+        runs = values[inside].ravel()
+        tails[b] = _weighted_quantile(
+            runs, np.repeat(w, seeds), TAIL / 100 if maximize else 1 - TAIL / 100
+        )
+    best = int(np.nanargmax(means if maximize else -means))
+    return (
+        float(np.nanmax(means) - np.nanmin(means)),
+        float(np.nanmax(tails) - np.nanmin(tails)),
+        best,
+    )
+
+
+def effects_in_points(
+    x: np.ndarray,
+    values: np.ndarray,
+    factors: Sequence[Factor],
+    *,
+    maximize: bool,
+    resamples: int = 200,
+    seed: int = 0,
+) -> dict[str, Effect]:
+    """Each factor's effect in the metric's units, with Bayesian-bootstrap intervals and a null
+    of :data:`NULL_COLUMNS` inert columns binned the same way (see :class:`Effect`).
+
+    A spread of bin means is never zero: the other factors and the seeds move each bin's mean.
+    The inert columns show how far they move it, so the question asked is the one the null
+    answers: does this factor move the metric more than a column that does nothing?
+
+    Raises:
+        ValueError: fewer than :data:`MIN_PER_BIN` configurations per bin, or ``resamples`` < 1.
+    """
+    values = np.asarray(values, dtype=float)
+    configurations = values.shape[0]
+    if configurations < MIN_PER_BIN * EFFECT_BINS:
+        raise ValueError(
+            f"Invalid values: effects need at least {MIN_PER_BIN * EFFECT_BINS} configurations, "
+            f"got {configurations}."
+        )
+    if resamples < 1:
+        raise ValueError(f"Invalid resamples: must be >= 1, got {resamples}.")
+    rng = np.random.default_rng(seed)
+    binned = [_effect_bins(np.asarray(x, dtype=float)[:, i], f) for i, f in enumerate(factors)]
+    inert = [
+        _effect_bins(np.asarray(rng.random((configurations,))), None) for _ in range(NULL_COLUMNS)
+    ]
+    even = np.ones(configurations)
+
+    def spreads(weights: np.ndarray) -> list[tuple[float, float, int]]:
+        return [
+            _spreads(index, len(labels), values, weights, maximize=maximize)
+            for index, labels in binned + inert
+        ]
+
+    point = spreads(even)
+    draws = [spreads(rng.dirichlet(np.ones(configurations))) for _ in range(resamples)]
+    real = len(factors)
+    nulls = [max(draw[real + k][0] for k in range(NULL_COLUMNS)) for draw in draws]
+    found: dict[str, Effect] = {}
+    for i, factor in enumerate(factors):
+        support = float(
+            np.mean([draw[i][0] > null for draw, null in zip(draws, nulls, strict=True)])
+        )
+        found[factor.name] = Effect(
+            mean_spread=_interval(point[i][0], [draw[i][0] for draw in draws]),
+            tail_spread=_interval(point[i][1], [draw[i][1] for draw in draws]),
+            null=_interval(max(point[real + k][0] for k in range(NULL_COLUMNS)), nulls),
+            support=support,
+            measurable=support >= CONFIDENCE,
+            best_bin=binned[i][1][point[i][2]],
+        )
+    return found
+
+
+def instability(
+    values: np.ndarray, diverged: np.ndarray | None = None, *, maximize: bool
+) -> dict[str, Any]:
+    """How often runs collapse, and how far seeds spread, over ``values`` (configurations x
+    seeds, in the page's units).
+
+    A run *collapses* when it lies more than :data:`COLLAPSE_DROP` worse than its
+    configuration's median over seeds, or its configuration diverged. Medians alone hide this:
+    where outcomes are bimodal, a median can be good while one run in five fails.
+
+    Returns ``collapse_share`` (of runs), ``configurations_with_a_collapse`` (share),
+    ``seed_sd_median`` and ``seed_sd_p90`` (the standard deviation over one configuration's
+    seeds), and ``least_stable_share``: the share of the within-configuration variance held by
+    the 5 % least stable configurations.
+    """
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 2 or values.shape[0] == 0:
+        return {"configurations": 0}
+    median = np.median(values, axis=1, keepdims=True)
+    worse = (median - values) if maximize else (values - median)
+    collapsed = worse > COLLAPSE_DROP
+    if diverged is not None:
+        collapsed |= np.asarray(diverged, dtype=bool)[:, None]
+    variance = np.var(values, axis=1, ddof=1)
+    sd = np.sqrt(variance)
+    top = max(1, round(0.05 * len(variance)))
+    held = float(np.sort(variance)[-top:].sum() / variance.sum()) if variance.sum() > 0 else 0.0
+    return {
+        "configurations": int(values.shape[0]),
+        "collapse_share": float(collapsed.mean()),
+        "configurations_with_a_collapse": float(collapsed.any(axis=1).mean()),
+        "seed_sd_median": float(np.median(sd)),
+        "seed_sd_p90": float(np.percentile(sd, 90)),
+        "least_stable_share": held,
+        "collapse_drop": COLLAPSE_DROP,
+    }
 
 
 @dataclass(frozen=True)
@@ -573,93 +822,87 @@ def controller_activity(
     }
 
 
-def guideline(
-    workloads: Mapping[str, Mapping[str, Any]],
+def recommend(
+    workloads: Mapping[str, tuple[np.ndarray, np.ndarray, Mapping[str, bool | None]]],
     factors: Sequence[Factor],
     defaults: Mapping[str, Any],
+    *,
+    maximize: bool,
+    fixed: Sequence[str] = ("lr",),
 ) -> dict[str, Any]:
-    """What to tune and what to leave, as far as every workload's intervals support it.
+    """One configuration for every workload, by the rule the atlas page states.
+
+    For each factor not in ``fixed`` (the rate, which a user tunes): where no workload finds
+    its effect (``measurable`` not True anywhere), its default; otherwise split its range into
+    :data:`EFFECT_BINS` equal bins on its sampling scale (a categorical: its choices), and take
+    the bin whose largest shortfall against each workload's best bin is smallest (max-min
+    regret over the workloads, on the mean of the configurations in the good region). The value
+    is the default where the bin holds it, else the bin's middle (geometric on a log scale),
+    to two significant digits.
 
     Args:
-        workloads: per workload, ``measurable`` (per factor: True, False, or None where the
-            importance could not be estimated) and ``safe`` (per factor: a
-            :func:`safe_range` result, or None).
-        factors: the factors, in the order to state them.
-        defaults: the optimizer's library defaults, per factor name.
+        workloads: per workload, the good region's ``x`` (configurations x factors), the
+            configurations' mean values, and per factor whether its effect exists there.
+        defaults: per factor name, its default (``lr_bounds[0]`` for a pair's element).
 
     Returns:
-        ``tune`` (measurable on some workload), ``leave`` (name -> the value to leave it at:
-        measurably inert on every workload and safe on every one), ``per_workload`` (inert
-        everywhere, but no one value is safe on every workload), ``undetermined`` (the
-        importance is missing somewhere and no workload found it measurable), and ``text``:
-        the guideline in one sentence.
+        ``values`` (factor -> value) and ``reasons`` (factor -> one line each).
     """
-    tune: list[str] = []
-    leave: dict[str, Any] = {}
-    per_workload: list[str] = []
-    undetermined: list[str] = []
-    for factor in factors:
-        verdicts = [entry["measurable"].get(factor.name) for entry in workloads.values()]
-        if any(verdict is True for verdict in verdicts):
-            tune.append(factor.name)
-        elif any(verdict is None for verdict in verdicts):
-            undetermined.append(factor.name)
+    values: dict[str, Any] = {}
+    reasons: dict[str, str] = {}
+    for index, factor in enumerate(factors):
+        if factor.name in fixed:
+            continue
+        default = defaults.get(factor.name)
+        found = [name for name, (_, _, m) in workloads.items() if m.get(factor.name) is True]
+        if not found:
+            values[factor.name] = default
+            reasons[factor.name] = "no workload finds an effect: the default"
+            continue
+        if factor.choices is not None:
+            bins = len(factor.choices)
+            edges = None
         else:
-            ranges = [entry["safe"].get(factor.name) for entry in workloads.values()]
-            value = _safe_everywhere(factor, ranges, defaults.get(factor.name))
-            if value is _NONE_SAFE:
-                per_workload.append(factor.name)
+            bins = EFFECT_BINS
+            low, high = factor.scale(np.array([factor.low, factor.high]))
+            edges = np.linspace(low, high, bins + 1)
+        regret = np.zeros(bins)
+        for x, y, _ in workloads.values():
+            column = np.asarray(x, dtype=float)[:, index]
+            if edges is None:
+                where = column.astype(int)
             else:
-                leave[factor.name] = value
-    names = ", ".join(workloads)
-    parts = []
-    if tune:
-        parts.append(f"tune {_joined(tune)}")
-    if leave:
-        parts.append("leave " + _joined([f"{name} at {_shown(v)}" for name, v in leave.items()]))
-    if per_workload:
-        parts.append(f"set {_joined(per_workload)} per workload (no one value is safe on all)")
-    if undetermined:
-        parts.append(f"too few configurations to say for {_joined(undetermined)}")
-    text = f"On {names}: " + "; ".join(parts) + "." if parts else f"On {names}: nothing to say."
-    return {
-        "tune": tune,
-        "leave": leave,
-        "per_workload": per_workload,
-        "undetermined": undetermined,
-        "text": text,
-    }
-
-
-_NONE_SAFE = object()
-
-
-def _safe_everywhere(factor: Factor, ranges: list[Any], default: Any) -> Any:
-    """The value to leave ``factor`` at: its default if every workload's safe range holds it,
-    else the middle of their common range (geometric for a log factor), else ``_NONE_SAFE``."""
-    if any(entry is None for entry in ranges):
-        return _NONE_SAFE
-    if factor.choices is not None:
-        common = [c for c in factor.choices if all(c in entry["choices"] for entry in ranges)]
-        if not common:
-            return _NONE_SAFE
-        return default if default in common else common[0]
-    low = max(entry["low"] for entry in ranges)
-    high = min(entry["high"] for entry in ranges)
-    if low > high:
-        return _NONE_SAFE
-    if (
-        isinstance(default, int | float)
-        and not isinstance(default, bool)
-        and low <= default <= high
-    ):
-        return default
-    middle = float(factor.unscale(np.mean(factor.scale(np.array([low, high])))))
-    return round(middle) if factor.integer else float(f"{middle:.2g}")
-
-
-def _shown(value: Any) -> str:
-    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+                where = np.clip(
+                    np.searchsorted(edges, factor.scale(column), "right") - 1, 0, bins - 1
+                )
+            means = np.array(
+                [y[where == b].mean() if (where == b).any() else np.nan for b in range(bins)]
+            )
+            best = np.nanmax(means) if maximize else np.nanmin(means)
+            shortfall = (best - means) if maximize else (means - best)
+            regret = np.fmax(regret, np.nan_to_num(shortfall, nan=np.inf))
+        chosen = int(np.argmin(regret))
+        if edges is None:
+            assert factor.choices is not None
+            value = factor.choices[chosen]
+        else:
+            inside = default is not None and not isinstance(default, bool)
+            if inside:
+                scaled = float(factor.scale(np.array([default]))[0])
+                inside = edges[chosen] <= scaled <= edges[chosen + 1]
+            if inside:
+                value = default
+            else:
+                middle = float(
+                    factor.unscale(np.array([(edges[chosen] + edges[chosen + 1]) / 2]))[0]
+                )
+                value = round(middle) if factor.integer else float(f"{middle:.2g}")
+        values[factor.name] = value
+        reasons[factor.name] = (
+            f"an effect on {_joined(found)}: the bin with the smallest largest shortfall "
+            f"({float(regret[chosen]):.2f} below the best bin on some workload)"
+        )
+    return {"values": values, "reasons": reasons}
 
 
 def _joined(names: list[str]) -> str:

@@ -14,7 +14,7 @@ in its own units. Variance shares are fractions of the variance of a single run'
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,17 +29,23 @@ from optuna.distributions import (
 from plotly.subplots import make_subplots
 
 from adamz.reports._atlas import (
+    CONFIDENCE,
+    MIN_PER_BIN,
     Curve,
+    Effect,
     Factor,
     Grid,
     Importance,
+    bin_index,
     configurations_to_rank,
     controller_activity,
     curve_bins,
+    effects_in_points,
     grid_bins,
-    guideline,
     importance,
+    instability,
     interaction_grid,
+    recommend,
     safe_range,
     sensitivity_curve,
 )
@@ -55,6 +61,7 @@ __all__ = [
     "atlas_section",
     "default_margin",
     "is_sensitivity_study",
+    "recommendation",
     "study_atlas",
 ]
 
@@ -204,11 +211,66 @@ def atlas_input(data: StudyData) -> AtlasInput:
 
 
 @dataclass
-class StudyAtlas:
-    """One study's atlas: its input and what the analysis found.
+class Region:
+    """One region of a sensitivity study's space and what the analysis found in it.
 
-    ``importance`` is None where it could not be estimated (``skipped`` says why); likewise
-    ``controller``.
+    The *whole* space answers "what matters anywhere"; the *good region* (the configurations
+    whose rate lies in the workload's safe range for the rate) answers "what matters where a
+    user who tuned the rate stands", which is the question a recommendation must answer: a
+    controller value can matter little over the whole space, where bad rates dominate the
+    variance, and decide several points among good rates.
+
+    Attributes:
+        rule: how the region is chosen, in words.
+        mask: which configurations are in it.
+        importance: forest shares against the null (None: too few configurations).
+        effects: effects in points against the null (None: too few configurations).
+        instability: collapses and seed spread (see :func:`instability`).
+    """
+
+    name: str
+    rule: str
+    mask: np.ndarray
+    importance: Importance | None
+    effects: dict[str, Effect] | None
+    instability: dict[str, Any]
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return int(self.mask.sum())
+
+    def measurable(self, name: str) -> bool | None:
+        """Whether either estimator finds ``name``'s effect against its null (None: neither
+        could be estimated)."""
+        verdicts = []
+        if self.importance is not None:
+            verdicts.append(self.importance.measurable[name])
+        if self.effects is not None:
+            verdicts.append(self.effects[name].measurable)
+        return any(verdicts) if verdicts else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "rule": self.rule,
+            "configurations": self.size,
+            "importance": self.importance.as_dict() if self.importance is not None else None,
+            "effects_in_points": {n: e.as_dict() for n, e in self.effects.items()}
+            if self.effects is not None
+            else None,
+            "instability": self.instability,
+            "skipped": self.skipped,
+        }
+
+
+@dataclass
+class StudyAtlas:
+    """One study's atlas: its input and what the analysis found, over the whole space and in
+    the good region (see :class:`Region`).
+
+    ``importance`` is the whole space's (None where it could not be estimated; ``skipped``
+    says why); likewise ``controller``.
     """
 
     input: AtlasInput
@@ -221,19 +283,67 @@ class StudyAtlas:
     controller: dict[str, Any] | None
     controller_grids: list[Grid]
     skipped: list[str] = field(default_factory=list)
+    regions: list[Region] = field(default_factory=list)
+
+    @property
+    def whole(self) -> Region | None:
+        return self.regions[0] if self.regions else None
+
+    @property
+    def good(self) -> Region | None:
+        return self.regions[1] if len(self.regions) > 1 else None
 
     @property
     def measurable(self) -> dict[str, bool | None]:
-        """Per factor: whether its effect clears the noise floor (None: not estimated)."""
-        if self.importance is None:
+        """Per factor: whether its effect exists where users stand (the good region, else the
+        whole space), by either estimator (None: not estimated)."""
+        region = self.good or self.whole
+        if region is None:
             return {factor.name: None for factor in self.input.factors}
-        return dict(self.importance.measurable)
+        return {factor.name: region.measurable(factor.name) for factor in self.input.factors}
+
+
+def _region(
+    name: str,
+    rule: str,
+    mask: np.ndarray,
+    atlas_in: AtlasInput,
+    *,
+    resamples: int,
+    seed: int,
+) -> Region:
+    """The analysis of the configurations in ``mask``."""
+    x, values = atlas_in.x[mask], atlas_in.values[mask]
+    skipped: list[str] = []
+    found: Importance | None = None
+    effects: dict[str, Effect] | None = None
+    try:
+        found = importance(x, values, atlas_in.factors, resamples=resamples, seed=seed)
+    except ValueError as exc:
+        skipped.append(f"importance: {str(exc).removeprefix('Invalid values: ').rstrip('.')}")
+    try:
+        effects = effects_in_points(
+            x, values, atlas_in.factors, maximize=atlas_in.maximize, resamples=2 * resamples,
+            seed=seed,
+        )  # fmt: skip
+    except ValueError as exc:
+        skipped.append(f"effects: {str(exc).removeprefix('Invalid values: ').rstrip('.')}")
+    return Region(
+        name,
+        rule,
+        mask,
+        found,
+        effects,
+        instability(values, atlas_in.diverged[mask], maximize=atlas_in.maximize),
+        skipped,
+    )
 
 
 def study_atlas(
     data: StudyData, *, margin: float | None = None, resamples: int = 100, seed: int = 0
 ) -> StudyAtlas:
-    """Run the atlas's analysis on sensitivity study ``data``.
+    """Run the atlas's analysis on sensitivity study ``data``: over the whole space, and in the
+    good region (the rate within its safe range) where the study varies the rate.
 
     Args:
         margin: the safe range's margin in the page's units (None: :func:`default_margin`).
@@ -252,13 +362,6 @@ def study_atlas(
             f"{atlas_in.left_out} completed configurations lack a value on some seed: left out"
         )
     configurations = len(atlas_in.trials)
-    found: Importance | None = None
-    try:
-        found = importance(
-            atlas_in.x, atlas_in.values, atlas_in.factors, resamples=resamples, seed=seed
-        )
-    except ValueError as exc:
-        skipped.append(f"importance: {str(exc).removeprefix('Invalid values: ').rstrip('.')}")
     per_configuration = atlas_in.values.mean(axis=1)
     curves: dict[str, Curve] = {}
     safe: dict[str, dict[str, Any] | None] = {}
@@ -270,6 +373,24 @@ def study_atlas(
             safe[factor.name] = safe_range(curve, margin, maximize=atlas_in.maximize)
         except ValueError:
             safe[factor.name] = None
+    everything = np.ones(configurations, dtype=bool)
+    regions = [
+        _region("whole space", "every configuration", everything, atlas_in,
+                resamples=resamples, seed=seed)
+    ]  # fmt: skip
+    rate = safe.get("lr")
+    if rate is not None and "low" in rate and not rate["everywhere"]:
+        column = atlas_in.column("lr")
+        inside = (column >= rate["low"]) & (column <= rate["high"])
+        regions.append(
+            _region(
+                "good region",
+                f"lr in its safe range {_shown(rate['low'])} – {_shown(rate['high'])}",
+                inside, atlas_in, resamples=resamples, seed=seed,
+            )
+        )  # fmt: skip
+    found = regions[0].importance
+    skipped += regions[0].skipped
     pairs = _pairs(atlas_in.factors, found)
     side = grid_bins(configurations)
     by_name = {factor.name: factor for factor in atlas_in.factors}
@@ -293,6 +414,14 @@ def study_atlas(
     if controller is not None:
         fires = (atlas_in.overshoots + atlas_in.stagnations > 0).astype(float)
         known = np.isfinite(atlas_in.overshoots + atlas_in.stagnations)
+        if len(regions) > 1:
+            inside = regions[1].mask & known
+            controller["good_region"] = {
+                "configurations": int(inside.sum()),
+                "never_fires": float(1 - fires[inside].mean()) if inside.any() else None,
+                "mean_value_where_it_fires": _mean(per_configuration[inside & (fires > 0)]),
+                "mean_value_where_it_never_fires": _mean(per_configuration[inside & (fires == 0)]),
+            }
         for a, b in _controller_pairs(atlas_in.factors, pairs):
             controller_grids.append(
                 interaction_grid(
@@ -304,8 +433,70 @@ def study_atlas(
                 )
             )
     return StudyAtlas(
-        atlas_in, margin, found, curves, safe, pairs, grids, controller, controller_grids, skipped
-    )
+        atlas_in, margin, found, curves, safe, pairs, grids, controller, controller_grids,
+        skipped, regions,
+    )  # fmt: skip
+
+
+def _mean(values: np.ndarray) -> float | None:
+    return float(values.mean()) if len(values) else None
+
+
+RECOMMENDATION_RULE = (
+    "lr: tune it (the preset keeps the paper's 0.01 as a start). Every other hyperparameter: "
+    "where no workload's good region (lr within its safe range) shows an effect against the "
+    "null, the paper's default; where one does, the value in the bin (a quarter of its range) "
+    "whose largest shortfall against each workload's best bin is smallest"
+)
+
+
+def recommendation(atlases: Sequence[StudyAtlas]) -> dict[str, Any]:
+    """One AdamZ configuration from ``atlases``, by :data:`RECOMMENDATION_RULE` (see
+    :func:`adamz.reports._atlas.recommend`): ``hyperparameters`` (all of AdamZ's, pairs as
+    lists), ``rule``, ``from`` (the workloads) and ``reasons`` per hyperparameter.
+
+    Raises:
+        ValueError: no atlas, or atlases over different hyperparameters.
+    """
+    if not atlases:
+        raise ValueError("Invalid atlases: the recommendation needs at least one.")
+    factors = atlases[0].input.factors
+    names = [factor.name for factor in factors]
+    if any([f.name for f in atlas.input.factors] != names for atlas in atlases):
+        raise ValueError("Invalid atlases: they must vary the same hyperparameters.")
+    workloads = {}
+    for atlas in atlases:
+        region = atlas.good or atlas.whole
+        assert region is not None
+        mask = region.mask
+        workloads[atlas.input.workload] = (
+            atlas.input.x[mask],
+            atlas.input.values[mask].mean(axis=1),
+            atlas.measurable,
+        )
+    defaults = _library_defaults(factors, "adamz")
+    found = recommend(workloads, factors, defaults, maximize=atlases[0].input.maximize)
+    from adamz.training.optimizers import library_defaults  # the registry: only for this
+
+    hyperparameters = dict(library_defaults("adamz"))
+    hyperparameters.pop("lr_controller", None)  # on: the ablation is another optimizer
+    for name, value in found["values"].items():
+        if name.endswith("]"):
+            base, index = name[:-1].split("[")
+            pair = list(hyperparameters[base])
+            pair[int(index)] = value
+            hyperparameters[base] = pair
+        else:
+            hyperparameters[name] = value
+    hyperparameters = {
+        k: list(v) if isinstance(v, tuple) else v for k, v in hyperparameters.items()
+    }
+    return {
+        "hyperparameters": hyperparameters,
+        "rule": RECOMMENDATION_RULE,
+        "from": [atlas.input.workload for atlas in atlases],
+        "reasons": found["reasons"],
+    }
 
 
 def _pairs(factors: Sequence[Factor], found: Importance | None) -> list[tuple[str, str]]:
@@ -369,9 +560,65 @@ def _effect_text(atlas: StudyAtlas, name: str) -> str:
     return total.text()
 
 
+def _verdict(region: Region | None, name: str) -> str:
+    if region is None:
+        return "not estimated"
+    found = region.measurable(name)
+    return "not estimated" if found is None else "effect" if found else "no effect found"
+
+
+def _points_text(region: Region | None, name: str, digits: int = 1) -> str:
+    if region is None or region.effects is None:
+        return ""
+    effect = region.effects[name]
+    return effect.mean_spread.text(digits)
+
+
+def _share_text(region: Region | None, name: str) -> str:
+    if region is None or region.importance is None:
+        return ""
+    return region.importance.total[name].text()
+
+
+def _region_answer(region: Region, names: list[str], units: str) -> str:
+    """One sentence: what has an effect in ``region``, largest first, in points."""
+    found = [name for name in names if region.measurable(name)]
+    if region.effects is not None:
+        effects = region.effects
+        found.sort(key=lambda name: -effects[name].mean_spread.estimate)
+    if not found:
+        return "no hyperparameter shows an effect against the null"
+    parts = []
+    for name in found:
+        text = f"**{name}**"
+        if region.effects is not None:
+            effect = region.effects[name]
+            text += (
+                f" ({effect.mean_spread.text(1)} {units} between its best and worst quarter, "
+                f"best {effect.best_bin})"
+            )
+        parts.append(text)
+    return f"{_listed(parts)} {'has an effect' if len(found) == 1 else 'have an effect'}"
+
+
+def _instability_text(region: Region, units: str) -> str:
+    found = region.instability
+    if not found.get("configurations"):
+        return ""
+    return (
+        f"{found['collapse_share']:.1%} of runs collapse (more than {found['collapse_drop']:g} "
+        f"{units} below their configuration's median, or diverged), in "
+        f"{found['configurations_with_a_collapse']:.0%} of configurations; the seeds' standard "
+        f"deviation is {found['seed_sd_median']:.2f} {units} at the median configuration and "
+        f"{found['seed_sd_p90']:.2f} at the 90th percentile, and the 5 % least stable "
+        f"configurations hold {found['least_stable_share']:.0%} of the variance between seeds"
+    )
+
+
 def atlas_section(atlas: StudyAtlas, optimizer: str | None = "adamz") -> Section:
-    """One study's atlas: the answer first, then importance, curves and safe ranges, the
-    strongest interactions, and where the controller fires."""
+    """One study's atlas: the answer where users stand first, then the whole space, the table
+    (shares against the null, effects in points, safe ranges), the collapses, the strongest
+    interactions, and where the controller fires."""
     atlas_in = atlas.input
     section = Section("Sensitivity atlas", skipped=list(atlas.skipped))
     configurations, seeds = atlas_in.values.shape
@@ -382,55 +629,62 @@ def atlas_section(atlas: StudyAtlas, optimizer: str | None = "adamz") -> Section
     metric_label = f"{atlas_in.metric} ({'points' if atlas_in.unit == 'points' else 'loss'})"
     found = atlas.importance
     names = [factor.name for factor in atlas_in.factors]
-    safe_for_guideline = {name: entry for name, entry in atlas.safe.items() if entry is not None}
-    advice = guideline(
-        {atlas_in.workload: {"measurable": atlas.measurable, "safe": safe_for_guideline}},
-        atlas_in.factors,
-        _library_defaults(atlas_in.factors, optimizer),
-    )
-    # 1. The answer.
+    whole, good = atlas.whole, atlas.good
     size = f"{configurations} configurations x {seeds} seeds"
+    # 1. The answer: where users stand, then the whole space.
     if found is None:
         section.summary.append(
             f"**Not enough configurations to rank** ({size}; the importance needs "
-            f"{configurations_to_rank(len(names))}): the curves, safe ranges and the "
-            "controller's activity below are shown as they are."
+            f"{configurations_to_rank(len(names))}): the effects in points, curves, safe "
+            "ranges and the controller's activity below are shown as they are."
         )
-    else:
-        ranked = found.ranked()
-        inert = [name for name in names if name not in ranked]
-        noise = found.noise.text()
-        if ranked:
-            effects = ", ".join(f"{name} {found.total[name].text()}" for name in ranked)
-            verb = "matters" if len(ranked) == 1 else "matter"
-            answer = (
-                f"**{_listed(ranked)}** {verb} beyond the seeds' noise (total effect, {effects})"
-            )
-        else:
-            answer = "**No hyperparameter** matters beyond the seeds' noise"
-        if inert:
-            answer += f"; {_listed(inert)}: no measurable effect"
+    if good is not None:
         section.summary.append(
-            f"{answer}. Noise floor: {noise} of the variance lies between the seeds of one "
-            f"configuration ({size}; the forest behind the shares explains "
-            f"{found.surrogate_r2:.0%} of the configurations' mean values out of bag)."
+            f"Where users stand ({good.rule}: {good.size} of {configurations} configurations): "
+            f"{_region_answer(good, names, units)}; the others: no effect found against the null."
         )
-    section.summary.append(f"Guideline: {advice['text']}")
+    if whole is not None:
+        section.summary.append(
+            f"Over the whole space ({size}): {_region_answer(whole, names, units)}."
+        )
+    section.summary.append(
+        "An effect is *found* when it clears a null made the same way: inert columns drawn "
+        "beside the design and put through the same analysis (the forest's Sobol share, or "
+        f"the spread of the bins' means), in at least {CONFIDENCE:.1%} of Bayesian-bootstrap "
+        "resamples. That asks whether an effect exists, not whether it is larger than one "
+        "run's seed noise."
+    )
+    for region in (good, whole):
+        if region is not None and region.instability.get("configurations"):
+            section.summary.append(f"Collapses, {region.name}: {_instability_text(region, units)}.")
     if atlas.controller is not None:
         activity = atlas.controller
-        section.summary.append(
+        line = (
             f"The controller never fires in {activity['never_fires']:.0%} of the space and in "
             f"{activity['never_fires_in_best_tenth']:.0%} of its best tenth "
             f"({_counted(activity['best_tenth'], 'configuration')}): there AdamZ is Adam (with "
             "clipping where max_grad_norm is set)."
         )
+        inside = activity.get("good_region")
+        if (
+            inside
+            and inside.get("mean_value_where_it_fires") is not None
+            and inside.get("mean_value_where_it_never_fires") is not None
+        ):
+            line += (
+                f" In the good region it never fires in {inside['never_fires']:.0%} of "
+                f"configurations; their mean is {inside['mean_value_where_it_never_fires']:.2f}, "
+                f"against {inside['mean_value_where_it_fires']:.2f} where it fires."
+            )
+        section.summary.append(line)
     safe_text = ", ".join(
         f"{name} {_range_text(atlas.safe[name])}" for name in names if atlas.safe[name] is not None
     )
     section.summary.append(
-        f"Safe ranges (the bins whose median {atlas_in.metric} is within {atlas.margin:g} "
-        f"{units} of the best bin's, or not shown to be further: its 95 % interval reaches "
-        f"within): {safe_text}."
+        f"Safe ranges over the whole space (the unbroken run of bins around the best one whose "
+        f"median {atlas_in.metric} is within {atlas.margin:g} {units} of the best bin's, or "
+        f"whose median's 95 % interval still reaches within it: not shown to be worse): "
+        f"{safe_text}."
     )
     if atlas_in.diverged.any():
         section.summary.append(
@@ -440,35 +694,58 @@ def atlas_section(atlas: StudyAtlas, optimizer: str | None = "adamz") -> Section
     # 2. The table and the numbers.
     header = [
         "hyperparameter",
-        "first-order share [95 % CI]",
-        "total-effect share [95 % CI]",
-        "verdict",
-        f"safe range (within {atlas.margin:g} {units} of the best bin)",
-        "best bin",
+        "whole space: total-effect share [95 % CI]",
+        f"whole space: effect, {units} [95 % CI]",
+        "whole space",
     ]
+    if good is not None:
+        header += [
+            "good region: total-effect share [95 % CI]",
+            f"good region: effect, {units} [95 % CI]",
+            f"good region: effect on the worst 10 % of runs, {units}",
+            "good region",
+            "good region: best quarter",
+        ]
+    header += [f"safe range (within {atlas.margin:g} {units} of the best bin)"]
     rows = [header]
-    ranked_names = found.ranked() if found is not None else []
-    for name in sorted(names, key=lambda n: -found.total[n].estimate if found else 0):
-        entry = atlas.safe[name]
-        verdict = (
-            "not estimated"
-            if found is None
-            else f"rank {ranked_names.index(name) + 1}"
-            if name in ranked_names
-            else "no measurable effect"
-        )
-        rows.append(
-            [
-                name,
-                found.first_order[name].text() if found else "",
-                found.total[name].text() if found else "",
-                verdict,
-                _range_text(entry),
-                "" if entry is None else entry["best_bin"],
+    order = sorted(
+        names,
+        key=lambda n: (
+            -(
+                (good or whole).effects[n].mean_spread.estimate  # type: ignore[union-attr]
+                if (good or whole) is not None and (good or whole).effects is not None  # type: ignore[union-attr]
+                else 0
+            )
+        ),
+    )
+    for name in order:
+        row = [name, _share_text(whole, name), _points_text(whole, name), _verdict(whole, name)]
+        if good is not None:
+            effect = good.effects[name] if good.effects is not None else None
+            row += [
+                _share_text(good, name),
+                _points_text(good, name),
+                effect.tail_spread.text(1) if effect is not None else "",
+                _verdict(good, name),
+                effect.best_bin if effect is not None else "",
             ]
-        )
+        row.append(_range_text(atlas.safe[name]))
+        rows.append(row)
+
+    def nulls(region: Region | None) -> list[str]:
+        return [
+            region.importance.null.text() if region and region.importance else "",
+            region.effects[names[0]].null.text(1) if region and region.effects else "",
+            "",
+        ]
+
+    null_row = ["null (the largest inert column's)", *nulls(whole)]
+    if good is not None:
+        null_row += [*nulls(good)[:2], "", "", ""]
+    rows.append([*null_row, ""])
     if found is not None:
-        rows.append(["noise floor (between seeds)", "", found.noise.text(), "", "", ""])
+        noise_row = ["noise floor (between seeds)", found.noise.text(), "", ""]
+        rows.append(noise_row + [""] * (len(header) - len(noise_row)))
     section.tables.append(rows)
     section.numbers = {
         "workload": atlas_in.workload,
@@ -480,6 +757,8 @@ def atlas_section(atlas: StudyAtlas, optimizer: str | None = "adamz") -> Section
         "left_out": atlas_in.left_out,
         "factors": [_factor_dict(factor) for factor in atlas_in.factors],
         "importance": found.as_dict() if found is not None else None,
+        "regions": [_region_numbers(region) for region in atlas.regions],
+        "measurable_where_users_stand": atlas.measurable,
         "curves": {name: curve.as_dict() for name, curve in atlas.curves.items()},
         "safe_ranges": atlas.safe,
         "margin": atlas.margin,
@@ -495,33 +774,25 @@ def atlas_section(atlas: StudyAtlas, optimizer: str | None = "adamz") -> Section
         }
         if atlas.controller is not None
         else None,
-        "guideline": advice,
     }
     # 3. The figures.
+    if whole is not None and whole.effects is not None:
+        section.figures.append(_effects_figure(atlas, units))
     if found is not None:
         section.figures.append(_importance_figure(atlas))
     section.figures.append(_curves_figure(atlas, metric_label))
     for grid in atlas.grids:
         pair = (grid.factors[0].name, grid.factors[1].name)
-        share = (
-            f", second-order share {found.pairs[pair].text()}"
-            if found is not None and pair in found.pairs
-            else ""
-        )
         section.figures.append(
-            _heatmap(
-                grid,
-                f"{atlas_in.name}: median {metric_label} over {pair[0]} x {pair[1]} (number: "
-                f"configurations in the cell{share})",
-                metric_label,
-            )
-        )
+            _heatmap(grid, f"{atlas_in.name}: median {metric_label}, {pair[0]} x {pair[1]}",
+                     metric_label)
+        )  # fmt: skip
     for grid in atlas.controller_grids:
         section.figures.append(
             _heatmap(
                 grid,
-                f"{atlas_in.name}: share of configurations where the controller fires, over "
-                f"{grid.factors[0].name} x {grid.factors[1].name} (number: configurations)",
+                f"{atlas_in.name}: share of configurations where the controller fires, "
+                f"{grid.factors[0].name} x {grid.factors[1].name}",
                 "share where it fires",
                 zrange=(0.0, 1.0),
             )
@@ -554,59 +825,118 @@ def _factor_dict(factor: Factor) -> dict[str, Any]:
 
 
 def _importance_figure(atlas: StudyAtlas) -> go.Figure:
-    found = atlas.importance
-    assert found is not None
-    order = sorted(found.total, key=lambda name: -found.total[name].estimate)
+    """Total-effect shares over the whole space and the good region, against their nulls."""
     figure = go.Figure()
-    for label, shares in (("first-order", found.first_order), ("total effect", found.total)):
+    colours = {"whole space": "#1f77b4", "good region": "#ff7f0e"}
+    order: list[str] = []
+    for region in atlas.regions:
+        found = region.importance
+        if found is None:
+            continue
+        order = order or sorted(found.total, key=lambda name: -found.total[name].estimate)
         figure.add_bar(
-            name=label,
+            name=f"{region.name}: total-effect share",
             x=order,
-            y=[shares[name].estimate for name in order],
+            y=[found.total[name].estimate for name in order],
+            marker_color=colours.get(region.name),
             error_y={
                 "type": "data",
                 "symmetric": False,
-                "array": [shares[name].high - shares[name].estimate for name in order],
-                "arrayminus": [shares[name].estimate - shares[name].low for name in order],
+                "array": [found.total[name].high - found.total[name].estimate for name in order],
+                "arrayminus": [
+                    found.total[name].estimate - found.total[name].low for name in order
+                ],
             },
         )
-    figure.add_hrect(
-        y0=found.noise.low,
-        y1=found.noise.high,
-        fillcolor="gray",
-        opacity=0.3,
-        line_width=0,
-        annotation_text=f"noise floor {found.noise.estimate:.2f}",
-        annotation_position="top right",
-    )
+        figure.add_scatter(
+            name=f"{region.name}: null (largest inert column, 95 % upper end)",
+            x=order,
+            y=[found.null.high] * len(order),
+            mode="lines",
+            line={"dash": "dash", "color": colours.get(region.name)},
+        )
     figure.update_layout(
-        title=f"{atlas.input.name}: share of the variance of one run's {atlas.input.metric}, "
-        f"per hyperparameter (95 % bootstrap intervals over configurations; gray: between "
-        f"seeds)",
+        title=f"{atlas.input.name}: share of the variance of one run's {atlas.input.metric}",
         barmode="group",
         xaxis_title="hyperparameter",
-        yaxis_title="share of variance",
+        yaxis_title="share of one run's variance",
+        legend={"orientation": "h", "y": -0.3},
+    )
+    return figure
+
+
+def _effects_figure(atlas: StudyAtlas, units: str) -> go.Figure:
+    """Each hyperparameter's effect in the metric's units, whole space and good region, with
+    the null: what an inert column's bins spread by."""
+    figure = go.Figure()
+    colours = {"whole space": "#1f77b4", "good region": "#ff7f0e"}
+    effects_ref = next(
+        (r.effects for r in (atlas.good, atlas.whole) if r is not None and r.effects is not None),
+        None,
+    )
+    if effects_ref is None:
+        return figure
+    order = sorted(effects_ref, key=lambda name: -effects_ref[name].mean_spread.estimate)
+    for region in atlas.regions:
+        effects = region.effects
+        if effects is None:
+            continue
+        figure.add_bar(
+            name=f"{region.name} ({region.size} configurations)",
+            x=order,
+            y=[effects[name].mean_spread.estimate for name in order],
+            marker_color=colours.get(region.name),
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": [
+                    effects[n].mean_spread.high - effects[n].mean_spread.estimate for n in order
+                ],
+                "arrayminus": [
+                    effects[n].mean_spread.estimate - effects[n].mean_spread.low for n in order
+                ],
+            },
+        )
+        figure.add_scatter(
+            name=f"{region.name}: null (largest inert column, 95 % upper end)",
+            x=order,
+            y=[effects[order[0]].null.high] * len(order),
+            mode="lines",
+            line={"dash": "dash", "color": colours.get(region.name)},
+        )
+    figure.update_layout(
+        title=f"{atlas.input.name}: best minus worst quarter's mean {atlas.input.metric}",
+        barmode="group",
+        xaxis_title="hyperparameter",
+        yaxis_title=f"effect ({units}), 95 % interval",
+        legend={"orientation": "h", "y": -0.3},
     )
     return figure
 
 
 def _curves_figure(atlas: StudyAtlas, metric_label: str) -> go.Figure:
+    """Each hyperparameter's bins: the whole space's median and quartiles (the others
+    varying), and the good region's mean, which is where a user who tuned the rate stands."""
     factors = atlas.input.factors
     columns = min(3, len(factors))
     rows = -(-len(factors) // columns)
     figure = make_subplots(rows=rows, cols=columns, subplot_titles=[f.name for f in factors])
+    per_configuration = atlas.input.values.mean(axis=1)
+    good = atlas.good
     for index, factor in enumerate(factors):
         curve = atlas.curves[factor.name]
         entry = atlas.safe[factor.name]
         within = np.array(entry["within"]) if entry is not None else np.zeros(len(curve.labels))
         row, col = index // columns + 1, index % columns + 1
+        first = index == 0  # one legend entry per kind of line
         x: Any = curve.labels if factor.choices is not None else curve.centers
         if factor.choices is None:
             figure.add_scatter(
                 x=np.concatenate([curve.centers, curve.centers[::-1]]),
                 y=np.concatenate([curve.q3, curve.q1[::-1]]),
                 fill="toself", line={"width": 0}, fillcolor="rgba(31,119,180,0.2)",
-                hoverinfo="skip", showlegend=False, row=row, col=col,
+                hoverinfo="skip", name="whole space: quartiles", legendgroup="q",
+                showlegend=first, row=row, col=col,
             )  # fmt: skip
         figure.add_scatter(
             x=x,
@@ -614,30 +944,36 @@ def _curves_figure(atlas: StudyAtlas, metric_label: str) -> go.Figure:
             mode="lines+markers",
             line={"color": "#1f77b4"},
             marker={"color": ["#2ca02c" if w else "#1f77b4" for w in within], "size": 8},
-            error_y=None
-            if factor.choices is None
-            else {
-                "type": "data",
-                "symmetric": False,
-                "array": curve.q3 - curve.median,
-                "arrayminus": curve.median - curve.q1,
-            },
             customdata=np.column_stack([curve.labels, curve.counts]),
             hovertemplate="bin %{customdata[0]}: median %{y:.4g}, "
             "%{customdata[1]} configurations<extra></extra>",
-            showlegend=False,
+            name="whole space: median (green: in the safe range)",
+            legendgroup="m",
+            showlegend=first,
             row=row,
             col=col,
         )
+        if good is not None:
+            index_in, _, _ = bin_index(atlas.input.column(factor.name), factor, len(curve.labels))
+            means = [
+                float(per_configuration[good.mask & (index_in == b)].mean())
+                if (good.mask & (index_in == b)).sum() >= MIN_PER_BIN
+                else None
+                for b in range(len(curve.labels))
+            ]
+            figure.add_scatter(
+                x=x, y=means, mode="lines+markers", line={"color": "#ff7f0e", "dash": "dot"},
+                name=f"good region ({good.rule}): mean", legendgroup="g", showlegend=first,
+                row=row, col=col,
+            )  # fmt: skip
         if factor.log and factor.choices is None:
             figure.update_xaxes(type="log", row=row, col=col)
         figure.update_xaxes(title_text=factor.name, row=row, col=col)
         figure.update_yaxes(title_text=metric_label, row=row, col=col)
     figure.update_layout(
-        title=f"{atlas.input.name}: {metric_label} over each hyperparameter's bins, the others "
-        f"varying (median and quartiles of the configurations in a bin; green: within "
-        f"{atlas.margin:g} of the best bin's median)",
-        height=300 * rows,
+        title=f"{atlas.input.name}: {metric_label} over each hyperparameter's bins",
+        height=300 * rows + 80,
+        legend={"orientation": "h", "y": -0.08},
     )
     return figure
 
@@ -651,7 +987,6 @@ def _heatmap(
             x=grid.labels[1],
             y=grid.labels[0],
             text=grid.counts,
-            texttemplate="%{text}",
             colorbar={"title": {"text": value_label}},
             zmin=None if zrange is None else zrange[0],
             zmax=None if zrange is None else zrange[1],
@@ -667,11 +1002,51 @@ def _heatmap(
     return figure
 
 
+def _preset_hyperparameters(name: str) -> dict[str, Any] | None:
+    """The hyperparameters of AdamZ's shipped preset ``name`` (None where there is none)."""
+    import yaml
+
+    from adamz.optim.adamz import preset_path  # the presets ship with the optimizer
+
+    try:
+        content = yaml.safe_load(preset_path(name).read_text())
+    except (ValueError, OSError):
+        return None
+    return dict(content["hyperparameters"])
+
+
+def guideline_text(found: dict[str, Any], paper: Mapping[str, Any]) -> str:
+    """The recommendation as one sentence: what to tune, what to set, what to leave."""
+    values = found["hyperparameters"]
+    changed = [
+        f"{name} {_value_text(values[name])}"
+        for name in values
+        if name != "lr" and values[name] != paper.get(name)
+    ]
+    kept = [
+        name
+        for name in found["reasons"]
+        if values.get(name.split("[")[0]) == paper.get(name.split("[")[0])
+    ]
+    text = f"On {_listed(found['from'])}: tune lr"
+    if changed:
+        text += f"; set {_listed(changed)}"
+    if kept:
+        text += f"; leave {_listed(kept)} at the paper's values"
+    return text + "."
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, list):
+        return "(" + ", ".join(_value_text(v) for v in value) + ")"
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def across_workloads_section(
     atlases: Sequence[StudyAtlas], optimizer: str | None = "adamz"
 ) -> Section:
-    """Each hyperparameter's importance and safe range on each workload, side by side, and the
-    guideline that the intervals support across all of them."""
+    """Each hyperparameter's effect where users stand on each workload, side by side, and the
+    one recommended configuration that follows (:func:`recommendation`)."""
     section = Section("Across workloads")
     labels = _labels(atlases)
     factors: dict[str, Factor] = {}
@@ -679,8 +1054,9 @@ def across_workloads_section(
         for factor in atlas.input.factors:
             factors.setdefault(factor.name, factor)
     header = ["hyperparameter"]
-    for label in labels:
-        header += [f"{label}: total-effect share [95 % CI]", f"{label}: safe range"]
+    for label, atlas in zip(labels, atlases, strict=True):
+        units = _units(atlas.input)
+        header += [f"{label}: effect where users stand, {units} [95 % CI]", f"{label}: verdict"]
     rows = [header]
     for name in factors:
         row = [name]
@@ -688,52 +1064,67 @@ def across_workloads_section(
             if name not in atlas.curves:
                 row += ["not in the design", ""]
                 continue
-            row += [_effect_text(atlas, name), _range_text(atlas.safe[name])]
+            region = atlas.good or atlas.whole
+            row += [_points_text(region, name), _verdict(region, name)]
         rows.append(row)
-    noise_row = ["noise floor (between seeds)"]
-    for atlas in atlases:
-        noise_row += [atlas.importance.noise.text() if atlas.importance else "not estimated", ""]
-    rows.append(noise_row)
     section.tables.append(rows)
-    advice = guideline(
-        {
-            label: {
-                "measurable": atlas.measurable,
-                "safe": {n: e for n, e in atlas.safe.items() if e is not None},
-            }
-            for label, atlas in zip(labels, atlases, strict=True)
-        },
-        list(factors.values()),
-        _library_defaults(list(factors.values()), optimizer),
-    )
-    section.summary.append(f"**Guideline**: {advice['text']}")
-    section.summary.append(
-        "A hyperparameter is tuned if its total effect clears the seeds' noise on some workload; "
-        "it is left at a value only if it clears it on none and that value lies in its safe "
-        "range on every one (its library default where it does). Safe ranges: the bins whose "
-        "median is within "
-        + ", ".join(dict.fromkeys(f"{atlas.margin:g} {_units(atlas.input)}" for atlas in atlases))
-        + " of the best bin's."
-    )
-    section.numbers = {
+    found: dict[str, Any] | None = None
+    try:
+        found = recommendation(atlases)
+    except ValueError as exc:
+        section.skipped.append(f"recommendation: {exc}")
+    numbers: dict[str, Any] = {
         "workloads": labels,
         "studies": [atlas.input.name for atlas in atlases],
         "per_workload": {
             label: {
-                "measurable": atlas.measurable,
-                "total": {name: value.as_dict() for name, value in atlas.importance.total.items()}
-                if atlas.importance
-                else None,
-                "noise_floor": atlas.importance.noise.as_dict() if atlas.importance else None,
+                "where_users_stand": _region_numbers(atlas.good or atlas.whole),
+                "measurable_where_users_stand": atlas.measurable,
                 "safe_ranges": atlas.safe,
                 "margin": atlas.margin,
                 "unit": atlas.input.unit,
             }
             for label, atlas in zip(labels, atlases, strict=True)
         },
-        "guideline": advice,
     }
+    if found is not None and optimizer == "adamz":
+        paper = _preset_hyperparameters("paper") or {}
+        shipped = _preset_hyperparameters("recommended")
+        section.summary.append(f"**Guideline**: {guideline_text(found, paper)}")
+        same = shipped is not None and _comparable(shipped) == _comparable(found["hyperparameters"])
+        section.summary.append(
+            'This is the shipped `recommended` preset (`AdamZ.from_config("recommended", params)`).'
+            if same
+            else "The shipped `recommended` preset differs from what the rule gives on these "
+            f"studies ({_config_text(found['hyperparameters'])})."
+        )
+        section.summary.append(f"The rule: {found['rule']}.")
+        numbers["recommendation"] = found | {"same_as_shipped_preset": same}
+    section.numbers = numbers
     return section
+
+
+def _region_numbers(region: Region | None) -> dict[str, Any] | None:
+    return None if region is None else region.as_dict()
+
+
+def _comparable(hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Hyperparameters without the rate (tuned), pairs as lists, numbers as floats."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return (
+            float(value)
+            if isinstance(value, int | float) and not isinstance(value, bool)
+            else value
+        )
+
+    return {k: plain(v) for k, v in hyperparameters.items() if k not in ("lr", "lr_controller")}
+
+
+def _config_text(hyperparameters: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} {_value_text(v)}" for k, v in hyperparameters.items())
 
 
 def _labels(atlases: Sequence[StudyAtlas]) -> list[str]:

@@ -37,6 +37,7 @@ __all__ = [
     "expected_maximum",
     "hodges_lehmann",
     "hodges_lehmann_interval",
+    "noninferiority_test",
     "paired_statistics",
     "signed_rank_p_value",
     "walsh_averages",
@@ -165,6 +166,19 @@ def equivalence_test(differences: np.ndarray, margin: float) -> float:
     above_lower = signed_rank_p_value(differences, -margin, "greater")
     below_upper = signed_rank_p_value(differences, margin, "less")
     return max(above_lower, below_upper)
+
+
+def noninferiority_test(differences: np.ndarray, margin: float) -> float:
+    """The p-value of the one-sided signed-rank test that the shift of ``differences`` lies
+    above ``-margin``: below a level alpha, the first side is shown to be no worse than the
+    second by more than ``margin`` (it may be better by any amount).
+
+    Raises:
+        ValueError: ``margin`` is not positive, or ``differences`` is empty.
+    """
+    if not margin > 0:
+        raise ValueError(f"Invalid margin: must be > 0, got {margin}.")
+    return signed_rank_p_value(differences, -margin, "greater")
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,12 @@ import pytest
 from adamz.reports._atlas import (
     Factor,
     controller_activity,
-    guideline,
+    effects_in_points,
     importance,
+    instability,
     interaction_grid,
     noise_floor,
+    recommend,
     safe_range,
     sensitivity_curve,
 )
@@ -34,7 +36,7 @@ def test_importance_ranks_dominant_over_weak_and_calls_the_inert_input_no_measur
     assert found.ranked() == ["dominant", "weak"]
     assert found.measurable == {"dominant": True, "weak": True, "inert": False}
     assert found.total["dominant"].low > found.total["weak"].high
-    assert found.total["weak"].low > found.noise.high
+    assert found.support["weak"] == 1.0
     assert found.total["inert"].high < 0.01
     assert 0.01 < found.noise.estimate < 0.06
     assert found.surrogate_r2 > 0.9
@@ -43,12 +45,63 @@ def test_importance_ranks_dominant_over_weak_and_calls_the_inert_input_no_measur
     assert set(numbers["pairs"]) == {"dominant x weak", "dominant x inert", "weak x inert"}
 
 
-def test_an_effect_smaller_than_the_seeds_noise_is_not_ranked() -> None:
-    x = np.random.default_rng(2).random((200, 3))
-    values = noisy(10 * x[:, 0] + 0.3 * x[:, 1], sd=1.5)  # weak: 0.1 %, noise 20 %
-    found = importance(x, values, UNIT, resamples=20)
-    assert found.ranked() == ["dominant"]
-    assert not found.measurable["weak"]
+ATLAS_SIZE = 1024  # configurations x 3 seeds, as the shipped atlases
+
+
+def planted(seed: int = 11) -> tuple[np.ndarray, np.ndarray, list[Factor]]:
+    """An atlas-sized design: a 20-point hump over the rate, a planted 1-point step on
+    ``planted``, seven inert columns, and seeds 1.3 points apart (the digits atlas's median)."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((ATLAS_SIZE, 9))
+    signal = 97 - 20 * (x[:, 0] - 0.6) ** 2 / 0.36 + 1.0 * (x[:, 1] > 0.5)
+    factors = [Factor("rate"), Factor("planted")] + [Factor(f"inert{i}") for i in range(7)]
+    return x, noisy(signal, sd=1.3, seed=seed), factors
+
+
+def test_a_planted_one_point_effect_is_found_at_the_atlas_s_size_and_no_inert_column_is() -> None:
+    x, values, factors = planted()
+    found = importance(x, values, factors, resamples=30)
+    assert found.ranked() == ["rate", "planted"]
+    # A share far below the noise floor, still an effect that exists: the null says so.
+    assert found.total["planted"].estimate < found.noise.low
+    assert found.support["planted"] == 1.0
+    assert all(not found.measurable[f"inert{i}"] for i in range(7))
+    assert found.null.estimate < found.total["planted"].low
+    # The Bayesian bootstrap lets no configuration into a fit twice: an inert column's
+    # interval holds its own estimate (with duplicates, inert shares rose above it).
+    for i in range(7):
+        share = found.total[f"inert{i}"]
+        assert share.low <= share.estimate <= share.high
+
+
+def test_effects_in_points_measure_a_planted_step_and_not_an_inert_column() -> None:
+    rng = np.random.default_rng(13)
+    x = rng.random((400, 3))  # where users stand: the rate already good
+    values = noisy(96 + 1.0 * (x[:, 0] > 0.5), sd=1.3, seed=14)
+    found = effects_in_points(x, values, UNIT, maximize=True, resamples=200)
+    assert found["dominant"].measurable
+    assert found["dominant"].mean_spread.low < 1.0 < found["dominant"].mean_spread.high
+    assert float(found["dominant"].best_bin.split("–")[0]) > 0.5  # the top quarter
+    assert not found["inert"].measurable
+    assert found["inert"].mean_spread.estimate < found["dominant"].mean_spread.low
+
+
+def test_collapses_are_counted_as_runs_far_below_their_configuration_s_median() -> None:
+    values = np.full((100, 3), 96.0)
+    values[:10, 0] = 40.0  # one seed in ten configurations collapses
+    values[10:20] += np.array([0.0, 2.0, -2.0])  # spread, not collapse
+    found = instability(values, maximize=True)
+    assert found["collapse_share"] == pytest.approx(10 / 300)
+    assert found["configurations_with_a_collapse"] == pytest.approx(0.1)
+    assert found["seed_sd_median"] == 0.0
+    collapse, spread = np.var([40.0, 96.0, 96.0], ddof=1), np.var([0.0, 2.0, -2.0], ddof=1)
+    # The 5 % least stable (five configurations) hold half the collapses' variance.
+    assert found["least_stable_share"] == pytest.approx(
+        5 * collapse / (10 * collapse + 10 * spread)
+    )
+    diverged = np.zeros(100, dtype=bool)
+    diverged[-1] = True
+    assert instability(values, diverged, maximize=True)["collapse_share"] == pytest.approx(13 / 300)
 
 
 def test_an_interaction_shows_as_its_pair_and_in_both_total_effects() -> None:
@@ -144,46 +197,46 @@ def test_controller_activity_counts_where_it_never_fires_overall_and_among_the_b
 FACTORS = [
     Factor("lr", low=1e-4, high=0.1, log=True),
     Factor("patience", low=30, high=300, log=True, integer=True),
+    Factor("threshold", low=0.02, high=0.5, log=True),
     Factor("max_grad_norm", choices=(1.0, None)),
 ]
+DEFAULTS = {"lr": 0.01, "patience": 100, "threshold": 0.2, "max_grad_norm": 1.0}
 
 
-def safe(low: float, high: float) -> dict[str, object]:
-    return {"low": low, "high": high, "everywhere": False}
+def test_the_recommendation_keeps_defaults_without_an_effect_and_minimises_the_worst_shortfall() -> (
+    None
+):
+    rng = np.random.default_rng(15)
 
+    def workload(best_patience: float) -> np.ndarray:
+        x = np.column_stack(
+            [
+                10 ** rng.uniform(-3, -1.5, 400),
+                10 ** rng.uniform(np.log10(30), np.log10(300), 400),
+                10 ** rng.uniform(np.log10(0.02), np.log10(0.5), 400),
+                rng.integers(0, 2, 400),
+            ]
+        )
+        return x
 
-def test_the_guideline_tunes_what_clears_the_noise_and_leaves_the_rest_at_a_safe_value() -> None:
-    defaults = {"lr": 0.01, "patience": 100, "max_grad_norm": 1.0}
-    workloads = {
-        "circles": {
-            "measurable": {"lr": True, "patience": False, "max_grad_norm": False},
-            "safe": {
-                "lr": safe(0.003, 0.1),
-                "patience": safe(30, 300),
-                "max_grad_norm": {"choices": [1.0, None]},
-            },
+    a, b = workload(40), workload(40)
+    # Lower thresholds are better on both; patience matters on one only, best at its low end.
+    y_a = 97 - 4 * np.log10(a[:, 2] / 0.02) - 2 * np.log10(a[:, 1] / 30)
+    y_b = 97 - 3 * np.log10(b[:, 2] / 0.02)
+    found = recommend(
+        {
+            "a": (a, y_a, {"threshold": True, "patience": True, "max_grad_norm": False}),
+            "b": (b, y_b, {"threshold": True, "patience": False, "max_grad_norm": False}),
         },
-        "digits": {
-            "measurable": {"lr": False, "patience": False, "max_grad_norm": False},
-            "safe": {
-                "lr": safe(1e-4, 0.1),
-                "patience": safe(150, 300),
-                "max_grad_norm": {"choices": [None]},
-            },
-        },
-    }
-    found = guideline(workloads, FACTORS, defaults)
-    assert found["tune"] == ["lr"]
-    # patience's default (100) is unsafe on digits: the middle of 150-300 on its log scale.
-    assert found["leave"] == {"patience": 212, "max_grad_norm": None}
-    assert found["text"] == (
-        "On circles, digits: tune lr; leave patience at 212 and max_grad_norm at none."
+        FACTORS,
+        DEFAULTS,
+        maximize=True,
     )
-    workloads["digits"]["safe"]["patience"] = safe(30, 50)  # type: ignore[index]
-    workloads["circles"]["safe"]["patience"] = safe(100, 300)  # type: ignore[index]
-    assert guideline(workloads, FACTORS, defaults)["per_workload"] == ["patience"]
-    workloads["digits"]["measurable"] = {"lr": None, "patience": None, "max_grad_norm": None}
-    found = guideline(workloads, FACTORS, defaults)
-    assert found["tune"] == ["lr"]
-    assert found["undetermined"] == ["patience", "max_grad_norm"]
-    assert "too few configurations to say for patience and max_grad_norm" in found["text"]
+    values = found["values"]
+    assert "lr" not in values  # tuned, not recommended
+    assert values["max_grad_norm"] == 1.0  # no effect anywhere: the default
+    assert "no workload finds an effect" in found["reasons"]["max_grad_norm"]
+    # The lowest quarter of the threshold's log range, 0.02-0.045: its geometric middle.
+    assert values["threshold"] == pytest.approx(0.03)
+    assert values["patience"] == 40  # the lowest quarter of 30-300 on its log scale: 30-53
+    assert "an effect on a" in found["reasons"]["patience"]
