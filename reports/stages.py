@@ -457,37 +457,48 @@ def build_pages(plan: Plan, only: Sequence[str] = ()) -> int:
 
 
 def gather(sources: Sequence[Gather], target: str) -> None:
-    """Copy the studies ``sources`` name into storage ``target`` (its file made where missing),
-    skipping those it holds already.
+    """Copy the studies ``sources`` name into storage ``target`` (made where missing), skipping
+    those it holds already; storages opened as the CLI opens them (journal files included).
 
     Raises:
-        UsageError: two sources hold a study of one name.
+        UsageError: two sources hold a study of one name, or a source cannot be opened.
     """
-    import optuna  # only here: status and run import no Optuna in this process
+    import optuna  # only here: status and run import neither Optuna nor torch
+
+    from adamz.search import open_storage
 
     storage_env(target)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    present = set(optuna.get_all_study_names(target)) if _exists(target) else set()
-    seen: dict[str, str] = {}
-    for source in sources:
-        pattern = re.compile(source.studies)
-        for name in optuna.get_all_study_names(source.source):
-            if not pattern.fullmatch(name):
-                continue
-            if name in seen and seen[name] != source.source:
-                raise UsageError(f"Study {name} is in both {seen[name]} and {source.source}.")
-            seen[name] = source.source
-            if name not in present:
-                optuna.copy_study(
-                    from_study_name=name, from_storage=source.source, to_storage=target
-                )
-                present.add(name)
+    try:
+        into = open_storage(_absolute(target))
+        present = {study.study_name for study in into.get_all_studies()}
+        seen: dict[str, str] = {}
+        for source in sources:
+            pattern = re.compile(source.studies)
+            opened = open_storage(_absolute(source.source), read_only=True)
+            for study in opened.get_all_studies():
+                name = study.study_name
+                if not pattern.fullmatch(name):
+                    continue
+                if name in seen and seen[name] != source.source:
+                    raise UsageError(f"Study {name} is in both {seen[name]} and {source.source}.")
+                seen[name] = source.source
+                if name not in present:
+                    optuna.copy_study(from_study_name=name, from_storage=opened, to_storage=into)
+                    present.add(name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     print(f"Gathered {len(seen)} studies into {target}", file=sys.stderr)
 
 
-def _exists(storage: str) -> bool:
+def _absolute(storage: str) -> str:
+    """``storage`` with a file's path made absolute from the root (the driver may run from
+    anywhere; its commands run from the root)."""
     path = _storage_path(storage)
-    return path is None or (ROOT / path).exists()
+    if path is None or path.is_absolute():
+        return storage
+    prefix = "sqlite:///" if storage.startswith("sqlite:///") else "journal:"
+    return prefix + str(ROOT / path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

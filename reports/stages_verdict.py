@@ -91,8 +91,9 @@ population 31 s, 2 alone 10.4 s (start-up taken off: 3.5 s); one pysource run of
 EPOCH_SHARE = {"digits": 0.5, "circles": 0.5, "mnist": 0.5, "pysource": 1.0}
 """Share of its trials' epochs that a search trains: about half under Hyperband (most trials
 are stopped at the first or second rung), all without a pruner."""
-START_S = 8.0
-"""A worker's start (imports, the storage, the data) and the study's creation."""
+START_S = 15.0
+"""A study's creation and its workers' start (imports, the storage, the data): a ``create``
+and ``worker`` of a 6-trial digits study took about 15 s of wall time beyond its training."""
 REPORT_S = 60.0
 """A scratch report at the end of a ``report --search-replicates`` stage."""
 STAGE_MINUTES = 40.0

@@ -219,3 +219,21 @@ def test_a_second_run_while_one_holds_the_lock_is_refused(
         stages.run_stage(plan(tmp_path, TWO_STAGES), "first")
     stages.LOCK.write_text("999999999")  # gone: its lock is taken over
     assert stages.run_stage(plan(tmp_path, TWO_STAGES), "first") == 0
+
+
+def test_gather_copies_the_named_studies_from_a_journal_once(tmp_path: Path) -> None:
+    import optuna
+
+    from adamz.search import open_storage
+
+    source = f"journal:{tmp_path / 'a.journal'}"
+    opened = open_storage(source)
+    for name in ("confirm-x", "search-x"):
+        optuna.create_study(study_name=name, storage=opened).optimize(lambda t: 1.0, n_trials=2)
+    target = f"sqlite:///{tmp_path / 'all.db'}"
+    wanted = [stages.Gather(source, r"confirm-.*")]
+    stages.gather(wanted, target)
+    stages.gather(wanted, target)  # present already: not copied twice
+    gathered = open_storage(target, read_only=True).get_all_studies()
+    assert [study.study_name for study in gathered] == ["confirm-x"]
+    assert len(optuna.load_study(study_name="confirm-x", storage=target).trials) == 2
