@@ -77,6 +77,7 @@ import json
 import os
 import re
 import resource
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -304,11 +305,31 @@ def _storage_path(storage: str) -> Path | None:
     return None
 
 
+class _Stop:
+    """SIGTERM sets a flag and passes the signal on to the running command (whose workers
+    stop cleanly and queue their trials to resume); the stage then stops between commands and
+    records its attempt. A handler that raised would land anywhere, the record's write too."""
+
+    requested = False
+    child: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def handle(cls, signum: int, frame: object) -> None:
+        cls.requested = True
+        if cls.child is not None and cls.child.poll() is None:
+            cls.child.send_signal(signum)
+
+
 def run_command(arguments: Sequence[str], env: dict[str, str]) -> int:
     """``adamz-search ARGUMENTS`` from the root; its exit status."""
     command = [sys.executable, "-m", "adamz.cli", *arguments]
     print("+ adamz-search " + " ".join(arguments), file=sys.stderr, flush=True)
-    return subprocess.call(command, cwd=ROOT, env=env)
+    with subprocess.Popen(command, cwd=ROOT, env=env) as child:
+        _Stop.child = child
+        try:
+            return child.wait()
+        finally:
+            _Stop.child = None
 
 
 def settle(storage: str) -> None:
@@ -353,6 +374,8 @@ def run_stage(plan: Plan, name: str, *, force: bool = False, again: bool = False
         try:
             for arguments in stage.commands:
                 code = run_command(arguments, env)
+                if code == 0 and _Stop.requested:
+                    code = 128 + signal.SIGTERM
                 if code != 0:
                     break
         except KeyboardInterrupt:
@@ -514,6 +537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = commands.add_parser("report", help="rebuild the pages from the storage, no training")
     report.add_argument("pages", nargs="*", help="only these pages (default: all)")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _Stop.handle)
     try:
         plan = load_plan()
         if args.command == "status":
