@@ -83,6 +83,9 @@ needs: fewer leave the forest a few leaves per hyperparameter, and its shares it
 MIN_CONFIGURATIONS = 50
 TREES = 32
 NULL_COLUMNS = 4
+NULL_STREAM = 0x6E756C6C
+"""Mixed into the seed of the inert columns and resamples: a design or sampler seeded with the
+same number draws the same uniforms, and a column equal to a real one's would not be inert."""
 """Inert columns drawn beside the design to make the null (see :func:`importance`)."""
 SALTELLI_BASE = 1024
 """Base points of the Saltelli sample the forest is evaluated on (x (2d + 2) points)."""
@@ -331,7 +334,7 @@ def importance(
     if float(np.var(values)) == 0:
         raise ValueError("Invalid values: the metric is the same in every run, nothing to share.")
     names = [factor.name for factor in factors]
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, NULL_STREAM])  # not a sampler's stream
     # The null: inert columns drawn beside the design, fitted and analysed with it. A forest
     # splits on any column a little (it fits the seeds' noise too), so "larger than an inert
     # column's share" is the question "does this effect exist", asked at the estimator's own
@@ -510,7 +513,7 @@ def effects_in_points(
         )
     if resamples < 1:
         raise ValueError(f"Invalid resamples: must be >= 1, got {resamples}.")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, NULL_STREAM])  # not a sampler's stream
     binned = [_effect_bins(np.asarray(x, dtype=float)[:, i], f) for i, f in enumerate(factors)]
     inert = [
         _effect_bins(np.asarray(rng.random((configurations,))), None) for _ in range(NULL_COLUMNS)

@@ -14,6 +14,12 @@ import optuna
 from optuna.storages import BaseStorage
 from tqdm import tqdm
 
+from adamz.reports._advice import (
+    is_sweep_study,
+    noninferiority_section,
+    sweep_section,
+    wants_noninferiority,
+)
 from adamz.reports._atlas_report import (
     StudyAtlas,
     across_workloads_section,
@@ -25,7 +31,7 @@ from adamz.reports._budget import budget_section
 from adamz.reports._controller import controller_section
 from adamz.reports._data import ReportError, Section, StudyData, load_study_data
 from adamz.reports._html import markdown_summary, write_html, write_json
-from adamz.reports._importance import importance_section, ranked_params
+from adamz.reports._importance import importance_section, ranked_estimator, ranked_params
 from adamz.reports._pruning import pruning_section
 from adamz.reports._replicates import EQUIVALENCE_MARGIN, is_replicate_study, replicates_section
 from adamz.reports._robustness import robustness_section, tunability_section
@@ -84,7 +90,10 @@ def build_report(
         raise ReportError(f"Invalid safe margin: must be >= 0, got {safe_margin}.")
     datas = [load_study_data(study, storage) for study in studies]
     atlases = [data for data in datas if is_sensitivity_study(data)]
-    others = [data for data in datas if not is_sensitivity_study(data)]
+    # Sweeps and non-inferiority studies answer their own question (a rate, a curve, "no
+    # worse than"): they get their sections, not a verdict that ranks their runs.
+    advice = [data for data in datas if is_sweep_study(data) or wants_noninferiority(data)]
+    others = [data for data in datas if not is_sensitivity_study(data) and data not in advice]
     searches = [data for data in others if not is_replicate_study(data)]
     # (group in report.json, question on the page, the section's job: one section or several)
     jobs: list[tuple[str, str, Callable[[], Section | list[Section]]]] = []
@@ -109,6 +118,11 @@ def build_report(
         )
     for data in atlases:
         jobs.append((data.name, ATLAS, partial(lambda d: atlas_section(atlas_of(d)), data)))
+    for data in advice:
+        if wants_noninferiority(data):
+            jobs.append((data.name, ADVICE, partial(noninferiority_section, data)))
+        if is_sweep_study(data):
+            jobs.append((data.name, ADVICE, partial(sweep_section, data)))
     importance: dict[str, Section] = {}
 
     def study_jobs(data: StudyData) -> list[tuple[str, str, Callable[[], Section | list[Section]]]]:
@@ -128,7 +142,9 @@ def build_report(
                 data.name,
                 WHAT_MATTERS,
                 lambda: sensitivity_section(
-                    data, ranked_params(importance[data.name], data.params)
+                    data,
+                    ranked_params(importance[data.name], data.params),
+                    ranked_by=ranked_estimator(importance[data.name]),
                 ),
             ),
             (data.name, WHAT_MATTERS, lambda: robustness_section(data)),
@@ -198,8 +214,9 @@ EQUAL_BUDGET = "The comparison at equal budget"
 WHAT_MATTERS = "Which hyperparameters matter"
 EVERY_SEED = "Every run, seed by seed"
 DIAGNOSTICS = "Diagnostics: the controller, pruning, workers, every seed"
+ADVICE = "Sweeps and the recommendation's validation"
 ATLAS = "The sensitivity atlas: what matters, what is safe, where the controller acts"
-QUESTIONS = (VERDICT, ATLAS, EVERY_SEED, EQUAL_BUDGET, WHAT_MATTERS, DIAGNOSTICS)
+QUESTIONS = (VERDICT, ATLAS, ADVICE, EVERY_SEED, EQUAL_BUDGET, WHAT_MATTERS, DIAGNOSTICS)
 """The report's pages, in the order a reader asks them; the last one is folded."""
 
 

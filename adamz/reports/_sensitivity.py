@@ -53,11 +53,14 @@ def _is_log(distribution: object) -> bool:
     return isinstance(distribution, FloatDistribution | IntDistribution) and distribution.log
 
 
-def sensitivity_section(data: StudyData, ranked: list[str] | None = None) -> Section:
+def sensitivity_section(
+    data: StudyData, ranked: list[str] | None = None, ranked_by: str | None = None
+) -> Section:
     """Slices with trends for every parameter, the sensitivity scores, the top pair's contour;
     the slices' points alone where the trials are too few to rank (see the module docs).
 
-    ``ranked`` orders the parameters (most important first); its first two form the contour.
+    ``ranked`` orders the parameters (most important first) by the estimator ``ranked_by``
+    names; its first two form the contour, whose title names that estimator.
     """
     section = Section("Sensitivity")
     params = ranked or data.params
@@ -129,8 +132,8 @@ def sensitivity_section(data: StudyData, ranked: list[str] | None = None) -> Sec
         # follows its axes, not the ranking's order.
         x_name, y_name = contour.layout.xaxis.title.text, contour.layout.yaxis.title.text
         contour.update_layout(
-            title=f"{data.name}: {data.metric} over {x_name} (x) × {y_name} (y), the most "
-            "important pair"
+            title=f"{data.name}: {data.metric} over {x_name} (x) × {y_name} (y), the top two by "
+            f"{ranked_by or 'the order given'}"
         )
         section.figures.append(contour)
         section.numbers["contour_pair"] = pair

@@ -19,6 +19,11 @@ A replicate file (``studies/paper-*.yaml``)::
       - {label: Adam, optimizer: adam, hyperparameters: {lr: 0.01}}
       - {label: exported, config: ../reports/defaults/robust.yaml}   # or a preset: recommended
 
+A sweep is a replicate study whose runs carry ``family`` (the configuration they vary) and
+``varies`` (the one hyperparameter a run changes and its value, ``{}`` for the family's centre):
+``report`` draws each family's curves (:mod:`adamz.reports._sweeps`), and picks the best rate of
+a rate grid on validation.
+
 A run's ``config`` is a file ``adamz-search export`` wrote (relative to the replicate file) or
 the name of a preset of ``AdamZ.from_config``; its optimizer and hyperparameters are copied
 into the stored definition, so workers elsewhere need only the storage.
@@ -56,8 +61,10 @@ _KEYS = {
     "first_seed": "the first of them",
     "runs": "the configurations: label, optimizer, hyperparameters (and source)",
     "population": "trials a worker trains at once, in one process (worker --population)",
+    "noninferiority": "{reference: a run's label, margin: in the page's units}: every other run "
+    "is tested for being no worse than the reference by more than the margin",
 }
-_RUN_KEYS = {"label", "optimizer", "hyperparameters", "config", "source"}
+_RUN_KEYS = {"label", "optimizer", "hyperparameters", "config", "source", "family", "varies"}
 
 
 @dataclass(frozen=True)
@@ -184,7 +191,23 @@ def parse_replicates(content: Any, *, source: str, base_dir: Path | None = None)
         if isinstance(population, bool) or not isinstance(population, int) or population < 1:
             raise SpecError(source, "population", "must be a positive integer", population)
         definition["population"] = population
+    if "noninferiority" in content:
+        definition["noninferiority"] = _noninferiority(content["noninferiority"], labels, source)
     return ReplicateSpec(name, workload, direction, metric, seeds, first_seed, runs, definition)
+
+
+def _noninferiority(raw: Any, labels: list[str], source: str) -> dict[str, Any]:
+    if not isinstance(raw, dict) or set(raw) != {"reference", "margin"}:
+        raise SpecError(source, "noninferiority", "must be {reference: LABEL, margin: NUMBER}", raw)
+    if raw["reference"] not in labels:
+        raise SpecError(
+            source, "noninferiority.reference", f"must be a run's label ({', '.join(labels)})",
+            raw["reference"],
+        )  # fmt: skip
+    margin = raw["margin"]
+    if isinstance(margin, bool) or not isinstance(margin, int | float) or not margin > 0:
+        raise SpecError(source, "noninferiority.margin", "must be a positive number", margin)
+    return {"reference": raw["reference"], "margin": float(margin)}
 
 
 def _parse_run(raw: Any, index: int, source: str, base_dir: Path | None) -> dict[str, Any]:
@@ -216,6 +239,22 @@ def _parse_run(raw: Any, index: int, source: str, base_dir: Path | None) -> dict
     run = {"label": label, "optimizer": optimizer, "hyperparameters": dict(hyperparameters)}
     if "source" in raw:
         run["source"] = raw["source"]
+    # A sweep: the runs of one family share a configuration and differ in what ``varies``
+    # names (a rate grid: the rate; a one-at-a-time sweep: one value, ``{}`` at the centre).
+    if "family" in raw or "varies" in raw:
+        family, varies = raw.get("family"), raw.get("varies", {})
+        if not isinstance(family, str) or not family.strip():
+            raise SpecError(source, f"{key}.family", "must be a non-empty string", family)
+        if not isinstance(varies, dict) or len(varies) > 1:
+            raise SpecError(
+                source, f"{key}.varies", "must map at most one name to its value", varies
+            )
+        for name, value in varies.items():
+            if hyperparameters.get(name.split("[")[0]) is None and value is not None:
+                raise SpecError(
+                    source, f"{key}.varies", f"names {name!r}, which the run's hyperparameters lack"
+                )
+        run.update(family=family, varies=dict(varies))
     return run
 
 

@@ -10,7 +10,7 @@ from report_helpers import DISTRIBUTIONS, lr_only, storage_of, synthetic_study, 
 from adamz.reports import ReportError, load_study_data
 from adamz.reports._budget import budget_section
 from adamz.reports._controller import controller_section
-from adamz.reports._importance import importance_section, ranked_params
+from adamz.reports._importance import importance_section, ranked_estimator, ranked_params
 from adamz.reports._pruning import pruning_section
 from adamz.reports._robustness import robustness_section, tunability_section
 from adamz.reports._sensitivity import CONTOUR_GRID, sensitivity_section
@@ -30,10 +30,32 @@ def test_the_only_parameter_the_objective_reads_dominates_both_importances(lr_st
     for key in ("ped_anova", "fanova"):
         means = {name: result["mean"] for name, result in section.numbers[key].items()}
         assert max(means, key=means.__getitem__) == "lr"
-        assert means["lr"] > 0.5
+        assert means["lr"] > 2 * max(mean for name, mean in means.items() if name != "lr")
         assert all(result["std"] >= 0 for result in section.numbers[key].values())
     assert len(section.figures) == 1
     assert "lr" in section.summary[0]
+    # The null: patience, which the objective never reads, is no more important than an
+    # inert parameter drawn beside the trials; lr is.
+    for key in ("ped_anova", "fanova"):
+        assert section.numbers["above_null"][key] == ["lr"]
+    assert section.numbers["stable_ranking"] is True
+    figure = section.figures[0]
+    assert [trace.name for trace in figure.data if trace.type == "scatter"] == [
+        "PED-ANOVA: null (largest inert parameter, mean)",
+        "fANOVA: null (largest inert parameter, mean)",
+    ]
+
+
+def test_estimators_that_disagree_give_no_stable_ranking_and_the_contour_names_its_estimator(
+    lr_study,
+):
+    data = load_study_data(lr_study, storage_of(lr_study))
+    section = importance_section(data, repeats=2, fanova_trees=4)
+    section.numbers["fanova"]["patience"]["mean"] = 2.0  # as if fANOVA put patience first
+    assert ranked_params(section, data.params)[0] == "lr"  # the estimator named: PED-ANOVA
+    assert ranked_estimator(section) == "PED-ANOVA"
+    contour = sensitivity_section(data, ranked_params(section, data.params), "PED-ANOVA")
+    assert contour.figures[-1].layout.title.text.endswith("the top two by PED-ANOVA")
 
 
 def test_the_only_parameter_the_objective_reads_is_the_most_sensitive(lr_study):
