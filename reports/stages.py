@@ -82,7 +82,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -121,7 +121,9 @@ class Stage:
     Attributes:
         name: unique across every stage list.
         minutes: the estimated wall minutes on the project's 2-core machine.
-        commands: ``adamz-search`` argument lists, run in order from the repository's root.
+        commands: ``adamz-search`` argument lists, run in order from the repository's root;
+            a callable among them is a step of the list's own that the later commands need
+            (writing a study file from an earlier stage's results, say), run in this process.
         storage: the storage URL of its studies (``ADAMZ_STORAGE`` for its commands), a file
             under ``reports/data/``, relative to the root.
         needs: stages that must be done first.
@@ -131,7 +133,7 @@ class Stage:
 
     name: str
     minutes: float
-    commands: Sequence[Sequence[str]]
+    commands: Sequence[Sequence[str] | Callable[[], None]]
     storage: str
     needs: Sequence[str] = ()
     about: str = ""
@@ -320,8 +322,17 @@ class _Stop:
             cls.child.send_signal(signum)
 
 
-def run_command(arguments: Sequence[str], env: dict[str, str]) -> int:
-    """``adamz-search ARGUMENTS`` from the root; its exit status."""
+def run_command(arguments: Sequence[str] | Callable[[], None], env: dict[str, str]) -> int:
+    """``adamz-search ARGUMENTS`` from the root, or a list's own step; its exit status (a step
+    that raised: 1, its error on one line)."""
+    if callable(arguments):
+        print(f"+ {arguments.__doc__ or arguments}".splitlines()[0], file=sys.stderr, flush=True)
+        try:
+            arguments()
+        except (ValueError, OSError, KeyError) as exc:
+            print(f"stages: error: {exc}", file=sys.stderr)
+            return 1
+        return 0
     command = [sys.executable, "-m", "adamz.cli", *arguments]
     print("+ adamz-search " + " ".join(arguments), file=sys.stderr, flush=True)
     with subprocess.Popen(command, cwd=ROOT, env=env) as child:
