@@ -98,7 +98,9 @@ def sweep_section(data: StudyData) -> Section:
     for family, members in families.items():
         varied = {name for run in members for name in run["varies"]}
         if varied == {"lr"}:
+            section.title = "Rate grid"
             section.summary.append(_rate_choice(family, members, summaries, data, scale, unit))
+            section.figures.append(_rate_figure(data, family, members, runs, scale, unit))
             numbers["families"][family] = {
                 "chosen": by_validation(
                     {m["label"]: summaries[m["label"]] for m in members}, maximize=data.maximize
@@ -138,6 +140,44 @@ def _rate_choice(
         f"{scale * best['val_median']:.2f} {unit} over {best['n']} seeds; "
         f"{len(members)} rates tried)."
     )
+
+
+def _rate_figure(
+    data: StudyData,
+    family: str,
+    members: list[dict[str, Any]],
+    runs: dict[str, dict[str, Any]],
+    scale: float,
+    unit: str,
+) -> go.Figure:
+    """The validation median over the rate grid, with its interval."""
+    points = sorted(members, key=lambda run: run["varies"]["lr"])
+    medians, lows, highs = [], [], []
+    for run in points:
+        values = scale * np.array(runs[run["label"]]["val_values"], dtype=float)
+        values = values[np.isfinite(values)]
+        median = float(np.median(values)) if len(values) else float("nan")
+        low, high = median_interval(values) if len(values) else (median, median)
+        medians.append(median)
+        lows.append(median - low if np.isfinite(low) else 0.0)
+        highs.append(high - median if np.isfinite(high) else 0.0)
+    figure = go.Figure(
+        go.Scatter(
+            x=[run["varies"]["lr"] for run in points],
+            y=medians,
+            mode="lines+markers",
+            error_y={"type": "data", "symmetric": False, "array": highs, "arrayminus": lows},
+            name=f"median validation {data.metric.removeprefix('val_')} ({unit}), 95 % interval",
+        )
+    )
+    figure.update_layout(
+        title=f"{data.name}: {family}, validation over the rate grid",
+        xaxis={"type": "log", "title": "lr"},
+        yaxis_title=f"{data.metric} ({unit})",
+        showlegend=True,
+        legend={"orientation": "h", "y": -0.25},
+    )
+    return figure
 
 
 def _curves(

@@ -82,6 +82,8 @@ def test_a_rate_grid_chooses_the_best_validation_median(tmp_path: Path) -> None:
     section = sweep_section(data)
     assert section.numbers["families"]["adam"]["chosen"] == ["adam lr=0.01"]
     assert section.summary[0].startswith("adam: rate 0.01 chosen on validation (median")
+    assert section.title == "Rate grid"
+    assert len(section.figures) == 1
 
 
 def test_a_sweep_draws_each_hyperparameter_s_curve_with_collapses_and_the_controller(
