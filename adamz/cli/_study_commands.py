@@ -219,7 +219,7 @@ class WorkerCommand(Command):
 
     def take_action(self, args: argparse.Namespace) -> int:
         # Here, not at module level: the other commands do without the supervisor's imports.
-        from adamz.search.launcher import launch_workers, parse_devices
+        from adamz.search.launcher import Stop, launch_workers, parse_devices
         from adamz.search.worker import UNREACHABLE_CODE, WorkerOptions
 
         if args.workers_per_device < 1:
@@ -252,9 +252,15 @@ class WorkerCommand(Command):
         with usage_errors():
             devices = parse_devices(args.devices)
 
+        # A signal ends the command at once until it creates a study or starts its workers,
+        # which it finishes first (launcher.Stop).
+        stop = Stop()
+
         def check() -> None:  # the workers check the rest
             if spec is not None:
-                create_study(spec, open_storage(args.storage), study_file=Path(args.study))
+                storage = open_storage(args.storage)
+                with stop.holding():
+                    create_study(spec, storage, study_file=Path(args.study))
             storage = open_storage(args.storage, read_only=True)
             load_study(study_name, storage)
             require_definition(study_name, storage)
@@ -262,14 +268,18 @@ class WorkerCommand(Command):
         # Started while the database is down (a host's supervisor restarting it in an outage),
         # the command waits for it as its workers would, then exits 75 in one line.
         outage = Outage(safe_url(storage_url(args.storage)), options.storage_patience)
-        with log_to_stderr(logging.WARNING):
+        with log_to_stderr(logging.WARNING), stop:
             try:
                 with usage_errors():
-                    patiently(check, outage)
+                    patiently(check, outage, give_up=lambda: stop.requested)
             except StorageUnreachable as unreachable:
+                if stop.requested:
+                    return stop.code
                 print(f"adamz-search: error: gave up: {unreachable}", file=sys.stderr)
                 return UNREACHABLE_CODE
-            return launch_workers(study_name, devices, args.workers_per_device, options)
+            if stop.requested:
+                return stop.code
+            return launch_workers(study_name, devices, args.workers_per_device, options, stop=stop)
 
 
 class BudgetCommand(Command):

@@ -14,6 +14,12 @@ A repeated SIGTERM changes nothing: it says again what the first one said (the k
 parent-death signal, ``PR_SET_PDEATHSIG``, arrives once per thread of the worker), and a
 supervisor that wants out now sends SIGKILL.
 
+Before the handler is installed, a worker launched by ``adamz-search worker`` ends at once on
+either signal (:func:`adamz.search.launcher.worker_process`): until then it has taken no trial
+and written nothing, so nothing is lost, and a stop during its imports or while it opens the
+storage takes no longer than the kernel takes. Once installed, a wait for an unreachable storage
+is given up as soon as a signal comes (:class:`~adamz.search.outage.PatientStorage`).
+
 Blocking the signals with ``pthread_sigmask`` would not do this: the kernel hands a
 process-directed signal to any thread that does not block it (torch's, the heartbeat's), and
 Python runs the handler in the main thread whatever that thread's mask is.

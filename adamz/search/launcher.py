@@ -11,26 +11,33 @@ The launcher itself never imports torch, which each worker imports (hundreds of 
 it reads the study's budget from the stored definition, unchecked (its workers check it), and
 counts GPUs in a spawned process.
 
-SIGTERM and SIGINT are passed on to the children, each signal once (a child still starting,
-which ignores signals until its worker handles them, is sent it again until it stops); they
-requeue their trials and exit, and the launcher then exits 143 or 130. A second signal stops
-the children at once (it is passed on as SIGINT, which a stopping worker obeys at once). The launcher exits 75 if a child gave up on an unreachable storage
-(start it again when the storage is back), else 1, naming them, if any child failed or was
-killed.
+**Stopping.** SIGTERM or SIGINT stops a launcher at any moment of its life. While it holds
+nothing (it imports, opens the storage, waits out an outage) it ends at once, as there is
+nothing to finish. From its first child's start, and while it creates a study, its handler
+(:class:`Stop`) raises nothing: it records the signal and passes it on. The first signal
+reaches every child as SIGTERM, which a child obeys at any moment of its life: until its worker
+handles signals (while it imports torch, opens the storage) SIGTERM ends it at once, since it
+holds no trial and has written nothing; from then on it queues its trials to resume and exits
+(:mod:`~adamz.search.interrupts`). A second signal is passed on as SIGINT, which a stopping
+worker obeys at once. The launcher waits for its children, then exits 143 or 130. It exits 75 if a child gave up on an
+unreachable storage (start it again when the storage is back), else 1, naming them, if any
+child failed or was killed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.connection
-import multiprocessing.synchronize
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import resource_tracker
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
@@ -52,7 +59,7 @@ from adamz.search.worker import (
 )
 from adamz.verbosity import current_verbosity, log_to_stderr, verbosity
 
-__all__ = ["launch_workers", "parse_devices", "worker_process"]
+__all__ = ["Stop", "launch_workers", "parse_devices", "worker_process"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,37 +103,29 @@ def _torch_gpu_count() -> int:
     return torch.cuda.device_count()
 
 
-def worker_process(
-    study_name: str,
-    options: WorkerOptions,
-    tickets: Tickets,
-    parent: int,
-    ready: multiprocessing.synchronize.Event,
-) -> None:
+def worker_process(study_name: str, options: WorkerOptions, tickets: Tickets, parent: int) -> None:
     """A worker child's entry: dies with its ``parent``, runs, prints its summary, exits.
 
     It runs in a process group of its own: Ctrl-C on the terminal reaches the launcher alone,
-    which passes it on once (a second signal would stop the worker at once).
+    which passes the stop on. Until its worker handles SIGTERM and SIGINT, either ends it at
+    once: it holds no trial yet, and has written nothing.
     """
     os.setpgid(0, 0)
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
     _die_with_parent(parent)
 
     # The launcher's -v/-q reach the child through the environment it was started with.
     with verbosity(current_verbosity()), log_to_stderr(logging.WARNING):
         try:
-            summary = run_worker(study_name, options, tickets, on_ready=ready.set)
+            summary = run_worker(study_name, options, tickets, exit_on_stop=True)
         except ValueError as exc:
             print(f"adamz-search: error: {exc}", file=sys.stderr)
             sys.exit(2)
         except StorageUnreachable as exc:  # down since before the worker could start
             print(f"adamz-search: error: gave up: {exc}", file=sys.stderr)
             sys.exit(UNREACHABLE_CODE)
-    # On a line of its own: the launcher's progress bar may be mid-line on the same terminal.
-    print("\n" + summary.line(), file=sys.stderr, flush=True)
-    sys.stdout.flush()
-    # Every result is in the storage: skip the interpreter's teardown (torch's takes a second
-    # or more), so that a stopped worker is gone well within a container's grace period.
-    os._exit(summary.code)
+    summary.exit()
 
 
 def _die_with_parent(parent: int) -> None:
@@ -138,10 +137,82 @@ def _die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+class Stop:
+    """A launcher's SIGTERM and SIGINT handler for a ``with`` block; nothing raises.
+
+    While the launcher holds nothing (no child started, no write under way: see
+    :meth:`holding`), a signal ends it at once, as during its imports: it is only reading or
+    waiting for the storage. Once it holds something, each signal is recorded and passed on to
+    the children (:meth:`adopt`): the first as SIGTERM, which a child obeys at any moment, a
+    later one as SIGINT, which a stopping worker obeys at once (see the module docs).
+    """
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        """The names of the signals received, in order."""
+        self.children: list[BaseProcess] = []
+        self._holding = 0
+        self._previous: dict[int, object] = {}
+
+    @property
+    def requested(self) -> bool:
+        """Whether a signal asked the launcher to stop."""
+        return bool(self.received)
+
+    @property
+    def code(self) -> int:
+        """The exit code of a launcher stopped by the first signal: 143 or 130."""
+        return STOP_CODES[self.received[0]]
+
+    def __enter__(self) -> Stop:
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """A block that a signal must not cut short (a study being created, children being
+        started and run): meanwhile a signal is recorded and passed on."""
+        self._holding += 1
+        try:
+            yield
+        finally:
+            self._holding -= 1
+
+    def adopt(self, child: BaseProcess) -> None:
+        """Pass the stop on to ``child`` (started) from now on, and now if it was asked for."""
+        self.children.append(child)
+        if self.received:  # a repeated SIGTERM, if the handler sent it too, changes nothing
+            self._send(child)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received.append(signal.Signals(signum).name)
+        if not self._holding and not self.children:
+            sys.stderr.flush()
+            os._exit(self.code)
+        for child in list(self.children):
+            self._send(child)
+
+    def _send(self, child: BaseProcess) -> None:
+        if child.is_alive() and child.pid is not None:
+            os.kill(child.pid, signal.SIGTERM if len(self.received) == 1 else signal.SIGINT)
+
+
 def launch_workers(
-    study_name: str, devices: list[str], workers_per_device: int, options: WorkerOptions
+    study_name: str,
+    devices: list[str],
+    workers_per_device: int,
+    options: WorkerOptions,
+    *,
+    stop: Stop | None = None,
 ) -> int:
     """Run ``workers_per_device`` worker processes per device with a progress bar; exit code.
+
+    ``stop``: the caller's :class:`Stop`, installed since before its own storage calls; by
+    default one is installed here.
 
     Returns:
         130 or 143 if the launcher was stopped by SIGINT or SIGTERM; 75 if the storage stayed
@@ -152,6 +223,9 @@ def launch_workers(
         ValueError: the storage cannot be opened, or the study is unknown or has no stored
             definition.
     """
+    if stop is None:
+        with Stop() as own:
+            return launch_workers(study_name, devices, workers_per_device, options, stop=own)
 
     def open_() -> tuple[optuna.Study, int]:
         storage = open_storage(options.storage, read_only=True)
@@ -164,10 +238,14 @@ def launch_workers(
     # it waits for the database as its workers would, then exits 75 in one line.
     outage = Outage(safe_url(storage_url(options.storage)), options.storage_patience)
     try:
-        study, budget = patiently(open_, outage)
+        study, budget = patiently(open_, outage, give_up=lambda: stop.requested)
     except StorageUnreachable as unreachable:
+        if stop.requested:
+            return stop.code
         logger.error("Gave up: %s.", unreachable)
         return UNREACHABLE_CODE
+    if stop.requested:
+        return stop.code
     finished = _finished(outcomes(study.get_trials(deepcopy=False)))
     if finished >= budget:
         logger.warning(
@@ -180,59 +258,49 @@ def launch_workers(
         return 0
     total = len(devices) * workers_per_device
     tickets = Tickets.shared(options.n_trials)
-    children: list[BaseProcess] = []
-    ready: list[multiprocessing.synchronize.Event] = []
-    stopped_by: list[str] = []
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        stopped_by.append(signal.Signals(signum).name)
-        _stop(children, signum if len(stopped_by) == 1 else signal.SIGINT)
-
-    previous = {sig: signal.signal(sig, forward) for sig in SIGNALS}
-    try:
+    with stop.holding():
         for index in range(total):
+            if stop.requested:
+                break
             device = devices[index % len(devices)]
             # A GPU worker sees only its own GPU, as cuda:0.
             seen = "cuda:0" if device.startswith("cuda:") else device
-            ready.append(SPAWN.Event())
             child = SPAWN.Process(
                 target=worker_process,
-                args=(
-                    study_name,
-                    dataclasses.replace(options, device=seen),
-                    tickets,
-                    os.getpid(),
-                    ready[-1],
-                ),
+                args=(study_name, dataclasses.replace(options, device=seen), tickets, os.getpid()),
                 name=f"worker {index} ({device})",
             )
             _start(child, _child_env(device, total))
-            children.append(child)
-            if stopped_by:
-                break
-        _show_progress(study, budget, children, ready, stopped_by)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    for process in children:
-        process.join()
-    return _exit_code(children, stopped_by[0] if stopped_by else None)
+            stop.adopt(child)
+        _show_progress(study, budget, stop)
+        for process in stop.children:
+            process.join()
+    return _exit_code(stop.children, stop.received[0] if stop.requested else None)
 
 
 def _start(child: BaseProcess, env: dict[str, str]) -> None:
-    """Start ``child`` with ``env`` added to the environment it inherits, and with SIGTERM and
-    SIGINT ignored until its worker handles them (the launcher sends SIGTERM again until it
-    stops): a signal during its imports loses no trial."""
+    """Start ``child`` with ``env`` added to the environment it inherits.
+
+    The child starts with SIGINT ignored, until :func:`worker_process` restores it: a
+    terminal's Ctrl-C, which reaches a child still in the launcher's process group, would
+    otherwise raise KeyboardInterrupt in the middle of its imports (the launcher passes the
+    stop on as SIGTERM). The launcher's own SIGINT is blocked meanwhile, so that one sent to it
+    then waits instead of being ignored. SIGTERM is left alone: the child starts with the
+    default, which ends it at once until its worker handles the signal.
+    """
+    # Started, the resource tracker unblocks SIGINT in the launcher: it must run already.
+    resource_tracker.ensure_running()
     saved = dict(os.environ)
     os.environ.update(env)
-    ignored = {sig: signal.signal(sig, signal.SIG_IGN) for sig in SIGNALS}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         child.start()
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        for sig, handler in ignored.items():
-            signal.signal(sig, handler)
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _child_env(device: str, total: int) -> dict[str, str]:
@@ -244,7 +312,9 @@ def _child_env(device: str, total: int) -> dict[str, str]:
 
 
 def _exit_code(children: list[BaseProcess], stopped_by: str | None) -> int:
-    expected = {0, *STOP_CODES.values()} if stopped_by else {0}
+    # A stopped child exits with a stop code, or by the signal itself if it was still starting.
+    stopped = {*STOP_CODES.values(), *(-signal.Signals[name] for name in STOP_CODES)}
+    expected = {0, *stopped} if stopped_by else {0}
     if any(child.exitcode == UNREACHABLE_CODE for child in children) and not stopped_by:
         return UNREACHABLE_CODE  # each child said why, in one line
     failed = [child for child in children if child.exitcode not in expected]
@@ -261,33 +331,19 @@ def _exit_code(children: list[BaseProcess], stopped_by: str | None) -> int:
     return 1 if failed else 0
 
 
-def _stop(children: list[BaseProcess], signum: int = signal.SIGTERM) -> None:
-    for child in children:
-        if child.is_alive() and child.pid is not None:
-            os.kill(child.pid, signum)
-
-
 def _finished(counts: dict[str, int]) -> int:
     return sum(counts[state.name.lower()] for state in FINISHED)
 
 
-def _show_progress(
-    study: optuna.Study,
-    budget: int,
-    children: list[BaseProcess],
-    ready: list[multiprocessing.synchronize.Event],
-    stopped_by: list[str],
-) -> None:
+def _show_progress(study: optuna.Study, budget: int, stop: Stop) -> None:
     """A bar of finished / budget with the running, requeued and failed trials and the best
-    value, until the children end (it returns as soon as the last one does). Once stopped, a
-    child that was still starting (it ignores signals until its worker handles them) is sent
-    the signal again."""
+    value, until the children end (it returns as soon as the last one does). Once stopped, it
+    only waits for them."""
     with tqdm(total=budget, unit="trial", desc=study.study_name, dynamic_ncols=True) as bar:
-        while alive := [child.sentinel for child in children if child.is_alive()]:
+        while alive := [child.sentinel for child in stop.children if child.is_alive()]:
             multiprocessing.connection.wait(alive, timeout=POLL_S)
-            if stopped_by:
-                starting = [c for c, r in zip(children, ready, strict=True) if not r.is_set()]
-                _stop(starting, signal.Signals[stopped_by[0]])
+            if stop.requested:
+                continue
             try:
                 counts = outcomes(study.get_trials(deepcopy=False))
                 best = study.best_value if counts["complete"] else None

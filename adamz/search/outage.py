@@ -55,6 +55,8 @@ STORAGE_PATIENCE_S = 300.0
 BACKOFF_FIRST_S = 0.2
 BACKOFF_CAP_S = 5.0
 """The longest wait between two attempts: a storage that is back is seen within it."""
+STOP_CHECK_S = 0.1
+"""How often a wait between two attempts looks whether it should give up (a stop)."""
 
 # Words of the errors a database driver raises when the server is down or going away, or a
 # SQLite file is locked; anything else (a constraint, a bad value) is the caller's fault.
@@ -225,11 +227,21 @@ def patiently(
                 waited = outage.patience if outage.over(seconds) else seconds
                 raise StorageUnreachable(outage.url, waited) from exc
             delay = min(BACKOFF_CAP_S, BACKOFF_FIRST_S * 2**attempt)
-            time.sleep(delay * random.uniform(0.5, 1.0))  # jitter: workers spread out
+            _pause(delay * random.uniform(0.5, 1.0), give_up)  # jitter: workers spread out
+            if give_up():  # a stop asked for while waiting: no attempt more
+                raise StorageUnreachable(outage.url, outage.failed(exc)) from exc
             attempt += 1
             continue
         outage.reached()
         return result
+
+
+def _pause(seconds: float, give_up: Callable[[], bool]) -> None:
+    """Sleep ``seconds``, or until ``give_up()``: a worker or launcher asked to stop while it
+    waits out an outage stops within :data:`STOP_CHECK_S`, not at the end of the backoff."""
+    end = time.monotonic() + seconds
+    while not give_up() and (left := end - time.monotonic()) > 0:
+        time.sleep(min(STOP_CHECK_S, left))
 
 
 class PatientStorage(BaseStorage):

@@ -15,7 +15,10 @@ train together (:mod:`~adamz.search.objective`): the same loop. Around them it a
    RUNNING stops at its next epoch;
 4. SIGTERM and SIGINT (:mod:`~adamz.search.interrupts`): at the next training step, or
    between trials, the trials are failed and queued to resume from their checkpoints, and the
-   worker exits 143 or 130;
+   worker exits 143 or 130. A worker in a process of its own (``exit_on_stop``) that reaches
+   no such point within :data:`STOP_GRACE_S` (the first trial's imports, data and first step
+   take seconds on a busy machine) is stopped from a thread of its own: its trials are failed
+   and queued the same way, and the process ends;
 5. storage outages (:mod:`~adamz.search.outage`): every storage call waits for the storage
    for up to ``--storage-patience`` seconds; past it the worker exits with
    :data:`UNREACHABLE_CODE` and one line, its trials left to resume from their checkpoints.
@@ -52,6 +55,8 @@ import logging
 import multiprocessing
 import os
 import secrets
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,6 +74,7 @@ from adamz.search.errors import error_message
 from adamz.search.heartbeat import Heartbeat, StaleWatch
 from adamz.search.interrupts import STOP_CODES, Interrupts, WorkerStopped
 from adamz.search.outage import (
+    STOP_CHECK_S,
     STORAGE_PATIENCE_S,
     Outage,
     PatientStorage,
@@ -115,6 +121,9 @@ wrong with the study or the host (a bug, missing data), not with the sampled val
 UNREACHABLE_CODE = 75
 """A worker's exit code when the storage stayed unreachable past its patience (``EX_TEMPFAIL``:
 start it again when the storage is back)."""
+STOP_GRACE_S = 1.0
+"""Seconds a stopped worker's trial loop has to reach a safe point before a worker with
+``exit_on_stop`` stops its trials from another thread and ends its process."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +202,15 @@ class WorkerSummary:
     def trials(self) -> int:
         return self.complete + self.pruned + self.failed + self.requeued + self.surplus
 
+    def exit(self) -> None:
+        """End the process with :attr:`code`, after this summary's line on stderr: every result
+        is in the storage, so the interpreter's teardown (torch's takes a second or more) is
+        skipped, and a stopped worker is gone well within a container's grace period."""
+        # On a line of its own: a launcher's progress bar may be mid-line on the same terminal.
+        print("\n" + self.line(), file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(self.code)
+
     def line(self) -> str:
         """One line for the worker's log: ``worker 123: 4 trials (3 complete, ...), 9.1 s; why``."""
         parts = [f"{self.complete} complete", f"{self.pruned} pruned", f"{self.failed} failed"]
@@ -220,17 +238,20 @@ def run_worker(
     tickets: Tickets | None = None,
     *,
     on_ready: Callable[[], None] = lambda: None,
+    exit_on_stop: bool = False,
 ) -> WorkerSummary:
     """Pull and run trials of ``study_name`` until its budget is met, or ``tickets`` (the
     invocation's ``--n-trials``) run out; what it did, with its exit code. ``on_ready`` is
-    called once the worker handles SIGTERM and SIGINT.
+    called once the worker handles SIGTERM and SIGINT. ``exit_on_stop``: the worker is its
+    process's only work; once stopped, it may end the process itself (:meth:`Worker.run`).
 
     Raises:
         ValueError: the storage cannot be opened, or the study is unknown or was not created
             by ``adamz-search create``.
     """
     worker = open_worker(study_name, options)
-    worker.run(Tickets.shared(options.n_trials) if tickets is None else tickets, on_ready)
+    tickets = Tickets.shared(options.n_trials) if tickets is None else tickets
+    worker.run(tickets, on_ready, exit_on_stop=exit_on_stop)
     worker.summary.seconds = time.monotonic() - worker.summary.started
     return worker.summary
 
@@ -336,6 +357,11 @@ class Worker:
             )
         self._ids: dict[int, int] = {}  # trial number -> id, for the trials this worker runs
         self._populations = 0
+        # Held while the loop writes what must be written whole (asking, telling, queueing
+        # again, ending queued trials), and by a stop that takes over (_stop_when_stuck).
+        self._writing = threading.RLock()
+        self._done = False
+        self._stopper = optuna.load_study(study_name=study_name, storage=self.patient)
 
     def keep_checkpoints(self) -> None:
         """Keep the running trials' checkpoints: their retries resume from them."""
@@ -347,12 +373,22 @@ class Worker:
 
     # The loop.
 
-    def run(self, tickets: Tickets | None, on_ready: Callable[[], None] = lambda: None) -> None:
+    def run(
+        self,
+        tickets: Tickets | None,
+        on_ready: Callable[[], None] = lambda: None,
+        *,
+        exit_on_stop: bool = False,
+    ) -> None:
         """Run trials until the budget is met, ``tickets`` run out, the worker is stopped, or
         the storage stays unreachable; the summary says which. ``on_ready``: called once the
-        signal handlers are installed."""
+        signal handlers are installed. With ``exit_on_stop``, a stop that the loop has not
+        carried out within :data:`STOP_GRACE_S` is carried out from another thread, which
+        then ends the process (:meth:`WorkerSummary.exit`)."""
         state = "exited"
         with self.interrupts:
+            if exit_on_stop:
+                threading.Thread(target=self._stop_when_stuck, name="stop", daemon=True).start()
             on_ready()
             try:
                 self._loop(tickets)
@@ -371,7 +407,51 @@ class Worker:
                 )
                 logger.error("%s", self.summary.reason)
             finally:
+                with self._writing:
+                    self._done = True
                 self.heartbeat.stop(state)
+
+    def _stop_when_stuck(self) -> None:
+        """Once a signal asked the worker to stop, give its loop :data:`STOP_GRACE_S` to stop
+        at a safe point; past it, fail each of its trials and queue it to resume, as the loop
+        would, and end the process. It waits for the loop's write under way, if any, and none
+        starts after it."""
+        while self.interrupts.pending is None:
+            if self._done:
+                return
+            time.sleep(STOP_CHECK_S)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline:
+            if self._done:
+                return
+            time.sleep(STOP_CHECK_S)
+        self._writing.acquire()  # for good: the process ends here
+        if self._done:
+            self._writing.release()
+            return
+        stopped = self.interrupts.pending
+        try:
+            ids = {n: trial_id for n, trial_id in self._ids.items() if n not in self.lost}
+            if ids:
+                logger.warning(
+                    "Trials %s interrupted by %s: queued to resume.",
+                    ", ".join(map(str, ids)),
+                    stopped,
+                )
+            for trial_id in ids.values():
+                try:
+                    self.patient.set_trial_state_values(trial_id, TrialState.FAIL)
+                except UpdateFinishedTrialError:  # told meanwhile, or failed as stale
+                    continue
+                self.requeue(self.patient.get_trial(trial_id), "stop", self._stopper)
+                self.summary.requeued += 1
+            self.heartbeat.stop()
+        except Exception as exc:  # the storage is down: the trials resume when found stale
+            logger.error("Trials not queued again: %s", exc)
+        self.summary.code = STOP_CODES.get(str(stopped), 1)
+        self.summary.reason = f"stopped by {stopped}"
+        self.summary.seconds = time.monotonic() - self.summary.started
+        self.summary.exit()
 
     def _loop(self, tickets: Tickets | None) -> None:
         budget = self.objective.budget
@@ -389,7 +469,8 @@ class Worker:
             finished = sum(counts[state] for state in FINISHED)
             if finished >= budget:
                 if counts[TrialState.WAITING]:
-                    ended = end_unrunnable(self.study, self.cache, self.study_id)
+                    with self._writing:
+                        ended = end_unrunnable(self.study, self.cache, self.study_id)
                     if ended:
                         logger.info("Queued trials %s not run: the budget is met.", ended)
                 self.summary.reason = (
@@ -443,12 +524,16 @@ class Worker:
 
     def requeue_stale(self) -> None:
         """Fail the trials whose worker died, and queue each again (or drop it at its limit)."""
-        for trial in self.watch.claim(self.study, self.cache):
-            self.requeue(trial, "death")
+        with self._writing:
+            for trial in self.watch.claim(self.study, self.cache):
+                self.requeue(trial, "death")
 
-    def requeue(self, trial: FrozenTrial, reason: Reason) -> None:
-        """Queue ``trial`` again for ``reason``; past its limit, drop it and its checkpoints."""
-        if queue_retry(self.study, trial, reason):
+    def requeue(
+        self, trial: FrozenTrial, reason: Reason, study: optuna.Study | None = None
+    ) -> None:
+        """Queue ``trial`` again for ``reason`` in ``study`` (the worker's, by default); past
+        its limit, drop it and its checkpoints."""
+        if queue_retry(self.study if study is None else study, trial, reason):
             logger.warning("Trial %d queued again (%s).", trial.number, reason)
             return
         from adamz.search.retries import retried_trial_number
@@ -517,10 +602,11 @@ class Worker:
     def run_trials(self, size: int) -> str | None:
         """Ask for ``size`` trials, train them with their heartbeats, tell how each ended; the
         error they failed with if every one failed (``None`` otherwise)."""
-        trials = self.ask(size)
-        self.cache.new_round()
-        refs = [self.objective.ref(trial) for trial in trials]
-        self._ids = {ref.number: ref.trial_id for ref in refs}
+        with self._writing:  # a stop that takes over knows every trial asked for
+            trials = self.ask(size)
+            self.cache.new_round()
+            refs = [self.objective.ref(trial) for trial in trials]
+            self._ids = {ref.number: ref.trial_id for ref in refs}
         self.lost.clear()
         self.objective.keep_checkpoints = self.interrupts.pending is not None
         extra: dict[str, Any] = {"sampler_seed": self.seed}
@@ -593,6 +679,16 @@ class Worker:
         requeue: Reason | None,
     ) -> None:
         """Tell how ``ref``'s trial ended, or fail it and queue it again for ``requeue``."""
+        with self._writing:
+            self._end_trial(ref, value, state, requeue)
+
+    def _end_trial(
+        self,
+        ref: TrialRef,
+        value: float | None,
+        state: TrialState,
+        requeue: Reason | None,
+    ) -> None:
         if requeue is None:
             try:
                 told = self.study.tell(ref.trial, value, state=state, skip_if_finished=True)

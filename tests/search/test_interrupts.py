@@ -178,3 +178,47 @@ def test_sigterm_at_random_moments_even_inside_storage_calls_loses_nothing(
     again = requeued(found)
     assert [t.number for t in found if t.state == TrialState.FAIL and t.number not in again] == []
     assert max(exits) < 10  # generous here; benchmarks/search_service.py stop measures it
+
+
+STUCK_WORKER = """
+import sys, time
+from adamz.search import WorkerOptions, run_worker
+from adamz.search.objective import TrialObjective
+
+def set_up_for_ever(self, refs, lost, population=False):  # no training step comes
+    time.sleep(600)
+
+TrialObjective.train = set_up_for_ever
+options = WorkerOptions(storage=sys.argv[1], checkpoint_dir=sys.argv[2])
+run_worker("quick", options, exit_on_stop=True)
+"""
+
+
+def test_a_worker_whose_trial_reaches_no_safe_point_is_stopped_by_its_own_thread(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'stuck.db'}"
+    spec = load_study_file(write_study(tmp_path, budget=4, epochs=1))
+    create_study(spec, open_storage(url))
+    process = subprocess.Popen(
+        [sys.executable, "-c", STUCK_WORKER, url, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    study = optuna.load_study(study_name="quick", storage=url)
+    deadline = time.monotonic() + 120
+    while not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        assert time.monotonic() < deadline
+        assert process.poll() is None
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)  # not the 600 s of the set-up
+    assert process.returncode == 143, err[-2000:]
+    assert "1 requeued" in err
+    assert "stopped by SIGTERM" in err
+    failed, retry = study.get_trials(deepcopy=False)
+    assert failed.state == TrialState.FAIL
+    assert retry.state == TrialState.WAITING
+    assert retried_trial_number(retry) == failed.number
+    assert retry.system_attrs["stops"] == 1

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from search_helpers import run_cli, start_cli, trials, write_study
 
 from adamz.cli import build_parser
-from adamz.search.launcher import _child_env
+from adamz.search.launcher import Stop, _child_env
 from adamz.search.retries import MAX_DEATHS
 from adamz.search.storage import open_storage
 from adamz.search.worker import WorkerOptions, open_worker
@@ -151,3 +151,128 @@ def test_every_worker_option_has_help_with_its_default() -> None:
     assert {a.dest for a in options} >= {"n_trials", "heartbeat_interval", "grace_period"}
     for action in options:
         assert "default" in (action.help or ""), action.option_strings
+
+
+def children_of(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found |= {int(child) for child in (task / "children").read_text().split()}
+        except OSError:
+            continue
+    return {child for child in found if b"spawn_main" in _cmdline(child)}
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def start_launcher(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    """``adamz-search worker ARGS`` as the console script runs it (signals handled from the
+    first instant)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "adamz.entry", "worker", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_launcher_waiting_for_an_unreachable_storage_stops_on_sigterm(tmp_path: Path) -> None:
+    launcher = start_launcher(
+        "quick", "--storage", "postgresql://nobody@127.0.0.1:1/none", cwd=tmp_path
+    )
+    assert launcher.stderr is not None
+    line = launcher.stderr.readline()
+    while "is unreachable" not in line:  # waiting, for up to its patience (300 s)
+        assert line, "the launcher ended before it waited"
+        line = launcher.stderr.readline()
+    launcher.send_signal(signal.SIGTERM)
+    _, err = launcher.communicate(timeout=60)
+    assert launcher.returncode == 143
+    assert "Traceback" not in err
+    assert "gave up" not in err  # stopped, not given up
+
+
+def test_a_launcher_stopped_while_its_worker_starts_exits_143_and_its_worker_with_it(
+    tmp_path: Path,
+) -> None:
+    study_file = write_study(tmp_path, budget=2, epochs=1)
+    assert run_cli("create", str(study_file), cwd=tmp_path).returncode == 0
+    launcher = start_launcher("quick", cwd=tmp_path)
+    wait_for(lambda: children_of(launcher.pid))
+    [child] = children_of(launcher.pid)  # importing torch: its worker handles no signal yet
+    launcher.send_signal(signal.SIGTERM)
+    _, err = launcher.communicate(timeout=60)
+    assert launcher.returncode == 143
+    assert not alive(child)
+    assert "Worker failed" not in err  # a child ended by the stop is no failure
+    assert "Traceback" not in err
+    assert trials(f"sqlite:///{tmp_path / 'adamz-search.db'}", "quick") == []
+
+
+def test_a_launcher_killed_while_its_worker_starts_leaves_no_worker_on_its_own(
+    tmp_path: Path,
+) -> None:
+    study_file = write_study(tmp_path, budget=2, epochs=1)
+    assert run_cli("create", str(study_file), cwd=tmp_path).returncode == 0
+    launcher = start_launcher("quick", cwd=tmp_path)
+    wait_for(lambda: children_of(launcher.pid))
+    [child] = children_of(launcher.pid)
+    launcher.send_signal(signal.SIGKILL)  # before the child could ask to die with it
+    launcher.communicate(timeout=60)
+    wait_for(lambda: not alive(child))
+    assert trials(f"sqlite:///{tmp_path / 'adamz-search.db'}", "quick") == []
+
+
+class Recorder:
+    """A child process that prints the names of the signals it receives, as a launcher's
+    child to :class:`Stop`."""
+
+    SCRIPT = (
+        "import signal, sys, time\n"
+        "for s in (signal.SIGTERM, signal.SIGINT):\n"
+        "    signal.signal(s, lambda n, f: print(signal.Signals(n).name, flush=True))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", self.SCRIPT], stdout=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None
+        assert self.process.stdout.readline().strip() == "ready"
+        self.pid = self.process.pid
+
+    def is_alive(self) -> bool:
+        return self.process.poll() is None
+
+    def received(self, count: int) -> list[str]:
+        assert self.process.stdout is not None
+        return [self.process.stdout.readline().strip() for _ in range(count)]
+
+
+def test_the_stop_reaches_each_child_as_sigterm_then_a_second_signal_as_sigint() -> None:
+    first, second = Recorder(), Recorder()
+    try:
+        with Stop() as stop:
+            stop.adopt(first)  # type: ignore[arg-type]
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: set a flag, raise nothing
+            assert stop.requested
+            assert stop.code == 130
+            assert first.received(1) == ["SIGTERM"]  # which a starting worker obeys at once
+            stop.adopt(second)  # type: ignore[arg-type]  # started meanwhile
+            assert second.received(1) == ["SIGTERM"]
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert first.received(1) == ["SIGINT"]  # a stopping worker's "out now"
+            assert second.received(1) == ["SIGINT"]
+        assert stop.received == ["SIGINT", "SIGTERM"]
+    finally:
+        for recorder in (first, second):
+            recorder.process.kill()
+            recorder.process.communicate()

@@ -4,6 +4,7 @@ running workers, directly and behind the gRPC storage proxy, and a patience that
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +85,24 @@ def test_past_its_patience_a_call_gives_up_in_one_line() -> None:
     storage = PatientStorage(down, Outage("postgresql+psycopg://u@db/x", patience=0.5))  # type: ignore[arg-type]
     with pytest.raises(StorageUnreachable, match=r"^storage unreachable for \d s at postgresql"):
         storage.get_study_id_from_name("s")
+
+
+def test_a_stop_ends_the_wait_between_two_attempts_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from adamz.search import outage as outage_module
+
+    for name in ("BACKOFF_FIRST_S", "BACKOFF_CAP_S"):  # a wait longer than the test
+        monkeypatch.setattr(outage_module, name, 600.0)
+    down = Flaky(10**6, sqlalchemy.exc.OperationalError("x", {}, Exception("Connection refused")))
+    stopped = threading.Event()
+    storage = PatientStorage(down, Outage("test://db"), stopping=stopped.is_set)  # type: ignore[arg-type]
+    threading.Timer(0.5, stopped.set).start()  # SIGTERM, while the worker waits
+    started = time.monotonic()
+    with pytest.raises(StorageUnreachable):
+        storage.get_study_id_from_name("s")
+    assert time.monotonic() - started < 60  # not the 300 to 600 s of the wait
+    assert down.calls == 1  # no attempt after the stop
 
 
 @pytest.fixture
