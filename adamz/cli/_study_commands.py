@@ -30,7 +30,8 @@ from adamz.cli._base import (
 )
 from adamz.search.budget import QUEUED_ATTR, definition_budget, set_budget, study_budget
 from adamz.search.heartbeat import worker_contacts
-from adamz.search.outage import Outage, PatientStorage, StorageUnreachable, patiently
+from adamz.search.interrupts import STOP_CODES
+from adamz.search.outage import Outage, StorageUnreachable, patiently
 from adamz.search.retries import MAX_DEATHS, MAX_FAULTS, outcomes
 from adamz.search.storage import (
     STORAGE_ENV,
@@ -493,25 +494,25 @@ class ProxyCommand(Command):
         )
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from optuna.storages import run_grpc_proxy_server
+        from adamz.search.proxy import serve_proxy
 
         if storage_url(args.storage).startswith("grpc://"):
             raise UsageError("Invalid --storage: the proxy serves a database, not another proxy.")
-        # While its database is down, the proxy answers each call at once with an error that
-        # names the outage ("storage unreachable ..."), rather than Optuna's generic commit
-        # error: the workers behind it can tell an outage from bad data, and wait it out.
-        url = safe_url(storage_url(args.storage))
-        storage = PatientStorage(
-            open_storage_or_fail(args.storage), Outage(url), stopping=lambda: True
-        )
+        storage = open_storage_or_fail(args.storage)
         print(
             f"gRPC storage proxy for {storage_url(args.storage)} on {args.host}:{args.port}; "
             f"workers use --storage grpc://{args.host}:{args.port}",
             file=sys.stderr,
             flush=True,
         )
-        run_grpc_proxy_server(storage, host=args.host, port=args.port)
-        return 0
+        try:
+            stopped_by = serve_proxy(
+                storage, safe_url(storage_url(args.storage)), args.host, args.port
+            )
+        except RuntimeError as exc:
+            print(f"adamz-search: error: {exc}", file=sys.stderr)
+            return 1
+        return STOP_CODES[stopped_by]
 
 
 class DashboardCommand(Command):
