@@ -8,6 +8,7 @@ that to its workers, so that the supervisor runs without torch.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import logging
@@ -41,6 +42,7 @@ from adamz.search.storage import (
     storage_url,
 )
 from adamz.search.study_attrs import (
+    Divergence,
     require_definition,
     store_definition,
     stored_definition,
@@ -337,7 +339,9 @@ class StatusCommand(Command):
         budget = f"budget {status['budget']}"
         if status["budget"] != status["file_budget"]:
             budget += f", set by 'adamz-search budget'; the file's is {status['file_budget']}"
-        print(f"study {status['study']} ({status['direction']}, {budget})")
+        divergence = Divergence(**status["diverged"])
+        headline = f": {divergence.headline()}" if divergence.diverged else ""
+        print(f"study {status['study']} ({status['direction']}, {budget}){headline}")
         print("trials: " + ", ".join(f"{k} {v}" for k, v in status["trials"].items()))
         limits = status["retry_limits"]
         print(
@@ -355,9 +359,16 @@ class StatusCommand(Command):
                 f"dropped: {status['trials']['dropped']} trials whose workers died "
                 f"{MAX_DEATHS + 1} times (or whose replicate run raised {MAX_FAULTS + 1} times)"
             )
+        if divergence.diverged:
+            print(f"diverged: {divergence.sentence()}")
         best = status["best"]
         if best:
-            print(f"best: trial {best['number']} value {best['value']:.6g}")
+            chance = ""
+            if divergence.best_is_chance:
+                chance = " (a diverged trial's chance value" + (
+                    ", not a result)" if divergence.every_trial else ")"
+                )
+            print(f"best: trial {best['number']} value {best['value']:.6g}{chance}")
             for key, value in best["params"].items():
                 print(f"  {key} = {value}")
         if status["running"]:
@@ -384,9 +395,15 @@ def study_status(study: optuna.Study, storage: optuna.storages.BaseStorage) -> d
     this host's clock, which need not agree with theirs."""
     trials = study.get_trials(deepcopy=False)
     best = None
+    best_trial = None
     if any(trial.state == TrialState.COMPLETE for trial in trials):
-        trial = study.best_trial
-        best = {"number": trial.number, "value": trial.value, "params": trial.params}
+        best_trial = study.best_trial
+        best = {
+            "number": best_trial.number,
+            "value": best_trial.value,
+            "params": best_trial.params,
+        }
+    divergence = Divergence.of(trials, best_trial)
     running = [
         {
             "number": trial.number,
@@ -423,6 +440,7 @@ def study_status(study: optuna.Study, storage: optuna.storages.BaseStorage) -> d
         "budget": study_budget(study, file_budget) if file_budget else None,
         "file_budget": file_budget,
         "trials": outcomes(trials),
+        "diverged": dataclasses.asdict(divergence),
         "retry_limits": {"deaths": MAX_DEATHS, "faults": MAX_FAULTS},
         "best": best,
         "running": running,
@@ -449,22 +467,29 @@ class StudiesCommand(Command):
         for name in optuna.get_all_study_names(storage):
             status = study_status(optuna.load_study(study_name=name, storage=storage), storage)
             rows.append(
-                {key: status[key] for key in ("study", "direction", "metric", "budget", "trials")}
+                {
+                    key: status[key]
+                    for key in ("study", "direction", "metric", "budget", "trials", "diverged")
+                }
             )
             rows[-1]["best_value"] = status["best"]["value"] if status["best"] else None
         if args.format == "json":
             print(json.dumps(rows, indent=2))
             return 0
         columns = ["complete", "pruned", "running", "waiting", "requeued", "fail", "dropped"]
-        table = [["study", "metric", "budget", *columns, "best"]]
+        table = [["study", "metric", "budget", *columns, "diverged", "best"]]
         for row in rows:
+            divergence = Divergence(**row["diverged"])
             best = "-" if row["best_value"] is None else f"{row['best_value']:.4f}"
+            if divergence.best_is_chance:
+                best += " (chance)"  # a diverged trial's
             table.append(
                 [
                     row["study"],
                     str(row["metric"] or "-"),
                     str(row["budget"] or "-"),
                     *(str(row["trials"][column]) for column in columns),
+                    "all" if divergence.every_trial else str(divergence.diverged),
                     best,
                 ]
             )

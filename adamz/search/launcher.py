@@ -49,7 +49,7 @@ from adamz.search.interrupts import SIGNALS
 from adamz.search.outage import Outage, StorageUnreachable, is_unreachable, patiently
 from adamz.search.retries import outcomes
 from adamz.search.storage import load_study, open_storage, safe_url, storage_url
-from adamz.search.study_attrs import require_definition
+from adamz.search.study_attrs import is_diverged, note_divergence, require_definition
 from adamz.search.worker import (
     STOP_CODES,
     UNREACHABLE_CODE,
@@ -275,7 +275,17 @@ def launch_workers(
         _show_progress(study, budget, stop)
         for process in stop.children:
             process.join()
+    if not stop.requested:  # a stop leaves at once
+        _note_divergence(study_name, options)
     return _exit_code(stop.children, stop.received[0] if stop.requested else None)
+
+
+def _note_divergence(study_name: str, options: WorkerOptions) -> None:
+    """Say at the top of the study's dashboard note how many of its trials diverged."""
+    try:
+        note_divergence(load_study(study_name, open_storage(options.storage)))
+    except Exception as exc:  # the note only informs; the workers' results are stored
+        logger.warning("The dashboard note was not updated: %s", exc)
 
 
 def _start(child: BaseProcess, env: dict[str, str]) -> None:
@@ -345,7 +355,8 @@ def _show_progress(study: optuna.Study, budget: int, stop: Stop) -> None:
             if stop.requested:
                 continue
             try:
-                counts = outcomes(study.get_trials(deepcopy=False))
+                trials = study.get_trials(deepcopy=False)
+                counts = outcomes(trials)
                 best = study.best_value if counts["complete"] else None
             except Exception as exc:
                 if not is_unreachable(exc):
@@ -357,6 +368,8 @@ def _show_progress(study: optuna.Study, budget: int, stop: Stop) -> None:
                 "requeued": counts["requeued"],
                 "failed": counts["fail"] + counts["dropped"],
             }
+            if diverged := sum(map(is_diverged, trials)):
+                postfix["diverged"] = diverged
             if best is not None:
                 postfix["best"] = f"{best:.4f}"
             bar.set_postfix(postfix)

@@ -10,15 +10,24 @@ version.
 
 Studies created before the definition moved keep it among their user attributes; the readers
 here look there when the system attributes have none.
+
+A study whose trials diverged says so where a person looks first (:class:`Divergence`):
+``status``'s first line, ``studies``' table, and the first line of the study's note in
+optuna-dashboard (:func:`note_divergence`). A diverged trial counts at the workload's chance
+value, so the best value of a study whose every trial diverged is a chance value, and is shown
+as one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
 
 from adamz import __version__
 from adamz.search.budget import BUDGET_ATTR
@@ -29,6 +38,9 @@ if TYPE_CHECKING:  # the readers run in processes without torch (status, the sup
 __all__ = [
     "DEFINITION_ATTR",
     "DIGEST_ATTR",
+    "Divergence",
+    "is_diverged",
+    "note_divergence",
     "readable_attrs",
     "require_definition",
     "store_definition",
@@ -124,3 +136,90 @@ def _stored(study: str, key: str, storage: BaseStorage) -> Any:
     if key in system_attrs:
         return system_attrs[key]
     return storage.get_study_user_attrs(study_id).get(key)
+
+
+def is_diverged(trial: FrozenTrial) -> bool:
+    """Whether ``trial``'s loss diverged (its worker's ``run.diverged``, or, in studies made
+    before that was recorded, a ``run.stop_reason`` that says so)."""
+    run = trial.user_attrs.get("run")
+    if not isinstance(run, dict):
+        return False
+    return bool(run.get("diverged")) or str(run.get("stop_reason", "")).startswith("diverged")
+
+
+NOTE_MARK = "> **Diverged:**"
+"""How the divergence line of a study's dashboard note begins (:func:`note_divergence`)."""
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """How many of a study's finished trials diverged, and whether its best value is one's.
+
+    Args:
+        diverged: finished trials whose loss turned non-finite (each counted at the
+            workload's chance value).
+        finished: the study's finished trials (complete or pruned).
+        best_is_chance: the best trial is a diverged one: its value is the chance value.
+    """
+
+    diverged: int
+    finished: int
+    best_is_chance: bool
+
+    @classmethod
+    def of(cls, trials: Sequence[FrozenTrial], best: FrozenTrial | None) -> Divergence:
+        """The divergence of a study with ``trials`` whose best trial is ``best``."""
+        finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        return cls(
+            diverged=sum(map(is_diverged, finished)),
+            finished=len(finished),
+            best_is_chance=best is not None and is_diverged(best),
+        )
+
+    @property
+    def every_trial(self) -> bool:
+        return self.diverged > 0 and self.diverged == self.finished
+
+    def headline(self) -> str:
+        """A few words for a study's first line: ``every trial diverged (12 of 12 finished)``
+        or ``3 of 40 finished trials diverged``; empty if none did."""
+        if not self.diverged:
+            return ""
+        if self.every_trial:
+            return f"every trial diverged ({self.diverged} of {self.finished} finished)"
+        return f"{self.diverged} of {self.finished} finished trials diverged"
+
+    def sentence(self) -> str:
+        """:meth:`headline`, with what it means for the best value; empty if none diverged."""
+        if not self.diverged:
+            return ""
+        said = self.headline()
+        said = said[0].upper() + said[1:]
+        meaning = "their loss turned non-finite, and each counts at the workload's chance value"
+        if self.best_is_chance:
+            meaning += (
+                "; the best value is a diverged trial's chance value, not a result"
+                if self.every_trial
+                else "; the best value is a diverged trial's chance value"
+            )
+        return f"{said}: {meaning}."
+
+
+def note_divergence(study: optuna.Study) -> None:
+    """Keep the first line of ``study``'s optuna-dashboard note saying how many of its trials
+    diverged (:meth:`Divergence.sentence`), above the rest of the note (a report's summary);
+    the note of a study none of whose trials diverged is left as it is."""
+    trials = study.get_trials(deepcopy=False)
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    divergence = Divergence.of(trials, study.best_trial if completed else None)
+    if not divergence.diverged:  # and none ever did: a finished trial does not change
+        return
+    import optuna_dashboard  # only when a note is written
+
+    note = optuna_dashboard.get_note(study)
+    lines = note.splitlines()
+    rest = "\n".join(lines[2:] if lines and lines[0].startswith(NOTE_MARK) else lines)
+    sentence = divergence.sentence()
+    new = f"{NOTE_MARK} {sentence}\n\n{rest}" if sentence else rest
+    if new.rstrip() != note.rstrip():
+        optuna_dashboard.save_note(study, new)

@@ -352,6 +352,37 @@ def test_a_diverging_trial_counts_at_chance_with_its_reason_and_the_study_goes_o
     assert all(trial.user_attrs["run"]["stop_reason"].startswith("diverged") for trial in found)
 
 
+def test_status_studies_and_the_dashboard_note_say_first_that_every_trial_diverged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optuna_dashboard
+
+    space = tmp_path / "wild.yaml"
+    space.write_text(
+        "optimizer: sgd\nparameters:\n  lr: {type: float, low: 1.0e+18, high: 1.0e+20, log: true}\n"
+    )
+    study_file = write_study(tmp_path, budget=2, optimizer="sgd", search_space="wild.yaml")
+    assert run_cli("worker", str(study_file), cwd=tmp_path).returncode == 0
+    _, out, _ = cli("status", "quick", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+    lines = out.splitlines()
+    assert lines[0].endswith(": every trial diverged (2 of 2 finished)")
+    [best] = [line for line in lines if line.startswith("best:")]
+    assert best.endswith("value 0.1 (a diverged trial's chance value, not a result)")
+    _, out, _ = cli(
+        "status", "quick", "--format", "json", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch
+    )
+    assert json.loads(out)["diverged"] == {"diverged": 2, "finished": 2, "best_is_chance": True}
+    _, out, _ = cli("studies", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+    header, row = out.splitlines()
+    assert header.split()[-2:] == ["diverged", "best"]
+    assert row.split()[-3:] == ["all", "0.1000", "(chance)"]
+    study = optuna.load_study(
+        study_name="quick", storage=f"sqlite:///{tmp_path / 'adamz-search.db'}"
+    )
+    note = optuna_dashboard.get_note(study)  # written by the launcher once its workers ended
+    assert note.startswith("> **Diverged:** Every trial diverged (2 of 2 finished)")
+
+
 def test_a_worker_whose_trials_keep_failing_stops_with_exit_1(tmp_path: Path) -> None:
     study_file = write_study(tmp_path, budget=50, workload={"name": "mnist", "epochs": 1})
     result = run_cli(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pytest
 from search_helpers import storage_of, write_study
 
 from adamz.cli._study_commands import create_study
@@ -13,6 +14,8 @@ from adamz.search import load_study_file
 from adamz.search.study_attrs import (
     DEFINITION_ATTR,
     DIGEST_ATTR,
+    Divergence,
+    note_divergence,
     readable_attrs,
     stored_definition,
     stored_digest,
@@ -92,3 +95,52 @@ def test_a_plain_optuna_study_has_no_stored_definition() -> None:
     study.set_user_attr(DEFINITION_ATTR, "not a definition")
     assert stored_definition(study.study_name, storage_of(study)) is None
     assert stored_digest(study.study_name, storage_of(study)) is None
+
+
+def trial(value: float, *, diverged: bool = False) -> optuna.trial.FrozenTrial:
+    run = {"diverged": True, "stop_reason": "diverged on seed 0: loss nan"} if diverged else {}
+    return optuna.trial.create_trial(value=value, user_attrs={"run": run})
+
+
+@pytest.mark.parametrize(
+    ("values", "headline", "best_is_chance"),
+    [
+        ([(0.9, False), (0.8, False)], "", False),
+        ([(0.9, False), (0.1, True), (0.1, True)], "2 of 3 finished trials diverged", False),
+        # a chance value above the others: the best is a diverged trial's
+        ([(0.05, False), (0.1, True)], "1 of 2 finished trials diverged", True),
+        ([(0.1, True), (0.1, True)], "every trial diverged (2 of 2 finished)", True),
+    ],
+)
+def test_divergence_counts_the_diverged_trials_and_says_when_the_best_is_a_chance_value(
+    values: list[tuple[float, bool]], headline: str, best_is_chance: bool
+) -> None:
+    study = optuna.create_study(direction="maximize")
+    study.add_trials([trial(value, diverged=diverged) for value, diverged in values])
+    divergence = Divergence.of(study.trials, study.best_trial)
+    assert divergence.headline() == headline
+    assert divergence.best_is_chance == best_is_chance
+    assert ("chance value" in divergence.sentence()) == bool(headline)
+    assert ("the best value is a diverged trial's" in divergence.sentence()) == best_is_chance
+
+
+def test_the_dashboard_note_begins_with_the_divergence_and_keeps_the_report_below(
+    tmp_path: Path,
+) -> None:
+    import optuna_dashboard
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'note.db'}", direction="maximize")
+    optuna_dashboard.save_note(study, "## Report\n\nThe summary.")
+    study.add_trial(trial(0.9))
+    note_divergence(study)  # nothing diverged: nothing to say
+    assert optuna_dashboard.get_note(study) == "## Report\n\nThe summary."
+    study.add_trial(trial(0.1, diverged=True))
+    note_divergence(study)
+    first, blank, *rest = optuna_dashboard.get_note(study).splitlines()
+    assert first.startswith("> **Diverged:** 1 of 2 finished trials diverged")
+    assert (blank, rest) == ("", ["## Report", "", "The summary."])
+    study.add_trial(trial(0.1, diverged=True))
+    note_divergence(study)  # the line is replaced, not repeated
+    first, blank, *rest = optuna_dashboard.get_note(study).splitlines()
+    assert first.startswith("> **Diverged:** 2 of 3 finished trials diverged")
+    assert rest == ["## Report", "", "The summary."]
