@@ -654,8 +654,15 @@ def split_scores(
     """Each metric's sum over a split's examples for ``size`` runs, shape ``(size,)`` each, in
     float64 on the device: the workload's :meth:`~adamz.workloads.Workload.metric_sums` and
     ``"loss"`` (the batch means times the batch sizes). ``batches`` are the split's inputs and
-    targets; ``outputs(inputs)`` gives the runs' outputs, shape ``(size, batch, ...)``."""
+    targets; ``outputs(inputs)`` gives the runs' outputs, shape ``(size, batch, ...)``.
+
+    A ``whole_split`` metric (:class:`~adamz.workloads.Metric`) is no sum: its entry holds each
+    run's value, from :meth:`~adamz.workloads.Workload.whole_split_values` on all of the
+    split's outputs (kept for that), NaN for a run whose outputs are not all finite."""
     totals: dict[str, Tensor] = {}
+    whole = workload.whole_split_metrics
+    kept_outputs: list[Tensor] = []
+    kept_targets: list[Tensor] = []
 
     def scores(outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
         sums = workload.metric_sums(outputs, targets)
@@ -664,17 +671,35 @@ def split_scores(
 
     batched_scores = vmap(scores, in_dims=(0, None))
     for inputs, targets in batches:
-        for name, value in batched_scores(outputs(inputs), targets).items():
+        batch_outputs = outputs(inputs)
+        for name, value in batched_scores(batch_outputs, targets).items():
             totals[name] = totals[name] + value if name in totals else value
+        if whole:
+            kept_outputs.append(batch_outputs)
+            kept_targets.append(targets)
+    if whole:
+        every_output, every_target = torch.cat(kept_outputs, dim=1), torch.cat(kept_targets)
+        values: dict[str, list[float]] = {name: [] for name in whole}
+        for run_outputs in every_output:
+            finite = bool(torch.isfinite(run_outputs).all())
+            run_values = workload.whole_split_values(run_outputs, every_target) if finite else {}
+            for name in whole:
+                values[name].append(float(run_values[name]) if finite else math.nan)
+        for name in whole:
+            totals[name] = torch.tensor(values[name], dtype=torch.float64)
     return totals
 
 
 def split_means(workload: Workload, sums: dict[str, Tensor], count: int) -> dict[str, list[float]]:
     """The runs' value of each metric on a split of ``count`` examples, from
     :func:`split_scores`' ``sums``: their means, each then its metric's ``finish``
-    (:class:`~adamz.workloads.Metric`), in the workload's order of its metrics."""
+    (:class:`~adamz.workloads.Metric`), in the workload's order of its metrics; a
+    ``whole_split`` metric's values as they are."""
     means: dict[str, list[float]] = {}
     for name, declared in workload.metrics.items():
+        if declared.whole_split:  # a value, not a sum
+            means[name] = sums[name].tolist()
+            continue
         values = (sums[name] / count).tolist()
         means[name] = values if declared.finish is None else [declared.finish(v) for v in values]
     return means

@@ -72,11 +72,14 @@ DIRECTIONS = ("maximize", "minimize")
 
 @dataclass(frozen=True)
 class Metric:
-    """How one of a workload's metrics is computed from per-example values and judged.
+    """How one of a workload's metrics is computed and judged.
 
     A split's value is the mean, over its examples, of the per-example values the workload
     gives (``Workload.metric_sums``), then ``finish`` (an RMSE is ``math.sqrt`` of the mean
-    squared error, a perplexity ``math.exp`` of the mean negative log-likelihood).
+    squared error, a perplexity ``math.exp`` of the mean negative log-likelihood). A metric
+    that is no mean over examples (ROC AUC, F1, a ranking metric) says ``whole_split=True``:
+    the workload computes it from all of a split's outputs and targets at once
+    (``Workload.whole_split_values``), one value per run and split.
 
     Attributes:
         direction: ``"maximize"`` or ``"minimize"``: which way is better. A study that selects
@@ -85,20 +88,29 @@ class Metric:
             ``None``: the worst value there is (``-inf`` when maximising, ``inf`` when
             minimising), which the reports count as the worst value their study saw.
         finish: applied to the split's mean (default: none).
+        whole_split: computed from a whole split at once, not averaged over its examples
+            (default: False).
 
     Raises:
-        ValueError: ``direction`` is not one of :data:`DIRECTIONS`.
+        ValueError: ``direction`` is not one of :data:`DIRECTIONS`, or a ``whole_split``
+            metric has a ``finish`` (it has no mean to finish).
     """
 
     direction: str
     chance: float | None = None
     finish: Callable[[float], float] | None = None
+    whole_split: bool = False
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
             raise ValueError(
                 f"Invalid direction: must be one of {', '.join(DIRECTIONS)}, "
                 f"got {self.direction!r}."
+            )
+        if self.whole_split and self.finish is not None:
+            raise ValueError(
+                "Invalid finish: a whole_split metric is computed whole, with no mean to "
+                f"finish, got {self.finish!r}."
             )
 
     @property
@@ -451,11 +463,26 @@ class Workload(ABC):
         return declared[base]
 
     def metric_sums(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
-        """Each metric but the loss (:attr:`metrics`): the sum of its per-example values over
-        the batch, a 0-dim tensor on the device; the loop adds them up over a split and
-        divides by its size. Called under ``torch.func.vmap`` for a population. This default:
-        accuracy, from :meth:`count_correct`."""
+        """Each metric but the loss and the ``whole_split`` ones (:attr:`metrics`): the sum of
+        its per-example values over the batch, a 0-dim tensor on the device; the loop adds them
+        up over a split and divides by its size. Called under ``torch.func.vmap`` for a
+        population. This default: accuracy, from :meth:`count_correct`."""
         return {"accuracy": self.count_correct(outputs, targets)}
+
+    @property
+    def whole_split_metrics(self) -> tuple[str, ...]:
+        """The names of the metrics declared ``whole_split`` (:class:`Metric`), in order."""
+        return tuple(name for name, metric in self.metrics.items() if metric.whole_split)
+
+    def whole_split_values(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
+        """Each :attr:`whole_split_metrics` metric of one run on one whole split: ``outputs``
+        are the run's outputs for every example of the split, ``targets`` their targets. Called
+        once per run and split after each epoch, outside ``vmap`` and without gradients.
+
+        Raises:
+            NotImplementedError: this default: no workload of the package has one.
+        """
+        raise NotImplementedError(f"{self.name} has no whole-split metric")
 
     def stacked_forward(
         self, params: dict[str, Tensor], inputs: Tensor, *, training: bool

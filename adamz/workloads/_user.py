@@ -17,6 +17,10 @@ and what it returns implements :class:`UserWorkload`::
         def loss(self, outputs: Tensor, targets: Tensor) -> Tensor: ...
         def metric_values(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]: ...
 
+A metric that is no mean over examples (ROC AUC, F1) is declared ``Metric("maximize",
+whole_split=True)`` and computed by ``whole_split_values(outputs, targets)`` from all of a
+split's outputs and targets at once (any code: scikit-learn's ``roc_auc_score`` will do).
+
 The keys of :data:`RUN_SETTINGS` are not options: ``epochs``, ``batch_size``, ``train_size``
 and ``test_size`` override the protocol as for any workload, ``data_dir`` is passed to
 ``data()``, and ``dataset_sizes`` pins the sizes of its training and test splits.
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import numbers
 import os
 import sys
 import typing
@@ -117,7 +122,8 @@ class UserWorkload(typing.Protocol):
             them with ``epochs`` and ``batch_size``).
         metrics: what to record on the validation and test splits besides the loss, by name,
             each with its direction: ``"maximize"``, ``"minimize"`` or a :class:`Metric`
-            (with a chance value, or a ``finish`` such as ``math.sqrt`` for an RMSE). May be
+            (with a chance value, a ``finish`` such as ``math.sqrt`` for an RMSE, or
+            ``whole_split=True`` for a metric of the whole split, such as ROC AUC). May be
             empty: the loss alone is recorded. ``loss`` itself is not declared.
 
     Optional attributes: ``validation_fraction`` (the share of the training examples held out
@@ -151,7 +157,16 @@ class UserWorkload(typing.Protocol):
         ``(batch,)``; a split's value is their mean (then the metric's ``finish``). Called
         without gradients, under ``torch.func.vmap`` (evaluation stacks the outputs of the
         runs it evaluates): tensor operations only, no ``.item()``. Needed only where
-        :attr:`metrics` declares some."""
+        :attr:`metrics` declares some that are not ``whole_split``."""
+        ...
+
+    def whole_split_values(self, outputs: Tensor, targets: Tensor) -> Mapping[str, float]:
+        """Each ``whole_split`` metric of :attr:`metrics` (:class:`Metric`): one number (a
+        float or a 0-dim tensor) for a whole split, from one run's ``outputs`` for all of the
+        split's examples and their ``targets``. Called once per run and split after every
+        epoch, without gradients and outside ``vmap``, so any code may compute it (NumPy,
+        scikit-learn); a run whose outputs are not all finite scores NaN without a call.
+        Needed only where :attr:`metrics` declares some."""
         ...
 
 
@@ -281,7 +296,10 @@ class ImportedWorkload(Workload):
             )
         self.protocol = protocol
         self.user_metrics = _declared_metrics(path, getattr(user, "metrics", None))
-        needed = ["data", "build_model", "loss"] + (["metric_values"] if self.user_metrics else [])
+        per_example = self.per_example_metrics
+        needed = ["data", "build_model", "loss"] + (["metric_values"] if per_example else [])
+        if len(per_example) < len(self.user_metrics):
+            needed.append("whole_split_values")
         for method in needed:
             if not callable(getattr(user, method, None)):
                 raise WorkloadError(
@@ -317,12 +335,18 @@ class ImportedWorkload(Workload):
         loss: Tensor = self.user.loss(outputs, targets)  # type: ignore[attr-defined]
         return loss
 
+    @property
+    def per_example_metrics(self) -> list[str]:
+        """The user's metrics that ``metric_values()`` gives, one value per example."""
+        return [name for name, metric in self.user_metrics.items() if not metric.whole_split]
+
     def metric_sums(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
-        if not self.user_metrics:
+        per_example = self.per_example_metrics
+        if not per_example:
             return {}
         values = self.user.metric_values(outputs, targets)  # type: ignore[attr-defined]
         sums: dict[str, Tensor] = {}
-        for name in self.user_metrics:
+        for name in per_example:
             value = values.get(name) if isinstance(values, Mapping) else None
             if not (isinstance(value, Tensor) and value.dim() == 1):
                 raise WorkloadError(
@@ -332,6 +356,22 @@ class ImportedWorkload(Workload):
                 )
             sums[name] = value.sum()
         return sums
+
+    def whole_split_values(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
+        values = self.user.whole_split_values(outputs, targets)  # type: ignore[attr-defined]
+        found: dict[str, float] = {}
+        for name in self.whole_split_metrics:
+            value = values.get(name) if isinstance(values, Mapping) else None
+            if isinstance(value, Tensor) and value.numel() == 1:
+                value = value.item()
+            if not isinstance(value, numbers.Real) or isinstance(value, bool):
+                raise WorkloadError(
+                    self.name,
+                    f"whole_split_values() must give {name!r} as one number for the split, "
+                    f"got {None if value is None else _shape_of(value)}",
+                )
+            found[name] = float(value)
+        return found
 
     def stacked_forward(
         self, params: dict[str, Tensor], inputs: Tensor, *, training: bool
@@ -545,7 +585,8 @@ def check_workload(
 ) -> None:
     """Check a user's workload before a study of it is stored: its data load with consistent
     shapes, and its model, loss and metrics answer two training examples as the protocol
-    says (a 0-dim loss, one value per example of each metric).
+    says (a 0-dim loss, one value per example of each metric; a whole-split metric one number
+    for the validation split). A function that raises is named in the message.
 
     Where the data is not on this host (:class:`DataNotFoundError`), only the workload's
     declarations are checked: the workers, which have the data, check the rest.
@@ -567,21 +608,31 @@ def check_workload(
     inputs, targets = data.train_batch(torch.arange(min(2, data.num_train)))
     values: Mapping[str, Tensor] = {}
     with torch.random.fork_rng(), torch.no_grad():
+        step, where = "build_model()", "two training examples"
         try:
             model = workload.build_model()
+            step = "the model's forward"
             outputs = model(inputs)
+            step = "loss()"
             loss = workload.loss(outputs, targets)
             # As evaluation calls it: under vmap, over a stack of one model's outputs.
+            step = "metric_values() (under torch.func.vmap)"
             torch.func.vmap(workload.metric_sums, in_dims=(0, None))(outputs[None], targets)
-            if isinstance(workload, ImportedWorkload) and workload.user_metrics:
+            step = "metric_values()"
+            if isinstance(workload, ImportedWorkload) and workload.per_example_metrics:
                 values = workload.user.metric_values(outputs, targets)  # type: ignore[attr-defined]
+            if workload.whole_split_metrics:
+                # On the validation split, where a metric such as ROC AUC needs both classes.
+                step, where = "whole_split_values()", "the validation split"
+                batches = data.held_out("val", min(data.num_val, 1024))
+                val_inputs, val_targets = next(iter(batches))
+                workload.whole_split_values(model(val_inputs), val_targets)
         except WorkloadError:
             raise
         except Exception as exc:  # the user's model and functions may raise anything
             raise WorkloadError(
                 workload.name,
-                "build_model(), its forward, loss() or metric_values() (under torch.func.vmap) "
-                f"on two training examples raised {_one_line(exc)}",
+                f"{step} on {where} raised {_one_line(exc)}",
             ) from exc
     if not (isinstance(loss, Tensor) and loss.dim() == 0):
         raise WorkloadError(

@@ -151,3 +151,41 @@ class BatchLoss(Regression):
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return (outputs - targets) ** 2
+
+
+class Ranked(Regression):
+    """The regression's target thresholded at 0 as a label, scored by the ROC AUC of the
+    model's outputs (a whole-split metric: the fraction of (positive, negative) pairs ranked
+    right) beside the per-example RMSE."""
+
+    metrics: ClassVar[dict[str, Any]] = {
+        "auc": Metric("maximize", chance=0.5, whole_split=True),
+        "rmse": Metric("minimize", finish=math.sqrt),
+    }
+    calls: ClassVar[list[int]] = []  # the split sizes whole_split_values saw
+
+    def metric_values(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        return {"rmse": (outputs - targets) ** 2}
+
+    def whole_split_values(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
+        Ranked.calls.append(int(targets.shape[0]))
+        return {"auc": area_under_roc(outputs, targets > 0)}
+
+
+def area_under_roc(scores: Tensor, positive: Tensor) -> float:
+    """The fraction of (positive, negative) pairs whose positive scores higher (ties half)."""
+    above = scores[positive][:, None] - scores[~positive][None, :]
+    return float(((above > 0).double() + 0.5 * (above == 0).double()).mean())
+
+
+class BrokenAuc(Ranked):
+    """Its whole-split metric raises."""
+
+    def whole_split_values(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
+        raise ValueError("Only one class present in y_true")
+
+
+class NoWholeSplitValues(Regression):
+    """Declares a whole-split metric without the method that computes it."""
+
+    metrics: ClassVar[dict[str, Any]] = {"auc": Metric("maximize", whole_split=True)}

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from adamz.optim.batched import NotBatchableError
-from adamz.training import RunConfig, TrainResult, train
+from adamz.training import RunConfig, TrainResult, evaluate, train
 from adamz.training.population import train_population
 from adamz.workloads import (
     DataNotFoundError,
@@ -260,3 +260,64 @@ def test_the_check_refuses_data_of_the_wrong_shape_and_a_loss_per_example(
     with pytest.raises(WorkloadError, match=re.escape(message)) as raised:
         check_workload(workload)
     assert "\n" not in str(raised.value)
+
+
+def test_a_whole_split_metric_is_computed_from_every_output_of_the_split_at_once() -> None:
+    from regression_tasks import Ranked, area_under_roc
+
+    Ranked.calls.clear()
+    config = RunConfig("regression_tasks:Ranked", epochs=2, seed=3)
+    result = train(config)
+    assert result.final_metrics is not None
+    assert list(result.final_metrics) == [
+        "val_auc", "val_rmse", "val_loss", "test_auc", "test_rmse", "test_loss",
+    ]  # fmt: skip
+    # once per split and epoch, on the whole split (36 validation, 60 test examples), not
+    # per batch of evaluation
+    assert Ranked.calls == [36, 60, 36, 60]
+    assert 0.0 <= result.final_metrics["test_auc"] <= 1.0
+    # evaluated in batches of 16, the AUC is still that of all 60 test outputs together
+    workload = get_workload("regression_tasks:Ranked")
+    assert workload.metric("val_auc").whole_split
+    data = workload.load_data(None, "cpu")
+    assert isinstance(data, TensorData)
+    model = workload.build_model()
+    with torch.no_grad():
+        expected = area_under_roc(model(data.test_inputs), data.test_targets > 0)
+    metrics = evaluate(workload, model, data.test_inputs, data.test_targets, batch_size=16)
+    assert metrics["auc"] == pytest.approx(expected)
+
+
+def test_a_population_computes_each_members_whole_split_metric_as_its_single_run() -> None:
+    configs = [
+        RunConfig("regression_tasks:Ranked", seed=seed, hyperparameters={"lr": lr}, epochs=2)
+        for seed, lr in ((0, 0.01), (1, 0.03))
+    ]
+    for member, config in zip(train_population(configs), configs, strict=True):
+        single = train(config)
+        assert member.final_metrics is not None
+        assert single.final_metrics is not None
+        for name in ("val_auc", "test_auc"):
+            assert member.final_metrics[name] == pytest.approx(single.final_metrics[name], abs=0.02)
+
+
+def test_a_whole_split_metric_takes_no_finish_and_needs_its_method() -> None:
+    with pytest.raises(ValueError, match="a whole_split metric is computed whole"):
+        Metric("maximize", finish=math.sqrt, whole_split=True)
+    with pytest.raises(WorkloadError, match=re.escape("missing method whole_split_values()")):
+        get_workload("regression_tasks:NoWholeSplitValues")
+
+
+def test_the_check_names_the_function_that_raised() -> None:
+    with pytest.raises(
+        WorkloadError,
+        match=re.escape(
+            "whole_split_values() on the validation split raised ValueError: Only one class "
+            "present in y_true"
+        ),
+    ):
+        check_workload(get_workload("regression_tasks:BrokenAuc"))
+    with pytest.raises(
+        WorkloadError, match=re.escape("Invalid workload 'regression_tasks:BatchLoss'")
+    ):
+        check_workload(get_workload("regression_tasks:BatchLoss"))
