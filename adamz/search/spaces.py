@@ -49,11 +49,36 @@ from optuna.distributions import (
 from adamz.search.errors import SpecError, read_yaml
 from adamz.training.optimizers import library_defaults, resolve_hyperparameters
 
-__all__ = ["ADAMZ_SPACE", "SearchSpace", "load_search_space", "suggest_adamz"]
+__all__ = [
+    "ADAMZ_SPACE",
+    "SHIPPED_SPACES",
+    "SearchSpace",
+    "load_search_space",
+    "shipped_space",
+    "shipped_space_names",
+    "suggest_adamz",
+]
 
-ADAMZ_SPACE = Path(__file__).with_name("search_spaces") / "adamz.yaml"
-"""AdamZ's search space, as the project's studies tune it: ``search_spaces/adamz.yaml``,
-shipped with the package (a test holds the two files equal)."""
+SHIPPED_SPACES = Path(__file__).with_name("search_spaces")
+"""The repository's ``search_spaces/*.yaml``, shipped with the package (a test holds the
+files equal), so that a study file anywhere may name one: ``search_space: adam``."""
+ADAMZ_SPACE = SHIPPED_SPACES / "adamz.yaml"
+"""AdamZ's search space, as the project's studies tune it: ``search_spaces/adamz.yaml``."""
+
+
+def shipped_space(name: str) -> Path | None:
+    """The shipped search space called ``name`` (a file's name without ``.yaml``, no folder),
+    or None where ``name`` is a path or no shipped space has that name."""
+    if not name or "/" in name or "\\" in name or name.endswith((".yaml", ".yml")):
+        return None
+    path = SHIPPED_SPACES / f"{name}.yaml"
+    return path if path.is_file() else None
+
+
+def shipped_space_names() -> list[str]:
+    """The names of every shipped search space, sorted."""
+    return sorted(path.stem for path in SHIPPED_SPACES.glob("*.yaml"))
+
 
 _PARAMETER_KEYS = {
     "float": {"type", "low", "high", "log", "step"},

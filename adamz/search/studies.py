@@ -7,7 +7,8 @@ A study file is YAML (``studies/*.yaml``)::
     workload: {name: digits, epochs: 10}      # plus batch_size, train_size, test_size, data_dir,
                                               # dataset_sizes: {train: N, test: M}
     optimizer: adamz
-    search_space: ../search_spaces/adamz.yaml # relative to this file
+    search_space: ../search_spaces/adamz.yaml # relative to this file; or a shipped space by
+                                              # name, from anywhere: search_space: adamz
     metric: val_accuracy                      # or val_loss; the direction follows from it
     sampler: {name: tpe, seed: 0}             # tpe, random, qmc, gp, cmaes; options as keys
     pruner: {name: median, n_warmup_steps: 2} # none, median, percentile, successive-halving,
@@ -91,7 +92,13 @@ from adamz.search.definitions import (
 from adamz.search.errors import SpecError, read_yaml, referenced_file
 from adamz.search.pruners import EqualBracketsHyperbandPruner
 from adamz.search.replicates import ReplicateSpec, is_replicate_definition, parse_replicates
-from adamz.search.spaces import SearchSpace, load_search_space, parse_search_space
+from adamz.search.spaces import (
+    SearchSpace,
+    load_search_space,
+    parse_search_space,
+    shipped_space,
+    shipped_space_names,
+)
 from adamz.training.optimizers import library_defaults, paper_settings
 
 __all__ = [
@@ -115,7 +122,7 @@ _STUDY_KEYS = {
     "description": "free text",
     "workload": "the workload, its protocol overrides and options",
     "optimizer": "the optimizer's registry name",
-    "search_space": "path of the search-space file, or the space itself",
+    "search_space": "path of the search-space file, a shipped space's name (adam), or the space",
     "direction": "maximize or minimize",
     "metric": "the workload's metric",
     "sampler": "the sampler and its options",
@@ -124,6 +131,7 @@ _STUDY_KEYS = {
     "seeds_per_trial": "seeds each trial trains (the value is their mean)",
     "enqueue_defaults": "run the library defaults and the paper settings first",
     "population": "trials a worker trains at once, in one process (worker --population)",
+    "margin": "the report's equivalence margin, in the metric's units (points for an accuracy)",
 }
 SENSITIVITY = "sensitivity"
 """The ``kind`` of a sensitivity study file."""
@@ -320,8 +328,18 @@ def _parse(content: Any, *, source: str, base_dir: Path | None) -> StudySpec:
     if isinstance(raw_space, str):
         if base_dir is None:
             raise SpecError(source, "search_space", "a stored definition must inline the space")
+        shipped = shipped_space(raw_space)
+        bare = not any(mark in raw_space for mark in ("/", "\\", "."))
+        if shipped is None and bare and not (base_dir / raw_space).is_file():
+            raise SpecError(
+                source,
+                "search_space",
+                f"no shipped search space is called {raw_space!r} (there are "
+                f"{', '.join(shipped_space_names())}) and no file {base_dir / raw_space} exists",
+            )
         space = load_search_space(
-            referenced_file(raw_space, source=source, key="search_space", base_dir=base_dir)
+            shipped
+            or referenced_file(raw_space, source=source, key="search_space", base_dir=base_dir)
         )
     else:
         space = parse_search_space(raw_space, source=f"{source}: search_space")
@@ -606,9 +624,18 @@ def _nearest_in(distribution: optuna.distributions.BaseDistribution, value: Any)
 
 
 def _add_optional_keys(definition: dict[str, Any], content: dict[str, Any], source: str) -> None:
-    """A study file's optional ``description`` and ``population`` into its ``definition``,
-    only when the file gives them: older definitions keep their digests."""
+    """A study file's optional ``description``, ``population`` and ``margin`` into its
+    ``definition``, only when the file gives them: older definitions keep their digests."""
     if "description" in content:
         definition["description"] = str(content["description"])
     if "population" in content:
         definition["population"] = positive_int(content["population"], source, "population")
+    if "margin" in content:
+        definition["margin"] = positive_number(content["margin"], source, "margin")
+
+
+def positive_number(value: Any, source: str, key: str) -> float:
+    """``value`` as a float if it is a number > 0, else :class:`SpecError` naming ``key``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise SpecError(source, key, "must be a positive number", value)
+    return float(value)

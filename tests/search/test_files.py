@@ -368,3 +368,31 @@ def test_a_yaml_syntax_error_in_a_search_space_names_its_line_and_column(tmp_pat
         SpecError, match=r"space\.yaml: file: is not valid YAML: .* at line 4, column 1"
     ):
         load_search_space(path)
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "search_spaces").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_every_search_space_ships_with_the_package_as_it_is_in_the_repository(path: Path) -> None:
+    from adamz.search.spaces import SHIPPED_SPACES
+
+    assert (SHIPPED_SPACES / path.name).read_bytes() == path.read_bytes()
+
+
+def test_a_study_file_anywhere_names_a_shipped_search_space_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    content = yaml.safe_load((ROOT / "studies" / "digits-adam.yaml").read_text())
+    content["search_space"] = "adam"
+    spec = load_study_file(write(tmp_path, "mine.yaml", content))
+    assert isinstance(spec, StudySpec)
+    assert (
+        spec.space.definition
+        == load_study_file(ROOT / "studies" / "digits-adam.yaml").space.definition
+    )  # type: ignore[union-attr]
+    content["search_space"] = "adamx"
+    assert main(["create", str(write(tmp_path, "typo.yaml", content))]) == 2
+    error = capsys.readouterr().err
+    assert "search_space: no shipped search space is called 'adamx' (there are adafactor," in error
+    assert "\n" not in error.rstrip("\n")
