@@ -110,12 +110,14 @@ def storm(
     at_once: int = 5,
     first_s: float = 15.0,
     later_s: float = 30.0,
+    early_share: float = 2 / 3,
     seed: int = 0,
 ) -> Storm:
     """Keep ``at_once`` launchers of one worker each running on ``study`` (created, with a
     budget that outlasts the storm) until ``signals`` SIGTERMs have been sent, each at a
-    random moment of its launcher's life: two in three within its first ``first_s`` seconds,
-    the others up to ``later_s`` seconds later; every launcher that exits is replaced."""
+    random moment of its launcher's life: ``early_share`` of them within its first
+    ``first_s`` seconds, the others up to ``later_s`` seconds later; every launcher that exits
+    is replaced."""
     rng = random.Random(seed)
     result = Storm()
     command = [
@@ -130,7 +132,8 @@ def storm(
         nonlocal started
         log = directory / f"launcher-{started}.log"
         started += 1
-        due = rng.uniform(0, first_s) if rng.random() < 2 / 3 else first_s + rng.uniform(0, later_s)
+        early = rng.random() < early_share
+        due = rng.uniform(0, first_s) if early else first_s + rng.uniform(0, later_s)
         with log.open("wb") as out:
             process = subprocess.Popen(command, env=env, stdout=out, stderr=out)
         now = time.monotonic()
