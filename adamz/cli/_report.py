@@ -79,11 +79,13 @@ class ReportCommand(Command):
         parser.add_argument(
             "--margin",
             type=float,
-            default=EQUIVALENCE_MARGIN,
-            metavar="POINTS",
+            default=None,
+            metavar="M",
             help="the verdict's equivalence margin: two optimizers are called equivalent only "
             "where an equivalence test (TOST) puts their paired difference within it; in points "
-            "of accuracy, or the metric's own unit for a loss (default: %(default)s)",
+            "for an accuracy, in the metric's own units otherwise (default: the study file's "
+            f"margin, else {EQUIVALENCE_MARGIN} points for an accuracy, else half the confirmed "
+            "runs' median seed standard deviation; the page says which)",
         )
         parser.add_argument(
             "--safe-margin",
@@ -137,7 +139,7 @@ class ReportCommand(Command):
                 f"--repeats and --fanova-trees must be at least 1, got {args.repeats} and "
                 f"{args.fanova_trees}."
             )
-        if not args.margin > 0:
+        if args.margin is not None and not args.margin > 0:
             raise UsageError(f"Invalid --margin: must be > 0, got {args.margin}.")
         if args.search_replicates < 1:
             raise UsageError(
@@ -287,6 +289,17 @@ def run_replicates(
         if runs is None
         else f"{len(runs)} configurations x {spec.seeds} seeds"  # type: ignore[union-attr]
     )
+    if runs is not None:  # a replicate study: seeds another one trained are not run again
+        from adamz.reports import reuse_finished_runs
+
+        reused = reuse_finished_runs(spec, storage)  # type: ignore[arg-type]
+        if reused:
+            print(
+                f"{doing}: reusing "
+                + ", ".join(f"{count} finished runs of {name}" for name, count in reused.items())
+                + " (the same configurations, workload and seeds)",
+                file=sys.stderr,
+            )
     if not created:
         states = count_states(study)
         finished = sum(states[state] for state in FINISHED)
@@ -302,6 +315,18 @@ def run_replicates(
     if code != 0:
         raise UsageError(f"The workers of {spec.name} failed (exit {code}): see their log.")
     return load_study_or_fail(spec.name, storage)
+
+
+def _metric_margin(margin: float | None, metric: str) -> float:
+    """``export --margin`` (in the page's unit, as ``report --margin``: points for an
+    accuracy) in the metric's own units; None: :data:`~adamz.reports.MARGIN`."""
+    from adamz.reports import MARGIN, page_unit
+
+    if margin is None:
+        return float(MARGIN)
+    if not margin > 0:
+        raise UsageError(f"Invalid --margin: must be > 0, got {margin}.")
+    return margin / page_unit(metric)[0]
 
 
 def _beside_the_recommendation() -> str:
@@ -356,9 +381,12 @@ class ExportCommand(Command):
         parser.add_argument(
             "--margin",
             type=float,
-            default=MARGIN,
+            default=None,
+            metavar="M",
             help="several studies: largest loss to the paper defaults' validation median on "
-            "any workload that a recommendation may have (default: %(default)s)",
+            "any workload that a recommendation may have, in the unit of report --margin: "
+            f"points for an accuracy, the metric's own units otherwise (default: {MARGIN * 100:g} "
+            f"point, {MARGIN:g} of another metric)",
         )
         parser.add_argument(
             "--leave-one-out",
@@ -386,6 +414,7 @@ class ExportCommand(Command):
         studies = [load_study_or_fail(name, storage) for name in args.studies]
         with usage_errors(ReportError):
             datas = [load_study_data(study, storage) for study in studies]
+            args.margin = _metric_margin(args.margin, datas[0].metric)
             if args.leave_one_out:
                 return self._leave_one_out(args, datas, storage)
             validation = None
@@ -406,6 +435,14 @@ class ExportCommand(Command):
         else:
             save_config(config, args.format, args.out)
             print(f"Wrote {args.out}", file=sys.stderr)
+        confirmation = config.get("provenance", {}).get("confirmation")
+        if isinstance(confirmation, dict):
+            print(
+                f"Chosen by confirmation {confirmation['study']}: run {confirmation['run']}, "
+                f"the best {confirmation['selected_on']} median over {confirmation['seeds']} "
+                "seeds.",
+                file=sys.stderr,
+            )
         if config.get("optimizer", "adamz") == "adamz":
             print(_beside_the_recommendation(), file=sys.stderr)
         return 0

@@ -8,7 +8,12 @@ definitions); nothing below it imports the reports.
 """
 
 from adamz.reports._build import ReportFiles, build_report
-from adamz.reports._confirm import TOP, confirmation_spec, fresh_seed_study
+from adamz.reports._confirm import (
+    TOP,
+    confirmation_spec,
+    fresh_seed_study,
+    reuse_finished_runs,
+)
 from adamz.reports._data import ReportError, Section, StudyData, load_study_data
 from adamz.reports._export import (
     MARGIN,
@@ -21,7 +26,7 @@ from adamz.reports._export import (
     validation_table,
     write_config,
 )
-from adamz.reports._replicates import EQUIVALENCE_MARGIN
+from adamz.reports._replicates import EQUIVALENCE_MARGIN, page_unit
 from adamz.reports._search_replicates import (
     confirmation_first_seed,
     replicate_name,
@@ -44,8 +49,10 @@ __all__ = [
     "export_config",
     "fresh_seed_study",
     "load_study_data",
+    "page_unit",
     "replicate_name",
     "replicate_of",
+    "reuse_finished_runs",
     "robust_candidates",
     "save_config",
     "search_replicate_spec",

@@ -33,7 +33,7 @@ from adamz.reports._data import ReportError, Section, StudyData, load_study_data
 from adamz.reports._html import markdown_summary, write_html, write_json
 from adamz.reports._importance import importance_section, ranked_estimator, ranked_params
 from adamz.reports._pruning import pruning_section
-from adamz.reports._replicates import EQUIVALENCE_MARGIN, is_replicate_study, replicates_section
+from adamz.reports._replicates import is_replicate_study, replicates_section
 from adamz.reports._robustness import robustness_section, tunability_section
 from adamz.reports._search_replicates import replicate_of
 from adamz.reports._sensitivity import sensitivity_section
@@ -66,7 +66,7 @@ def build_report(
     save_note: bool = True,
     progress: bool = True,
     plotly_js: Path | None = None,
-    margin: float = EQUIVALENCE_MARGIN,
+    margin: float | None = None,
     safe_margin: float | None = None,
     atlas_resamples: int = 100,
 ) -> ReportFiles:
@@ -74,7 +74,9 @@ def build_report(
 
     With ``save_note`` the summary also becomes each study's note in optuna-dashboard; with
     ``plotly_js`` the page loads plotly.js from that file (default: ``plotly.min.js`` beside
-    the page); ``margin`` is the verdict's equivalence margin (points of accuracy).
+    the page); ``margin`` is the verdict's equivalence margin in the page's unit (points of an
+    accuracy, the metric's units otherwise; None: the study file's, the default for an
+    accuracy, or one derived from the seed spread, as the page says).
 
     Sensitivity studies (``kind: sensitivity``) get the atlas instead of a search's sections,
     on a page of its own (the whole report when every study is one): each study's atlas, and

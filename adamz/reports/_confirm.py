@@ -14,10 +14,14 @@ median validation loss) and presents its test numbers, and ``export`` takes that
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 import optuna
+from optuna.distributions import CategoricalDistribution, IntDistribution
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
 
 from adamz.reports._data import (
     ReportError,
@@ -37,7 +41,14 @@ from adamz.reports._replicates import (
 from adamz.search.replicates import ReplicateSpec, parse_replicates
 from adamz.search.study_attrs import stored_definition
 
-__all__ = ["FIRST_SEED", "TOP", "confirmation_spec", "confirmed_choice", "fresh_seed_study"]
+__all__ = [
+    "FIRST_SEED",
+    "TOP",
+    "confirmation_spec",
+    "confirmed_choice",
+    "fresh_seed_study",
+    "reuse_finished_runs",
+]
 
 TOP = 3
 FIRST_SEED = 1000
@@ -132,6 +143,8 @@ def fresh_seed_study(
         "first_seed": first_seed,
         "runs": runs,
     }
+    if "margin" in data.definition:  # the report's equivalence margin, from the study file
+        definition["margin"] = data.definition["margin"]
     return parse_replicates(definition, source=description)
 
 
@@ -148,15 +161,19 @@ def _plain(hyperparameters: dict[str, Any]) -> dict[str, Any]:
 def confirmed_choice(data: StudyData) -> dict[str, Any] | None:
     """The best-confirmed configuration of ``data``'s study, if a confirmation ran it.
 
-    Looks in the study's storage for replicate studies with runs taken from this study; among
-    those runs (with at least 2 seeds done), the one with the best validation median wins, as
-    in the verdict (:func:`~adamz.reports._replicates.validation_key`: equal medians go to the
-    lower median validation loss, then to the run found first). The test median and its
-    interval are recorded, never compared.
+    Looks in the study's storage for replicate studies with runs taken from this study and
+    uses one of them, named in the result (``study``): the one whose runs have the most seeds,
+    then the one created last (a comparison's confirmation reuses the seeds of an earlier one,
+    :func:`reuse_confirmed`). Among its runs of this study (with at least 2 seeds done), the
+    one with the best validation median wins, as in the verdict
+    (:func:`~adamz.reports._replicates.validation_key`: equal medians go to the lower median
+    validation loss, then to the run listed first). The test median and its interval are
+    recorded, never compared.
     """
     storage = data.storage
-    best: dict[str, Any] | None = None
+    found: list[tuple[tuple[int, int], dict[str, Any]]] = []
     for name in optuna.get_all_study_names(storage):
+        best: dict[str, Any] | None = None
         study = optuna.load_study(study_name=name, storage=storage)
         definition = stored_definition(name, storage)
         if definition is None or definition.get("kind") != "replicates":
@@ -194,4 +211,77 @@ def confirmed_choice(data: StudyData) -> dict[str, Any] | None:
                     "ci95_median": [low, high],
                     "hyperparameters": entry["run"]["hyperparameters"],
                 }
-    return best
+        if best is not None:
+            found.append(((int(best["seeds"]), storage.get_study_id_from_name(name)), best))
+    return max(found, key=lambda item: item[0])[1] if found else None
+
+
+def _run_key(definition: dict[str, Any], run: dict[str, Any], seed: int) -> str:
+    """What makes two replicate trials the same training: workload (with its protocol
+    overrides), metric, optimizer, hyperparameters and seed."""
+    workload = dict(definition.get("workload", {}))
+    workload.pop("data_dir", None)
+    key = [workload, definition.get("metric"), run["optimizer"], run["hyperparameters"], seed]
+    return json.dumps(key, sort_keys=True, default=repr)
+
+
+def reuse_finished_runs(spec: ReplicateSpec, storage: BaseStorage) -> dict[str, int]:
+    """Fill ``spec``'s study (created, its trials queued) with the finished seeds of other
+    replicate studies in ``storage`` that trained the same configuration on the same workload
+    and seed (:func:`_run_key`), so that the workers train only the rest: ``report A B
+    --confirm 10`` after ``report A --confirm 10`` trains B's runs alone.
+
+    A queued trial is claimed as Optuna's workers claim one (WAITING to RUNNING, which only one
+    caller can do), then given the finished trial's parameters, epoch values, attributes (and
+    ``reused_from``: its study and number) and value. Returns how many trials were reused from
+    each study.
+    """
+    wanted = {run["label"]: run for run in spec.runs}
+    distributions = {
+        "run": CategoricalDistribution([run["label"] for run in spec.runs]),
+        "seed": IntDistribution(spec.first_seed, spec.first_seed + spec.seeds - 1),
+    }
+    study_id = storage.get_study_id_from_name(spec.name)
+    queued = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
+    if not queued:
+        return {}
+    finished: dict[str, tuple[str, FrozenTrial]] = {}
+    for name in optuna.get_all_study_names(storage):
+        definition = stored_definition(name, storage)
+        if name == spec.name or definition is None or definition.get("kind") != "replicates":
+            continue
+        if definition.get("direction") != spec.direction:
+            continue
+        runs = {run["label"]: run for run in definition.get("runs", [])}
+        other = storage.get_study_id_from_name(name)
+        for trial in storage.get_all_trials(other, states=(TrialState.COMPLETE,)):
+            run = runs.get(trial.params.get("run"))
+            if run is not None and trial.value is not None:  # COMPLETE: it has a value
+                key = _run_key(definition, run, int(trial.params["seed"]))
+                finished.setdefault(key, (name, trial))
+    reused: dict[str, int] = {}
+    for trial in queued:
+        fixed = trial.system_attrs.get("fixed_params") or {}
+        run = wanted.get(fixed.get("run"))
+        if run is None or "seed" not in fixed:
+            continue
+        source = finished.get(_run_key(spec.definition, run, int(fixed["seed"])))
+        if source is None:
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        if not storage.set_trial_state_values(trial_id, TrialState.RUNNING):
+            continue
+        name, done = source
+        for param, value in (("run", run["label"]), ("seed", int(fixed["seed"]))):
+            distribution = distributions[param]
+            storage.set_trial_param(
+                trial_id, param, distribution.to_internal_repr(value), distribution
+            )
+        for step, value in done.intermediate_values.items():
+            storage.set_trial_intermediate_value(trial_id, step, value)
+        for key, value in done.user_attrs.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+        storage.set_trial_user_attr(trial_id, "reused_from", f"{name} #{done.number}")
+        storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [float(done.value or 0)])
+        reused[name] = reused.get(name, 0) + 1
+    return reused

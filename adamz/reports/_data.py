@@ -55,6 +55,8 @@ class Section:
         summary: Markdown lines for the summary (and the dashboard note).
         skipped: why parts of the section were not computed, one line each.
         tables: tables of text for the page and the summary, each a header row then rows.
+        notes: footnotes, shown after the tables and charts (how to read them, the tests'
+            details).
     """
 
     title: str
@@ -63,6 +65,7 @@ class Section:
     summary: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     tables: list[list[list[str]]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass

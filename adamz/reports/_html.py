@@ -35,17 +35,22 @@ def plain_numbers(value: Any) -> Any:
 
 
 def markdown_summary(title: str, parts: list[tuple[str, list[Section]]]) -> str:
-    """The summary: per study (or "All studies"), each section's lines and what it skipped."""
+    """The summary: per question, each section's lines, what it skipped, its tables and its
+    notes; a section titled like its question gets no title of its own, as on the page."""
     lines = [f"# {title}", ""]
     for heading, sections in parts:
         lines += [f"## {heading}", ""]
         for section in sections:
-            for line in section.summary:
-                lines.append(f"- {section.title}: {line}")
-            for reason in section.skipped:
-                lines.append(f"- {section.title}: skipped {reason}")
+            named = section.title != heading
+            if named and (section.summary or section.skipped or section.tables):
+                lines += [f"### {section.title}", ""]
+            lines += [f"- {line}" for line in section.summary]
+            lines += [f"- Skipped: {reason}" for reason in section.skipped]
             for table in section.tables:
                 lines += ["", *_markdown_table(table), ""]
+            lines += [f"> {note}" for note in section.notes]
+            if section.notes:
+                lines.append("")
         lines.append("")
     return "\n".join(lines)
 
@@ -103,6 +108,10 @@ def write_html(
                 for reason in section.skipped
             ]
             body += [_html_table(table) for table in section.tables]
+            notes = [
+                f'<p class="note">{html.escape(note).replace("**", "")}</p>'
+                for note in section.notes
+            ]
             for figure in section.figures:
                 if fold:  # drawn when the part opens: a chart drawn hidden has no size
                     body.append(
@@ -113,6 +122,7 @@ def write_html(
                 else:
                     body.append(plotly.io.to_html(figure, full_html=False, include_plotlyjs=False))
                 charts += 1
+            body += notes
         if fold:
             body.append("</details>")
     plotly_js = path.parent / PLOTLY_JS if plotly_js is None else plotly_js
@@ -127,12 +137,17 @@ def write_html(
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 {script}
 <style>body{{font-family:sans-serif;max-width:1200px;margin:auto}} .skipped{{color:#888}}
+.note{{font-size:smaller;color:#555}} #no-plotly{{background:#fee;padding:4px 8px}}
 summary h2{{display:inline;cursor:pointer}}
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}</style>
 </head><body><h1>{html.escape(title)}</h1>
+<p id="no-plotly" hidden>The charts cannot be drawn: this page loads plotly.js from
+{html.escape(source)}, which is not there (copy the report's whole folder, or open the page
+where it was written).</p>
 {chr(10).join(body)}
 <script>
+if (typeof Plotly === "undefined") document.getElementById("no-plotly").hidden = false;
 // The charts of a folded part are drawn the first time it opens, in page order.
 document.querySelectorAll("details").forEach(function (part) {{
   part.addEventListener("toggle", function () {{

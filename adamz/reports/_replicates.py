@@ -191,9 +191,19 @@ def replicates_section(data: StudyData) -> Section:
     if not ranked:
         section.skipped.append("no run has a finished seed yet")
         return section
-    top = ranked[0]
-    for label in ranked[1:]:
-        summaries[label]["paired_vs_top"] = paired_test(runs[top], runs[label])
+    # The verdict's reference where there is one (AdamZ's best run), so that the page has one
+    # reference and one sign; else the best run by validation median.
+    adamz = [label for label in ranked if summaries[label]["optimizer"] == "adamz"]
+    mixed = bool(adamz) and len(adamz) < len(ranked)
+    top = adamz[0] if mixed else ranked[0]
+    why = (
+        "AdamZ's best validation median, the verdict's reference"
+        if mixed
+        else ("the best validation median")
+    )
+    for label in ranked:
+        if label != top:
+            summaries[label]["paired_vs_top"] = paired_test(runs[top], runs[label])
     section.numbers = {
         "top_by_validation": top,
         "runs": summaries,
@@ -211,10 +221,11 @@ def replicates_section(data: StudyData) -> Section:
     header = [
         "run", "seeds", f"{metric} Q1, {unit}", "median", "Q3", "95 % CI of median",
         f"{val_metric} median, {page_unit(val_metric)[1]}", "train s",
-        f"{top} − this run, {unit}: Hodges-Lehmann [95 % CI], p",
+        f"{top} (reference) − this run, {unit} of {metric}: Hodges-Lehmann [95 % CI], p",
     ]  # fmt: skip
     rows = [header]
-    for label in ranked + [label for label in summaries if not summaries[label]["n"]]:
+    shown_order = [top] + [label for label in ranked if label != top]
+    for label in shown_order + [label for label in summaries if not summaries[label]["n"]]:
         summary = summaries[label]
         seeds = f"{summary['n']}" + (
             f" ({summary['diverged']} diverged)" if summary["diverged"] else ""
@@ -260,7 +271,7 @@ def replicates_section(data: StudyData) -> Section:
     section.figures.append(figure)
     first = summaries[top]
     section.summary.append(
-        f"Best validation median: **{top}** (where medians tie, {TIE_RULE}); its {metric}: "
+        f"Reference: **{top}**, {why} (where medians tie, {TIE_RULE}); its {metric}: "
         f"median {shown(first['median'])} {unit}, 95 % CI "
         f"{format_interval([v * scale for v in first['ci95_median']], digits=digits)}, "
         f"{first['n']} seeds. Differences are {top} minus the other run."

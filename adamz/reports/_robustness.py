@@ -7,6 +7,8 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial
 
 from adamz.reports._data import Section, StudyData, goodness, hyperparameters_of
+from adamz.reports._importance import trials_to_rank
+from adamz.reports._replicates import page_unit
 
 __all__ = [
     "REFERENCES",
@@ -30,11 +32,25 @@ def relative_gaps(values: np.ndarray, *, maximize: bool) -> np.ndarray:
 
 
 def robustness_section(data: StudyData) -> Section:
-    """Fraction of completed trials within 1 % / 5 % of the best, and their gaps' ECDF."""
+    """Fraction of completed trials within 1 % / 5 % of the best, and their gaps' ECDF; below
+    the trials an importance ranking needs (``trials_to_rank``), the fractions in words and no
+    curve (a distribution drawn from a handful of trials shows the handful)."""
     section = Section("Robustness")
     gaps = relative_gaps(data.values, maximize=data.maximize)
     fractions = {f"within_{round(t * 100)}pct": float(np.mean(gaps <= t)) for t in TOLERANCES}
     section.numbers = {**fractions, "trials": len(gaps), "median_gap": float(np.median(gaps))}
+    needed = trials_to_rank(len(data.params))
+    if len(gaps) < needed:
+        section.skipped.append(
+            f"the curve of distances to the best: too few completed trials ({len(gaps)}, it "
+            f"needs {needed}, as a ranking does)"
+        )
+        section.summary.append(
+            f"{round(fractions['within_1pct'] * len(gaps))} of the {len(gaps)} completed trials "
+            f"are within 1 % of the best, {round(fractions['within_5pct'] * len(gaps))} within "
+            "5 % (too few to say how forgiving the optimizer is)."
+        )
+        return section
     ordered = np.sort(gaps)
     figure = go.Figure()
     figure.add_scatter(
@@ -97,7 +113,7 @@ def tunability_section(data: StudyData) -> Section:
             section.skipped.append(f"the {label} trial #{trial.number} ended {trial.state.name}")
             continue
         value = float(data.values[data.completed.index(trial)])
-        gain = (best_value - value) * (1 if data.maximize else -1)
+        gain = (best_value - value) * (1 if data.maximize else -1)  # > 0: the best is better
         section.numbers["references"][label] = {
             "trial": trial.number,
             "value": value,
@@ -111,8 +127,16 @@ def tunability_section(data: StudyData) -> Section:
                 "(one seed each)."
             )
             continue
+        scale, unit = page_unit(data.metric)
+        moved = "raised" if data.maximize else "lowered"
+        shown = (
+            f"{abs(best_value - value) * scale:.4g} {unit}"
+            if scale != 1.0
+            else f"{abs(best_value - value):.4g}"
+        )
         section.summary.append(
-            f"Tuning gained {gain:+.4g} {data.metric} over the {label} (trial #{trial.number}, "
-            f"{value:.4g}; best trial #{best.number}, {best_value:.4g}; one seed each)."
+            f"Tuning {moved} {data.metric} by {shown} from the {label} (trial #{trial.number}, "
+            f"{value * scale:.4g}; best trial #{best.number}, {best_value * scale:.4g}; one seed "
+            f"each; {'higher' if data.maximize else 'lower'} is better)."
         )
     return section

@@ -70,14 +70,26 @@ from adamz.reports._search_replicates import (
 )
 from adamz.reports._stats import benjamini_hochberg
 
-__all__ = ["COST_TOLERANCE", "SIGNIFICANCE", "verdict_section", "verdict_sections"]
+__all__ = [
+    "COST_TOLERANCE",
+    "DERIVED_MARGIN_SHARE",
+    "RECOMMENDED_SEEDS",
+    "SIGNIFICANCE",
+    "margins",
+    "plain_verdict",
+    "verdict_section",
+    "verdict_sections",
+]
 
 SIGNIFICANCE = 0.05
+RECOMMENDED_SEEDS = 10
+"""Seeds a confirmation should have: fewer can show only large differences once the p-values
+are adjusted for a page's comparisons (below 6, none at all)."""
 COST_TOLERANCE = 0.10
 """The searches' epochs may differ by this fraction of the fewest before the page says so."""
 
 
-def verdict_section(datas: list[StudyData], *, margin: float = EQUIVALENCE_MARGIN) -> Section:
+def verdict_section(datas: list[StudyData], *, margin: float | None = None) -> Section:
     """The seed-by-seed verdict over the replicate studies among ``datas``: the last of
     :func:`verdict_sections`.
 
@@ -87,18 +99,20 @@ def verdict_section(datas: list[StudyData], *, margin: float = EQUIVALENCE_MARGI
     return verdict_sections(datas, margin=margin)[-1]
 
 
-def verdict_sections(
-    datas: list[StudyData], *, margin: float = EQUIVALENCE_MARGIN
-) -> list[Section]:
+def verdict_sections(datas: list[StudyData], *, margin: float | None = None) -> list[Section]:
     """The verdict page over the replicate studies among ``datas`` (see the module docs), with
     the searches among them for the cost columns: the verdict over search replicates and the
-    ablation where the data hold them, then the verdict seed by seed; ``margin`` is the
-    equivalence margin in the page's unit (points of accuracy).
+    ablation where the data hold them, then the verdict seed by seed.
+
+    ``margin`` is the equivalence margin in the page's unit (points of an accuracy, the
+    metric's own units otherwise); None: the study file's ``margin``, else for an accuracy
+    :data:`EQUIVALENCE_MARGIN`, else one derived from the seed spread (:func:`margins`). The
+    page says which.
 
     Raises:
         ValueError: ``margin`` is not positive.
     """
-    if not margin > 0:
+    if margin is not None and not margin > 0:
         raise ValueError(f"Invalid margin: must be > 0, got {margin}.")
     section = Section("Verdict")
     replicates = [data for data in datas if is_replicate_study(data)]
@@ -112,9 +126,10 @@ def verdict_sections(
         )
         return [section]
     searches = {data.name: data for data in datas if not is_replicate_study(data)}
+    chosen = margins(replicates, margin)
     verdicts = []
     for data in replicates:
-        verdict = _verdict_of(data, margin)
+        verdict = _verdict_of(data, *chosen[data.metric])
         if verdict is None:
             section.skipped.append(f"{data.name}: no run has a finished seed yet")
         else:
@@ -127,17 +142,20 @@ def verdict_sections(
         if comparison["n"]
     ] + [ablation["clipping"] for ablation in ablations if "skipped" not in ablation]
     _adjust(family)
-    if verdicts:
-        section.summary.append(_rules(verdicts, margin, count=len(family)))
     for verdict in verdicts:
         _write(verdict, section, searches, several=len(verdicts) > 1, count=len(family))
+    if verdicts:
+        section.notes.append(_rules(verdicts, count=len(family)))
+    page_margin = verdicts[0]["margin"] if verdicts else EQUIVALENCE_MARGIN
     over = search_replicates_section(
-        _replicate_differences(verdicts, ablations), _replicate_winners(verdicts), margin=margin
+        _replicate_differences(verdicts, ablations),
+        _replicate_winners(verdicts),
+        margin=page_margin,
     )
     ablation = ablation_section(
         ablations,
         replicates={verdict["data"].name: _replicate(verdict) or 1 for verdict in verdicts},
-        margin=margin,
+        margin=page_margin,
         count=len(family),
     )
     shown = [part for part in (over, ablation) if part.summary or part.skipped]
@@ -237,7 +255,57 @@ def _groups(data: StudyData) -> dict[str, list[str]]:
     return groups
 
 
-def _verdict_of(data: StudyData, margin: float) -> dict[str, Any] | None:
+DERIVED_MARGIN_SHARE = 0.5
+"""Where no margin is given for a metric other than an accuracy, the equivalence margin is this
+share of the confirmed runs' median seed standard deviation: two optimizers count as equivalent
+when they differ by less than half the spread between one configuration's seeds."""
+
+
+def margins(datas: list[StudyData], given: float | None) -> dict[str, tuple[float, str]]:
+    """The equivalence margin of each metric of the replicate studies ``datas``, in the page's
+    unit, and where it came from, in words: ``given`` (``report --margin``), else the study
+    file's ``margin`` (copied into its confirmation), else :data:`EQUIVALENCE_MARGIN` for an
+    accuracy, else :data:`DERIVED_MARGIN_SHARE` of the median, over the confirmed runs with 2
+    seeds or more, of their test values' standard deviation over seeds."""
+    chosen: dict[str, tuple[float, str]] = {}
+    for metric in dict.fromkeys(data.metric for data in datas):
+        alike = [data for data in datas if data.metric == metric]
+        scale, unit = page_unit(metric)
+        stated = next(
+            (d.definition["margin"] for d in alike if d.definition and "margin" in d.definition),
+            None,
+        )
+        if given is not None:
+            chosen[metric] = (given, "given with report --margin")
+        elif stated is not None:
+            chosen[metric] = (float(stated), f"set in the study file (margin: {stated:g})")
+        elif scale == 100.0:
+            chosen[metric] = (
+                EQUIVALENCE_MARGIN,
+                "the default for an accuracy, about one validation example in 400 (set another "
+                "with margin: in the study file or report --margin)",
+            )
+        else:
+            spreads = [
+                float(np.std(entry["values"], ddof=1))
+                for data in alike
+                for entry in replicate_runs(data).values()
+                if len(entry["values"]) >= 2
+            ]
+            spread = float(np.median(spreads)) if spreads else math.nan
+            derived = float(f"{DERIVED_MARGIN_SHARE * spread:.2g}") if spread > 0 else math.nan
+            if not derived > 0:
+                derived = EQUIVALENCE_MARGIN  # no spread to derive from: said below
+            chosen[metric] = (
+                derived,
+                f"derived: {DERIVED_MARGIN_SHARE:g} x the confirmed runs' median seed standard "
+                f"deviation of {metric} ({spread:.3g} {unit}), as none was given (set one with "
+                "margin: in the study file or report --margin)",
+            )
+    return chosen
+
+
+def _verdict_of(data: StudyData, margin: float, margin_source: str) -> dict[str, Any] | None:
     """Winners and comparisons of one replicate study (p-values not yet adjusted)."""
     runs = replicate_runs(data)
     summaries = {label: summarize_run(entry) for label, entry in runs.items()}
@@ -292,6 +360,7 @@ def _verdict_of(data: StudyData, margin: float) -> dict[str, Any] | None:
         "scale": scale,
         "unit": unit,
         "margin": margin,
+        "margin_source": margin_source,
     }
 
 
@@ -329,10 +398,9 @@ def _adjust(family: list[dict[str, Any]]) -> None:
         comparison["equivalent"] = bool(equivalence_p < SIGNIFICANCE)
 
 
-def _rules(verdicts: list[dict[str, Any]], margin: float, *, count: int) -> str:
-    """How to read the verdict: selection, ties, what is subtracted, the tests and the margin."""
-    units = {verdict["unit"] for verdict in verdicts}
-    unit = next(iter(units)) if len(units) == 1 else "of each metric's unit (points for accuracy)"
+def _rules(verdicts: list[dict[str, Any]], *, count: int) -> str:
+    """How to read it (a footnote): selection, ties, what is subtracted, the tests, the
+    margin."""
     adjusted = (
         f"adjusted (Benjamini-Hochberg) over all {count} comparisons of this report"
         if count > 1
@@ -348,6 +416,9 @@ def _rules(verdicts: list[dict[str, Any]], margin: float, *, count: int) -> str:
             }
         )
     )
+    within = "; ".join(
+        sorted({f"±{verdict['margin']:g} {verdict['unit']}" for verdict in verdicts})
+    )
     return (
         f"How to read it ({directions}): each group's winner is its run with the best "
         "validation median over "
@@ -356,9 +427,91 @@ def _rules(verdicts: list[dict[str, Any]], margin: float, *, count: int) -> str:
         "with the 95 % interval of the Wilcoxon signed-rank test, and that test's p-value, "
         f"{adjusted}. Better: {p} < {SIGNIFICANCE} and an interval without 0. Equivalent: "
         "the equivalence test (two one-sided signed-rank tests, TOST) puts the shift within "
-        f"±{margin:g} {unit}, {p} < {SIGNIFICANCE}. Otherwise: not shown to differ, not shown "
-        "equivalent."
+        f"the margin ({within}), {p} < {SIGNIFICANCE}. Otherwise: not shown to differ, not "
+        "shown equivalent."
     )
+
+
+_SHOWN = {"adamz": "AdamZ", "adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
+"""How the plain verdict names the optimizers it can (the others by their registry names)."""
+
+
+def _names(verdict: dict[str, Any]) -> dict[str, str]:
+    """What the plain verdict calls each group: its optimizer, or the group's name where two
+    groups share one."""
+    optimizers = {
+        group: str(verdict["summaries"][label]["optimizer"])
+        for group, label in verdict["winners"].items()
+    }
+    if len(set(optimizers.values())) < len(optimizers):
+        return {group: group for group in optimizers}
+    return {group: _SHOWN.get(name, name) for group, name in optimizers.items()}
+
+
+def _workload_name(data: StudyData) -> str:
+    """The workload as a reader knows it: a user's class name without its module path."""
+    name = str(data.workload or data.name)
+    return name.rsplit(":", 1)[-1]
+
+
+def plain_verdict(verdict: dict[str, Any], group: str) -> str:
+    """One comparison as a sentence a person can act on: what the data say, the difference
+    and its interval in the page's unit, and the time it costs."""
+    data: StudyData = verdict["data"]
+    comparison = verdict["comparisons"][group]
+    names = _names(verdict)
+    first, second = names[verdict["reference"]], names[group]
+    where = f"On {_workload_name(data)}"
+    if not comparison["n"]:
+        return f"{where}, {first} and {second} share no seeds: no comparison."
+    scale, unit = verdict["scale"], verdict["unit"]
+    digits = 2 if scale == 100.0 else 4
+    difference = comparison["difference"] * scale
+    ahead, behind = (first, second) if comparison["reference_better"] else (second, first)
+    if comparison["differs"]:
+        claim = f"{ahead} beats {behind}"
+    elif comparison["equivalent"]:
+        claim = f"{first} and {second} are equivalent within ±{verdict['margin']:g} {unit}"
+    elif difference == 0:
+        claim = f"no evidence that {first} and {second} differ"
+    else:
+        claim = f"no evidence that {ahead} beats {behind}"
+    low, high = comparison["ci95_difference"]
+    interval = (
+        f"interval {low * scale:+.{digits}f} to {high * scale:+.{digits}f}"
+        if math.isfinite(low)
+        else f"no interval below {MIN_SEEDS_FOR_INTERVAL} seeds"
+    )
+    better = "higher" if data.maximize else "lower"
+    sentence = (
+        f"{where}, {claim}: {first} − {second} = {difference:+.{digits}f} "
+        f"{_in_units(unit, data.metric)} ({better} is better), {interval}"
+    )
+    ratio = comparison.get("time_ratio")
+    if ratio is not None and round(abs(ratio - 1), 2) == 0:
+        sentence += f"; {first} costs the same training time per run"
+    elif ratio is not None:
+        more = "more" if ratio >= 1 else "less"
+        sentence += f"; {first} costs {abs(ratio - 1):.0%} {more} training time per run"
+    return sentence.replace("%", " %").replace("  %", " %") + "."
+
+
+def _in_units(unit: str, metric: str) -> str:
+    """``points of test_accuracy``, or the metric alone where it is its own unit."""
+    return metric if unit == metric else f"{unit} of {metric}"
+
+
+def _hyperparameters(values: dict[str, Any]) -> str:
+    """A configuration in one cell: ``name value`` pairs, numbers to 4 significant digits."""
+
+    def shown(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        if isinstance(value, list | tuple):
+            return "(" + ", ".join(shown(item) for item in value) + ")"
+        return str(value)
+
+    return ", ".join(f"{name} {shown(value)}" for name, value in values.items())
 
 
 def _write(
@@ -369,7 +522,8 @@ def _write(
     several: bool,
     count: int,
 ) -> None:
-    """The sentences, the table and the numbers of one replicate study's verdict."""
+    """The sentences, the tables and the numbers of one replicate study's verdict: the plain
+    answer first, then the winners' configurations, then the statistics, the details last."""
     data: StudyData = verdict["data"]
     reference, winners, candidates = verdict["reference"], verdict["winners"], verdict["candidates"]
     summaries, comparisons = verdict["summaries"], verdict["comparisons"]
@@ -377,9 +531,29 @@ def _write(
     digits = 2 if scale == 100.0 else 4
     metric, val_metric = data.metric, selection_metric(data)
     prefix = f"{data.name}: " if several else ""
+    for group in comparisons:
+        section.summary.append(f"**{plain_verdict(verdict, group)}**")
+    section.summary.append(
+        f"{prefix}{'the' if prefix else 'The'} equivalence margin is ±{verdict['margin']:g} "
+        f"{_in_units(unit, metric)}: {verdict['margin_source']}."
+    )
+    seeds = min(summaries[label]["n"] for label in winners.values())
+    if 0 < seeds < MIN_SEEDS_FOR_INTERVAL:
+        section.summary.append(
+            f"{prefix}{'with' if prefix else 'With'} {seeds} seeds per run this confirmation "
+            f"cannot show a difference or an equivalence (no test on {seeds} paired seeds "
+            f"reaches p < {SIGNIFICANCE}) and gives no 95 % intervals below "
+            f"{MIN_SEEDS_FOR_INTERVAL}: confirm on 10 or more (--confirm 10)."
+        )
+    elif 0 < seeds < RECOMMENDED_SEEDS:
+        section.summary.append(
+            f"{prefix}{'with' if prefix else 'With'} {seeds} seeds per run only a large "
+            "difference can be shown once the p-values are adjusted for every comparison: "
+            f"confirm on {RECOMMENDED_SEEDS} or more (--confirm {RECOMMENDED_SEEDS})."
+        )
     counts = sorted(set(candidates.values()))
     if len(counts) > 1:
-        section.summary.append(
+        section.notes.append(
             f"{prefix}{'the' if prefix else 'The'} groups sent unequal numbers of candidates ("
             + ", ".join(f"{group} {count}" for group, count in candidates.items())
             + "): a group picked from more candidates gets more chances at a lucky validation "
@@ -390,7 +564,7 @@ def _write(
             f"{label} {loss:.4g}" if loss is not None else f"{label} none"
             for label, loss in zip(tie["runs"], tie["val_loss_medians"], strict=True)
         )
-        section.summary.append(
+        section.notes.append(
             f"{prefix}{group}: {len(tie['runs'])} runs tie on the {val_metric} median "
             f"({tie['val_median'] * page_unit(val_metric)[0]:.{digits}f}); the lowest median "
             f"val_loss picked {tie['runs'][0]} ({losses})."
@@ -398,7 +572,7 @@ def _write(
     costs = {group: _search_cost(searches[group]) for group in winners if group in searches}
     epochs = [cost["epochs"] for cost in costs.values() if cost["epochs"]]
     if epochs and max(epochs) > (1 + COST_TOLERANCE) * min(epochs):
-        section.summary.append(
+        section.notes.append(
             f"{prefix}{'the' if prefix else 'The'} searches did not spend equal epochs ("
             + ", ".join(f"{group} {cost['epochs']}" for group, cost in costs.items())
             + f"; the most {max(epochs) / min(epochs) - 1:.0%} above the fewest): equal "
@@ -406,16 +580,37 @@ def _write(
             "different epochs."
         )
     for group, comparison in comparisons.items():
-        section.summary.append(
-            f"{prefix}**{reference}** − {group}: "
+        section.notes.append(
+            f"{prefix}{reference} − {group}: "
             + _sentence(comparison, verdict, group, metric, count)
         )
+    configurations = [
+        [
+            "group", "optimizer", f"winner (best {val_metric} median)",
+            f"{metric} median [95 % CI], {unit}", "hyperparameters",
+        ]
+    ]  # fmt: skip
+    for group, label in winners.items():
+        summary = summaries[label]
+        configurations.append(
+            [
+                group + (" (reference)" if group == reference else ""),
+                str(summary["optimizer"]),
+                label,
+                f"{summary['median'] * scale:.{digits}f} "
+                + format_interval([v * scale for v in summary["ci95_median"]], digits=digits),
+                _hyperparameters(summary["hyperparameters"]),
+            ]
+        )
+    section.tables.append(configurations)
     table = [
         [
             "group", "hyperparameters searched", "search: epochs", "search: wall time",
             "candidates", f"winner (best {val_metric} median)", "seeds",
             f"{metric} median [95 % CI], {unit}", "train s per run",
-            f"{reference} − this row, {unit}: Hodges-Lehmann [95 % CI], p", "verdict",
+            f"{reference} (reference) − this row, {unit} of {metric}: Hodges-Lehmann "
+            "[95 % CI], p",
+            "verdict",
         ]
     ]  # fmt: skip
     for group, label in winners.items():
@@ -430,7 +625,7 @@ def _write(
         time = summary["median_train_time_s"]
         table.append(
             [
-                group,
+                group + (" (reference)" if group == reference else ""),
                 str(cost["hyperparameters"]) if cost else "",
                 str(cost["epochs"]) if cost else "",
                 _duration(cost["wall_time_s"]) if cost else "",
@@ -453,6 +648,8 @@ def _write(
         "reference": reference,
         "difference": "the reference minus the group, in the metric's units",
         "margin": verdict["margin"] / scale,
+        "margin_source": verdict["margin_source"],
+        "plain": [plain_verdict(verdict, group) for group in comparisons],
         "candidates": candidates,
         "ties": verdict["ties"],
         "search_cost": costs,
@@ -507,9 +704,10 @@ def _sentence(
     if not comparison["n"]:
         return "no seeds in common, no comparison."
     scale, unit = verdict["scale"], verdict["unit"]
+    digits = 2 if scale == 100.0 else 4
     low, high = comparison["ci95_difference"]
     interval = (
-        f"95 % CI {low * scale:+.2f} to {high * scale:+.2f}"
+        f"95 % CI {low * scale:+.{digits}f} to {high * scale:+.{digits}f}"
         if math.isfinite(low)
         else f"no 95 % CI below {MIN_SEEDS_FOR_INTERVAL} seeds"
     )
@@ -517,19 +715,13 @@ def _sentence(
     if count > 1:
         adjusted = f" ({comparison['adjusted_p_value']:.2g} adjusted for the {count} comparisons)"
         adjusted_equivalence = f", adjusted {comparison['adjusted_equivalence_p_value']:.2g}"
-    floor = ""
-    if comparison["too_few_seeds"]:
-        floor = (
-            f" With {comparison['n']} seeds no test can reach p < {SIGNIFICANCE} (smallest "
-            f"possible p {comparison['smallest_possible_p']:.2g})."
-        )
     time = ""
     if comparison["time_ratio"] is not None:
         time = f"; {comparison['time_ratio'] - 1:+.0%} training time per run"
     return (
-        f"{comparison['difference'] * scale:+.2f} {unit} of {metric} (Hodges-Lehmann, "
+        f"{comparison['difference'] * scale:+.{digits}f} {unit} of {metric} (Hodges-Lehmann, "
         f"{interval}), p = {comparison['p_value']:.2g} over {comparison['n']} paired "
         f"seeds{adjusted}; equivalence within ±{verdict['margin']:g} {unit}: TOST p = "
         f"{comparison['equivalence_p_value']:.2g}{adjusted_equivalence}: "
-        f"{_call(comparison, verdict, other)}{time}." + floor
+        f"{_call(comparison, verdict, other)}{time}."
     )

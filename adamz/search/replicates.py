@@ -61,6 +61,7 @@ _KEYS = {
     "first_seed": "the first of them",
     "runs": "the configurations: label, optimizer, hyperparameters (and source)",
     "population": "trials a worker trains at once, in one process (worker --population)",
+    "margin": "the report's equivalence margin, in the metric's units (points for an accuracy)",
     "noninferiority": "{reference: a run's label, margin: in the page's units}: every other run "
     "is tested for being no worse than the reference by more than the margin",
 }
@@ -191,6 +192,11 @@ def parse_replicates(content: Any, *, source: str, base_dir: Path | None = None)
         if isinstance(population, bool) or not isinstance(population, int) or population < 1:
             raise SpecError(source, "population", "must be a positive integer", population)
         definition["population"] = population
+    if "margin" in content:  # a confirmation copies its searches'
+        margin = content["margin"]
+        if isinstance(margin, bool) or not isinstance(margin, int | float) or not margin > 0:
+            raise SpecError(source, "margin", "must be a positive number", margin)
+        definition["margin"] = float(margin)
     if "noninferiority" in content:
         definition["noninferiority"] = _noninferiority(content["noninferiority"], labels, source)
     return ReplicateSpec(name, workload, direction, metric, seeds, first_seed, runs, definition)

@@ -35,15 +35,16 @@ def synthetic_study(
     name: str = "synthetic",
     seed: int = 0,
     with_records: bool = True,
+    direction: str = "maximize",
 ) -> optuna.Study:
-    """A maximised study of ``n_trials`` random trials; trials 0 and 1 are flagged as the
-    library defaults and the paper settings.
+    """A study (maximised unless ``direction`` says otherwise) of ``n_trials`` random trials;
+    trials 0 and 1 are flagged as the library defaults and the paper settings.
 
     With ``with_records`` each trial carries the user attributes our workers write (worker,
     result with a controller record), the better trials with fewer overshoots.
     """
     rng = np.random.default_rng(seed)
-    study = optuna.create_study(direction="maximize", storage=storage, study_name=name)
+    study = optuna.create_study(direction=direction, storage=storage, study_name=name)
     trials = []
     for number in range(n_trials):
         params: dict[str, Any] = {}
@@ -98,17 +99,21 @@ def replicate_study(
     workload: str = "digits",
     name: str = "confirm",
     storage: str | optuna.storages.BaseStorage | None = None,
+    metric: str = "test_accuracy",
+    direction: str = "maximize",
+    extra: dict[str, Any] | None = None,
 ) -> optuna.Study:
     """A finished replicate study: per run label, ``val`` and ``test`` values per seed (lists),
     ``val_loss`` (a list, optional), ``source``, ``optimizer``, ``hyperparameters``, ``time``,
-    ``diverged`` seeds and ``controller`` (the record of each seed's run, optional)."""
-    study = optuna.create_study(direction="maximize", study_name=name, storage=storage)
+    ``diverged`` seeds and ``controller`` (the record of each seed's run, optional); ``extra``:
+    more keys of its definition."""
+    study = optuna.create_study(direction=direction, study_name=name, storage=storage)
     definition = {
         "kind": "replicates",
         "name": name,
         "workload": {"name": workload},
-        "direction": "maximize",
-        "metric": "test_accuracy",
+        "direction": direction,
+        "metric": metric,
         "seeds": len(SEEDS),
         "first_seed": SEEDS[0],
         "runs": [
@@ -120,6 +125,7 @@ def replicate_study(
             }
             for label, run in runs.items()
         ],
+        **(extra or {}),
     }
     study.set_user_attr("definition", definition)
     distributions = {
@@ -136,7 +142,7 @@ def replicate_study(
             if diverged:
                 record["diverged"] = True
             else:
-                record["metrics"] = {"val_accuracy": run["val"][index]}
+                record["metrics"] = {"val_" + metric.removeprefix("test_"): run["val"][index]}
                 if "val_loss" in run:
                     record["metrics"]["val_loss"] = run["val_loss"][index]
             trials.append(

@@ -126,7 +126,7 @@ def test_the_clipping_part_is_adjusted_with_every_comparison_of_the_page() -> No
         family.append(section.numbers[data.name]["clipping"])
     adjusted = stats.false_discovery_control([comparison["p_value"] for comparison in family])
     assert [c["adjusted_p_value"] for c in family] == pytest.approx(list(adjusted))
-    assert "over all 6 comparisons of this report" in verdict.summary[0]
+    assert "over all 6 comparisons of this report" in verdict.notes[-1]
     assert "with all 6 comparisons of this report" in section.summary[0]
     assert [row[0] for row in section.tables[0][1:]] == ["digits", "circles"]
 

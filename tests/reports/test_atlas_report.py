@@ -147,9 +147,8 @@ def test_two_workloads_atlases_give_the_table_across_workloads_and_one_recommend
     assert found["from"] == ["circles", "digits"]
     summary = (out / "summary.md").read_text()
     first = summary.split("\n- ")[1]
-    assert first.startswith(
-        "Across workloads: **Guideline**: On circles and digits: tune lr; set patience 27"
-    )
+    assert "### Across workloads\n" in summary.split("\n- ")[0]
+    assert first.startswith("**Guideline**: On circles and digits: tune lr; set patience 27")
     atlas = numbers["digits-atlas"]["Sensitivity atlas"]["numbers"]
     lr_range = atlas["safe_ranges"]["lr"]
     assert lr_range["low"] < 0.01 < lr_range["high"]

@@ -124,8 +124,8 @@ def test_report_of_a_real_study_shows_its_controller(storage: str, tmp_path: Pat
 def test_a_plain_optuna_study_reports_and_says_what_it_skipped(storage: str, tmp_path: Path):
     assert main(["report", "plain", "--storage", storage, "--out", str(tmp_path)]) == 0
     summary = (tmp_path / "summary.md").read_text()
-    assert "skipped no trial ran the library defaults or the paper settings" in summary
-    assert "skipped this study's trials did not run AdamZ: no controller to show" in summary
+    assert "- Skipped: no trial ran the library defaults or the paper settings" in summary
+    assert "- Skipped: this study's trials did not run AdamZ: no controller to show" in summary
     numbers = json.loads((tmp_path / "report.json").read_text())
     assert numbers["plain"]["study"]["created_by_adamz_search"] is False
 

@@ -151,8 +151,8 @@ def test_the_verdict_over_replicates_counts_wins_and_says_when_the_sign_flips() 
     assert rows[0][4] == "r1 +1.00, r2 +2.00, r3 -0.50"
     assert [row[7] for row in rows] == ["flips", "steady"]
     # every replicate keeps its seed-level verdict, adjusted over all 6 comparisons
-    assert len(verdict.tables) == 3
-    assert "over all 6 comparisons of this report" in verdict.summary[0]
+    assert len(verdict.tables) == 6  # each: the winners' configurations, then the statistics
+    assert "over all 6 comparisons of this report" in verdict.notes[-1]
 
 
 def test_one_replicate_of_a_comparison_gives_no_verdict_over_replicates() -> None:
@@ -213,9 +213,10 @@ def test_a_report_with_search_replicates_describes_each_search_once_and_titles_i
     title = "AdamZ Search report: z vs a, 2 search replicates each, confirmed on fresh seeds"
     assert files.summary.startswith(f"# {title}\n")
     what_matters = files.summary.split("## Which hyperparameters matter")[1].split("\n## ")[0]
-    assert "- z: Importance" in what_matters
-    assert "- z~r2: " not in what_matters
-    assert "- Verdict over search replicates: **z** − a over 2 search replicates" in (files.summary)
+    assert "### z: Importance" in what_matters
+    assert "z~r2: " not in what_matters
+    over = files.summary.split("### Verdict over search replicates")[1].split("\n### ")[0]
+    assert "\n- **z** − a over 2 search replicates" in over
 
 
 def noisy_confirmation(

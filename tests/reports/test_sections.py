@@ -95,7 +95,7 @@ def test_tunability_is_the_gain_of_the_best_over_each_named_reference_point():
     assert references["library defaults"]["gain"] == pytest.approx(0.2)
     assert references["paper settings"]["trial"] == 1
     assert references["paper settings"]["gain"] == pytest.approx(0.0)
-    assert "gained +0.2 value over the library defaults" in section.summary[0]
+    assert "Tuning raised value by 0.2 from the library defaults" in section.summary[0]
     assert section.summary[1].startswith(  # the paper settings' trial is the best one
         "Tuning found nothing better than the paper settings: trial #1 (0.7) is still the best"
     )
@@ -247,3 +247,36 @@ def test_with_enough_trials_importance_orders_the_slices(lr_study):
     importance = importance_section(data, repeats=2, fanova_trees=4)
     assert importance.numbers["ranked"] is True
     assert ranked_params(importance, data.params)[0] == "lr"
+
+
+def test_robustness_draws_no_curve_below_the_trials_a_ranking_needs():
+    few = robustness_section(load_study_data(*with_storage(synthetic_study(n_trials=5))))
+    assert few.figures == []
+    assert few.skipped == [
+        "the curve of distances to the best: too few completed trials (5, it needs 20, as a "
+        "ranking does)"
+    ]
+    assert "too few to say how forgiving the optimizer is" in few.summary[0]
+    enough = robustness_section(load_study_data(*with_storage(synthetic_study(n_trials=24))))
+    assert len(enough.figures) == 1
+
+
+def test_tunability_says_lowered_for_a_metric_where_lower_is_better():
+    values = iter([0.5, 0.3, 0.4])
+    study = synthetic_study(lambda p: next(values), n_trials=3, direction="minimize")
+    section = tunability_section(load_study_data(*with_storage(study)))
+    assert section.summary[0].startswith("Tuning lowered value by 0.2 from the library defaults")
+    assert "lower is better" in section.summary[0]
+
+
+def test_a_page_opened_without_plotly_says_so_in_one_line(tmp_path):
+    from adamz.reports._data import Section
+    from adamz.reports._html import write_html
+
+    write_html(tmp_path / "report.html", "t", [("Q", [Section("Q")])])
+    page = (tmp_path / "report.html").read_text()
+    assert (
+        '<p id="no-plotly" hidden>The charts cannot be drawn: this page loads plotly.js from'
+        in page
+    )
+    assert 'if (typeof Plotly === "undefined")' in page

@@ -48,7 +48,7 @@ def test_the_winner_is_picked_on_validation_even_when_another_candidate_tests_be
     comparison = numbers["comparisons"]["a"]
     assert comparison["difference"] == pytest.approx(0.01)
     assert comparison["smallest_possible_p"] == pytest.approx(2 / 2**10)
-    assert any("unequal numbers of candidates" in line for line in section.summary)
+    assert any("unequal numbers of candidates" in line for line in section.notes)
     assert section.title == "Verdict"
 
 
@@ -72,7 +72,8 @@ def test_a_difference_inside_the_seed_noise_is_neither_a_difference_nor_an_equiv
     assert comparison["differs"] is False
     assert comparison["equivalent"] is False  # a large p is no evidence of equality
     assert comparison["verdict"] == "not shown to differ, not shown equivalent"
-    assert ": not shown to differ, not shown equivalent;" in section.summary[-1]
+    assert ": not shown to differ, not shown equivalent;" in section.notes[0]
+    assert section.summary[0].startswith("**On digits, no evidence that ")
 
 
 def test_without_replicates_the_verdict_says_how_to_get_one() -> None:
@@ -222,7 +223,7 @@ def test_p_values_are_adjusted_for_the_number_of_baselines_compared() -> None:
         }
     section = verdict_section([load_study_data(*with_storage(replicate_study(runs)))])
     comparisons = section.numbers["confirm"]["comparisons"]
-    sentences = [line for line in section.summary if line.startswith("**z** − ")]
+    sentences = [line for line in section.notes if line.startswith("z − ")]
     assert len(sentences) == 6
     assert all("adjusted for the 6 comparisons" in line for line in sentences)
     raw = comparisons["b0"]["p_value"]
@@ -250,13 +251,19 @@ def test_with_too_few_seeds_for_any_test_the_verdict_says_so() -> None:
     data.trials = [t for t in data.trials if t.params["seed"] < SEEDS[5]]  # 5 seeds
     section = verdict_section([data])
     assert section.numbers["confirm"]["comparisons"]["a"]["too_few_seeds"] is True
-    sentence = section.summary[-1]
-    assert sentence.startswith("**z** − a: +80.00 points")
+    # one line says what 5 seeds cannot show, and how many would
+    assert section.summary[-1] == (
+        "With 5 seeds per run this confirmation cannot show a difference or an equivalence (no "
+        "test on 5 paired seeds reaches p < 0.05) and gives no 95 % intervals below 6: confirm "
+        "on 10 or more (--confirm 10)."
+    )
+    assert "no evidence that AdamZ beats Adam" in section.summary[0]
+    assert "no interval below 6 seeds" in section.summary[0]
+    sentence = section.notes[0]
+    assert sentence.startswith("z − a: +80.00 points")
     assert "not shown to differ, not shown equivalent" in sentence
-    assert "no test can reach p < 0.05" in sentence
     assert "no 95 % CI below 6 seeds" in sentence
     assert "adjusted" not in sentence + str(section.tables)  # one comparison
-    assert sentence.count("smallest possible p") == 1
 
 
 def test_a_confirmed_reports_title_names_the_searches_it_compares(tmp_path: Any) -> None:
@@ -343,10 +350,10 @@ def test_p_values_are_adjusted_over_every_comparison_of_the_report_all_workloads
     assert len(comparisons) == 3
     expected = stats.false_discovery_control([c["p_value"] for c in comparisons])
     assert [c["adjusted_p_value"] for c in comparisons] == pytest.approx(list(expected))
-    sentences = [line for line in section.summary if " − " in line.split(":")[1]]
+    sentences = [line for line in section.notes if " − " in line.split(":")[1]]
     assert len(sentences) == 3
     assert all("adjusted for the 3 comparisons" in line for line in sentences)
-    assert "over all 3 comparisons of this report" in section.summary[0]
+    assert "over all 3 comparisons of this report" in section.notes[-1]
 
 
 def test_a_validation_tie_goes_to_the_lower_validation_loss_in_the_verdict_and_the_export() -> None:
@@ -385,11 +392,11 @@ def test_a_validation_tie_goes_to_the_lower_validation_loss_in_the_verdict_and_t
     numbers = section.numbers["confirm"]
     assert numbers["winners"]["z"]["run"] == "z #2"  # the lower validation loss, not the first
     assert numbers["ties"]["z"]["runs"] == ["z #2", "z #1"]
-    assert "equal validation medians go to the lower median validation loss" in section.summary[0]
+    assert "equal validation medians go to the lower median validation loss" in section.notes[-1]
     assert any(
         line.startswith("z: 2 runs tie on the val_accuracy median (97.03)")
         and "picked z #2" in line
-        for line in section.summary
+        for line in section.notes
     )
     choice = confirmed_choice(load_study_data(search, storage_of(search)))
     assert choice is not None
@@ -406,10 +413,10 @@ def test_the_verdict_table_shows_what_each_search_spent_and_how_many_hyperparame
     confirmation = replicate_study(two_winners(constant(0.9), constant(0.9)))
     datas = [load_study_data(study, storage_of(study)) for study in (*searches, confirmation)]
     section = verdict_section(datas)
-    header, *rows = section.tables[0]
+    header, *rows = section.tables[1]
     assert header[1:4] == ["hyperparameters searched", "search: epochs", "search: wall time"]
     assert header[-1] == "verdict"
-    assert [row[:3] for row in rows] == [["z", "5", "24"], ["a", "5", "28"]]
+    assert [row[:3] for row in rows] == [["z (reference)", "5", "24"], ["a", "5", "28"]]
     assert all(row[3].endswith(" s") for row in rows)
     cost = section.numbers["confirm"]["search_cost"]["a"]
     assert cost == {
@@ -421,11 +428,11 @@ def test_the_verdict_table_shows_what_each_search_spent_and_how_many_hyperparame
     assert any(
         "The searches did not spend equal epochs (z 24, a 28; the most 17% above the fewest)"
         in line
-        for line in section.summary
+        for line in section.notes
     )
     close = [load_study_data(*with_storage(synthetic_study(n_trials=13, name="a", seed=2)))]
     even = verdict_section([datas[0], *close, datas[-1]])  # 24 and 26: within 10 %
-    assert not any("did not spend equal epochs" in line for line in even.summary)
+    assert not any("did not spend equal epochs" in line for line in even.notes)
 
 
 def test_with_ten_seeds_every_verdict_row_has_its_interval() -> None:
@@ -463,7 +470,7 @@ def test_with_ten_seeds_every_verdict_row_has_its_interval() -> None:
         },
     }
     section = verdict_section([load_study_data(*with_storage(replicate_study(runs)))])
-    header, *rows = section.tables[0]
+    header, *rows = section.tables[1]
     median, versus = header.index("test_accuracy median [95 % CI], points"), len(header) - 2
     assert len(rows) == 5
     for row in rows:
@@ -478,13 +485,104 @@ def test_both_tables_of_a_page_subtract_the_same_way_in_points_and_say_so() -> N
     adamz, adam = constant(0.90), constant(0.9067)  # Adam 0.67 points higher, also on validation
     study = replicate_study(two_winners(adamz, adam))
     data = load_study_data(study, storage_of(study))
-    verdict_header, _, adam_row = verdict_section([data]).tables[0]
-    seeds_header, _, adamz_row = replicates_section(data).tables[0]
-    # the verdict: the reference (AdamZ) minus the row; the seeds: the first by validation
-    # (Adam) minus the row
-    assert verdict_header[-2] == "z − this row, points: Hodges-Lehmann [95 % CI], p"
+    verdict_header, _, adam_row = verdict_section([data]).tables[1]
+    seeds_header, _, adam_seeds_row = replicates_section(data).tables[0]
+    # both: the verdict's reference (AdamZ) minus the row, though Adam validates better
+    assert verdict_header[-2] == (
+        "z (reference) − this row, points of test_accuracy: Hodges-Lehmann [95 % CI], p"
+    )
     assert adam_row[-2].startswith("-0.67 [")
-    assert seeds_header[-1] == "adam #1 − this run, points: Hodges-Lehmann [95 % CI], p"
-    assert adamz_row[-1].startswith("+0.67 [")
+    assert seeds_header[-1] == (
+        "adamz #1 (reference) − this run, points of test_accuracy: Hodges-Lehmann [95 % CI], p"
+    )
+    assert adam_seeds_row[0] == "adam #1"
+    assert adam_seeds_row[-1].startswith("-0.67 [")
     assert seeds_header[2] == "test_accuracy Q1, points"
-    assert adamz_row[3] == "90.00"  # points, not the fraction 0.9000
+    assert adam_seeds_row[3] == "90.67"  # points, not the fraction 0.9067
+
+
+def mse_runs(shift: float) -> dict[str, dict[str, Any]]:
+    """AdamZ and Adam on a minimised MSE of about 0.014, the seed spread about 0.001; Adam
+    ``shift`` higher (worse)."""
+    rng = np.random.default_rng(11)
+    base = 0.014 + 0.001 * rng.standard_normal(len(SEEDS))
+    other = base + shift + 0.0002 * rng.standard_normal(len(SEEDS))
+    return {
+        "adamz #1": {"val": list(base), "test": list(base), "source": {"study": "z"}},
+        "adam #1": {
+            "val": list(other),
+            "test": list(other),
+            "optimizer": "adam",
+            "source": {"study": "a"},
+        },
+    }
+
+
+def test_a_minimised_metric_gets_a_margin_in_its_own_units_and_the_page_says_where_from() -> None:
+    study = replicate_study(mse_runs(0.0), metric="test_loss", direction="minimize")
+    section = verdict_section([load_study_data(*with_storage(study))])
+    numbers = section.numbers["confirm"]
+    margin = numbers["margin"]
+    # half the median seed standard deviation (about 0.001): in the loss's units, not 0.25
+    assert 0.0002 < margin < 0.001
+    assert numbers["margin_source"].startswith("derived: 0.5 x the confirmed runs' median seed")
+    line = next(line for line in section.summary if "equivalence margin" in line)
+    assert line.startswith(f"The equivalence margin is ±{margin:g} test_loss: derived")
+    assert "±0.25" not in " ".join(section.summary + section.notes)
+    plain = section.summary[0]
+    assert plain.startswith("**On digits, ")
+    assert "(lower is better)" in plain
+    # a margin in the study file, or given, wins over the derived one
+    stated = replicate_study(
+        mse_runs(0.0), metric="test_loss", direction="minimize", extra={"margin": 0.002}
+    )
+    numbers = verdict_section([load_study_data(*with_storage(stated))]).numbers["confirm"]
+    assert (numbers["margin"], numbers["margin_source"]) == (
+        0.002,
+        "set in the study file (margin: 0.002)",
+    )
+    given = verdict_section([load_study_data(*with_storage(stated))], margin=0.003)
+    assert given.numbers["confirm"]["margin_source"] == "given with report --margin"
+
+
+def test_the_verdict_opens_with_a_plain_sentence_then_the_winners_configurations() -> None:
+    study = replicate_study(mse_runs(0.004), metric="test_loss", direction="minimize")
+    section = verdict_section([load_study_data(*with_storage(study))])
+    assert section.summary[0].startswith(
+        "**On digits, AdamZ beats Adam: AdamZ − Adam = -0.0041 test_loss (lower is better), "
+        "interval "
+    )
+    header, *rows = section.tables[0]
+    assert header == [
+        "group", "optimizer", "winner (best val_loss median)", "test_loss median [95 % CI], test_loss",
+        "hyperparameters",
+    ]  # fmt: skip
+    assert rows[0][:3] == ["z (reference)", "adamz", "adamz #1"]
+    assert rows[0][-1] == "lr 0.01"
+    assert section.notes[-1].startswith("How to read it (test_loss: lower is better)")
+
+
+def test_a_confirmation_reuses_the_seeds_an_earlier_one_trained(tmp_path: Any) -> None:
+    from adamz.cli._study_commands import create_study
+    from adamz.reports import reuse_finished_runs
+    from adamz.search.replicates import parse_replicates
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    earlier = replicate_study(two_winners(constant(0.9), constant(0.8)), storage=storage)
+    definition = dict(earlier.user_attrs["definition"], name="confirm-z+a+b")
+    definition["runs"] = [
+        *definition["runs"],
+        {"label": "b #1", "optimizer": "sgd", "hyperparameters": {"lr": 0.01}},
+    ]
+    spec = parse_replicates(definition, source="test")
+    assert create_study(spec, storage)
+    assert reuse_finished_runs(spec, storage) == {"confirm": 2 * len(SEEDS)}
+    study = optuna.load_study(study_name="confirm-z+a+b", storage=storage)
+    done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert len(done) == 2 * len(SEEDS)
+    assert {trial.system_attrs["fixed_params"]["run"] for trial in waiting} == {"b #1"}
+    first = next(t for t in done if t.params == {"run": "adamz #1", "seed": SEEDS[0]})
+    assert first.value == pytest.approx(constant(0.9)[0])
+    assert first.user_attrs["reused_from"].startswith("confirm #")
+    assert reuse_finished_runs(spec, storage) == {}  # nothing left to reuse
