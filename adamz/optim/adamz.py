@@ -225,7 +225,9 @@ class AdamZ(Optimizer):
                 )
             if content.get("optimizer", "adamz") != "adamz":
                 raise ValueError(
-                    f"Invalid optimizer in {source}: must be adamz, got {content['optimizer']!r}."
+                    f"Invalid optimizer in {source}: must be adamz, got {content['optimizer']!r}; "
+                    "its hyperparameters are that optimizer's keyword arguments (for adam: "
+                    'torch.optim.Adam(params, **config["hyperparameters"])).'
                 )
             hyperparameters = content["hyperparameters"]
             if not isinstance(hyperparameters, dict):

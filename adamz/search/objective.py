@@ -385,7 +385,11 @@ class TrialObjective:
         except NotBatchableError as exc:
             if str(exc) not in _WARNED:  # once per worker, not once per population
                 _WARNED.add(str(exc))
-                logger.warning("%s: its trials train one at a time.", exc)
+                logger.warning("%s", exc)  # why, then what happens, each on its own line
+                logger.warning(
+                    "No population: these trials train one at a time, each alone (no speed-up "
+                    "from --population)."
+                )
             for member in group:  # the format of a trial trained alone
                 member.checkpoint = self.checkpoint_path(member.ref, member.seed, member=False)
             return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,16 @@ def test_presets_ship_with_the_package_and_unknown_names_fail_naming_them() -> N
     assert paper.defaults["lr_bounds"] == (1e-7, 1.0)
     with pytest.raises(ValueError, match=r"Invalid config 'nope': .*presets: .*paper"):
         AdamZ.from_config("nope", [param])
+
+
+def test_another_optimizers_export_is_refused_saying_how_to_load_it(tmp_path) -> None:
+    path = tmp_path / "adam.yaml"
+    path.write_text(
+        "format: adamz-config/1\noptimizer: adam\nhyperparameters: {lr: 0.001, betas: [0.9, 0.99]}\n"
+    )
+    with pytest.raises(
+        ValueError, match=re.escape('torch.optim.Adam(params, **config["hyperparameters"])')
+    ):
+        AdamZ.from_config(path, [torch.zeros(2, requires_grad=True)])
+    hyperparameters = yaml.safe_load(path.read_text())["hyperparameters"]
+    torch.optim.Adam([torch.zeros(2, requires_grad=True)], **hyperparameters)  # as it says

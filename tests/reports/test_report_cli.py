@@ -212,3 +212,85 @@ def test_the_margin_of_the_report_command_reaches_the_verdict(storage: str, tmp_
         assert main([*args, *options]) == 0
         numbers = json.loads((out / "report.json").read_text())["Verdict"]["Verdict"]["numbers"]
         assert numbers["confirm-margin"]["margin"] == pytest.approx(expected)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_a_confirmed_comparison_opens_with_its_answer_and_draws_nothing_from_too_few_trials(
+    tmp_path: Path,
+):
+    playwright = pytest.importorskip("playwright.sync_api")
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    # the main job in small: two searches of 12 trials (a ranking needs 20), confirmed
+    for name, seed in (("z", 0), ("a", 1)):
+        synthetic_study(storage=url, name=name, n_trials=12, seed=seed)
+    replicate_study(
+        {
+            "z #3": {"val": constant(0.95), "test": constant(0.95), "source": {"study": "z"}},
+            "a #5": {
+                "val": constant(0.94),
+                "test": constant(0.94),
+                "optimizer": "adam",
+                "hyperparameters": {"lr": 0.002, "betas": [0.9, 0.99]},
+                "source": {"study": "a"},
+            },
+        },
+        name="confirm-z+a-k10",
+        storage=url,
+    )
+    out = tmp_path / "out"
+    args = ["report", "z", "a", "confirm-z+a-k10", "--storage", url, "--out", str(out)]
+    assert main([*args, "--no-note", "--repeats", "1"]) == 0
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.route("http*://**", lambda route: route.abort())
+        page.goto((out / "report.html").as_uri())
+        page.evaluate("document.querySelectorAll('details').forEach(part => part.open = true)")
+        page.wait_for_function(
+            "document.querySelectorAll('.deferred-chart:not(.js-plotly-plot)').length === 0"
+        )
+        first = page.locator("h2 + p").first.inner_text()
+        first_table = page.locator("table").first
+        headers = page.locator("table").evaluate_all(
+            "tables => tables.map(t => [...t.querySelectorAll('th')].map(th => th.innerText))"
+        )
+        first_rows = first_table.locator("tbody tr").evaluate_all(
+            "rows => rows.map(r => [...r.querySelectorAll('td')].map(td => td.innerText))"
+        )
+        titles = page.evaluate(
+            "[...document.querySelectorAll('.js-plotly-plot')]"
+            ".map(chart => chart.layout.title.text || '')"
+        )
+        hidden = page.locator("#no-plotly").is_hidden()
+        browser.close()
+    # one sentence a person can act on, before anything else
+    assert first.startswith("On digits, AdamZ beats Adam: AdamZ − Adam = +1.00 points of ")
+    assert first.endswith(".")
+    assert first.count(". ") == 0
+    # then the winners' configurations
+    assert headers[0][-1] == "hyperparameters"
+    assert first_rows[0][0] == "z (reference)"
+    assert first_rows[1][-1] == "lr 0.002, betas (0.9, 0.99)"
+    # every table with a difference names its reference, and every table of values its unit
+    for header in headers:
+        text = " ".join(header)
+        if "−" in text:
+            assert "(reference)" in text, header
+        if "median" in text:
+            assert "points" in text, header
+    # 12 trials: no trend, no contour, no robustness curve, no "most important"
+    assert titles, "the page has charts"
+    for title in titles:
+        assert "trend" not in title.replace("too few to draw a trend", ""), title
+        assert "top two" not in title, title
+        assert "distance to the best" not in title, title
+    assert hidden  # plotly.js is there: no message
+    (out / "plotly.min.js").unlink()
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto((out / "report.html").as_uri())
+        message = page.locator("#no-plotly")
+        assert message.is_visible()
+        assert message.inner_text().startswith("The charts cannot be drawn: this page loads")
+        browser.close()
