@@ -104,7 +104,8 @@ def verbosity_from(args: argparse.Namespace) -> int:
 
 
 def add_population_argument(parser: argparse.ArgumentParser, option: str = "") -> None:
-    """``--population K``: trials each worker trains at once (:mod:`adamz.search.population`)."""
+    """``--population K``: trials each worker trains at once, as one stacked model where the
+    model allows (:mod:`adamz.search.objective`)."""
     parser.add_argument(
         "--population",
         type=int,
