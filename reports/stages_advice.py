@@ -143,7 +143,7 @@ def _rate_study(workload: str, family: str) -> None:
             "runs": runs,
             "population": spec["population"],
         },
-        f"Written by reports/advice.py: {family} on {workload}, the rate grid.",
+        f"Written by reports/stages_advice.py: {family} on {workload}, the rate grid.",
     )
 
 
@@ -202,7 +202,7 @@ def _sweep_study(workload: str, centre: str) -> None:
             "runs": runs,
             "population": spec["population"],
         },
-        f"Written by reports/advice.py: sweeps around {centre} on {workload}, at the rate its "
+        f"Written by reports/stages_advice.py: sweeps around {centre} on {workload}, at the rate its "
         "grid chose on validation.",
     )
 
@@ -233,7 +233,7 @@ def _validation_study(workload: str) -> None:
             "noninferiority": {"reference": "adam", "margin": NONINFERIORITY_MARGIN},
             "population": spec["population"],
         },
-        f"Written by reports/advice.py: the validation on {workload} (test accuracy, fresh "
+        f"Written by reports/stages_advice.py: the validation on {workload} (test accuracy, fresh "
         "seeds; the rates were chosen on validation).",
     )
 
@@ -285,7 +285,7 @@ def recommend_stage() -> None:
     )
     PRESET.write_text(
         '# AdamZ\'s recommended configuration: AdamZ.from_config("recommended", params).\n'
-        "# Made by reports/advice.py (stage recommend) from the sensitivity atlases; tune lr.\n"
+        "# Made by the stage recommend of reports/stages_advice.py from the sensitivity atlases; tune lr.\n"
         "# Its validation against the paper's defaults and Adam: reports/README.md, section 4.\n"
         + preset
     )
