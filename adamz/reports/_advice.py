@@ -334,9 +334,14 @@ def noninferiority_section(data: StudyData) -> Section:
     scale, unit = page_unit(data.metric)
     runs = replicate_runs(data)
     base = dict(zip(runs[reference]["seeds"], runs[reference]["values"], strict=True))
+    rates = {
+        run["label"]: run["hyperparameters"].get("lr")
+        for run in (data.definition or {}).get("runs", [])
+    }
     rows = [
         [
             "run",
+            "lr",
             f"median {data.metric}, {unit} [95 % CI]",
             f"run − {reference}, {unit}: Hodges-Lehmann [95 % CI]",
             f"no worse than {reference} by more than {margin:g} {unit}: p (adjusted)",
@@ -364,6 +369,19 @@ def noninferiority_section(data: StudyData) -> Section:
             "interval": [low, high],
             "p": noninferiority_test(d, margin),
         }
+    reference_values = scale * np.array(runs[reference]["values"], dtype=float)
+    if len(reference_values):
+        low, high = median_interval(reference_values)
+        rows.append(
+            [
+                f"{reference} (the reference)",
+                _shown(rates.get(reference)),
+                f"{np.median(reference_values):.2f} [{low:.2f}, {high:.2f}]",
+                "",
+                "",
+                "",
+            ]
+        )
     adjusted = benjamini_hochberg([r["p"] for r in results.values()]) if results else []
     for (label, found), p_adjusted in zip(results.items(), adjusted, strict=True):
         found["p_adjusted"] = p_adjusted
@@ -373,6 +391,7 @@ def noninferiority_section(data: StudyData) -> Section:
         rows.append(
             [
                 label,
+                _shown(rates.get(label)),
                 f"{np.median(values):.2f} [{low:.2f}, {high:.2f}]",
                 f"{found['estimate']:+.2f} [{found['interval'][0]:+.2f}, {found['interval'][1]:+.2f}]",
                 f"{found['p']:.3g} ({p_adjusted:.3g})",
