@@ -8,7 +8,7 @@ in one process (its imports paid once before the first timing). A run is timed f
 trial's start to its last trial's end, as the storage records them. ``--pruner none`` trains
 every trial's full protocol instead, so that the ratio is the cost of a whole trial.
 ``training``: the training alone, without Optuna: seconds per run of
-:func:`adamz.training.train` (one run at a time) against :func:`train_population` for each K,
+:func:`adamz.training.train` (one run at a time) against :func:`train_runs` for each K,
 the same configurations and seeds. The difference between the two ratios is the search's own
 cost per trial (sampling, Optuna's storage writes), which a population does not reduce.
 ``agreement``: the same 20 seeds and configuration trained alone and in one population; the
@@ -46,7 +46,7 @@ from search_service import ROOT, create, write_study  # this folder's: run as a 
 
 from adamz.search import WorkerOptions, run_worker
 from adamz.training import RunConfig, train
-from adamz.training.population import train_population
+from adamz.training.population import train_runs
 
 
 def create_study(
@@ -123,7 +123,7 @@ def training(args: argparse.Namespace, directory: Path) -> None:
             for seed in range(size)
         ]
 
-    train_population(configs(2))  # warm-up: imports, data cache, first calls
+    train_runs(configs(2))  # warm-up: imports, data cache, first calls
     singles = configs(args.singles)
     start = time.perf_counter()
     for config in singles:
@@ -134,7 +134,7 @@ def training(args: argparse.Namespace, directory: Path) -> None:
     print(f"{'alone':>10} {alone:>8.4f} {1.0:>8.1f}")
     for size in args.sizes:
         start = time.perf_counter()
-        train_population(configs(size))
+        train_runs(configs(size))
         per_run = (time.perf_counter() - start) / size
         print(f"{size:>10} {per_run:>8.4f} {alone / per_run:>8.1f}")
 
@@ -151,7 +151,7 @@ def agreement(args: argparse.Namespace, directory: Path) -> None:
     single = [train(config) for config in configs]
     single_s = time.perf_counter() - start
     start = time.perf_counter()
-    batched = train_population(configs)
+    batched = train_runs(configs)
     batched_s = time.perf_counter() - start
     alone = [r.final_metrics["val_accuracy"] for r in single if r.final_metrics]
     together = [r.final_metrics["val_accuracy"] for r in batched if r.final_metrics]
@@ -171,7 +171,7 @@ def agreement(args: argparse.Namespace, directory: Path) -> None:
 _MEMORY_PROBE = """
 import resource, sys, torch
 from adamz.training import RunConfig
-from adamz.training.population import train_population
+from adamz.training.population import train_runs
 torch.set_num_threads(1)
 workload, size, data_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3] or None
 configs = [
@@ -179,7 +179,7 @@ configs = [
 ]
 configs[0].resolve().load_data()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-train_population(configs)
+train_runs(configs)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
 """
 

@@ -250,7 +250,7 @@ def add_replicate_worker_arguments(parser: argparse.ArgumentParser, option: str)
     parser.add_argument(
         "--data-dir",
         default=None,
-        help=f"{option}: the dataset directory (default: the study file's, if any)",
+        help=f"{option}: the dataset directory, where the study file names none",
     )
     add_population_argument(parser, option)
 

@@ -173,8 +173,8 @@ class WorkerCommand(Command):
         parser.add_argument(
             "--data-dir",
             default=None,
-            help="dataset directory for mnist and cifar10 (default: the study file's, else "
-            "the workload's)",
+            help="dataset directory for mnist and cifar10, where the study file names none "
+            "(the file's wins; default: the workload's)",
         )
         parser.add_argument(
             "--download",

@@ -1,11 +1,14 @@
 """Trials: each trains its plan's seeds through the one training loop and reports to Optuna.
 
-:meth:`TrialObjective.train` trains any number of trials, one code path for all: a worker
-with ``--population K`` trains K trials at once, every seed of each, as one stacked model
-(:func:`adamz.training.population.train_population`, one population per optimizer); a trial
-alone, or one whose optimizer has no batched form (the worker says so once), trains its seeds
-one after another (:func:`adamz.training.train`). Either way each trial is reported to, pruned
-and recorded on its own, and ``study.optimize(objective)`` runs one trial the same way.
+:meth:`TrialObjective.train` trains any number of trials with one call into the training
+(:func:`adamz.training.population.train_runs`, once per optimizer): a worker with
+``--population K`` trains K trials at once, every seed of each, stacked as one model where the
+model and optimizer allow it (else one at a time; the training says why, once); a trial alone
+trains its seeds each on its own model. Either way each trial is reported to, pruned and
+recorded on its own, and ``study.optimize(objective)`` runs one trial the same way. A stopped
+worker (:class:`~adamz.search.interrupts.WorkerStopped`) and a storage unreachable past the
+patience (:class:`~adamz.search.outage.StorageUnreachable`) end the training of every trial
+the same way, whatever the population: every checkpoint is kept, and the trials resume.
 
 After each epoch, the trials' reports are written as one round: every trial's report first
 (its first seed's value of the study's metric, and nothing else: the pruner never sees a test
@@ -48,7 +51,6 @@ import os
 import socket
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +62,6 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from adamz import __version__
-from adamz.optim.batched import BATCHED_OPTIMIZERS, NotBatchableError
 from adamz.search.budget import (
     FINISHED,
     NO_QUEUED_RUN,
@@ -68,21 +69,21 @@ from adamz.search.budget import (
     SurplusTrialError,
     count_states,
 )
+from adamz.search.cache import RoundCache
 from adamz.search.definitions import TrialPlan
 from adamz.search.errors import error_message
-from adamz.search.outage import PatientStorage, StorageUnreachable
+from adamz.search.interrupts import Interrupts, WorkerStopped
+from adamz.search.outage import StorageUnreachable, impatient
 from adamz.search.retries import retried_trial_number
 from adamz.search.studies import AnySpec
-from adamz.training import RunConfig, StopTraining, train
-from adamz.training.loop import EpochEnd, OnStep
-from adamz.training.population import train_population
+from adamz.training import RunConfig, StopTraining
+from adamz.training.loop import EpochEnd, OnEpochs
+from adamz.training.population import train_runs
 from adamz.workloads import RUN_SETTINGS, workload_of, workload_options
 
-__all__ = ["Outcome", "TrialObjective", "TrialRef", "batched_optimizers"]
+__all__ = ["Outcome", "TrialObjective", "TrialRef"]
 
 logger = logging.getLogger(__name__)
-
-_WARNED: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -104,27 +105,22 @@ class TrialRef:
 
 @dataclass
 class Outcome:
-    """How one trial ended: a ``value`` (COMPLETE), ``pruned``, or an ``error`` (the exception
-    its training raised)."""
+    """How one trial ended: a ``value`` (COMPLETE), ``pruned`` (after which epoch:
+    ``stop_reason``), or an ``error`` (the exception its training raised)."""
 
     value: float | None = None
     pruned: bool = False
     error: BaseException | None = None
-
-
-def batched_optimizers(spec: AnySpec) -> tuple[set[str], set[str]]:
-    """The optimizers ``spec`` trains, split into those with a batched form and the others."""
-    runs = getattr(spec, "runs", None)
-    names = {run["optimizer"] for run in runs} if runs is not None else {spec.optimizer}  # type: ignore[union-attr]
-    return names & set(BATCHED_OPTIMIZERS), names - set(BATCHED_OPTIMIZERS)
+    stop_reason: str = ""
 
 
 @dataclass
-class _Member:
+class _SeedRun:
+    """One training run of a trial: the trial's plan on one of its seeds."""
+
     ref: TrialRef
-    index: int
-    """Of the trial's seeds: the first one reports."""
-    seed: int
+    reports: bool
+    """The trial's first seed: the one whose values are reported to the pruner."""
     config: RunConfig
     checkpoint: Path
 
@@ -138,21 +134,16 @@ class _Trials:
     lost: set[int]
     """Failed as stale by another worker: stopped, and nothing is recorded."""
     pruned: set[int] = field(default_factory=set)
-    diverged: set[int] = field(default_factory=set)
     errors: dict[int, BaseException] = field(default_factory=dict)
     pending: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
     """Reports (epoch, value) not yet written, in order, per trial."""
     records: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    """Each run's record, by trial number and seed."""
     reported: dict[int, int] = field(default_factory=dict)
     """The last epoch each trial reported."""
 
     def ended(self, number: int) -> bool:
-        return (
-            number in self.pruned
-            or number in self.lost
-            or number in self.diverged
-            or number in self.errors
-        )
+        return number in self.pruned or number in self.lost or number in self.errors
 
 
 class TrialObjective:
@@ -161,8 +152,10 @@ class TrialObjective:
     Args:
         spec: the study's definition.
         study: the study the trials are of (through ``storage``).
-        storage: the study's storage; a :class:`~adamz.search.outage.PatientStorage` under
-            it rides out outages, and its epoch reports then wait while training goes on.
+        storage: the study's storage: a worker's :class:`~adamz.search.cache.RoundCache` is
+            read again before each round's pruning checks; a
+            :class:`~adamz.search.outage.PatientStorage` under it rides out outages, and the
+            epoch reports then wait while training goes on.
         budget: finished trials the study runs; a trial beyond it is refused
             (:meth:`admit`).
         device: the torch device to train on.
@@ -170,8 +163,8 @@ class TrialObjective:
         data_dir: the dataset directory, when the study file does not name one.
         download: let torchvision download a missing dataset.
         checkpoint_interval_s: least seconds between two checkpoints of a trial.
-        new_round: called before each round's pruning checks, to read the study again
-            (:meth:`~adamz.search.cache.RoundCache.new_round`).
+        interrupts: the worker's signal flag, checked at every training step; once a signal
+            came, the trials keep their checkpoints for their retries.
     """
 
     def __init__(
@@ -186,8 +179,7 @@ class TrialObjective:
         data_dir: str | None = None,
         download: bool = False,
         checkpoint_interval_s: float = 0.0,
-        new_round: Callable[[], None] = lambda: None,
-        patient: PatientStorage | None = None,
+        interrupts: Interrupts | None = None,
     ) -> None:
         self.spec = spec
         self.study = study
@@ -199,11 +191,7 @@ class TrialObjective:
         self.data_dir = spec.workload.get("data_dir", data_dir)
         self.download = download
         self.checkpoint_interval_s = checkpoint_interval_s
-        self.new_round = new_round
-        self.patient = patient
-        self.on_step: OnStep | None = None
-        self.keep_checkpoints = False
-        """Set when the worker is stopped or loses a trial: its retry resumes from them."""
+        self.interrupts = Interrupts() if interrupts is None else interrupts
 
     # One trial as Optuna's own loop runs it.
 
@@ -222,16 +210,11 @@ class TrialObjective:
         if outcome.error is not None:
             raise outcome.error
         if outcome.pruned:
-            raise optuna.TrialPruned(self._run_of(trial).get("stop_reason", "pruned"))
+            raise optuna.TrialPruned(outcome.stop_reason)
         assert outcome.value is not None
         return outcome.value
 
     run = __call__
-
-    def _run_of(self, trial: optuna.Trial) -> dict[str, Any]:
-        frozen = self.storage.get_trial(self.ref(trial).trial_id)
-        run: dict[str, Any] = frozen.user_attrs.get("run", {})
-        return run
 
     def ref(self, trial: optuna.Trial) -> TrialRef:
         """``trial`` with its id and how it came to run, read from the storage."""
@@ -299,11 +282,10 @@ class TrialObjective:
             trial.set_user_attr("surplus", True)
             raise SurplusTrialError(f"the budget of {self.budget} trials is already taken")
 
-    def checkpoint_path(self, ref: TrialRef, seed: int, *, member: bool) -> Path:
+    def checkpoint_path(self, ref: TrialRef, seed: int) -> Path:
         """Where seed ``seed`` of ``ref``'s trial keeps its checkpoint (a retry resumes from
-        it). A population member's has a format, and a name, of its own."""
-        suffix = ".member.pt" if member else ".pt"
-        return self.checkpoint_dir / f"trial-{ref.origin}-seed-{seed}{suffix}"
+        it)."""
+        return self.checkpoint_dir / f"trial-{ref.origin}-seed-{seed}.pt"
 
     def run_config(self, plan: TrialPlan, seed: int) -> RunConfig:
         """The training run of ``plan`` on ``seed``: the study's workload with its protocol
@@ -329,15 +311,16 @@ class TrialObjective:
     ) -> dict[int, Outcome]:
         """Train ``refs``' trials (admitted already) and record each; their outcomes by number.
 
-        ``population``: train the trials' runs together where their optimizer has a batched
-        form. ``lost`` holds the numbers of trials another worker failed as stale meanwhile
-        (the heartbeat adds them): they stop at their next epoch, and nothing is recorded.
+        ``population``: stack the trials' runs as one model where the model allows it.
+        ``lost`` holds the numbers of trials another worker failed as stale meanwhile (the
+        heartbeat adds them): they stop at their next epoch, and nothing is recorded.
 
         Raises:
-            adamz.search.interrupts.WorkerStopped: the worker was stopped; every trial's
-                checkpoints are kept for its retry, and what it did is recorded.
+            adamz.search.interrupts.WorkerStopped: the worker was stopped; what was trained is
+                recorded.
             StorageUnreachable: the storage was unreachable past the worker's patience;
-                nothing more is recorded, every checkpoint is written.
+                nothing more is recorded.
+            Either way every checkpoint is written and kept: the trials resume from them.
         """
         if not refs:
             return {}
@@ -346,103 +329,61 @@ class TrialObjective:
             {ref.number: {"epochs_run": 0} for ref in refs},
             lost,
         )
-        members: list[_Member] = []
+        runs: list[_SeedRun] = []
         for ref in refs:
             plan = self.spec.plan(ref.trial)
             now.runs[ref.number]["seeds"] = plan.seeds
             for index, seed in enumerate(plan.seeds):
                 config = self.run_config(plan, seed)
-                path = self.checkpoint_path(ref, seed, member=population)
-                members.append(_Member(ref, index, seed, config, path))
+                runs.append(_SeedRun(ref, index == 0, config, self.checkpoint_path(ref, seed)))
         started = time.perf_counter()
         try:
-            for optimizer in dict.fromkeys(member.config.optimizer for member in members):
-                group = [member for member in members if member.config.optimizer == optimizer]
-                if population and self._train_population(group, now):
-                    continue
-                for member in group:
-                    self._train_alone(member, now)
-        except StorageUnreachable:
-            raise  # nothing can be recorded; the trials resume from their checkpoints
-        except BaseException as stopped:  # what was trained is recorded, the checkpoints kept
-            for run in now.runs.values():
-                run["stop_reason"] = f"interrupted ({error_message(stopped)})"
-            self._close(now, members, time.perf_counter() - started)
+            for optimizer in dict.fromkeys(run.config.optimizer for run in runs):
+                group = [run for run in runs if run.config.optimizer == optimizer]
+                self._train_group(group, now, population)
+        except (WorkerStopped, StorageUnreachable) as ended:  # the trials resume
+            if isinstance(ended, WorkerStopped):  # the storage is there: record what was done
+                for run in now.runs.values():
+                    run["stop_reason"] = f"interrupted ({error_message(ended)})"
+                self._close(now, runs, time.perf_counter() - started, keep=True)
             raise
-        self._close(now, members, time.perf_counter() - started)
+        keep = self.interrupts.pending is not None  # the retries queued on a stop resume
+        self._close(now, runs, time.perf_counter() - started, keep=keep)
         return {number: self._outcome(number, now) for number in now.refs if number not in lost}
 
-    def _train_population(self, group: list[_Member], now: _Trials) -> bool:
-        """Train ``group`` as one population; whether it had a batched form."""
+    def _train_group(self, group: list[_SeedRun], now: _Trials, stack: bool) -> None:
+        """Train ``group``'s runs in one call; an error of their training is every one of
+        their trials'."""
         try:
-            results = train_population(
-                [member.config for member in group],
+            results = train_runs(
+                [run.config for run in group],
+                stack=stack,
                 on_epochs=self._reporter(group, now),
-                on_step=self.on_step,
-                checkpoint_paths=[member.checkpoint for member in group],
+                on_step=self.interrupts.check,
+                checkpoint_paths=[run.checkpoint for run in group],
                 checkpoint_interval_s=self.checkpoint_interval_s,
             )
-        except NotBatchableError as exc:
-            if str(exc) not in _WARNED:  # once per worker, not once per population
-                _WARNED.add(str(exc))
-                logger.warning("%s", exc)  # why, then what happens, each on its own line
-                logger.warning(
-                    "No population: these trials train one at a time, each alone (no speed-up "
-                    "from --population)."
-                )
-            for member in group:  # the format of a trial trained alone
-                member.checkpoint = self.checkpoint_path(member.ref, member.seed, member=False)
-            return False
-        except Exception as exc:  # the population's fault (its data, say): all its trials'
-            logger.warning("Trials of a population failed:", exc_info=True)
-            for member in group:
-                now.errors.setdefault(member.ref.number, exc)
-            return True
-        for member, result in zip(group, results, strict=True):
-            now.records[member.ref.number, member.index] = result.to_dict()
-        return True
-
-    def _train_alone(self, member: _Member, now: _Trials) -> None:
-        number = member.ref.number
-        if now.ended(number):
+        except StorageUnreachable:
+            raise  # not the trials' fault: they resume (see train)
+        except Exception as exc:  # the trials' fault (their data, their model): others go on
+            numbers = sorted({run.ref.number for run in group})
+            logger.warning("Trials %s failed:", ", ".join(map(str, numbers)), exc_info=True)
+            for number in numbers:
+                now.errors.setdefault(number, exc)
             return
-        reporter = self._reporter([member], now)
+        for run, result in zip(group, results, strict=True):
+            now.records[run.ref.number, run.config.seed] = result.to_dict()
 
-        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            stops = reporter([EpochEnd(0, epoch, metrics)])
-            if stops:
-                raise stops[0]
-
-        try:
-            result = train(
-                member.config,
-                on_epoch=on_epoch,
-                on_step=self.on_step,
-                checkpoint_path=member.checkpoint,
-                checkpoint_interval_s=self.checkpoint_interval_s,
-            )
-        except Exception as exc:  # this trial's fault: the others go on
-            if isinstance(exc, StorageUnreachable):
-                raise
-            logger.warning("Trial %d failed:", number, exc_info=True)
-            now.errors[number] = exc
-            return
-        now.records[number, member.index] = result.to_dict()
-        if result.final_metrics is None:
-            now.diverged.add(number)  # its later seeds are not trained
-
-    def _reporter(
-        self, group: list[_Member], now: _Trials
-    ) -> Callable[[list[EpochEnd]], dict[int, StopTraining]]:
-        """The training loop's ``on_epochs`` for ``group``: one round of reports."""
+    def _reporter(self, group: list[_SeedRun], now: _Trials) -> OnEpochs:
+        """The training's ``on_epochs`` for ``group``: one round of reports."""
 
         def on_epochs(ends: list[EpochEnd]) -> dict[int, StopTraining]:
             reporting: list[int] = []
             for end in ends:
-                member = group[end.member]
-                number = member.ref.number
+                run = group[end.member]
+                number = run.ref.number
                 now.runs[number]["epochs_run"] += 1
-                if member.index != 0 or now.ended(number):
+                if not run.reports or now.ended(number):
                     continue
                 now.runs[number]["last_epoch_metrics"] = end.metrics  # what a pruned one reached
                 metric = end.metrics[self.spec.metric]
@@ -451,11 +392,9 @@ class TrialObjective:
                 reporting.append(number)
             self._report_round(reporting, now)
             return {
-                end.member: StopTraining(now.runs[group[end.member].ref.number]["stop_reason"])
-                if group[end.member].ref.number in now.pruned
-                else StopTraining("its trial has ended")
+                end.member: StopTraining(now.runs[number].get("stop_reason", "its trial ended"))
                 for end in ends
-                if now.ended(group[end.member].ref.number)
+                if now.ended(number := group[end.member].ref.number)
             }
 
         return on_epochs
@@ -464,18 +403,18 @@ class TrialObjective:
         """Write the round's reports of ``numbers``' trials, then check each for pruning; if
         the storage is unreachable, keep them for the next round."""
         try:
-            with self._impatient():
+            with impatient():
                 for number in numbers:
                     self._flush(number, now)
-                if not _prunes(self.study.pruner):
-                    return
-                self.new_round()
+                if isinstance(self.study.pruner, optuna.pruners.NopPruner):
+                    return  # should_prune would read each trial back for nothing
+                if isinstance(self.storage, RoundCache):
+                    self.storage.new_round()
                 for number in numbers:
                     if now.ended(number) or now.pending.get(number):
                         continue
-                    trial = now.refs[number].trial
                     try:
-                        pruned = trial.should_prune()
+                        pruned = now.refs[number].trial.should_prune()
                     except UpdateFinishedTrialError:
                         now.lost.add(number)
                         continue
@@ -485,7 +424,7 @@ class TrialObjective:
                         )
                         now.pruned.add(number)
         except StorageUnreachable as exc:
-            if self.patient is None or self.patient.outage.over(exc.seconds):
+            if exc.past_patience:
                 raise
             # The reports wait; training goes on, unpruned, until the storage is back.
 
@@ -504,14 +443,9 @@ class TrialObjective:
             now.reported[number] = epoch
             pending.pop(0)
 
-    def _impatient(self) -> Any:
-        if self.patient is None:
-            return _NoBlock()
-        return self.patient.impatient()
-
-    def _close(self, now: _Trials, members: list[_Member], seconds: float) -> None:
+    def _close(self, now: _Trials, runs: list[_SeedRun], seconds: float, *, keep: bool) -> None:
         """Record each trial's ``run`` (its waiting reports first) and delete its checkpoints
-        unless the worker keeps them for a retry."""
+        unless they are to be kept for a retry."""
         for number, ref in now.refs.items():
             if number in now.lost:
                 continue
@@ -519,7 +453,7 @@ class TrialObjective:
             self._flush(number, now)
             seed_metrics: list[dict[str, float]] = []
             for index, seed in enumerate(run["seeds"]):
-                record = now.records.get((number, index))
+                record = now.records.get((number, seed))
                 if record is None:
                     break
                 if index == 0:
@@ -532,9 +466,9 @@ class TrialObjective:
                     break
                 seed_metrics.append(record["final_metrics"])
             share = sum(
-                now.records[number, index]["wall_time_s"]
-                for index in range(len(run["seeds"]))
-                if (number, index) in now.records
+                now.records[number, seed]["wall_time_s"]
+                for seed in run["seeds"]
+                if (number, seed) in now.records
             )
             run["wall_time_s"] = round(share or seconds / len(now.refs), 3)
             run["seed_metrics"] = seed_metrics
@@ -552,17 +486,17 @@ class TrialObjective:
             except UpdateFinishedTrialError:  # failed as stale meanwhile: not ours to record
                 now.lost.add(number)
                 continue
-            if not self.keep_checkpoints:
-                for member in members:
-                    if member.ref.number == number:
-                        member.checkpoint.unlink(missing_ok=True)
+            if not keep and number not in now.lost:
+                for seed_run in runs:
+                    if seed_run.ref.number == number:
+                        seed_run.checkpoint.unlink(missing_ok=True)
 
     def _outcome(self, number: int, now: _Trials) -> Outcome:
         run = now.runs[number]
         if number in now.errors:
             return Outcome(error=now.errors[number])
         if number in now.pruned:
-            return Outcome(pruned=True)
+            return Outcome(pruned=True, stop_reason=run["stop_reason"])
         if run.get("diverged") or "metrics" in run:
             return Outcome(value=self.value(run))
         return Outcome(error=RuntimeError("no seed of the trial finished"))
@@ -573,16 +507,3 @@ class TrialObjective:
         if run.get("diverged"):
             return workload_of(self.spec.workload).chance_value(self.spec.metric)
         return float(run["metrics"][self.spec.metric])
-
-
-def _prunes(pruner: optuna.pruners.BasePruner) -> bool:
-    """Whether ``pruner`` can prune at all (``should_prune`` reads the trial back)."""
-    return not isinstance(pruner, optuna.pruners.NopPruner)
-
-
-class _NoBlock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None

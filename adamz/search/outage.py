@@ -27,7 +27,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import sqlalchemy.exc
@@ -43,6 +44,7 @@ __all__ = [
     "Outage",
     "PatientStorage",
     "StorageUnreachable",
+    "impatient",
     "is_unreachable",
     "patiently",
 ]
@@ -81,12 +83,30 @@ _UNREACHABLE_WORDS = (
 
 
 class StorageUnreachable(RuntimeError):
-    """The storage could not be reached for longer than the worker's patience."""
+    """The storage could not be reached for longer than the worker's patience
+    (``past_patience``), or a call gave up sooner (a stop, an :func:`impatient` block)."""
 
-    def __init__(self, url: str, seconds: float) -> None:
+    def __init__(self, url: str, seconds: float, *, past_patience: bool = True) -> None:
         super().__init__(f"storage unreachable for {seconds:.0f} s at {url}")
         self.url = url
         self.seconds = seconds
+        self.past_patience = past_patience
+
+
+_impatience = threading.local()
+
+
+@contextmanager
+def impatient() -> Iterator[None]:
+    """A block whose :class:`PatientStorage` calls (in this thread) raise
+    :class:`StorageUnreachable` at their first unreachable attempt: a round of epoch reports
+    is kept for later rather than holding up the training."""
+    previous = getattr(_impatience, "on", False)
+    _impatience.on = True
+    try:
+        yield
+    finally:
+        _impatience.on = previous
 
 
 def is_unreachable(exc: BaseException) -> bool:
@@ -222,14 +242,15 @@ def patiently(
             if not is_unreachable(exc):
                 raise
             seconds = outage.failed(exc)
-            if outage.over(seconds) or give_up():
-                # Past the patience, the message states the patience the user set.
-                waited = outage.patience if outage.over(seconds) else seconds
-                raise StorageUnreachable(outage.url, waited) from exc
+            if outage.over(seconds):  # the message states the patience the user set
+                raise StorageUnreachable(outage.url, outage.patience) from exc
+            if give_up():
+                raise StorageUnreachable(outage.url, seconds, past_patience=False) from exc
             delay = min(BACKOFF_CAP_S, BACKOFF_FIRST_S * 2**attempt)
             _pause(delay * random.uniform(0.5, 1.0), give_up)  # jitter: workers spread out
             if give_up():  # a stop asked for while waiting: no attempt more
-                raise StorageUnreachable(outage.url, outage.failed(exc)) from exc
+                seconds = outage.failed(exc)
+                raise StorageUnreachable(outage.url, seconds, past_patience=False) from exc
             attempt += 1
             continue
         outage.reached()
@@ -246,7 +267,7 @@ def _pause(seconds: float, give_up: Callable[[], bool]) -> None:
 
 class PatientStorage(BaseStorage):
     """``storage``, each call retried while the storage is unreachable, up to the outage's
-    patience (:class:`Outage`); :meth:`impatient` calls fail at once instead.
+    patience (:class:`Outage`); calls in an :func:`impatient` block fail at once instead.
 
     Args:
         storage: the storage every call goes to.
@@ -264,19 +285,12 @@ class PatientStorage(BaseStorage):
         self.storage = storage
         self.outage = outage
         self.stopping = stopping
-        self._local = threading.local()
-
-    def impatient(self) -> _Impatient:
-        """A block whose calls (in this thread) raise :class:`StorageUnreachable` at their
-        first unreachable attempt: a round of epoch reports is kept for later rather than
-        holding up the training."""
-        return _Impatient(self._local)
 
     def _call(self, method: Callable[..., Any], *args: Any) -> Any:
         return patiently(
             lambda: method(*args),
             self.outage,
-            give_up=lambda: getattr(self._local, "impatient", False) or self.stopping(),
+            give_up=lambda: getattr(_impatience, "on", False) or self.stopping(),
         )
 
     # Reads and idempotent writes: retried as they are.
@@ -374,15 +388,3 @@ class PatientStorage(BaseStorage):
         states: Container[TrialState] | None = None,
     ) -> list[FrozenTrial]:
         return self._call(self.storage.get_all_trials, study_id, deepcopy, states)
-
-
-class _Impatient:
-    def __init__(self, local: threading.local) -> None:
-        self._local = local
-
-    def __enter__(self) -> None:
-        self._previous = getattr(self._local, "impatient", False)
-        self._local.impatient = True
-
-    def __exit__(self, *exc: object) -> None:
-        self._local.impatient = self._previous

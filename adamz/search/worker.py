@@ -93,7 +93,7 @@ from adamz.search.storage import (
 from adamz.search.study_attrs import require_definition
 
 if TYPE_CHECKING:
-    from adamz.search.objective import Outcome, TrialObjective, TrialRef
+    from adamz.search.objective import Outcome, TrialRef
     from adamz.search.studies import AnySpec
 
 __all__ = [
@@ -116,8 +116,9 @@ POLL_S = 1.0
 CHECKPOINT_INTERVAL_S = 30.0
 """Least seconds between two checkpoints of a trial: a killed trial redoes at most this much."""
 MAX_CONSECUTIVE_FAILURES = 5
-"""A worker whose trials fail this many times in a row stops with exit code 1: something is
-wrong with the study or the host (a bug, missing data), not with the sampled values."""
+"""A worker whose trials fail this many times in a row with the same error stops with exit
+code 1: something is wrong with the study or the host (a bug, missing data), not with the
+sampled values. A population's trials count one by one."""
 UNREACHABLE_CODE = 75
 """A worker's exit code when the storage stayed unreachable past its patience (``EX_TEMPFAIL``:
 start it again when the storage is back)."""
@@ -263,14 +264,16 @@ def open_worker(study_name: str, options: WorkerOptions) -> Worker:
         ValueError: as :func:`run_worker`.
     """
 
-    def open_() -> BaseStorage:
+    def open_() -> tuple[BaseStorage, AnySpec]:
         storage = open_storage(options.storage)
         load_study(study_name, storage)  # one line naming the studies there, if it is not one
-        return storage
+        return storage, stored_spec(study_name, storage)
 
-    # A worker started while the database is down waits for it, as a running one does.
+    # One per worker, for its every storage call (the trial loop's, the heartbeat's): a worker
+    # started while the database is down waits for it, as a running one does.
     outage = Outage(safe_url(storage_url(options.storage)), options.storage_patience)
-    return Worker(study_name, patiently(open_, outage), options)
+    storage, spec = patiently(open_, outage)
+    return Worker(study_name, storage, spec, options, outage)
 
 
 class Tickets:
@@ -301,74 +304,67 @@ class Worker:
     """One worker's trial loop on the study ``study_name`` in ``storage``; its counts are what
     :class:`WorkerSummary` says."""
 
-    def __init__(self, study_name: str, storage: BaseStorage, options: WorkerOptions) -> None:
+    def __init__(
+        self,
+        study_name: str,
+        storage: BaseStorage,
+        spec: AnySpec,
+        options: WorkerOptions,
+        outage: Outage,
+    ) -> None:
         # torch (through the objective and the study's checks): only where trials train.
-        from adamz.search.objective import TrialObjective, batched_optimizers
+        from adamz.search.objective import TrialObjective
         from adamz.search.studies import make_pruner, make_sampler
 
         self.options = options
-        self.interrupts = Interrupts(on_stop=self.keep_checkpoints)
-        self.outage = Outage(safe_url(storage_url(options.storage)), options.storage_patience)
+        self.spec = spec
+        self.interrupts = Interrupts()
+        self.outage = outage
         self.patient = PatientStorage(
-            storage, self.outage, stopping=lambda: self.interrupts.pending is not None
+            storage, outage, stopping=lambda: self.interrupts.pending is not None
         )
         self.study_id = self.patient.get_study_id_from_name(study_name)
         self.cache = RoundCache(self.patient, self.study_id)
-        self.spec = stored_spec(study_name, self.patient)
-        self.file_seed: int | None = self.spec.sampler.get("seed")
+        self.file_seed: int | None = spec.sampler.get("seed")
         self.seed = options.sampler_seed
         self._make_sampler = make_sampler
         self.study = optuna.load_study(
             study_name=study_name,
             storage=self.cache,
-            sampler=make_sampler(self.spec.sampler, seed=self.seed),
-            pruner=make_pruner(self.spec.pruner),
+            sampler=make_sampler(spec.sampler, seed=self.seed),
+            pruner=make_pruner(spec.pruner),
         )
-        self.objective: TrialObjective = TrialObjective(
-            self.spec,
+        self.checkpoint_dir = checkpoint_dir(options, study_name)
+        self.objective = TrialObjective(
+            spec,
             study=self.study,
             storage=self.cache,
-            budget=study_budget(self.study, self.spec.budget),
+            budget=study_budget(self.study, spec.budget),
             device=options.device,
-            checkpoint_dir=checkpoint_dir(options, study_name),
+            checkpoint_dir=self.checkpoint_dir,
             data_dir=options.data_dir,
             download=options.download,
             checkpoint_interval_s=options.checkpoint_interval,
-            new_round=self.cache.new_round,
-            patient=self.patient,
+            interrupts=self.interrupts,
         )
         self.lost: set[int] = set()
-        self.objective.on_step = self.interrupts.check
         self.heartbeat = Heartbeat(
-            storage,
-            self.study_id,
-            options.heartbeat_interval,
-            self.outage,
-            on_lost=self._on_lost,
+            storage, self.study_id, options.heartbeat_interval, outage, on_lost=self._on_lost
         )
-        self.watch = StaleWatch(options.grace_period, self.outage)
+        self.watch = StaleWatch(options.grace_period, outage)
         self.summary = WorkerSummary()
-        self.population = options.population or int(self.spec.definition.get("population", 1))
-        if self.population > 1 and not batched_optimizers(self.spec)[0]:
-            logger.warning(
-                "Study %s: %s has no batched form; its trials train one at a time.",
-                study_name,
-                ", ".join(sorted(batched_optimizers(self.spec)[1])),
-            )
+        self.population = options.population or int(spec.definition.get("population", 1))
         self._ids: dict[int, int] = {}  # trial number -> id, for the trials this worker runs
         self._populations = 0
+        self._failures: list[tuple[int, str]] = []  # trials that failed in a row, one error
         # Held while the loop writes what must be written whole (asking, telling, queueing
         # again, ending queued trials), and by a stop that takes over (_stop_when_stuck).
         self._writing = threading.RLock()
         self._done = False
-        self._stopper = optuna.load_study(study_name=study_name, storage=self.patient)
-
-    def keep_checkpoints(self) -> None:
-        """Keep the running trials' checkpoints: their retries resume from them."""
-        self.objective.keep_checkpoints = True
 
     def _on_lost(self, trial_id: int) -> None:
-        self.keep_checkpoints()  # the retry queued by the stale check resumes from them
+        """A trial failed as stale by another worker: it stops, its retry resumes from its
+        checkpoints."""
         self.lost.update(number for number, known in self._ids.items() if known == trial_id)
 
     # The loop.
@@ -431,6 +427,7 @@ class Worker:
             return
         stopped = self.interrupts.pending
         try:
+            stopper = optuna.load_study(study_name=self.study.study_name, storage=self.patient)
             ids = {n: trial_id for n, trial_id in self._ids.items() if n not in self.lost}
             if ids:
                 logger.warning(
@@ -443,7 +440,7 @@ class Worker:
                     self.patient.set_trial_state_values(trial_id, TrialState.FAIL)
                 except UpdateFinishedTrialError:  # told meanwhile, or failed as stale
                     continue
-                self.requeue(self.patient.get_trial(trial_id), "stop", self._stopper)
+                self.requeue(self.patient.get_trial(trial_id), "stop", stopper)
                 self.summary.requeued += 1
             self.heartbeat.stop()
         except Exception as exc:  # the storage is down: the trials resume when found stale
@@ -455,7 +452,6 @@ class Worker:
 
     def _loop(self, tickets: Tickets | None) -> None:
         budget = self.objective.budget
-        failures = 0
         next_stale_check = 0.0
         first = True
         empty_polls = 0
@@ -486,7 +482,7 @@ class Worker:
                 # A failed run's retry is queued just after it fails: look again before leaving.
                 empty_polls = 0 if counts[TrialState.RUNNING] else empty_polls + 1
                 if empty_polls > 1:
-                    self.summary.code = 0 if finished >= budget else 1
+                    self.summary.code = 1
                     self.summary.reason = (
                         f"no queued run is left ({finished} of {budget} finished; the others "
                         "failed too often, see 'adamz-search status')"
@@ -508,11 +504,14 @@ class Worker:
             if size == 0:
                 self.summary.reason = "--n-trials reached"
                 return
-            error = self.run_trials(size)
-            failures = failures + 1 if error is not None else 0
-            if failures >= MAX_CONSECUTIVE_FAILURES:
+            self.run_trials(size)
+            if len(self._failures) >= MAX_CONSECUTIVE_FAILURES:
+                number, error = self._failures[-1]
                 self.summary.code = 1
-                self.summary.reason = f"its last {failures} trials failed (the last: {error})"
+                self.summary.reason = (
+                    f"its last {len(self._failures)} trials failed with the same error "
+                    f"(the last, trial {number}: {error})"
+                )
                 return
 
     def _sleep(self, seconds: float) -> None:
@@ -540,7 +539,7 @@ class Worker:
 
         origin = retried_trial_number(trial)
         origin = trial.number if origin is None else origin
-        for path in self.objective.checkpoint_dir.glob(f"trial-{origin}-seed-*.pt"):
+        for path in self.checkpoint_dir.glob(f"trial-{origin}-seed-*.pt"):
             path.unlink(missing_ok=True)
         logger.error(
             "Trial %d dropped: its %s limit is reached (see adamz.search.retries).",
@@ -599,64 +598,65 @@ class Worker:
             )
         return templates
 
-    def run_trials(self, size: int) -> str | None:
-        """Ask for ``size`` trials, train them with their heartbeats, tell how each ended; the
-        error they failed with if every one failed (``None`` otherwise)."""
+    def run_trials(self, size: int) -> None:
+        """Ask for ``size`` trials, train them with their heartbeats, tell how each ended.
+
+        Raises:
+            WorkerStopped: the worker was stopped; the trials are failed and queued to resume.
+            StorageUnreachable: past the patience; the trials are left running, to resume
+                (their numbers go in the worker's last line).
+        """
         with self._writing:  # a stop that takes over knows every trial asked for
             trials = self.ask(size)
             self.cache.new_round()
             refs = [self.objective.ref(trial) for trial in trials]
             self._ids = {ref.number: ref.trial_id for ref in refs}
         self.lost.clear()
-        self.objective.keep_checkpoints = self.interrupts.pending is not None
         extra: dict[str, Any] = {"sampler_seed": self.seed}
         if size > 1:
             extra["population"] = size
         admitted: list[TrialRef] = []
-        try:
-            with self.heartbeat.beating(self._ids.values()):
-                for ref in refs:
-                    ref.trial.set_user_attr("worker", self.objective.worker_record(ref, **extra))
-                    try:
-                        self.objective.admit(ref)
-                    except SurplusTrialError as surplus:
-                        ref.trial.set_user_attr("error", error_message(surplus))
-                        self._end(ref, None, TrialState.FAIL, self._surplus(ref, surplus))
-                        continue
-                    admitted.append(ref)
+        with self.heartbeat.beating(self._ids.values()):
+            for ref in refs:
+                ref.trial.set_user_attr("worker", self.objective.worker_record(ref, **extra))
                 try:
-                    outcomes = self.objective.train(admitted, self.lost, population=size > 1)
-                except WorkerStopped as stopped:
-                    logger.warning(
-                        "Trials %s interrupted by %s: queued to resume.",
-                        ", ".join(str(ref.number) for ref in admitted),
-                        stopped,
-                    )
-                    for ref in admitted:
-                        if ref.number not in self.lost:
-                            self._end(ref, None, TrialState.FAIL, "stop")
-                    raise
-                error = self._tell(admitted, outcomes)
-        except StorageUnreachable:
-            raise  # the trials are left running: their numbers go in the worker's last line
+                    self.objective.admit(ref)
+                except SurplusTrialError as surplus:
+                    ref.trial.set_user_attr("error", error_message(surplus))
+                    self._end(ref, None, TrialState.FAIL, self._surplus(ref, surplus))
+                    continue
+                admitted.append(ref)
+            try:
+                outcomes = self.objective.train(admitted, self.lost, population=size > 1)
+            except WorkerStopped as stopped:
+                logger.warning(
+                    "Trials %s interrupted by %s: queued to resume.",
+                    ", ".join(str(ref.number) for ref in admitted),
+                    stopped,
+                )
+                for ref in admitted:
+                    if ref.number not in self.lost:
+                        self._end(ref, None, TrialState.FAIL, "stop")
+                raise
+            self._tell(admitted, outcomes)
         self._ids = {}
-        return error
 
-    def _tell(self, refs: list[TrialRef], outcomes: dict[int, Outcome]) -> str | None:
-        errors = []
+    def _tell(self, refs: list[TrialRef], outcomes: dict[int, Outcome]) -> None:
         for ref in refs:
             if ref.number in self.lost or ref.number not in outcomes:
                 logger.warning("Trial %d was failed as stale by another worker.", ref.number)
                 self.summary.requeued += 1
                 continue
             outcome = outcomes[ref.number]
-            if outcome.error is not None:
-                errors.append(error_message(outcome.error))
+            if outcome.error is None:
+                self._failures.clear()
+            else:
+                error = error_message(outcome.error)
+                if self._failures and self._failures[-1][1] != error:
+                    self._failures.clear()
+                self._failures.append((ref.number, error))
                 logger.warning(
-                    "Trial %d failed, parameters %s: %s",
-                    ref.number,
-                    ref.trial.params,
-                    errors[-1],
+                    "Trial %d failed, parameters %s: %s", ref.number, ref.trial.params, error
                 )
             state = (
                 TrialState.FAIL
@@ -669,7 +669,6 @@ class Worker:
                 "fault" if outcome.error is not None and self.spec.queued_only else None
             )
             self._end(ref, outcome.value, state, again)
-        return errors[0] if errors and len(errors) == len(refs) else None
 
     def _end(
         self,

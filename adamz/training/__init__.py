@@ -1,5 +1,6 @@
-"""Training: a run and its record, the one loop that trains runs alone or as a population, the
-optimizer registry, checkpoints.
+"""Training: a run and its record, the one loop that trains one run (:func:`train`) or several
+(:func:`train_runs`: stacked as one model where it can be, else one at a time), the optimizer
+registry, checkpoints.
 
 Example::
 
@@ -24,6 +25,7 @@ from adamz.training.optimizers import (
     paper_settings,
     resolve_hyperparameters,
 )
+from adamz.training.population import train_runs
 from adamz.training.run import (
     CheckpointMismatchError,
     ResolvedRun,
@@ -51,4 +53,5 @@ __all__ = [
     "resolve_hyperparameters",
     "save_checkpoint",
     "train",
+    "train_runs",
 ]

@@ -1,9 +1,10 @@
 """The one training loop: runs of one workload, trained epoch by epoch, each to its record.
 
-Every single run, search trial and benchmark trains through :func:`train_runs`. What differs
-between a run trained alone (:func:`train`: one ``nn.Module`` and its torch optimizer) and K
-runs trained as one stacked model (:func:`adamz.training.population.train_population`) is
-only how the runs take a step and answer inputs, a :class:`Runs`; the rest exists once:
+Every single run, search trial and benchmark trains through :func:`train_members`. What
+differs between runs trained one at a time (:func:`train`, and
+:func:`adamz.training.population.train_runs` where a model cannot be stacked: each run its own
+``nn.Module`` and torch optimizer) and K runs trained as one stacked model is only how the runs
+take a step and answer inputs, a :class:`Runs`; the rest exists once:
 
 1. the workload's data are loaded once per process into tensors on the training device;
 2. each run visits the training set in the order its own seeded generator gives, batched by
@@ -59,23 +60,24 @@ from adamz.training.run import (
 from adamz.workloads import HELD_OUT_SPLITS, RunData, Workload
 
 __all__ = [
+    "ALONE_CHECKPOINT_FORMAT",
     "EVAL_BATCH_SIZE",
+    "MEMBER_CHECKPOINT_FORMAT",
     "NONFINITE_CHECK_INTERVAL",
     "CheckpointMismatchError",
     "EpochEnd",
     "Member",
-    "MemberOnEpoch",
     "OnEpoch",
     "OnEpochs",
     "OnStep",
+    "OneAtATime",
     "Runs",
-    "each_member",
     "evaluate",
     "open_members",
     "split_means",
     "split_scores",
     "train",
-    "train_runs",
+    "train_members",
 ]
 
 logger = logging.getLogger(__name__)
@@ -92,8 +94,12 @@ OnEpoch = Callable[[int, dict[str, float]], None]
 """``on_epoch(epoch, metrics)`` of a run trained alone."""
 OnStep = Callable[[int, int, int], None]
 """``on_step(epoch, step, steps_in_epoch)``, after each step (``step`` counted from 1)."""
-MemberOnEpoch = Callable[[int, int, dict[str, float]], None]
-"""``on_epoch(member, epoch, metrics)``: ``member`` is the index of its run's config."""
+ALONE_CHECKPOINT_FORMAT = 2
+"""The format of the checkpoint of a run trained on its own model (:class:`OneAtATime`)."""
+MEMBER_CHECKPOINT_FORMAT = "population-member-1"
+"""The format of a stacked population member's checkpoint: its own slice of the stacks and
+optimizer state, its order generator and record. A run finding one of the other format at its
+path starts afresh (a trial first trained in a population, resumed alone, say)."""
 
 
 class EpochEnd(NamedTuple):
@@ -107,22 +113,6 @@ class EpochEnd(NamedTuple):
 OnEpochs = Callable[[list[EpochEnd]], Mapping[int, StopTraining]]
 """``on_epochs(ends)``: called once per epoch with every member's end, in the members' order,
 after their checkpoints; returns the members to stop (by index), each with why."""
-
-
-def each_member(on_epoch: MemberOnEpoch) -> OnEpochs:
-    """``on_epoch`` called for each member in turn, its :class:`StopTraining` stopping that
-    member alone (any other exception propagates)."""
-
-    def on_epochs(ends: list[EpochEnd]) -> dict[int, StopTraining]:
-        stops = {}
-        for end in ends:
-            try:
-                on_epoch(*end)
-            except StopTraining as reason:
-                stops[end.member] = reason
-        return stops
-
-    return on_epochs
 
 
 class Runs(ABC):
@@ -222,6 +212,7 @@ def open_members(
         CheckpointMismatchError: a checkpoint was written by another run, or in another format.
     """
     members = []
+    formats = {ALONE_CHECKPOINT_FORMAT, MEMBER_CHECKPOINT_FORMAT} - {checkpoint_format}
     for index, (run, path) in enumerate(zip(runs, paths, strict=True)):
         record = TrainResult.start(run, data)
         member = Member(
@@ -233,6 +224,9 @@ def open_members(
         )
         if member.checkpoint is not None:
             payload = load_checkpoint(member.checkpoint)
+            if payload is not None and payload.get("format") in formats:
+                logger.info("%s: written in another form of training; starting afresh", path)
+                payload = None
             if payload is not None:
                 check_same_run(payload, run_identity(record), member.checkpoint, checkpoint_format)
                 member.record = TrainResult(**payload["record"])
@@ -242,7 +236,7 @@ def open_members(
     return members
 
 
-def train_runs(
+def train_members(
     runs: Runs,
     members: list[Member],
     data: RunData,
@@ -363,7 +357,8 @@ class _Loop:
                 checked = step + 1
         for member in self.members:
             member.record.steps += steps
-        return losses.mean(dim=0).tolist(), diverged
+        # Each run's losses contiguous: its mean is summed as its run alone sums it.
+        return losses.t().contiguous().mean(dim=1).tolist(), diverged
 
     def _diverged(self, divergence: _Divergence) -> None:
         member, record = divergence.member, divergence.member.record
@@ -496,17 +491,12 @@ class _Loop:
         )
 
 
-class _Alone(Runs):
-    """One run alone: its workload's ``nn.Module`` and its optimizer from the registry (any of
-    them, schedules included), the model initialised from the run's seed."""
+class _Alone:
+    """One run's own model, optimizer and schedule, the model initialised from the run's seed,
+    and the state of the generator its random draws (dropout) come from."""
 
-    checkpoint_format = 2
-
-    def __init__(self, run: ResolvedRun, data: RunData, total_steps: int) -> None:
+    def __init__(self, run: ResolvedRun, total_steps: int) -> None:
         torch.manual_seed(run.config.seed)
-        self.device = run.device
-        self.workload = run.workload
-        self.data = data
         self.model = run.workload.build_model().to(run.device)
         self.optimizer = build_optimizer(
             run.config.optimizer, self.model.parameters(), run.hyperparameters
@@ -516,41 +506,64 @@ class _Alone(Runs):
         )
         self.adamz = self.optimizer if isinstance(self.optimizer, AdamZ) else None
         self.controlled = self.adamz is not None and bool(self.adamz.defaults["lr_controller"])
+        self.rng = _rng_state(run.device)
+
+
+class OneAtATime(Runs):
+    """Runs trained one after another at each step, each on its own model and its optimizer
+    from the registry (any of them, schedules included): each run trains as it would alone,
+    its random draws from a generator state of its own."""
+
+    checkpoint_format = ALONE_CHECKPOINT_FORMAT
+
+    def __init__(self, runs: Sequence[ResolvedRun], data: RunData, total_steps: int) -> None:
+        self.device = runs[0].device
+        self.workload = runs[0].workload
+        self.data = data
+        self.runs = [_Alone(run, total_steps) for run in runs]
 
     @property
     def size(self) -> int:
-        return 1
+        return len(self.runs)
 
     def train_mode(self, training: bool) -> None:
-        self.model.train(training)
-        set_optimizer_mode(self.optimizer, training=training)
+        for run in self.runs:
+            run.model.train(training)
+            set_optimizer_mode(run.optimizer, training=training)
 
     def step(self, batches: Tensor) -> Tensor:
-        index, data = batches[0], self.data
-        self.optimizer.zero_grad(set_to_none=True)
-        inputs, targets = data.train_batch(index)
-        loss = self.workload.loss(self.model(inputs), targets)
-        loss.backward()
-        if self.adamz is not None:  # the one fed the loss
-            self.adamz.step(loss=loss)
-        else:
-            self.optimizer.step()
-        if self.schedule is not None:
-            self.schedule.after_step(loss.detach())
-        return loss.detach().reshape(1)
+        data, losses = self.data, []
+        for run, index in zip(self.runs, batches, strict=True):
+            if len(self.runs) > 1:  # alone, the process's generator is the run's
+                _set_rng_state(run.rng, self.device)
+            run.optimizer.zero_grad(set_to_none=True)
+            inputs, targets = data.train_batch(index)
+            loss = self.workload.loss(run.model(inputs), targets)
+            loss.backward()
+            if run.adamz is not None:  # the one fed the loss
+                run.adamz.step(loss=loss)
+            else:
+                run.optimizer.step()
+            if run.schedule is not None:
+                run.schedule.after_step(loss.detach())
+            if len(self.runs) > 1:
+                run.rng = _rng_state(self.device)
+            losses.append(loss.detach())
+        return torch.stack(losses)
 
     def outputs(self, inputs: Tensor) -> Tensor:
-        return self.model(inputs).unsqueeze(0)
+        return torch.stack([run.model(inputs) for run in self.runs])
 
     def rates(self) -> list[float] | None:
-        if self.adamz is None or not self.controlled:
+        if not any(run.controlled for run in self.runs):
             return None
-        return [float(self.adamz.param_groups[0]["lr"])]
+        return [float(run.optimizer.param_groups[0]["lr"]) for run in self.runs]
 
     def controller(self, position: int) -> dict[str, Any] | None:
-        if self.adamz is None or not self.controlled:
+        run = self.runs[position]
+        if run.adamz is None or not run.controlled:
             return None
-        stats = self.adamz.controller_stats()[0]  # the registry builds one param group
+        stats = run.adamz.controller_stats()[0]  # the registry builds one param group
         return {
             "overshoots": stats["overshoots"],
             "stagnations": stats["stagnations"],
@@ -560,27 +573,39 @@ class _Alone(Runs):
         }
 
     def keep(self, positions: Tensor) -> None:
-        pass  # one run: it ends with the loop
+        self.runs = [self.runs[position] for position in positions.tolist()]
 
     def state(self, position: int) -> dict[str, Any]:
-        rng = {"torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        run = self.runs[position]
         return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": None if self.schedule is None else self.schedule.state_dict(),
-            "rng": rng,
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "schedule": None if run.schedule is None else run.schedule.state_dict(),
+            "rng": _rng_state(self.device) if len(self.runs) == 1 else run.rng,
         }
 
     def load_state(self, position: int, payload: dict[str, Any]) -> None:
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        if self.schedule is not None:
-            self.schedule.load_state_dict(payload["schedule"])
-        torch.set_rng_state(payload["rng"]["torch"])
-        if self.device.type == "cuda" and "cuda" in payload["rng"]:
-            torch.cuda.set_rng_state(payload["rng"]["cuda"], self.device)
+        run = self.runs[position]
+        run.model.load_state_dict(payload["model"])
+        run.optimizer.load_state_dict(payload["optimizer"])
+        if run.schedule is not None:
+            run.schedule.load_state_dict(payload["schedule"])
+        run.rng = payload["rng"]
+        _set_rng_state(run.rng, self.device)
+
+
+def _rng_state(device: torch.device) -> dict[str, Tensor]:
+    """The process's generator states that a run on ``device`` draws from."""
+    rng = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return rng
+
+
+def _set_rng_state(rng: dict[str, Tensor], device: torch.device) -> None:
+    torch.set_rng_state(rng["torch"])
+    if device.type == "cuda" and "cuda" in rng:
+        torch.cuda.set_rng_state(rng["cuda"], device)
 
 
 def train(
@@ -619,29 +644,30 @@ def train(
     """
     run = config.resolve()
     data = run.load_data()
+
+    def on_epochs(ends: list[EpochEnd]) -> dict[int, StopTraining]:
+        try:
+            if on_epoch is not None:
+                on_epoch(ends[0].epoch, ends[0].metrics)
+        except StopTraining as reason:
+            return {0: reason}
+        return {}
+
     cuda_devices = [run.device] if run.device.type == "cuda" else []
     # enable_grad: a caller inside torch.no_grad() (an evaluation script) still trains.
     with torch.random.fork_rng(devices=cuda_devices), torch.enable_grad():
-        members = open_members([run], data, [checkpoint_path], _Alone.checkpoint_format)
+        members = open_members([run], data, [checkpoint_path], ALONE_CHECKPOINT_FORMAT)
         steps = math.ceil(data.num_train / run.protocol.batch_size)
-        runs = _Alone(run, data, total_steps=run.protocol.epochs * steps)
-        each_epoch = None if on_epoch is None else each_member(_alone(on_epoch))
-        (record,) = train_runs(
+        runs = OneAtATime([run], data, total_steps=run.protocol.epochs * steps)
+        (record,) = train_members(
             runs,
             members,
             data,
-            on_epochs=each_epoch,
+            on_epochs=None if on_epoch is None else on_epochs,
             on_step=on_step,
             checkpoint_interval_s=checkpoint_interval_s,
         )
         return record
-
-
-def _alone(on_epoch: OnEpoch) -> MemberOnEpoch:
-    def each_epoch(member: int, epoch: int, metrics: dict[str, float]) -> None:
-        on_epoch(epoch, metrics)
-
-    return each_epoch
 
 
 @torch.no_grad()

@@ -1,14 +1,22 @@
-"""Population training: K runs of one workload trained at once, in one process, as one model.
+"""Training several runs: K runs of one workload, stacked as one model where it can be.
 
-On the small workloads a run's cost is almost all per-step overhead (kernel launches, Python,
-small-tensor bookkeeping), not arithmetic, and one small model cannot fill an accelerator. A
-population stacks the parameters of K runs along a new first dimension
-(``torch.func.stack_module_state``) and trains them with the workload's own module, vectorised
-over that dimension (``torch.func.vmap`` of ``torch.func.functional_call``): each step is one
-batched forward and backward pass and one batched optimizer update
-(:mod:`adamz.optim.batched`) for all K.
+:func:`train_runs` is the one entry for any number of runs. On the small workloads a run's
+cost is almost all per-step overhead (kernel launches, Python, small-tensor bookkeeping), not
+arithmetic, and one small model cannot fill an accelerator. So it stacks the parameters of K
+runs along a new first dimension (``torch.func.stack_module_state``) and trains them with the
+workload's own module, vectorised over that dimension (``torch.func.vmap`` of
+``torch.func.functional_call``): each step is one batched forward and backward pass and one
+batched optimizer update (:mod:`adamz.optim.batched`) for all K.
 
-Each member is the run :func:`adamz.training.train` would train for its :class:`RunConfig`:
+Whether the runs can be stacked is found out for the model actually built: an optimizer (or a
+setting) without a batched form, a model that ``stack_module_state`` refuses (a class defined
+inside ``build_model()`` is a new class at each call) or that ``vmap`` cannot run (a GRU,
+data-dependent control flow, in-place updates of buffers) raises while the stack is built,
+before anything trains. The runs then train one at a time, each on its own model
+(:class:`~adamz.training.loop.OneAtATime`), and the reason is logged once per process.
+
+A stacked member is the run :func:`adamz.training.train` would train for its
+:class:`RunConfig`:
 
 - its model is initialised from its seed, exactly as the single run's (the same draws);
 - it visits the training set in the order its own seeded generator gives, batch by batch;
@@ -23,23 +31,16 @@ shared generator, so a member's masks are not its single run's. ``train_time_s``
 ``wall_time_s`` are the member's share: the population's time divided among the members that
 trained in it.
 
-Members drop out of the stacks as they end (their epochs done, a non-finite loss, or
-``on_epoch`` raising :class:`StopTraining`, which is how a search prunes one), so the rest
-trains at the cost of the members left. Members may start at different epochs (one resumed from
-its checkpoint beside fresh ones): every member's epoch has the same number of steps, so their
-epochs stay aligned.
-
-Each member checkpoints on its own (:data:`MEMBER_CHECKPOINT_FORMAT`): a member of a killed
-population resumes in any later population, whoever else is in it.
-
-A model that ``vmap`` cannot run (a user's, with data-dependent control flow or in-place
-updates of its buffers, say) raises :class:`~adamz.optim.batched.NotBatchableError` before
-anything trains, as an optimizer without a batched form does: its runs train one at a time.
+Members drop out as they end (their epochs done, a non-finite loss, or ``on_epochs`` stopping
+them, which is how a search prunes one), so the rest trains at the cost of the members left.
+Each member checkpoints on its own (:data:`~adamz.training.loop.MEMBER_CHECKPOINT_FORMAT`): a
+member of a killed population resumes in any later population, whoever else is in it.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,55 +57,53 @@ from adamz.optim.batched import (
     batched_optimizer,
 )
 from adamz.training.loop import (
-    MemberOnEpoch,
+    MEMBER_CHECKPOINT_FORMAT,
+    OneAtATime,
     OnEpochs,
     OnStep,
     Runs,
-    each_member,
     open_members,
-    train_runs,
+    train_members,
 )
 from adamz.training.run import ResolvedRun, RunConfig, TrainResult
 from adamz.workloads import RunData, Workload
 
-__all__ = ["MEMBER_CHECKPOINT_FORMAT", "MemberOnEpoch", "train_population"]
+__all__ = ["MEMBER_CHECKPOINT_FORMAT", "train_runs"]
 
-MEMBER_CHECKPOINT_FORMAT = "population-member-1"
-"""The format of a population member's checkpoint: its own slice of the stacks and optimizer
-state, its order generator and record. A single run does not read it, nor a member a single
-run's (either starts afresh)."""
+logger = logging.getLogger(__name__)
+
+_SAID: set[str] = set()  # the reasons for training one at a time, said once per process
 
 
-def train_population(
+def train_runs(
     configs: Sequence[RunConfig],
     *,
-    on_epoch: MemberOnEpoch | None = None,
+    stack: bool = True,
     on_epochs: OnEpochs | None = None,
     on_step: OnStep | None = None,
     checkpoint_paths: Sequence[str | Path | None] | None = None,
     checkpoint_interval_s: float = 0.0,
 ) -> list[TrainResult]:
-    """Train every config at once and return their records, in the order of ``configs``.
+    """Train every config and return their records, in the order of ``configs``: stacked as
+    one model if ``stack`` and this model and optimizer allow it, else one at a time.
 
     Args:
-        configs: the members: one workload, optimizer, device and protocol, any
-            hyperparameters and seeds.
-        on_epoch: called as ``on_epoch(member, epoch, metrics)`` after each member's epoch has
-            been evaluated and checkpointed. :class:`~adamz.training.StopTraining` ends that
-            member alone; any other exception propagates, with every member's epoch
-            checkpoint written.
-        on_epochs: instead of ``on_epoch``, called once per epoch with every member's end
-            (:data:`adamz.training.loop.OnEpochs`): a search writes a round's reports at once.
-        on_step: called as ``on_step(epoch, step, steps_in_epoch)`` after each batched step.
-        checkpoint_paths: one path (or ``None``) per member; as ``train``'s ``checkpoint_path``.
+        configs: the runs: one workload, optimizer, device and protocol, any hyperparameters
+            and seeds.
+        stack: try to stack the runs; ``False``: train each on its own model, as
+            :func:`adamz.training.train` would.
+        on_epochs: called once per epoch with every run's end, after their checkpoints
+            (:data:`adamz.training.loop.OnEpochs`); it returns the runs to stop, each with its
+            :class:`~adamz.training.StopTraining`. Any exception it raises propagates, with
+            every run's epoch checkpoint written.
+        on_step: called as ``on_step(epoch, step, steps_in_epoch)`` after each step of all
+            the runs.
+        checkpoint_paths: one path (or ``None``) per run; as ``train``'s ``checkpoint_path``.
         checkpoint_interval_s: as :func:`adamz.training.train`'s.
 
     Raises:
         ValueError: the configs differ in workload, optimizer, device, data or protocol, or
             one of them is invalid.
-        adamz.optim.batched.NotBatchableError: the optimizer (or a setting) has no batched
-            form, or the workload's model does not run under ``torch.func.vmap``; train these
-            configs one at a time.
         adamz.training.CheckpointMismatchError: a checkpoint was written by another run.
     """
     if not configs:
@@ -125,16 +124,47 @@ def train_population(
         torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
         torch.enable_grad(),
     ):
-        stacked = _Stacked(runs, data)
-        members = open_members(runs, data, paths, _Stacked.checkpoint_format)
-        return train_runs(
-            stacked,
+        trained: Runs | None = _stacked(runs, data) if stack else None
+        if trained is None:
+            steps = math.ceil(data.num_train / runs[0].protocol.batch_size)
+            trained = OneAtATime(runs, data, total_steps=runs[0].protocol.epochs * steps)
+        members = open_members(runs, data, paths, trained.checkpoint_format)
+        return train_members(
+            trained,
             members,
             data,
-            on_epochs=each_member(on_epoch) if on_epoch is not None else on_epochs,
+            on_epochs=on_epochs,
             on_step=on_step,
             checkpoint_interval_s=checkpoint_interval_s,
         )
+
+
+def _stacked(runs: list[ResolvedRun], data: RunData) -> _Stacked | None:
+    """``runs`` stacked as one model, or ``None`` (the reason logged once) where they cannot
+    be: whatever fails while the stack is built, the runs can still train one at a time."""
+    try:
+        return _Stacked(runs, data)
+    except Exception as exc:
+        reason = (
+            str(exc)
+            if isinstance(exc, NotBatchableError)
+            else f"the models of workload {runs[0].workload.name} cannot be stacked "
+            f"({type(exc).__name__}: {_first_sentence(exc)})"
+        )
+        if reason not in _SAID:
+            _SAID.add(reason)
+            # On lines of their own: a progress bar may be mid-line on the same terminal.
+            logger.warning(
+                "\n%s.\nNo population: these runs train one at a time, each alone (no "
+                "speed-up from --population).",
+                reason,
+            )
+        return None
+
+
+def _first_sentence(exc: BaseException) -> str:
+    """The first sentence of ``exc``'s message: torch's go on to ask for an issue to be filed."""
+    return " ".join(str(exc).split()).split(". ")[0].rstrip(" .")[:200]
 
 
 class _Stacked(Runs):
@@ -181,11 +211,9 @@ class _Stacked(Runs):
             try:
                 self._losses(self._params(self.optimizer.params[0].detach()), inputs, targets)
             except (RuntimeError, ValueError, NotImplementedError) as exc:
-                # The first sentence: torch's go on to ask for an issue to be filed.
-                reason = " ".join(str(exc).split()).split(". ")[0].rstrip(" .")[:200]
                 raise NotBatchableError(
                     f"the model of workload {self.workload.name} does not run under "
-                    f"torch.func.vmap ({type(exc).__name__}: {reason})"
+                    f"torch.func.vmap ({type(exc).__name__}: {_first_sentence(exc)})"
                 ) from exc
 
     @property

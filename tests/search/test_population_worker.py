@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
+import sqlalchemy.exc
 from optuna.trial import TrialState
 from search_helpers import run_cli, start_cli, trials, write_study
 from test_service import wait_for_running_trial
 
 from adamz.search import WorkerOptions, open_storage, run_worker
 from adamz.search.objective import Outcome
-from adamz.search.worker import open_worker
+from adamz.search.worker import UNREACHABLE_CODE, open_worker
 from adamz.training import RunConfig, train
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -88,7 +91,7 @@ def test_sigterm_requeues_every_trial_of_the_population_and_each_resumes(tmp_pat
         TrialState.WAITING
     ] * 3
     checkpoints = tmp_path / "checkpoints" / "quick"
-    assert len(list(checkpoints.glob("trial-*-seed-0.member.pt"))) == 3
+    assert len(list(checkpoints.glob("trial-*-seed-0.pt"))) == 3
     status = json.loads(run_cli("status", "quick", "--format", "json", cwd=tmp_path).stdout)
     assert status["trials"]["requeued"] == 3
 
@@ -117,7 +120,8 @@ def test_an_optimizer_without_a_batched_form_trains_one_trial_at_a_time_and_says
     )
     result = run_cli("worker", str(study_file), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "adagrad has no batched form; its trials train one at a time" in result.stderr
+    assert "adagrad has no batched form" in result.stderr
+    assert "No population: these runs train one at a time" in result.stderr
     found = trials(f"sqlite:///{tmp_path / 'adamz-search.db'}", "quick")
     assert [trial.state for trial in found] == [TrialState.COMPLETE] * 2
 
@@ -189,3 +193,55 @@ def test_a_trial_failed_by_another_worker_after_its_last_report_is_not_told(
     assert worker._tell([ref], {trial.number: Outcome(value=0.9)}) is None
     assert (worker.summary.complete, worker.summary.requeued) == (0, 1)
     assert trials(storage, "quick")[trial.number].state == TrialState.FAIL
+
+
+class GoesDown:
+    """A storage whose every call fails as a stopped database's does, from the first epoch
+    report on (each failure after a short wait, as a connection attempt takes)."""
+
+    def __init__(self, storage: object) -> None:
+        self.storage = storage
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.storage, name)
+
+        def call(*args: object, **kwargs: object) -> object:
+            self.down = self.down or name == "set_trial_intermediate_value"
+            if self.down:
+                time.sleep(0.05)
+                raise sqlalchemy.exc.OperationalError(
+                    "SELECT 1", None, OSError("connection refused")
+                )
+            return method(*args, **kwargs)
+
+        return call
+
+
+@pytest.mark.parametrize("population", [1, 4])
+def test_past_the_patience_a_population_leaves_its_trials_to_resume_as_a_lone_trial_does(
+    tmp_path: Path, population: int
+) -> None:
+    study_file = write_study(
+        tmp_path, budget=4, epochs=40, population=population, pruner={"name": "none"}
+    )
+    assert run_cli("create", str(study_file), cwd=tmp_path).returncode == 0
+    storage = f"sqlite:///{tmp_path / 'adamz-search.db'}"
+    options = WorkerOptions(
+        storage=storage, checkpoint_dir=str(tmp_path), storage_patience=0.3, checkpoint_interval=0
+    )
+    worker = open_worker("quick", options)
+    worker.patient.storage = GoesDown(worker.patient.storage)  # type: ignore[assignment]
+    worker.run(None)
+    assert worker.summary.code == UNREACHABLE_CODE, worker.summary.reason
+    assert worker.summary.failed == 0
+    assert "will resume from their checkpoints" in worker.summary.reason
+    found = trials(storage, "quick")
+    assert [trial.state for trial in found] == [TrialState.RUNNING] * population
+    assert not [
+        trial for trial in found if "error" in trial.user_attrs or "run" in trial.user_attrs
+    ]
+    checkpoints = sorted((tmp_path / "quick").glob("trial-*-seed-0.pt"))
+    assert [path.name for path in checkpoints] == [
+        f"trial-{n}-seed-0.pt" for n in range(population)
+    ]

@@ -17,7 +17,7 @@ from adamz.search.objective import Outcome, TrialRef
 from adamz.search.replicates import ReplicateSpec
 from adamz.search.retries import MAX_FAULTS, retried_trial_number
 from adamz.search.worker import Worker, WorkerOptions, open_worker, run_worker
-from adamz.training import RunConfig, train
+from adamz.training import RunConfig, train_runs
 
 
 def replicate_file(directory: Path, **changes: Any) -> Path:
@@ -140,14 +140,14 @@ def run_with_failures(
     assert run_cli("create", str(path), "--storage", storage, cwd=tmp_path).returncode == 0
     failed = 0
 
-    def flaky_train(config: RunConfig, **kwargs: Any) -> Any:
+    def flaky_train_runs(configs: list[RunConfig], **kwargs: Any) -> Any:
         nonlocal failed
-        if (config.optimizer, config.seed) == ("sgd", 8) and failed < failures:
+        if ("sgd", 8) in [(c.optimizer, c.seed) for c in configs] and failed < failures:
             failed += 1
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
-        return train(config, **kwargs)
+        return train_runs(configs, **kwargs)
 
-    monkeypatch.setattr(objective_module, "train", flaky_train)
+    monkeypatch.setattr(objective_module, "train_runs", flaky_train_runs)
     options = WorkerOptions(storage=storage, checkpoint_dir=str(tmp_path / "checkpoints"))
     code = run_worker("reps", options).code
     return code, trials(storage, "reps")

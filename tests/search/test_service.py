@@ -383,15 +383,23 @@ def test_status_studies_and_the_dashboard_note_say_first_that_every_trial_diverg
     assert note.startswith("> **Diverged:** Every trial diverged (2 of 2 finished)")
 
 
-def test_a_worker_whose_trials_keep_failing_stops_with_exit_1(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("population", "failed"), [(1, 5), (4, 8)])
+def test_a_worker_whose_trials_keep_failing_with_one_error_stops_with_exit_1(
+    tmp_path: Path, population: int, failed: int
+) -> None:
     study_file = write_study(tmp_path, budget=50, workload={"name": "mnist", "epochs": 1})
     result = run_cli(
-        "worker", str(study_file), "--data-dir", str(tmp_path / "nodata"), cwd=tmp_path
-    )
+        "worker", str(study_file), "--data-dir", str(tmp_path / "nodata"),
+        "--population", str(population), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 1
     found = trials(f"sqlite:///{tmp_path / 'adamz-search.db'}", "quick")
-    assert [trial.state for trial in found] == [TrialState.FAIL] * 5
+    # Five trials in a row, counted one by one: a population stops after its second round.
+    assert [trial.state for trial in found] == [TrialState.FAIL] * failed
     assert "nodata" in found[0].user_attrs["error"]
+    [line] = [line for line in result.stderr.splitlines() if "failed with the same error" in line]
+    assert f"trials failed with the same error (the last, trial {failed - 1}: " in line
+    assert "nodata" in line
 
 
 @pytest.mark.slow

@@ -174,20 +174,28 @@ def test_workers_train_it_in_populations_minimising_its_metric(folder: Path) -> 
         assert trial.user_attrs["worker"]["population"] == 2
 
 
-def test_a_model_that_vmap_cannot_run_trains_one_trial_at_a_time_and_says_so_once(
-    folder: Path,
+@pytest.mark.parametrize(
+    ("workload", "said"),
+    [
+        ("NotVmappable", "does not run under torch.func.vmap"),
+        ("Recurrent", "does not run under torch.func.vmap"),  # a GRU
+        ("NestedClass", "Expected all models to be of the same class"),
+    ],
+)
+def test_a_model_that_cannot_be_stacked_trains_the_budget_one_trial_at_a_time_and_says_so_once(
+    folder: Path, workload: str, said: str
 ) -> None:
     study_file = write_study(
-        folder, budget=4, population=2, workload={"name": "regression_tasks:NotVmappable"}
+        folder, budget=4, population=4, workload={"name": f"regression_tasks:{workload}"}
     )
     result = run_cli("worker", str(study_file), cwd=folder)
     assert result.returncode == 0, result.stderr[-2000:]
-    said = "does not run under torch.func.vmap"
+    assert "Traceback" not in result.stderr
     assert result.stderr.count(said) == 1, result.stderr[-2000:]
     lines = result.stderr.splitlines()
     said_at = next(i for i, line in enumerate(lines) if said in line)
     assert "one at a time" not in lines[said_at]  # the reason, then the fall-back, on its own
-    assert "No population: these trials train one at a time" in lines[said_at + 1]
+    assert "No population: these runs train one at a time" in lines[said_at + 1]
     found = trials(f"sqlite:///{folder / 'adamz-search.db'}", "own")
     assert [trial.state for trial in found] == [TrialState.COMPLETE] * 4
     assert all(t.user_attrs["run"]["result"]["population_size"] is None for t in found)

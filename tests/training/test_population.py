@@ -12,7 +12,8 @@ from scipy.stats import wilcoxon
 from torch.func import functional_call, stack_module_state, vmap
 
 from adamz.training import RunConfig, StopTraining, train
-from adamz.training.population import train_population
+from adamz.training.loop import EpochEnd
+from adamz.training.population import train_runs
 from adamz.workloads import get_workload
 
 # One step per epoch (the training split is smaller than a batch), so that the records'
@@ -44,7 +45,7 @@ def test_the_first_100_steps_losses_match_each_member_s_single_run(
     workload: str, optimizer: str
 ) -> None:
     members = configs(workload, optimizer, **ONE_STEP_EPOCHS)
-    population = train_population(members)
+    population = train_runs(members)
     for config, member in zip(members, population, strict=True):
         single = train(config)
         assert member.steps == single.steps == 100
@@ -57,7 +58,7 @@ def test_the_first_100_steps_losses_match_each_member_s_single_run(
 
 def test_adamz_s_controller_decides_as_the_single_run_step_for_step() -> None:
     members = configs("digits", "adamz", **ONE_STEP_EPOCHS)
-    for config, member in zip(members, train_population(members), strict=True):
+    for config, member in zip(members, train_runs(members), strict=True):
         single = train(config)
         assert member.controller is not None
         assert single.controller is not None
@@ -71,7 +72,7 @@ def test_adamz_s_controller_decides_as_the_single_run_step_for_step() -> None:
         for key in ("overshoots", "stagnations", "observed"):
             assert member.controller[key] == single.controller[key], key
     fired = sum(
-        m.controller["overshoots"] + m.controller["stagnations"] for m in train_population(members)
+        m.controller["overshoots"] + m.controller["stagnations"] for m in train_runs(members)
     )  # type: ignore[index]
     assert fired > 30
 
@@ -81,7 +82,7 @@ def test_twenty_seeds_reach_what_their_single_runs_reach() -> None:
         RunConfig("digits", "adam", {"lr": 0.003}, seed=seed, epochs=4, train_size=600)
         for seed in range(20)
     ]
-    batched = [r.final_metrics["val_accuracy"] for r in train_population(members)]  # type: ignore[index]
+    batched = [r.final_metrics["val_accuracy"] for r in train_runs(members)]  # type: ignore[index]
     single = [train(config).final_metrics["val_accuracy"] for config in members]  # type: ignore[index]
     differences = [b - s for b, s in zip(batched, single, strict=True)]
     assert abs(statistics.median(batched) - statistics.median(single)) < 0.01
@@ -97,11 +98,12 @@ def test_members_end_on_their_own_and_the_rest_trains_on() -> None:
         RunConfig("digits", "sgd", {"lr": 0.05}, seed=2, epochs=4, train_size=300),
     ]
 
-    def on_epoch(member: int, epoch: int, metrics: dict[str, float]) -> None:
-        if member == 2 and epoch == 2:
-            raise StopTraining("pruned")
+    def on_epochs(ends: list[EpochEnd]) -> dict[int, StopTraining]:
+        return {
+            end.member: StopTraining("pruned") for end in ends if (end.member, end.epoch) == (2, 2)
+        }
 
-    kept, diverged, stopped = train_population(members, on_epoch=on_epoch)
+    kept, diverged, stopped = train_runs(members, on_epochs=on_epochs)
     assert kept.stop_reason == "completed"
     assert kept.epochs_completed == 4
     single = train(members[0])
@@ -121,17 +123,18 @@ class Killed(Exception):
 def test_a_member_of_a_killed_population_resumes_in_another(tmp_path: Path) -> None:
     members = configs("digits", "adamz", epochs=5, train_size=300)
     paths = [tmp_path / f"member-{index}.pt" for index in range(len(members))]
-    uninterrupted = train_population(members)
+    uninterrupted = train_runs(members)
 
-    def kill(member: int, epoch: int, metrics: dict[str, float]) -> None:
-        if epoch == 3:
+    def kill(ends: list[EpochEnd]) -> dict[int, StopTraining]:
+        if ends[0].epoch == 3:
             raise Killed
+        return {}
 
     with pytest.raises(Killed):
-        train_population(members, on_epoch=kill, checkpoint_paths=paths)
+        train_runs(members, on_epochs=kill, checkpoint_paths=paths)
     # Member 1 resumes beside a fresh run (epoch 0) in a population of its own making.
     fresh = RunConfig("digits", "adamz", {"lr": 0.001}, seed=9, epochs=5, train_size=300)
-    resumed, other = train_population(
+    resumed, other = train_runs(
         [members[1], fresh], checkpoint_paths=[paths[1], tmp_path / "fresh.pt"]
     )
     assert resumed.resumed_from_epoch == 3
@@ -145,15 +148,15 @@ def test_a_member_of_a_killed_population_resumes_in_another(tmp_path: Path) -> N
     )
     assert resumed.controller["observed"] == uninterrupted[1].controller["observed"]  # type: ignore[index]
     # A finished member's checkpoint returns its record without training.
-    again = train_population([members[1]], checkpoint_paths=[paths[1]])
+    again = train_runs([members[1]], checkpoint_paths=[paths[1]])
     assert again[0].epoch_losses == resumed.epoch_losses
 
 
 def test_members_must_share_workload_optimizer_and_protocol() -> None:
     with pytest.raises(ValueError, match="a population trains one optimizer"):
-        train_population([RunConfig("digits", "adam"), RunConfig("digits", "sgd")])
+        train_runs([RunConfig("digits", "adam"), RunConfig("digits", "sgd")])
     with pytest.raises(ValueError, match="a population trains one protocol"):
-        train_population([RunConfig("digits", epochs=2), RunConfig("digits", epochs=3)])
+        train_runs([RunConfig("digits", epochs=2), RunConfig("digits", epochs=3)])
 
 
 # The reference, vmap of the attention module, loops over the models (torch says so).
@@ -231,7 +234,7 @@ def test_the_transformer_s_first_30_steps_losses_match_each_member_s_single_run(
         )
         for seed, hyperparameters in enumerate(settings, start=3)
     ]
-    population = train_population(members)
+    population = train_runs(members)
     fired = 0
     for config, member in zip(members, population, strict=True):
         single = train(config)

@@ -99,6 +99,40 @@ class NotVmappable(Regression):
         return Branching()
 
 
+class NestedClass(Regression):
+    """Its model's class is defined inside ``build_model()``: a new class at every call, which
+    ``stack_module_state`` refuses to stack."""
+
+    def build_model(self) -> nn.Module:
+        class Model(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.linear = nn.Linear(FEATURES, 1)
+
+            def forward(self, inputs: Tensor) -> Tensor:
+                return self.linear(inputs).squeeze(-1)
+
+        return Model()
+
+
+class Recurrent(Regression):
+    """A GRU over the features as a sequence of 6 steps: ``vmap`` cannot batch it."""
+
+    def build_model(self) -> nn.Module:
+        return GRURegressor()
+
+
+class GRURegressor(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(1, 4, batch_first=True)
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        _, hidden = self.gru(inputs.unsqueeze(-1))
+        return self.head(hidden[-1]).squeeze(-1)
+
+
 class FromDataDir(Regression):
     """:class:`Regression`'s data, read from ``regression.pt`` in the data directory."""
 

@@ -3,6 +3,7 @@ populations like the built-in ones; a broken one is refused in one line."""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -15,9 +16,8 @@ from typing import Any
 import pytest
 import torch
 
-from adamz.optim.batched import NotBatchableError
-from adamz.training import RunConfig, TrainResult, evaluate, train
-from adamz.training.population import train_population
+from adamz.training import RunConfig, TrainResult, evaluate, population, train
+from adamz.training.population import train_runs
 from adamz.workloads import (
     DataNotFoundError,
     DatasetData,
@@ -173,7 +173,7 @@ def test_the_first_100_steps_losses_of_a_population_match_each_member_s_single_r
             start=3,
         )
     ]
-    population = train_population(members)
+    population = train_runs(members)
     for config, member in zip(members, population, strict=True):
         single = train(config)
         assert member.steps == single.steps == 100
@@ -184,11 +184,33 @@ def test_the_first_100_steps_losses_of_a_population_match_each_member_s_single_r
         assert member.population_size == len(members)
 
 
-def test_a_model_that_vmap_cannot_run_is_refused_as_a_population_before_training() -> None:
-    configs = [RunConfig("regression_tasks:NotVmappable", seed=seed, epochs=1) for seed in (0, 1)]
-    with pytest.raises(NotBatchableError, match=r"does not run under torch\.func\.vmap"):
-        train_population(configs, on_step=lambda *_: pytest.fail("it trained"))
-    assert train(configs[0]).stop_reason == "completed"  # alone, it trains
+@pytest.mark.parametrize(
+    ("workload", "reason"),
+    [
+        ("NotVmappable", r"does not run under torch\.func\.vmap"),
+        ("NestedClass", r"cannot be stacked \(RuntimeError: .*same class"),
+        ("Recurrent", r"does not run under torch\.func\.vmap"),
+    ],
+)
+def test_runs_of_a_model_that_cannot_be_stacked_train_one_at_a_time_each_as_alone(
+    workload: str, reason: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(population, "_SAID", set())
+    configs = [RunConfig(f"regression_tasks:{workload}", seed=seed, epochs=2) for seed in (0, 1)]
+    with caplog.at_level(logging.WARNING, logger="adamz"):
+        records = train_runs(configs)
+        train_runs(configs)  # said once per process
+    said = [
+        record.getMessage() for record in caplog.records if "No population" in record.getMessage()
+    ]
+    assert len(said) == 1
+    assert re.search(reason, said[0]), said[0]
+    for config, record in zip(configs, records, strict=True):
+        alone = train(config)
+        assert record.population_size is None
+        assert record.stop_reason == "completed"
+        assert record.epoch_losses == alone.epoch_losses
+        assert record.final_metrics == alone.final_metrics
 
 
 def test_the_data_directory_reaches_data_and_data_elsewhere_is_left_to_the_workers(
@@ -293,7 +315,7 @@ def test_a_population_computes_each_members_whole_split_metric_as_its_single_run
         RunConfig("regression_tasks:Ranked", seed=seed, hyperparameters={"lr": lr}, epochs=2)
         for seed, lr in ((0, 0.01), (1, 0.03))
     ]
-    for member, config in zip(train_population(configs), configs, strict=True):
+    for member, config in zip(train_runs(configs), configs, strict=True):
         single = train(config)
         assert member.final_metrics is not None
         assert single.final_metrics is not None
