@@ -42,8 +42,11 @@ from adamz.search.storage import (
     storage_url,
 )
 from adamz.search.study_attrs import (
+    NO_IMPORTANCE,
     Divergence,
+    RunMedian,
     require_definition,
+    run_medians,
     store_definition,
     stored_definition,
     stored_digest,
@@ -318,7 +321,10 @@ class BudgetCommand(Command):
 
 class StatusCommand(Command):
     name = "status"
-    help = "Show a study's trials by state, its best trial and its running trials."
+    help = (
+        "Show a study's trials by state, its best trial (a replicate study's median per run) "
+        "and its running trials."
+    )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("study", help="the study's name in the storage (see: studies)")
@@ -371,6 +377,13 @@ class StatusCommand(Command):
             print(f"best: trial {best['number']} value {best['value']:.6g}{chance}")
             for key, value in best["params"].items():
                 print(f"  {key} = {value}")
+        if status["run_medians"] is not None:
+            print(
+                f"median per run: {status['metric']} over each run's finished seeds (no best "
+                f"trial; {NO_IMPORTANCE})"
+            )
+            for median in status["run_medians"]:
+                print(f"  {RunMedian(**median).words('.6g')}")
         if status["running"]:
             print(
                 f"{'trial':>6}  {'host':<20} {'pid':>7}  {'device':<8} started (its host's clock)"
@@ -389,14 +402,18 @@ class StatusCommand(Command):
 
 def study_status(study: optuna.Study, storage: optuna.storages.BaseStorage) -> dict[str, Any]:
     """Counts by outcome, the best trial, the running trials and the workers of ``study``
-    (in ``storage``), as plain data.
+    (in ``storage``), as plain data. A replicate study has no best trial (``best`` is None) but
+    its runs' medians (``run_medians``, None for any other study).
 
     Times are as the hosts that wrote them read their clocks (UTC): no age is computed from
     this host's clock, which need not agree with theirs."""
     trials = study.get_trials(deepcopy=False)
+    # Any Optuna study is listed; only those created by 'adamz-search create' have a budget.
+    definition = stored_definition(study.study_name, storage)
+    medians = run_medians(trials, definition)
     best = None
     best_trial = None
-    if any(trial.state == TrialState.COMPLETE for trial in trials):
+    if medians is None and any(trial.state == TrialState.COMPLETE for trial in trials):
         best_trial = study.best_trial
         best = {
             "number": best_trial.number,
@@ -430,8 +447,6 @@ def study_status(study: optuna.Study, storage: optuna.storages.BaseStorage) -> d
         }
         for name, contact in sorted(contacts.items(), key=lambda item: -item[1]["last_contact"])
     }
-    # Any Optuna study is listed; only those created by 'adamz-search create' have a budget.
-    definition = stored_definition(study.study_name, storage)
     file_budget = definition_budget(definition) if definition is not None else None
     return {
         "study": study.study_name,
@@ -443,6 +458,7 @@ def study_status(study: optuna.Study, storage: optuna.storages.BaseStorage) -> d
         "diverged": dataclasses.asdict(divergence),
         "retry_limits": {"deaths": MAX_DEATHS, "faults": MAX_FAULTS},
         "best": best,
+        "run_medians": None if medians is None else list(map(dataclasses.asdict, medians)),
         "running": running,
         "workers": workers,
     }
@@ -450,7 +466,10 @@ def study_status(study: optuna.Study, storage: optuna.storages.BaseStorage) -> d
 
 class StudiesCommand(Command):
     name = "studies"
-    help = "List the studies in the storage with their trial counts."
+    help = (
+        "List the studies in the storage with their trial counts and results: a search's best "
+        "value, a replicate study's median per run."
+    )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_storage_argument(parser)
@@ -473,16 +492,20 @@ class StudiesCommand(Command):
                 }
             )
             rows[-1]["best_value"] = status["best"]["value"] if status["best"] else None
+            rows[-1]["run_medians"] = status["run_medians"]
         if args.format == "json":
             print(json.dumps(rows, indent=2))
             return 0
         columns = ["complete", "pruned", "running", "waiting", "requeued", "fail", "dropped"]
-        table = [["study", "metric", "budget", *columns, "diverged", "best"]]
+        table = [["study", "metric", "budget", *columns, "diverged", "result"]]
         for row in rows:
             divergence = Divergence(**row["diverged"])
-            best = "-" if row["best_value"] is None else f"{row['best_value']:.4f}"
+            if row["run_medians"] is not None:
+                result = _medians_cell([RunMedian(**median) for median in row["run_medians"]])
+            else:
+                result = "-" if row["best_value"] is None else f"best {row['best_value']:.4f}"
             if divergence.best_is_chance:
-                best += " (chance)"  # a diverged trial's
+                result += " (chance)"  # a diverged trial's
             table.append(
                 [
                     row["study"],
@@ -490,17 +513,28 @@ class StudiesCommand(Command):
                     str(row["budget"] or "-"),
                     *(str(row["trials"][column]) for column in columns),
                     "all" if divergence.every_trial else str(divergence.diverged),
-                    best,
+                    result,
                 ]
             )
         widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
         for line in table:
             cells = [
-                cell.ljust(width) if i < 2 else cell.rjust(width)
+                cell.ljust(width) if i < 2 or i == len(line) - 1 else cell.rjust(width)
                 for i, (cell, width) in enumerate(zip(line, widths, strict=True))
             ]
             print("  ".join(cells).rstrip())
         return 0
+
+
+SHOWN_RUNS = 3
+"""Runs whose medians a row of ``studies`` shows; ``status`` shows every run's."""
+
+
+def _medians_cell(medians: list[RunMedian]) -> str:
+    """``median AdamZ 0.9711 (10 of 10 seeds), Adam ...``: a replicate study's result."""
+    shown = ", ".join(median.words() for median in medians[:SHOWN_RUNS])
+    more = len(medians) - SHOWN_RUNS
+    return f"median {shown}" + (f" and {more} more runs (status)" if more > 0 else "")
 
 
 class ProxyCommand(Command):

@@ -38,6 +38,7 @@ from adamz.reports._robustness import robustness_section, tunability_section
 from adamz.reports._search_replicates import replicate_of
 from adamz.reports._sensitivity import sensitivity_section
 from adamz.reports._verdict import verdict_sections
+from adamz.search.study_attrs import note_header
 
 __all__ = ["ReportFiles", "build_report"]
 
@@ -255,8 +256,9 @@ def _save_notes(
     confirmed: bool,
 ) -> None:
     """Save ``summary`` as each study's dashboard note, except over a note with a verdict
-    (written by a report with seed replicates) when this report has none; :data:`NOTE_ATTR`
-    names the searches ``compared`` (or every study, when none is a search)."""
+    (written by a report with seed replicates) when this report has none, below the lines
+    saying what diverged and a replicate study's medians (:func:`note_header`);
+    :data:`NOTE_ATTR` names the searches ``compared`` (or every study, when none is a search)."""
     import optuna_dashboard  # heavy; only for this
 
     names = "+".join(compared or [study.study_name for study in studies])
@@ -267,6 +269,7 @@ def _save_notes(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             optuna_dashboard.save_note(study, comparison_links(study, studies, storage) + summary)
+            note_header(study, storage)
         study.set_user_attr(NOTE_ATTR, f"{'verdict' if confirmed else 'report'} of {names}")
 
 

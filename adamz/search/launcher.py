@@ -49,7 +49,7 @@ from adamz.search.interrupts import SIGNALS
 from adamz.search.outage import Outage, StorageUnreachable, is_unreachable, patiently
 from adamz.search.retries import outcomes
 from adamz.search.storage import load_study, open_storage, safe_url, storage_url
-from adamz.search.study_attrs import is_diverged, note_divergence, require_definition
+from adamz.search.study_attrs import is_diverged, note_header, require_definition
 from adamz.search.worker import (
     STOP_CODES,
     UNREACHABLE_CODE,
@@ -227,18 +227,18 @@ def launch_workers(
         with Stop() as own:
             return launch_workers(study_name, devices, workers_per_device, options, stop=own)
 
-    def open_() -> tuple[optuna.Study, int]:
+    def open_() -> tuple[optuna.Study, int, bool]:
         storage = open_storage(options.storage, read_only=True)
         study = load_study(study_name, storage)
-        return study, study_budget(
-            study, definition_budget(require_definition(study_name, storage))
-        )
+        definition = require_definition(study_name, storage)
+        replicates = definition.get("kind") == "replicates"
+        return study, study_budget(study, definition_budget(definition)), replicates
 
     # Started while the database is down (a host's supervisor restarting it in an outage),
     # it waits for the database as its workers would, then exits 75 in one line.
     outage = Outage(safe_url(storage_url(options.storage)), options.storage_patience)
     try:
-        study, budget = patiently(open_, outage, give_up=lambda: stop.requested)
+        study, budget, replicates = patiently(open_, outage, give_up=lambda: stop.requested)
     except StorageUnreachable as unreachable:
         if stop.requested:
             return stop.code
@@ -272,18 +272,20 @@ def launch_workers(
             )
             _start(child, _child_env(device, total))
             stop.adopt(child)
-        _show_progress(study, budget, stop)
+        _show_progress(study, budget, stop, best=not replicates)
         for process in stop.children:
             process.join()
     if not stop.requested:  # a stop leaves at once
-        _note_divergence(study_name, options)
+        _note_header(study_name, options)
     return _exit_code(stop.children, stop.received[0] if stop.requested else None)
 
 
-def _note_divergence(study_name: str, options: WorkerOptions) -> None:
-    """Say at the top of the study's dashboard note how many of its trials diverged."""
+def _note_header(study_name: str, options: WorkerOptions) -> None:
+    """Say at the top of the study's dashboard note how many of its trials diverged, and a
+    replicate study's medians per run."""
     try:
-        note_divergence(load_study(study_name, open_storage(options.storage)))
+        storage = open_storage(options.storage)
+        note_header(load_study(study_name, storage), storage)
     except Exception as exc:  # the note only informs; the workers' results are stored
         logger.warning("The dashboard note was not updated: %s", exc)
 
@@ -345,10 +347,11 @@ def _finished(counts: dict[str, int]) -> int:
     return sum(counts[state.name.lower()] for state in FINISHED)
 
 
-def _show_progress(study: optuna.Study, budget: int, stop: Stop) -> None:
-    """A bar of finished / budget with the running, requeued and failed trials and the best
-    value, until the children end (it returns as soon as the last one does). Once stopped, it
-    only waits for them."""
+def _show_progress(study: optuna.Study, budget: int, stop: Stop, *, best: bool) -> None:
+    """A bar of finished / budget with the running, requeued and failed trials and, with
+    ``best`` (a search, not a replicate study's luckiest seed), the best value, until the
+    children end (it returns as soon as the last one does). Once stopped, it only waits for
+    them."""
     with tqdm(total=budget, unit="trial", desc=study.study_name, dynamic_ncols=True) as bar:
         while alive := [child.sentinel for child in stop.children if child.is_alive()]:
             multiprocessing.connection.wait(alive, timeout=POLL_S)
@@ -357,7 +360,7 @@ def _show_progress(study: optuna.Study, budget: int, stop: Stop) -> None:
             try:
                 trials = study.get_trials(deepcopy=False)
                 counts = outcomes(trials)
-                best = study.best_value if counts["complete"] else None
+                best_value = study.best_value if best and counts["complete"] else None
             except Exception as exc:
                 if not is_unreachable(exc):
                     raise
@@ -370,6 +373,6 @@ def _show_progress(study: optuna.Study, budget: int, stop: Stop) -> None:
             }
             if diverged := sum(map(is_diverged, trials)):
                 postfix["diverged"] = diverged
-            if best is not None:
-                postfix["best"] = f"{best:.4f}"
+            if best_value is not None:
+                postfix["best"] = f"{best_value:.4f}"
             bar.set_postfix(postfix)

@@ -13,13 +13,21 @@ here look there when the system attributes have none.
 
 A study whose trials diverged says so where a person looks first (:class:`Divergence`):
 ``status``'s first line, ``studies``' table, and the first line of the study's note in
-optuna-dashboard (:func:`note_divergence`). A diverged trial counts at the workload's chance
+optuna-dashboard (:func:`note_header`). A diverged trial counts at the workload's chance
 value, so the best value of a study whose every trial diverged is a chance value, and is shown
 as one.
+
+A replicate study (``kind: replicates``: a confirmation, the paper's tables, a sweep) trains
+fixed configurations, each over many seeds: its result is each run's median over its finished
+seeds (:func:`run_medians`), which ``status``, ``studies`` and the note's first lines show
+instead of a best trial (its luckiest seed). The dashboard's importance panel, which
+optuna-dashboard always draws from the parameters ``run`` and ``seed``, does not apply there,
+and the note says so (optuna-dashboard 0.21 has no setting to hide it).
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,10 +47,12 @@ __all__ = [
     "DEFINITION_ATTR",
     "DIGEST_ATTR",
     "Divergence",
+    "RunMedian",
     "is_diverged",
-    "note_divergence",
+    "note_header",
     "readable_attrs",
     "require_definition",
+    "run_medians",
     "store_definition",
     "stored_definition",
     "stored_digest",
@@ -148,7 +158,7 @@ def is_diverged(trial: FrozenTrial) -> bool:
 
 
 NOTE_MARK = "> **Diverged:**"
-"""How the divergence line of a study's dashboard note begins (:func:`note_divergence`)."""
+"""How the divergence line of a study's dashboard note begins (:func:`note_header`)."""
 
 
 @dataclass(frozen=True)
@@ -205,21 +215,81 @@ class Divergence:
         return f"{said}: {meaning}."
 
 
-def note_divergence(study: optuna.Study) -> None:
-    """Keep the first line of ``study``'s optuna-dashboard note saying how many of its trials
-    diverged (:meth:`Divergence.sentence`), above the rest of the note (a report's summary);
-    the note of a study none of whose trials diverged is left as it is."""
+@dataclass(frozen=True)
+class RunMedian:
+    """One run of a replicate study: the median of the study's metric over its finished seeds.
+
+    Args:
+        run: the run's label.
+        median: over its finished seeds (a diverged seed at the workload's chance value);
+            None before the first.
+        finished: its seeds finished so far.
+        seeds: the seeds it trains.
+    """
+
+    run: str
+    median: float | None
+    finished: int
+    seeds: int
+
+    def words(self, spec: str = ".4f") -> str:
+        """``AdamZ 0.9711 (10 of 10 seeds)``, the median formatted by ``spec``."""
+        median = "-" if self.median is None else format(self.median, spec)
+        return f"{self.run} {median} ({self.finished} of {self.seeds} seeds)"
+
+
+def run_medians(
+    trials: Sequence[FrozenTrial], definition: dict[str, Any] | None
+) -> list[RunMedian] | None:
+    """Each run's :class:`RunMedian`, in the definition's order, for a replicate study with
+    ``trials`` and ``definition``; None for any other study."""
+    if definition is None or definition.get("kind") != "replicates":
+        return None
+    by_run: dict[str, dict[Any, float]] = {run["label"]: {} for run in definition["runs"]}
+    for trial in trials:
+        label = trial.params.get("run")
+        if trial.state == TrialState.COMPLETE and trial.value is not None and label in by_run:
+            by_run[label][trial.params.get("seed")] = trial.value  # a seed counts once
+    seeds = int(definition["seeds"])
+    return [
+        RunMedian(label, statistics.median(values.values()) if values else None, len(values), seeds)
+        for label, values in by_run.items()
+    ]
+
+
+MEDIANS_MARK = "> **Median per run:**"
+"""How the line of a replicate study's dashboard note with its runs' medians begins."""
+NO_IMPORTANCE = "importance does not apply: fixed configurations"
+"""What the note of a replicate study says of the dashboard's importance panel."""
+
+
+def note_header(study: optuna.Study, storage: BaseStorage) -> None:
+    """Keep the first lines of ``study``'s optuna-dashboard note saying what a person needs
+    before the rest (a report's summary): how many of its trials diverged
+    (:meth:`Divergence.sentence`), and for a replicate study its runs' medians
+    (:func:`run_medians`) and that the dashboard's importance does not apply. A note with
+    nothing to say there is left as it is."""
     trials = study.get_trials(deepcopy=False)
+    medians = run_medians(trials, stored_definition(study.study_name, storage))
     completed = [t for t in trials if t.state == TrialState.COMPLETE]
-    divergence = Divergence.of(trials, study.best_trial if completed else None)
-    if not divergence.diverged:  # and none ever did: a finished trial does not change
+    best = study.best_trial if completed and medians is None else None
+    header = []
+    if sentence := Divergence.of(trials, best).sentence():
+        header.append(f"{NOTE_MARK} {sentence}")
+    if medians is not None:
+        metric = study.metric_names[0] if study.metric_names else "the metric"
+        header.append(
+            f"{MEDIANS_MARK} {', '.join(median.words() for median in medians)} "
+            f"({metric} over each run's finished seeds; no best trial; {NO_IMPORTANCE})"
+        )
+    if not header:  # nothing diverged, nor ever did (a finished trial does not change)
         return
     import optuna_dashboard  # only when a note is written
 
     note = optuna_dashboard.get_note(study)
     lines = note.splitlines()
-    rest = "\n".join(lines[2:] if lines and lines[0].startswith(NOTE_MARK) else lines)
-    sentence = divergence.sentence()
-    new = f"{NOTE_MARK} {sentence}\n\n{rest}" if sentence else rest
+    while lines and lines[0].startswith((NOTE_MARK, MEDIANS_MARK)):
+        lines = lines[2:]  # the line and the blank one after it
+    new = "\n\n".join([*header, "\n".join(lines)])
     if new.rstrip() != note.rstrip():
         optuna_dashboard.save_note(study, new)

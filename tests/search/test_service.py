@@ -374,8 +374,8 @@ def test_status_studies_and_the_dashboard_note_say_first_that_every_trial_diverg
     assert json.loads(out)["diverged"] == {"diverged": 2, "finished": 2, "best_is_chance": True}
     _, out, _ = cli("studies", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
     header, row = out.splitlines()
-    assert header.split()[-2:] == ["diverged", "best"]
-    assert row.split()[-3:] == ["all", "0.1000", "(chance)"]
+    assert header.split()[-2:] == ["diverged", "result"]
+    assert row.split()[-4:] == ["all", "best", "0.1000", "(chance)"]
     study = optuna.load_study(
         study_name="quick", storage=f"sqlite:///{tmp_path / 'adamz-search.db'}"
     )

@@ -15,7 +15,7 @@ from adamz.search.study_attrs import (
     DEFINITION_ATTR,
     DIGEST_ATTR,
     Divergence,
-    note_divergence,
+    note_header,
     readable_attrs,
     stored_definition,
     stored_digest,
@@ -132,15 +132,15 @@ def test_the_dashboard_note_begins_with_the_divergence_and_keeps_the_report_belo
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'note.db'}", direction="maximize")
     optuna_dashboard.save_note(study, "## Report\n\nThe summary.")
     study.add_trial(trial(0.9))
-    note_divergence(study)  # nothing diverged: nothing to say
+    note_header(study, storage_of(study))  # nothing diverged: nothing to say
     assert optuna_dashboard.get_note(study) == "## Report\n\nThe summary."
     study.add_trial(trial(0.1, diverged=True))
-    note_divergence(study)
+    note_header(study, storage_of(study))
     first, blank, *rest = optuna_dashboard.get_note(study).splitlines()
     assert first.startswith("> **Diverged:** 1 of 2 finished trials diverged")
     assert (blank, rest) == ("", ["## Report", "", "The summary."])
     study.add_trial(trial(0.1, diverged=True))
-    note_divergence(study)  # the line is replaced, not repeated
+    note_header(study, storage_of(study))  # the line is replaced, not repeated
     first, blank, *rest = optuna_dashboard.get_note(study).splitlines()
     assert first.startswith("> **Diverged:** 2 of 3 finished trials diverged")
     assert rest == ["## Report", "", "The summary."]
