@@ -9,9 +9,10 @@ least 3 per hyperparameter), the section draws the trials alone: no trend (a smo
 through fewer points than the search has dimensions shows the kernel, not the objective), no
 sensitivity score and no "most important pair".
 
-Sensitivity score of a parameter: how far its smoothed trend moves (max − min, in the
-objective's units) across the range the trials cover, on the log scale for log-distributed
-parameters. A parameter the objective ignores scores near 0.
+Sensitivity score of a parameter: how far its smoothed trend moves (max − min, in the page's
+unit: points for an accuracy, the objective's units otherwise) across the range the trials
+cover, on the log scale for log-distributed parameters. A parameter the objective ignores
+scores near 0.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from plotly.subplots import make_subplots
 
 from adamz.reports._data import Section, StudyData
 from adamz.reports._importance import trials_to_rank
+from adamz.reports._replicates import page_unit
 
 __all__ = ["coarsen_contour", "kernel_trend", "sensitivity_section"]
 
@@ -96,10 +98,12 @@ def sensitivity_section(
             height=300 * rows,
         )
         section.figures.append(figure)
-    section.numbers["scores"] = scores
+    scale, unit = page_unit(data.metric)
+    section.numbers["scores"] = {name: score * scale for name, score in scores.items()}
+    section.numbers["score_unit"] = unit
     section.numbers["trends"] = trends
     section.numbers["score_rule"] = (
-        "max - min of the Gaussian-kernel trend over the observed range "
+        f"max - min of the Gaussian-kernel trend over the observed range, in {unit} "
         f"(bandwidth {BANDWIDTH} of the range, log scale for log parameters)"
     )
     if numeric and not trends:
@@ -110,10 +114,14 @@ def sensitivity_section(
         )
     elif scores:
         most = max(scores, key=lambda name: scores[name])
+        moves = (
+            f"{scores[most] * scale:.4g} {unit} of {data.metric}"
+            if scale != 1.0
+            else f"{scores[most]:.4g} in {data.metric}"
+        )
         section.summary.append(
-            f"Most sensitive: **{most}**: across the range tried, its trend moves "
-            f"{scores[most]:.4g} in {data.metric} (from the {len(data.completed)} completed "
-            "trials; pruned trials are left out)."
+            f"Most sensitive: **{most}**: across the range tried, its trend moves {moves} "
+            f"(from the {len(data.completed)} completed trials; pruned trials are left out)."
         )
     pair = [name for name in params if name in data.distributions][:2]
     if not trends:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import optuna
 import pytest
@@ -67,6 +69,18 @@ def test_the_only_parameter_the_objective_reads_is_the_most_sensitive(lr_study):
     assert scores["patience"] < 0.5 * scores["lr"]
     assert section.numbers["contour_pair"] == ["lr", "patience"]
     assert len(section.figures) == 2
+
+
+def test_the_sensitivity_of_an_accuracy_is_in_points_like_the_rest_of_the_page(lr_study):
+    data = load_study_data(lr_study, storage_of(lr_study))
+    fraction = sensitivity_section(data, ["lr", "patience"])
+    accuracy = replace(data, definition={"metric": "val_accuracy"})
+    points = sensitivity_section(accuracy, ["lr", "patience"])
+    assert points.numbers["score_unit"] == "points"
+    assert points.numbers["scores"]["lr"] == pytest.approx(100 * fraction.numbers["scores"]["lr"])
+    moved = f"{points.numbers['scores']['lr']:.4g} points of val_accuracy"
+    assert f"its trend moves {moved} (from the 80 completed trials" in points.summary[0]
+    assert f"{fraction.numbers['scores']['lr']:.4g} in value" in fraction.summary[0]
 
 
 def test_a_flat_objective_is_fully_robust():
