@@ -176,7 +176,7 @@ def ablation_section(
         if count > 1
         else "p"
     )
-    section.summary.append(
+    section.notes.append(
         "How to read it: AdamZ − Adam (the whole) splits, seed by seed exactly, into the "
         "clipping (adam-clip − Adam) and the controller (AdamZ − adam-clip), each winner "
         "picked on validation by its own search's confirmation and all trained on the same "

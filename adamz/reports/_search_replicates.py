@@ -413,7 +413,7 @@ def search_replicates_section(
         return section
     counts = sorted({len(pair["replicates"]) for pair in pairs})
     tested = sum(1 for pair in pairs if pair["pooled"]["n"])
-    section.summary.append(
+    section.notes.append(
         "How to read it: each search was run "
         + " or ".join(map(str, counts))
         + " times with independent sampler seeds (replicate 1 is the study named, replicate r "

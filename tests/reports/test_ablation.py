@@ -78,7 +78,7 @@ def test_on_seeds_that_differ_by_shifts_the_two_parts_sum_to_the_whole_exactly()
         "adam-clip": "digits-adam-clip",
         "adam": "digits-adam",
     }
-    sentence = section.summary[1]
+    sentence = section.summary[0]
     assert sentence.startswith(
         "digits: **AdamZ − Adam +0.60 points = clipping +0.40 + controller +0.20**"
     )
@@ -106,7 +106,7 @@ def test_where_the_differences_are_not_one_shift_the_table_shows_the_parts_gap()
     gap = hodges_lehmann(clipping) + hodges_lehmann(controller) - hodges_lehmann(whole)
     assert abs(gap) > 1e-3  # 0.68 points
     assert numbers["gap"] == pytest.approx(gap)
-    assert f"miss the whole by {gap * 100:+.2f}" in section.summary[1]
+    assert f"miss the whole by {gap * 100:+.2f}" in section.summary[0]
     assert section.tables[0][1][4] == f"{gap * 100:+.2f}"
 
 
@@ -127,7 +127,7 @@ def test_the_clipping_part_is_adjusted_with_every_comparison_of_the_page() -> No
     adjusted = stats.false_discovery_control([comparison["p_value"] for comparison in family])
     assert [c["adjusted_p_value"] for c in family] == pytest.approx(list(adjusted))
     assert "over all 6 comparisons of this report" in verdict.notes[-1]
-    assert "with all 6 comparisons of this report" in section.summary[0]
+    assert "with all 6 comparisons of this report" in section.notes[0]
     assert [row[0] for row in section.tables[0][1:]] == ["digits", "circles"]
 
 
@@ -150,7 +150,7 @@ def test_a_winner_whose_controller_never_fired_is_called_what_it_trained_as(
         "The controller never fired in any of the 10 runs of AdamZ's winner (digits-adamz #1): "
         f"that winner is {trained_as}"
     )
-    assert expected in section.summary[1]
+    assert expected in section.summary[0]
     assert section.tables[0][1][-1].startswith(expected)
     assert section.numbers["confirm"]["controller_activity"] == {
         "runs": 10,

@@ -216,7 +216,9 @@ def test_a_report_with_search_replicates_describes_each_search_once_and_titles_i
     assert "### z: Importance" in what_matters
     assert "z~r2: " not in what_matters
     over = files.summary.split("### Verdict over search replicates")[1].split("\n### ")[0]
-    assert "\n- **z** − a over 2 search replicates" in over
+    # the answer first, how to read it in a footnote after the tables
+    assert over.lstrip().startswith("- **z** − a over 2 search replicates")
+    assert over.index("How to read it") > over.index("| first − second")
 
 
 def noisy_confirmation(
@@ -287,7 +289,7 @@ def test_pooled_p_values_are_adjusted_over_every_pair_of_the_section() -> None:
     assert all(item["adjusted_p_value"] >= item["p_value"] for item in family)
     raw = [item["p_value"] for item in family]
     assert [item["adjusted_p_value"] for item in family] == pytest.approx(benjamini_hochberg(raw))
-    assert "over the 4 pooled comparisons of this section" in over.summary[0]
+    assert "over the 4 pooled comparisons of this section" in over.notes[0]
 
 
 def test_the_attribution_splits_adamz_over_adam_into_controller_and_clipping() -> None:
