@@ -59,6 +59,7 @@ from adamz.reports._data import ReportError, StudyData, goodness, hyperparameter
 from adamz.reports._html import plain_numbers
 from adamz.reports._replicates import (
     is_replicate_study,
+    page_unit,
     replicate_runs,
     selection_metric,
     summarize_run,
@@ -259,8 +260,9 @@ def export_config(
         provenance.update(
             rule=f"smallest worst-case normalised regret of the validation medians over "
             f"{len(validation)} workloads, among the paper defaults and the candidates that "
-            f"neither diverged nor fell more than {margin} below the paper defaults on any "
-            "workload (candidates: the best mean normalised rank across the studies)",
+            "neither diverged nor fell behind the paper defaults by more than "
+            f"{_in_page_unit(margin, selection_metric(validation[0]))} on any workload "
+            "(candidates: the best mean normalised rank across the studies)",
             studies=[data.name for data in datas],
             **choice,
         )
@@ -358,6 +360,7 @@ def validated_choice(validation: list[StudyData], *, margin: float = MARGIN) -> 
     """
     table: dict[str, dict[str, Any]] = {}
     settings: dict[str, dict[str, Any]] = {}
+    metrics = {str(data.workload): selection_metric(data) for data in validation}
     for data in validation:
         workload = str(data.workload)
         runs = replicate_runs(data)
@@ -401,9 +404,8 @@ def validated_choice(validation: list[StudyData], *, margin: float = MARGIN) -> 
             if cell["diverged"]:
                 reasons.append(f"diverged on {cell['diverged']} seeds of {workload}")
             if cell["vs_paper_defaults"] is not None and cell["vs_paper_defaults"] < -margin:
-                reasons.append(
-                    f"{-cell['vs_paper_defaults']:.4f} below the paper defaults on {workload}"
-                )
+                behind = _in_page_unit(-cell["vs_paper_defaults"], metrics[workload], ".4g")
+                reasons.append(f"{behind} behind the paper defaults on {workload}")
             if cell["val_median"] is None:
                 reasons.append(f"no finished seed on {workload}")
         if len(row) < len(validation):
@@ -430,6 +432,15 @@ def validated_choice(validation: list[StudyData], *, margin: float = MARGIN) -> 
         "validation_studies": [data.name for data in validation],
         "table": table,
     }
+
+
+def _in_page_unit(value: float, metric: str, spec: str = "g") -> str:
+    """``value`` of ``metric`` in the unit of ``--margin`` and the report's pages: ``1 points
+    of val_accuracy``, ``0.01 in val_loss``."""
+    scale, unit = page_unit(metric)
+    if scale == 1.0:
+        return f"{value:{spec}} in {metric}"
+    return f"{value * scale:{spec}} {unit} of {metric}"
 
 
 def validation_table(choice: dict[str, Any]) -> str:

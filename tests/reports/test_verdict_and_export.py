@@ -135,7 +135,10 @@ def test_a_candidate_losing_more_than_the_margin_to_the_paper_defaults_is_exclud
     )
     assert choice["recommended"] == PAPER_DEFAULTS
     assert choice["paper_defaults_recommended"] is True
-    assert "below the paper defaults on mnist" in choice["table"]["tuned"]["excluded"]
+    # in points, the unit of export --margin
+    assert choice["table"]["tuned"]["excluded"] == (
+        "51 points of val_accuracy behind the paper defaults on mnist"
+    )
     assert choice["hyperparameters"] == {"lr": 0.01}
 
 

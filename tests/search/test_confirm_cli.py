@@ -108,6 +108,8 @@ def test_export_of_several_workloads_validates_every_candidate_on_each_of_them(
     assert exported.returncode == 0, exported.stderr[-2000:]
     config = yaml.safe_load((tmp_path / "default.yaml").read_text())
     provenance = config["provenance"]
+    # the margin in the unit of --margin: 1 point by default
+    assert "behind the paper defaults by more than 1 points of val_accuracy" in provenance["rule"]
     table = provenance["table"]
     assert "paper defaults" in table
     assert all({"digits", "circles"} <= set(row) for row in table.values())
