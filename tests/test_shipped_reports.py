@@ -12,23 +12,32 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 RECOMMENDED = ROOT / "adamz" / "optim" / "presets" / "recommended.yaml"
+ADVICE = "Sweeps and the recommendation's validation"
 
 
-@pytest.mark.parametrize("workload", ["digits", "circles", "mnist"])
-def test_the_recommended_preset_is_the_papers_and_quotes_its_held_out_reports(
-    workload: str,
-) -> None:
-    preset = yaml.safe_load(RECOMMENDED.read_text())
-    paper = yaml.safe_load((RECOMMENDED.parent / "paper.yaml").read_text())
-    assert preset["hyperparameters"] == paper["hyperparameters"]  # what the holdout ran
-    assert preset["provenance"]["same_as"] == "paper"
-    report = json.loads((ROOT / "reports" / f"holdout-{workload}" / "report.json").read_text())
-    [study] = [name for name in report if name.startswith(f"holdout-{workload}-from-")]
-    runs = report[study]["Seed replicates"]["numbers"]["runs"]
-    [exported] = [label for label in runs if label.startswith("default from ")]
-    quoted = preset["provenance"]["held_out"][workload]
-    assert quoted["paper_defaults"] == pytest.approx(runs["paper defaults"]["median"], abs=5e-5)
-    assert quoted["exported_from_the_others"] == pytest.approx(runs[exported]["median"], abs=5e-5)
+RECOMMENDATION = re.compile(r"<!-- recommended -->(.*?)<!-- /recommended -->", re.DOTALL)
+
+
+def _quoted(path: Path) -> str:
+    """The recommended configuration ``path`` quotes (one marked block), spaces normalised."""
+    [marked] = RECOMMENDATION.findall(path.read_text())
+    return " ".join(marked.split())
+
+
+def test_one_recommended_configuration_everywhere_a_recommendation_appears() -> None:
+    preset = yaml.safe_load(RECOMMENDED.read_text())["hyperparameters"]
+    made = json.loads((ROOT / "reports" / "data" / "recommendation.json").read_text())
+    assert made["recommended"]["hyperparameters"] == preset  # the rule's output, shipped
+    atlas = json.loads((ROOT / "reports" / "sensitivity-atlas" / "report.json").read_text())
+    across = atlas["All studies"]["Across workloads"]["numbers"]["recommendation"]
+    assert across["same_as_shipped_preset"]
+    # The README and the findings quote the same block, and it names every changed value.
+    quoted = _quoted(ROOT / "README.md")
+    assert quoted == _quoted(ROOT / "reports" / "README.md")
+    paper = yaml.safe_load((RECOMMENDED.parent / "paper.yaml").read_text())["hyperparameters"]
+    for name, value in preset.items():
+        if name != "lr" and value != paper[name]:
+            assert f"{name} {value:g}" in quoted, name
 
 
 def test_every_shipped_report_has_its_page_summary_and_numbers() -> None:
@@ -81,9 +90,14 @@ def test_every_shipped_report_opens_without_console_errors_and_titles_every_axis
         charts = page.evaluate("document.querySelectorAll('.js-plotly-plot').length")
         untitled = page.evaluate(UNTITLED_AXES)
         browser.close()
-    # A comparison opens with its verdict; an atlas (sensitivity studies: no verdict) with it.
-    atlas = folder.name.startswith("sensitivity")
-    assert first.split(":")[0] == ("The sensitivity atlas" if atlas else "Verdict")
+    # A comparison opens with its verdict; an atlas (sensitivity studies: no verdict), sweeps
+    # and a validation (fixed configurations: no winner to pick) with their own answer.
+    opening = {
+        "sensitivity-atlas": "The sensitivity atlas",
+        "sweeps": ADVICE,
+        "recommendation": ADVICE,
+    }
+    assert first.split(":")[0] == opening.get(folder.name, "Verdict")
     assert charts > 0
     assert errors == []
     assert untitled == []

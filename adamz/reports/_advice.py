@@ -410,6 +410,8 @@ def noninferiority_section(data: StudyData) -> Section:
             f"{found['p']:.3g} (adjusted {p_adjusted:.3g})."
         )
     section.tables.append(rows)
+    if results:
+        section.figures.append(_noninferiority_figure(data.name, reference, margin, unit, results))
     section.numbers = {
         "reference": reference,
         "margin": margin,
@@ -419,3 +421,43 @@ def noninferiority_section(data: StudyData) -> Section:
         "level": LEVEL,
     }
     return section
+
+
+def _noninferiority_figure(
+    study: str, reference: str, margin: float, unit: str, results: dict[str, dict[str, Any]]
+) -> go.Figure:
+    """Each run's shift against the reference with its interval, beside the margin."""
+    labels = list(results)
+    estimates = [results[label]["estimate"] for label in labels]
+    figure = go.Figure(
+        go.Scatter(
+            x=estimates,
+            y=labels,
+            mode="markers",
+            marker={"size": 10},
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": [
+                    results[k]["interval"][1] - e for k, e in zip(labels, estimates, strict=True)
+                ],
+                "arrayminus": [
+                    e - results[k]["interval"][0] for k, e in zip(labels, estimates, strict=True)
+                ],
+            },
+            name=f"run − {reference}: Hodges-Lehmann shift, 95 % interval",
+        )
+    )
+    figure.add_vline(x=-margin, line_dash="dash", line_color="#d62728")
+    figure.add_vline(x=0, line_color="gray")
+    figure.add_scatter(
+        x=[None], y=[None], mode="lines", line={"dash": "dash", "color": "#d62728"},
+        name=f"the margin: {margin:g} {unit} worse than {reference}",
+    )  # fmt: skip
+    figure.update_layout(
+        title=f"{study}: each run against {reference}",
+        xaxis_title=f"run − {reference} ({unit})",
+        yaxis_title="run",
+        legend={"orientation": "h", "y": -0.3},
+    )
+    return figure

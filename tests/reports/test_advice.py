@@ -152,6 +152,7 @@ def test_non_inferiority_is_shown_for_a_run_a_little_worse_and_not_for_one_much_
     assert found["far"]["interval"][1] < -0.25
     assert section.numbers["difference"] == "run minus adam"
     assert section.summary[1].startswith("far is **not** shown to be no worse than adam by more")
+    assert len(section.figures) == 1
 
 
 def test_a_replicate_file_refuses_a_reference_that_is_not_a_run_and_a_second_varied_value() -> None:
