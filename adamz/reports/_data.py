@@ -25,6 +25,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from adamz.search import SearchSpace, StudySpec
+from adamz.search.records import TrialRun
 from adamz.search.study_attrs import stored_definition
 
 __all__ = [
@@ -150,27 +151,22 @@ def goodness(values: np.ndarray, *, maximize: bool) -> np.ndarray:
 
 
 def is_diverged(trial: FrozenTrial) -> bool:
-    """Whether ``trial``'s loss diverged: ``run.diverged``, or, in studies made before it was
-    recorded, a pruned trial whose ``run.stop_reason`` says so."""
-    run = trial.user_attrs.get("run")
-    if not isinstance(run, dict):
-        return False
-    return bool(run.get("diverged")) or str(run.get("stop_reason", "")).startswith("diverged")
+    """Whether ``trial``'s loss diverged (:attr:`~adamz.search.records.TrialRun.diverged`)."""
+    run = TrialRun.of(trial)
+    return run is not None and run.diverged
 
 
 def run_metrics(trial: FrozenTrial) -> dict[str, float]:
     """Every metric our workers recorded for ``trial`` (``run.metrics``: validation and test,
     the mean over its seeds); empty for a trial that recorded none."""
-    run = trial.user_attrs.get("run")
-    metrics = run.get("metrics") if isinstance(run, dict) else None
-    return dict(metrics) if isinstance(metrics, dict) else {}
+    run = TrialRun.of(trial)
+    return dict(run.metrics) if run is not None and isinstance(run.metrics, dict) else {}
 
 
 def train_result(trial: FrozenTrial) -> dict[str, Any] | None:
-    """The training record our workers store in ``user_attrs["run"]["result"]``, if any."""
-    run = trial.user_attrs.get("run")
-    result = run.get("result") if isinstance(run, dict) else None
-    return result if isinstance(result, dict) else None
+    """The training record our workers store in ``run.result``, if any."""
+    run = TrialRun.of(trial)
+    return run.result if run is not None and isinstance(run.result, dict) else None
 
 
 def hyperparameters_of(data: StudyData, index: int) -> dict[str, Any]:

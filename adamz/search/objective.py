@@ -24,14 +24,9 @@ milliseconds on SQLite, which is most of a worker's cost per trial on a short wo
 - ``worker``, written when the trial starts so that ``status`` can show who runs it: ``host``,
   ``pid``, ``device``, ``torch_version``, ``adamz_version`` and, for a retried trial,
   ``resumes_trial`` (the number of the trial whose checkpoints it resumes);
-- ``run``, written when it ends however it ends: ``seeds`` it trained, ``wall_time_s``,
-  ``epochs_run`` in this trial, ``metrics`` (the mean over its seeds of every metric the loop
-  records, validation and test: :data:`~adamz.workloads.METRICS`), ``seed_metrics`` (the same
-  per seed), ``last_epoch_metrics`` (every metric after the last epoch the first seed
-  reported, which is what a pruned trial reached), ``stop_reason`` when it was pruned or
-  diverged, ``diverged`` when a seed's loss turned non-finite, and ``result``: the first
-  seed's :class:`~adamz.training.TrainResult` as a dict, which for AdamZ holds the
-  controller's adjustments.
+- ``run``, written when it ends however it ends: its :class:`~adamz.search.records.TrialRun`
+  (the seeds it trained, their metrics and their mean, why it stopped, the first seed's
+  :class:`~adamz.training.TrainResult`).
 
 The trial's value, every report to the pruner, and so everything that selects, is the study's
 metric, a validation metric for a search (see :mod:`~adamz.search.studies`); the test metrics
@@ -74,6 +69,7 @@ from adamz.search.definitions import TrialPlan
 from adamz.search.errors import error_message
 from adamz.search.interrupts import Interrupts, WorkerStopped
 from adamz.search.outage import StorageUnreachable, impatient
+from adamz.search.records import RUN_ATTR, TrialRun
 from adamz.search.retries import retried_trial_number
 from adamz.search.studies import AnySpec
 from adamz.training import RunConfig, StopTraining
@@ -130,7 +126,7 @@ class _Trials:
     """The trials of one :meth:`TrialObjective.train`, as their training goes."""
 
     refs: dict[int, TrialRef]
-    runs: dict[int, dict[str, Any]]
+    runs: dict[int, TrialRun]
     lost: set[int]
     """Failed as stale by another worker: stopped, and nothing is recorded."""
     pruned: set[int] = field(default_factory=set)
@@ -326,13 +322,13 @@ class TrialObjective:
             return {}
         now = _Trials(
             {ref.number: ref for ref in refs},
-            {ref.number: {"epochs_run": 0} for ref in refs},
+            {ref.number: TrialRun() for ref in refs},
             lost,
         )
         runs: list[_SeedRun] = []
         for ref in refs:
             plan = self.spec.plan(ref.trial)
-            now.runs[ref.number]["seeds"] = plan.seeds
+            now.runs[ref.number].seeds = list(plan.seeds)
             for index, seed in enumerate(plan.seeds):
                 config = self.run_config(plan, seed)
                 runs.append(_SeedRun(ref, index == 0, config, self.checkpoint_path(ref, seed)))
@@ -344,7 +340,7 @@ class TrialObjective:
         except (WorkerStopped, StorageUnreachable) as ended:  # the trials resume
             if isinstance(ended, WorkerStopped):  # the storage is there: record what was done
                 for run in now.runs.values():
-                    run["stop_reason"] = f"interrupted ({error_message(ended)})"
+                    run.stop_reason = f"interrupted ({error_message(ended)})"
                 self._close(now, runs, time.perf_counter() - started, keep=True)
             raise
         keep = self.interrupts.pending is not None  # the retries queued on a stop resume
@@ -382,17 +378,17 @@ class TrialObjective:
             for end in ends:
                 run = group[end.member]
                 number = run.ref.number
-                now.runs[number]["epochs_run"] += 1
+                now.runs[number].epochs_run += 1
                 if not run.reports or now.ended(number):
                     continue
-                now.runs[number]["last_epoch_metrics"] = end.metrics  # what a pruned one reached
+                now.runs[number].last_epoch_metrics = end.metrics  # what a pruned one reached
                 metric = end.metrics[self.spec.metric]
                 if math.isfinite(metric):
                     now.pending.setdefault(number, []).append((end.epoch, metric))
                 reporting.append(number)
             self._report_round(reporting, now)
             return {
-                end.member: StopTraining(now.runs[number].get("stop_reason", "its trial ended"))
+                end.member: StopTraining(now.runs[number].stop_reason or "its trial ended")
                 for end in ends
                 if now.ended(number := group[end.member].ref.number)
             }
@@ -419,9 +415,7 @@ class TrialObjective:
                         now.lost.add(number)
                         continue
                     if pruned:
-                        now.runs[number]["stop_reason"] = (
-                            f"pruned after epoch {now.reported[number]}"
-                        )
+                        now.runs[number].stop_reason = f"pruned after epoch {now.reported[number]}"
                         now.pruned.add(number)
         except StorageUnreachable as exc:
             if exc.past_patience:
@@ -452,35 +446,35 @@ class TrialObjective:
             run = now.runs[number]
             self._flush(number, now)
             seed_metrics: list[dict[str, float]] = []
-            for index, seed in enumerate(run["seeds"]):
+            for index, seed in enumerate(run.seeds):
                 record = now.records.get((number, seed))
                 if record is None:
                     break
                 if index == 0:
-                    run["result"] = record
+                    run.result = record
                 if record["final_metrics"] is None:
-                    run["stop_reason"] = f"diverged on seed {seed}: {record['stop_detail']}"
-                    run["diverged"] = True
+                    run.stop_reason = f"diverged on seed {seed}: {record['stop_detail']}"
+                    run.diverged = True
                     break
                 if record["stop_reason"] != "completed":
                     break
                 seed_metrics.append(record["final_metrics"])
             share = sum(
                 now.records[number, seed]["wall_time_s"]
-                for seed in run["seeds"]
+                for seed in run.seeds
                 if (number, seed) in now.records
             )
-            run["wall_time_s"] = round(share or seconds / len(now.refs), 3)
-            run["seed_metrics"] = seed_metrics
-            if seed_metrics and not run.get("diverged"):
-                run["metrics"] = {
+            run.wall_time_s = round(share or seconds / len(now.refs), 3)
+            run.seed_metrics = seed_metrics
+            if seed_metrics and not run.diverged:
+                run.metrics = {
                     name: statistics.fmean(metrics[name] for metrics in seed_metrics)
                     for name in seed_metrics[0]
                 }
             if number in now.errors:
-                run.setdefault("stop_reason", error_message(now.errors[number]))
+                run.stop_reason = run.stop_reason or error_message(now.errors[number])
             try:
-                ref.trial.set_user_attr("run", run)
+                ref.trial.set_user_attr(RUN_ATTR, run.to_dict())
                 if number in now.errors:
                     ref.trial.set_user_attr("error", error_message(now.errors[number]))
             except UpdateFinishedTrialError:  # failed as stale meanwhile: not ours to record
@@ -496,14 +490,14 @@ class TrialObjective:
         if number in now.errors:
             return Outcome(error=now.errors[number])
         if number in now.pruned:
-            return Outcome(pruned=True, stop_reason=run["stop_reason"])
-        if run.get("diverged") or "metrics" in run:
+            return Outcome(pruned=True, stop_reason=run.stop_reason or "pruned")
+        if run.diverged or run.metrics is not None:
             return Outcome(value=self.value(run))
         return Outcome(error=RuntimeError("no seed of the trial finished"))
 
-    def value(self, run: dict[str, Any]) -> float:
+    def value(self, run: TrialRun) -> float:
         """The trial's value: the mean of the study's metric over its seeds, or the
         workload's chance value if a seed diverged."""
-        if run.get("diverged"):
+        if run.diverged or run.metrics is None:
             return workload_of(self.spec.workload).chance_value(self.spec.metric)
-        return float(run["metrics"][self.spec.metric])
+        return float(run.metrics[self.spec.metric])

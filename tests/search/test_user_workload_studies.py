@@ -215,6 +215,7 @@ def test_a_diverged_trial_counts_at_the_declared_chance_or_else_the_worst_value_
 ) -> None:
     from adamz.reports import load_study_data
     from adamz.search.objective import TrialObjective
+    from adamz.search.records import TrialRun
 
     monkeypatch.chdir(folder)
     study_file = write_study(folder, budget=3)
@@ -229,7 +230,7 @@ def test_a_diverged_trial_counts_at_the_declared_chance_or_else_the_worst_value_
         checkpoint_dir=folder,
     )
     # Regression declares no chance value for its RMSE: the worst there is.
-    assert objective.value({"diverged": True}) == math.inf
+    assert objective.value(TrialRun(diverged=True)) == math.inf
     assert cli("create", str(study_file), cwd=folder, **_io(capsys, monkeypatch))[0] == 0
     study = optuna.load_study(study_name="own", storage=f"sqlite:///{folder / 'adamz-search.db'}")
     for value in (0.5, math.inf, 0.25):
