@@ -422,9 +422,11 @@ def run_stage(plan: Plan, name: str, *, force: bool = False, again: bool = False
 
 
 def _children_cpu() -> float:
-    """CPU seconds of this process's finished children and theirs (the workers)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    """CPU seconds of this process's finished children and theirs (the workers), and its own
+    (a list's own steps run here)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return children.ru_utime + children.ru_stime + own.ru_utime + own.ru_stime
 
 
 class _lock:
