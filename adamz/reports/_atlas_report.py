@@ -648,7 +648,7 @@ def atlas_section(atlas: StudyAtlas, optimizer: str | None = "adamz") -> Section
             f"Over the whole space ({size}): {_region_answer(whole, names, units)}."
         )
     section.summary.append(
-        "An effect is *found* when it clears a null made the same way: inert columns drawn "
+        "An effect is found when it clears a null made the same way: inert columns drawn "
         "beside the design and put through the same analysis (the forest's Sobol share, or "
         f"the spread of the bins' means), in at least {CONFIDENCE * 100:.0f} % of Bayesian-bootstrap "
         "resamples. That asks whether an effect exists, not whether it is larger than one "
