@@ -110,11 +110,15 @@ def families(workload: str) -> dict[str, tuple[str, dict[str, Any]]]:
         "adamz-recommended": ("adamz", _preset("recommended")),
         "adam": ("adam", {"lr": 0.001}),
     }
-    if RECOMMENDATION.exists():
-        held_out = json.loads(RECOMMENDATION.read_text())["leave_one_out"].get(workload)
-        if held_out is not None and held_out != found["adamz-recommended"][1]:
-            found["adamz-without-" + workload] = ("adamz", held_out)
+    if RECOMMENDATION.exists():  # the rule judged leaving this workload out
+        held_out = json.loads(RECOMMENDATION.read_text())["leave_one_out"][workload]
+        found[_held_out(workload)] = ("adamz", held_out)
     return found
+
+
+def _held_out(workload: str) -> str:
+    """The family of the recommendation made without ``workload``."""
+    return f"adamz-without-{workload}"
 
 
 def _rate_study(workload: str, family: str) -> None:
@@ -312,20 +316,6 @@ def _train(name: str) -> list[list[str]]:
     return [["create", _path(name)], ["worker", name, *WORKERS]]
 
 
-def _held_out_rates(workload: str) -> None:
-    """train the rate grid of the recommendation made without the workload, where it differs"""
-    import subprocess
-    import sys
-
-    for family in [f for f in families(workload) if f.startswith("adamz-without-")]:
-        _rate_study(workload, family)
-        name = f"{workload}-rates-{family}"
-        env = {**os.environ, "ADAMZ_STORAGE": ADVICE_STORAGE}
-        for arguments in _train(name):
-            subprocess.run([sys.executable, "-m", "adamz.cli", *arguments], check=True, cwd=ROOT,
-                           env=env)  # fmt: skip
-
-
 def _stages() -> list[Stage]:
     found = []
     sweep_runs = (1 + sum(len(points) - 1 for points in SWEEP.values())) * SWEEP_SEEDS
@@ -375,7 +365,15 @@ def _stages() -> list[Stage]:
                 f"rates-{workload}-held-out",
                 minutes=grid,
                 storage=ADVICE_STORAGE,
-                commands=[_step(_held_out_rates, workload, doc=_held_out_rates.__doc__ or "")],
+                commands=[
+                    _step(
+                        _rate_study,
+                        workload,
+                        _held_out(workload),
+                        doc=f"write {_path(f'{workload}-rates-{_held_out(workload)}')}",
+                    ),
+                    *_train(f"{workload}-rates-{_held_out(workload)}"),
+                ],
                 needs=["recommend"],
                 about=f"the rate grid of the recommendation made without {workload}",
             )
