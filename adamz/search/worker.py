@@ -738,14 +738,31 @@ def stored_spec(study_name: str, storage: BaseStorage) -> AnySpec:
     return spec_from_definition(definition, source=f"study {study_name}")
 
 
+MAX_FOLDER_NAME = 120
+"""Longest study folder name used as is: a file system refuses names over 255 bytes, and a
+confirmation of many studies is named after all of them."""
+
+
+def study_folder(study_name: str) -> str:
+    """``study_name`` as a folder name: itself, or, past :data:`MAX_FOLDER_NAME` bytes, its
+    start and a digest of the whole (the same name always gives the same folder, so workers
+    on every host find each other's checkpoints)."""
+    if len(study_name.encode()) <= MAX_FOLDER_NAME:
+        return study_name
+    digest = hashlib.sha256(study_name.encode()).hexdigest()[:16]
+    return study_name.encode()[: MAX_FOLDER_NAME - 17].decode(errors="ignore") + "-" + digest
+
+
 def checkpoint_dir(options: WorkerOptions, study_name: str) -> Path:
-    """``--checkpoint-dir``, else ``checkpoints/STUDY`` beside a file storage, else in the cwd.
+    """``--checkpoint-dir``, else ``checkpoints/STUDY`` beside a file storage, else in the cwd
+    (:func:`study_folder` names the study's folder).
 
     Workers on several hosts resume each other's trials only if this directory is shared.
     """
+    folder = study_folder(study_name)
     if options.checkpoint_dir:
-        return Path(options.checkpoint_dir) / study_name
+        return Path(options.checkpoint_dir) / folder
     url = storage_url(options.storage)
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        return Path(url.removeprefix("sqlite:///")).resolve().parent / "checkpoints" / study_name
-    return Path("checkpoints") / study_name
+        return Path(url.removeprefix("sqlite:///")).resolve().parent / "checkpoints" / folder
+    return Path("checkpoints") / folder

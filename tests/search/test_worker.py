@@ -89,3 +89,18 @@ def test_a_queued_trial_another_worker_takes_meanwhile_is_not_ended(
     storage = open_storage(url)
     assert end_unrunnable(study, storage, storage.get_study_id_from_name("taken")) == []
     assert trials(url, "taken")[taken.number].state == TrialState.RUNNING
+
+
+def test_a_study_named_after_many_studies_gets_a_checkpoint_folder_the_file_system_takes() -> None:
+    from adamz.search.worker import MAX_FOLDER_NAME, WorkerOptions, checkpoint_dir
+
+    long_name = "confirm-" + "+".join(f"digits-optimizer-{i}~r2" for i in range(14)) + "-k20-c1"
+    other = long_name.replace("~r2", "~r3")
+    options = WorkerOptions(checkpoint_dir="/tmp/checkpoints")
+    folder = checkpoint_dir(options, long_name).name
+    assert len(long_name) > 255
+    assert len(folder.encode()) <= MAX_FOLDER_NAME
+    assert folder.startswith("confirm-digits-optimizer-0~r2+")
+    assert checkpoint_dir(options, long_name).name == folder  # every host finds the same
+    assert checkpoint_dir(options, other).name != folder
+    assert checkpoint_dir(options, "quick").name == "quick"  # a short name as it is
