@@ -99,8 +99,9 @@ def _write_study(content: dict[str, Any], comment: str) -> Path:
 
 
 def _preset(name: str) -> dict[str, Any]:
-    path = ROOT / "adamz" / "optim" / "presets" / f"{name}.yaml"
-    return dict(yaml.safe_load(path.read_text())["hyperparameters"])
+    from adamz.optim.adamz import preset_path
+
+    return dict(yaml.safe_load(preset_path(name).read_text())["hyperparameters"])
 
 
 def families(workload: str) -> dict[str, tuple[str, dict[str, Any]]]:

@@ -25,6 +25,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from adamz.reports._atlas import COLLAPSE_DROP
 from adamz.reports._data import Section, StudyData, train_result
 from adamz.reports._replicates import (
     by_validation,
@@ -41,16 +42,12 @@ from adamz.reports._stats import (
 )
 
 __all__ = [
-    "COLLAPSE_DROP",
     "is_sweep_study",
     "noninferiority_section",
     "sweep_section",
     "wants_noninferiority",
 ]
 
-COLLAPSE_DROP = 5.0
-"""A run collapsed when it lies more than this many points below its point's median (or its
-run diverged): as in the atlas (:data:`adamz.reports._atlas.COLLAPSE_DROP`)."""
 LEVEL = 0.05
 
 
