@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from adamz.search import SearchSpace, StudySpec
 from adamz.search.records import TrialRun
-from adamz.search.study_attrs import stored_definition
+from adamz.search.study_attrs import is_diverged, stored_definition
 
 __all__ = [
     "ReportError",
@@ -148,12 +148,6 @@ class StudyData:
 def goodness(values: np.ndarray, *, maximize: bool) -> np.ndarray:
     """Values turned so that larger is better (negated when the study minimises)."""
     return values if maximize else -values
-
-
-def is_diverged(trial: FrozenTrial) -> bool:
-    """Whether ``trial``'s loss diverged (:attr:`~adamz.search.records.TrialRun.diverged`)."""
-    run = TrialRun.of(trial)
-    return run is not None and run.diverged
 
 
 def run_metrics(trial: FrozenTrial) -> dict[str, float]:

@@ -56,10 +56,10 @@ class _ServedStorage(PatientStorage):
         super().__init__(storage, Outage(url), stopping=lambda: True)
         self.closing = False
 
-    def _call(self, method: Callable[..., Any], *args: Any) -> Any:
+    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self.closing:
             raise ProxyStopping(f"storage unreachable: the proxy for {self.outage.url} is stopping")
-        return super()._call(method, *args)
+        return super()._call(method, *args, **kwargs)
 
 
 class _Calls(ThreadPoolExecutor):

@@ -39,6 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from adamz import __version__
 from adamz.search.budget import BUDGET_ATTR
+from adamz.search.records import TrialRun
 
 if TYPE_CHECKING:  # the readers run in processes without torch (status, the supervisor)
     from adamz.search.studies import AnySpec
@@ -149,12 +150,9 @@ def _stored(study: str, key: str, storage: BaseStorage) -> Any:
 
 
 def is_diverged(trial: FrozenTrial) -> bool:
-    """Whether ``trial``'s loss diverged (its worker's ``run.diverged``, or, in studies made
-    before that was recorded, a ``run.stop_reason`` that says so)."""
-    run = trial.user_attrs.get("run")
-    if not isinstance(run, dict):
-        return False
-    return bool(run.get("diverged")) or str(run.get("stop_reason", "")).startswith("diverged")
+    """Whether ``trial``'s loss diverged (:attr:`~adamz.search.records.TrialRun.diverged`)."""
+    run = TrialRun.of(trial)
+    return run is not None and run.diverged
 
 
 NOTE_MARK = "> **Diverged:**"
