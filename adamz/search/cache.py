@@ -1,60 +1,216 @@
-"""A read cache over one study's storage: the study read once per round, not once per call.
+"""A worker's storage: every call patient through an outage, the study read once per round,
+and the reports of running trials written behind, by a thread of their own.
 
 A worker reads the study for every sampling, every pruning check (Hyperband builds a study
-object, which reads the study's id and directions, per check) and every budget count: with K
-trials of a population running, K reads of every trial per round, which at K = 32 cost more
-than the training (``benchmarks/population.py``).
+object, which reads the study's id and directions, per check) and every budget count, and
+writes a report per trial per epoch: with K trials of a population running, K reads of every
+trial and K writes per epoch, which at K = 32 cost more than the training
+(``benchmarks/population.py``). :class:`WorkerStorage` is the one storage object of a worker
+process, on top of the storage it opened:
 
-:class:`RoundCache` reads the study's trials once per round (:meth:`RoundCache.new_round`,
-then the first read), and serves the round's reads from that read. A finished trial never
-changes (a storage refuses to update one), so it is read once: a round reads the unfinished
-trials, then, one by one, those that finished since the last round and any new ones it has
-not seen (trial numbers run without gaps; a new trial that another worker created and finished
-between two rounds shows once a later trial does). It never writes anything itself: every
-write goes to the storage, and the trial it wrote to is read again from the storage the next
-time it is read (so a population's trials see their own parameters and intermediate values
-at once). What other workers wrote since the round began shows at the next round: a sampling
-or a pruning check sees the study as it was at most one round ago, as it would with a slower
-database. A study's id, name and directions never change and are read once.
+- **Patient.** Every call to the storage rides out an outage
+  (:class:`~adamz.search.outage.PatientStorage`).
+- **Read once per round.** The study's trials are read once per round (:meth:`new_round`,
+  then the first read), and the round's reads are served from that read. A finished trial
+  never changes (a storage refuses to update one), so it is read once: a round reads the
+  unfinished trials, then, one by one, those that finished since the last round and any new
+  ones it has not seen (trial numbers run without gaps). What other workers wrote since the
+  round began shows at the next round, as it would with a slower database. A study's id, name
+  and directions never change and are read once.
+- **Written behind.** A running trial's reports, attributes, and its end as COMPLETE or PRUNED
+  are applied at once to what this worker reads, and queued for a writer thread that writes
+  them in order while the training goes on: the pruner decides on exactly the values it would
+  if every write waited, and the training does not wait for the database. Any other write
+  (a new trial, a parameter, a FAIL, a queued trial taken) is written at once, after the
+  queued writes of its trial. Because the queue is written in order, a trial the storage shows
+  finished has every report and attribute written before its end: a worker killed outright
+  loses only writes of trials still RUNNING in the storage, which are found stale and resumed
+  (``tests/search/test_kill.py``). A trial that another worker failed as stale meanwhile
+  refuses the writer's next write; its writes are dropped and ``on_lost`` is told.
+  :meth:`flush` waits for the queue; a worker flushes before it leaves.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Container, Sequence
+import datetime
+import queue
+import threading
+from collections.abc import Callable, Container, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from optuna.distributions import BaseDistribution
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
-from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["RoundCache"]
+from adamz.search.outage import Outage, PatientStorage
+
+__all__ = ["WorkerStorage"]
 
 
 STALE_READS = 3
-"""Trials written to since the round's read that are read again one by one; with more, the
-unfinished trials are read again at once."""
+"""Trials written to at once since the round's read that are read again one by one; with
+more, the unfinished trials are read again at once."""
 _UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
+_WRITTEN_BEHIND = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-class RoundCache(BaseStorage):
-    """``storage``, with the trials of study ``study_id`` read once per round.
+@dataclass(frozen=True, eq=False)  # identity: two equal writes are two writes
+class _Write:
+    """One queued write of a trial: the storage method and its arguments."""
 
-    One instance serves one thread; other studies' reads go straight to ``storage``.
+    trial_id: int
+    method: str
+    args: tuple[Any, ...]
+
+    def apply(self, trial: FrozenTrial) -> FrozenTrial:
+        """``trial`` as it reads once the write is made: a copy, since a pruner holds the
+        trials it read before its own write (SuccessiveHalving's rung values) and must not
+        see that write in them."""
+        trial = copy.copy(trial)
+        if self.method == "set_trial_intermediate_value":
+            step, value = self.args
+            trial.intermediate_values = {**trial.intermediate_values, step: value}
+        elif self.method == "set_trial_user_attr":
+            trial.user_attrs = {**trial.user_attrs, self.args[0]: self.args[1]}
+        elif self.method == "set_trial_system_attr":
+            trial.system_attrs = {**trial.system_attrs, self.args[0]: self.args[1]}
+        else:  # set_trial_state_values
+            trial.state, trial.values = self.args
+            trial.datetime_complete = datetime.datetime.now()
+        return trial
+
+
+def _written(name: str, *, behind: bool = True) -> Callable[..., Any]:
+    """``BaseStorage.name`` of a trial, written behind if ``behind`` (see ``_write``)."""
+
+    def method(self: WorkerStorage, trial_id: int, *args: Any) -> Any:
+        return self._write(name, trial_id, *args, behind=behind)
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+class WorkerStorage(PatientStorage):
+    """``storage`` as one worker process uses it: patient, read by round for study
+    ``study_id``, its trials' reports written behind (see the module docs).
+
+    Args:
+        storage: the opened storage.
+        outage: the worker's outage state (:class:`~adamz.search.outage.Outage`).
+        study_id: the study whose trials are cached and written behind; other studies' calls
+            go straight to the storage.
+        stopping: when it returns ``True``, an outage is waited for no longer.
+        on_lost: called with a trial's id when the storage refused a write because the trial
+            was finished meanwhile (another worker failed it as stale).
     """
 
-    def __init__(self, storage: BaseStorage, study_id: int) -> None:
-        self.storage = storage
+    def __init__(
+        self,
+        storage: BaseStorage,
+        outage: Outage,
+        study_id: int,
+        stopping: Callable[[], bool] = lambda: False,
+        on_lost: Callable[[int], None] = lambda trial_id: None,
+    ) -> None:
+        super().__init__(storage, outage, stopping)
         self.study_id = study_id
+        self.on_lost = on_lost
         self._trials: dict[int, FrozenTrial] = {}  # by number; finished ones kept for good
         self._read = False  # whether this round's read was made
-        self._stale: set[int] = set()  # ids of trials written to since they were read
+        self._stale: set[int] = set()  # ids of trials written to at once since they were read
         self._numbers: dict[int, int] = {}  # trial id -> number (fixed for a trial's life)
         self._ids: dict[int, int] = {}  # trial number -> id
-        self._study_ids: dict[str, int] = {}
-        self._names: dict[int, str] = {}
-        self._directions: dict[int, list[StudyDirection]] = {}
+        self._fixed: dict[tuple[str, Any], Any] = {}  # a study's id, name, directions
+        # Written behind: the queue, the writes not made yet by trial, and the writer's error.
+        self._lock = threading.Condition()
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._pending: dict[int, list[_Write]] = {}
+        # Writes made, with the count of writes made when each was: a read that began before
+        # one may miss it, so it is applied to that read's trial too (_store).
+        self._made = 0
+        self._written: dict[int, list[tuple[int, _Write]]] = {}
+        self._error: BaseException | None = None
+        self._lost: set[int] = set()  # ids of trials whose write was refused: read them again
+        threading.Thread(target=self._write_behind, name="writer", daemon=True).start()
+
+    # Written behind.
+
+    def _write_behind(self) -> None:
+        while (write := self._queue.get()) is not None:
+            with self._lock:
+                wanted = self._error is None and write in self._pending.get(write.trial_id, ())
+            try:
+                if wanted:
+                    self._call(getattr(self.storage, write.method), write.trial_id, *write.args)
+            except UpdateFinishedTrialError:  # failed as stale meanwhile: not ours to write
+                with self._lock:
+                    self._pending.pop(write.trial_id, None)
+                    self._written.pop(write.trial_id, None)
+                    self._lock.notify_all()
+                self._lost.add(write.trial_id)  # to be read again: finished
+                self.on_lost(write.trial_id)
+                continue
+            except BaseException as exc:  # the storage gone past the patience, or a bug
+                self._error = exc
+            with self._lock:
+                writes = self._pending.get(write.trial_id, [])
+                if write in writes:
+                    writes.remove(write)
+                    self._made += 1
+                    self._written.setdefault(write.trial_id, []).append((self._made, write))
+                if not writes:
+                    self._pending.pop(write.trial_id, None)
+                self._lock.notify_all()
+
+    def _write(self, method: str, trial_id: int, *args: Any, behind: bool = True) -> Any:
+        """Queue the write if ``behind`` and ``trial_id`` is a running trial of the study as
+        this worker reads it; else make it at once, after the trial's queued writes."""
+        self._raise()
+        number = self._numbers.get(trial_id)
+        trial = self._round().get(number) if behind and number is not None else None
+        if trial is not None and trial.state == TrialState.RUNNING:
+            write = _Write(trial_id, method, args)
+            with self._lock:
+                self._pending.setdefault(trial_id, []).append(write)
+            self._trials[trial.number] = write.apply(trial)
+            self._queue.put(write)
+            return True
+        self._settle(trial_id)
+        try:
+            return getattr(PatientStorage, method)(self, trial_id, *args)
+        finally:  # made or not (another worker took a queued trial first): read it again
+            self._stale.add(trial_id)
+
+    def _settle(self, trial_id: int | None = None) -> None:
+        """Wait until the queued writes of ``trial_id`` (of every trial: ``None``) are made."""
+        with self._lock:
+            self._lock.wait_for(
+                lambda: (
+                    self._error is not None
+                    or not (self._pending if trial_id is None else self._pending.get(trial_id))
+                )
+            )
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def flush(self) -> None:
+        """Wait until every queued write is made.
+
+        Raises:
+            StorageUnreachable: the writer gave up on the storage (or any error it met).
+        """
+        self._settle()
+
+    def close(self) -> None:
+        """End the writer thread once the queued writes are made (or given up)."""
+        self._queue.put(None)
+
+    # Reads of the study's trials: from the round's read.
 
     def new_round(self) -> None:
         """Read the study again at its next read."""
@@ -62,46 +218,63 @@ class RoundCache(BaseStorage):
         self._stale.clear()
 
     def _round(self) -> dict[int, FrozenTrial]:
+        self._raise()
         if not self._read or len(self._stale) > STALE_READS:
             self._refresh()
+        while self._lost:
+            self._stale.add(self._lost.pop())
         for trial_id in self._stale:
-            self._store(self.storage.get_trial(trial_id))
+            since = self._made
+            self._store(super().get_trial(trial_id), since)
         self._stale.clear()
         return self._trials
 
     def _refresh(self) -> None:
         """Read what may have changed since the last round."""
         self._stale.clear()
+        since = self._made
         if not self._trials:
-            for trial in self.storage.get_all_trials(self.study_id, deepcopy=False):
-                self._store(trial)
+            for trial in super().get_all_trials(self.study_id, False, None):
+                self._store(trial, since)
             self._read = True
             return
-        unfinished = self.storage.get_all_trials(self.study_id, deepcopy=False, states=_UNFINISHED)
+        with self._lock:  # a finished trial's writes, all made, are never read again
+            for trial_id in [i for i in self._written if i not in self._pending]:
+                if self._trials[self._numbers[trial_id]].state.is_finished():
+                    del self._written[trial_id]
+        unfinished = super().get_all_trials(self.study_id, False, _UNFINISHED)
         seen = {trial.number for trial in unfinished}
         for trial in unfinished:
-            self._store(trial)
+            self._store(trial, since)
         finished = [
             n for n, t in self._trials.items() if not t.state.is_finished() and n not in seen
         ]
         new = [n for n in range(max(self._trials) + 1) if n not in self._trials]
         for number in finished + new:
-            self._store(self.storage.get_trial(self._id_of(number)))
+            since = self._made
+            self._store(super().get_trial(self._id_of(number)), since)
         self._read = True
 
-    def _store(self, trial: FrozenTrial) -> None:
+    def _store(self, trial: FrozenTrial, since: int) -> None:
+        """Keep ``trial`` as read when ``since`` writes were made, with this worker's writes
+        applied that the read may have missed: those not made yet, or made since."""
+        # Optuna keeps a trial's storage id private, though every storage reads it: read here
+        # too, it saves a query per trial.
+        trial_id = trial._trial_id  # noqa: SLF001
+        with self._lock:
+            made = [(n, w) for n, w in self._written.get(trial_id, ()) if n > since]
+            if trial_id in self._written:
+                self._written[trial_id] = made
+            for write in [w for _, w in made] + self._pending.get(trial_id, []):
+                trial = write.apply(trial)
         self._trials[trial.number] = trial
+        self._numbers[trial_id], self._ids[trial.number] = trial.number, trial_id
 
     def _id_of(self, number: int) -> int:
         if number not in self._ids:
-            trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+            trial_id = super().get_trial_id_from_study_id_trial_number(self.study_id, number)
             self._ids[number], self._numbers[trial_id] = trial_id, number
         return self._ids[number]
-
-    def _written(self, trial_id: int) -> None:
-        self._stale.add(trial_id)
-
-    # Reads of the study's trials: from the round's read.
 
     def get_all_trials(
         self,
@@ -110,7 +283,7 @@ class RoundCache(BaseStorage):
         states: Container[TrialState] | None = None,
     ) -> list[FrozenTrial]:
         if study_id != self.study_id:
-            return self.storage.get_all_trials(study_id, deepcopy, states)
+            return super().get_all_trials(study_id, deepcopy, states)
         trials = [
             trial
             for _, trial in sorted(self._round().items())
@@ -119,101 +292,60 @@ class RoundCache(BaseStorage):
         return copy.deepcopy(trials) if deepcopy else trials
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
+        trials = self._round()  # first: it reads the trials this worker created
         number = self.get_trial_number_from_id(trial_id)
-        trials = self._round()
         if number not in trials:  # created by another worker since the round's read
-            self._store(self.storage.get_trial(trial_id))
+            since = self._made
+            self._store(super().get_trial(trial_id), since)
         return copy.deepcopy(trials[number])
 
     def get_trial_number_from_id(self, trial_id: int) -> int:
         if trial_id not in self._numbers:
-            number = self.storage.get_trial_number_from_id(trial_id)
+            number = super().get_trial_number_from_id(trial_id)
             self._numbers[trial_id], self._ids[number] = number, trial_id
         return self._numbers[trial_id]
 
     def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
         if study_id != self.study_id:
-            return self.storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
+            return super().get_trial_id_from_study_id_trial_number(study_id, trial_number)
         return self._id_of(trial_number)
 
     # What never changes: read once.
 
+    def _once(self, key: tuple[str, Any], read: Callable[[], Any]) -> Any:
+        if key not in self._fixed:
+            self._fixed[key] = read()
+        return self._fixed[key]
+
     def get_study_id_from_name(self, study_name: str) -> int:
-        if study_name not in self._study_ids:
-            self._study_ids[study_name] = self.storage.get_study_id_from_name(study_name)
-        return self._study_ids[study_name]
+        read = super().get_study_id_from_name
+        return int(self._once(("id", study_name), lambda: read(study_name)))
 
     def get_study_name_from_id(self, study_id: int) -> str:
-        if study_id not in self._names:
-            self._names[study_id] = self.storage.get_study_name_from_id(study_id)
-        return self._names[study_id]
+        read = super().get_study_name_from_id
+        return str(self._once(("name", study_id), lambda: read(study_id)))
 
-    def get_study_directions(self, study_id: int) -> list[StudyDirection]:
-        if study_id not in self._directions:
-            self._directions[study_id] = self.storage.get_study_directions(study_id)
-        return list(self._directions[study_id])
+    def get_study_directions(self, study_id: int) -> list[Any]:
+        read = super().get_study_directions
+        return list(self._once(("directions", study_id), lambda: read(study_id)))
 
-    # Trial writes: to the storage; the trial is read again at its next read.
+    # Trial writes: a running trial's behind (its reports, attributes and end), the others
+    # at once.
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
-        trial_id = self.storage.create_new_trial(study_id, template_trial)
+        self._raise()
+        trial_id = super().create_new_trial(study_id, template_trial)
         if study_id == self.study_id:
-            self._written(trial_id)
+            self._stale.add(trial_id)
         return trial_id
 
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
     ) -> bool:
-        try:
-            return self.storage.set_trial_state_values(trial_id, state, values)
-        finally:  # taken or not (another worker took a queued trial first): read it again
-            self._written(trial_id)
+        behind = state in _WRITTEN_BEHIND
+        return bool(self._write("set_trial_state_values", trial_id, state, values, behind=behind))
 
-    def set_trial_param(
-        self,
-        trial_id: int,
-        param_name: str,
-        param_value_internal: float,
-        distribution: BaseDistribution,
-    ) -> None:
-        self.storage.set_trial_param(trial_id, param_name, param_value_internal, distribution)
-        self._written(trial_id)
-
-    def set_trial_intermediate_value(
-        self, trial_id: int, step: int, intermediate_value: float
-    ) -> None:
-        self.storage.set_trial_intermediate_value(trial_id, step, intermediate_value)
-        self._written(trial_id)
-
-    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        self.storage.set_trial_user_attr(trial_id, key, value)
-        self._written(trial_id)
-
-    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
-        self.storage.set_trial_system_attr(trial_id, key, value)
-        self._written(trial_id)
-
-    # The study's own record: straight to the storage.
-
-    def create_new_study(
-        self, directions: Sequence[StudyDirection], study_name: str | None = None
-    ) -> int:
-        return self.storage.create_new_study(directions, study_name)
-
-    def delete_study(self, study_id: int) -> None:
-        self.storage.delete_study(study_id)
-
-    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
-        self.storage.set_study_user_attr(study_id, key, value)
-
-    def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
-        self.storage.set_study_system_attr(study_id, key, value)
-
-    def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
-        return self.storage.get_study_user_attrs(study_id)
-
-    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
-        return self.storage.get_study_system_attrs(study_id)
-
-    def get_all_studies(self) -> list[Any]:  # Optuna's FrozenStudy, a name it does not export
-        return self.storage.get_all_studies()
+    set_trial_param = _written("set_trial_param", behind=False)
+    set_trial_intermediate_value = _written("set_trial_intermediate_value")
+    set_trial_user_attr = _written("set_trial_user_attr")
+    set_trial_system_attr = _written("set_trial_system_attr")

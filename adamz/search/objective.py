@@ -10,13 +10,15 @@ worker (:class:`~adamz.search.interrupts.WorkerStopped`) and a storage unreachab
 patience (:class:`~adamz.search.outage.StorageUnreachable`) end the training of every trial
 the same way, whatever the population: every checkpoint is kept, and the trials resume.
 
-After each epoch, the trials' reports are written as one round: every trial's report first
-(its first seed's value of the study's metric, and nothing else: the pruner never sees a test
-value), then the study is read once (:mod:`~adamz.search.cache`), then each trial is checked
-for pruning against it. If the storage cannot be reached, the round's reports wait, in order,
-and training goes on; they are written, and pruning resumes, when it is back (past the
-worker's patience, :class:`~adamz.search.outage.StorageUnreachable` ends the training with
-every checkpoint written).
+After each epoch, the trials report as one round: every trial's report first (its first
+seed's value of the study's metric, and nothing else: the pruner never sees a test value),
+then the study is read once, then each trial is checked for pruning against it. A worker's
+storage (:class:`~adamz.search.cache.WorkerStorage`) writes the reports behind, in a thread of
+its own, and reads them back at once: the training does not wait for the database, and the
+pruner decides on the values just reported. If the storage cannot be reached, the reports
+wait in its queue, the pruning checks wait for a round that can read the study, and training
+goes on (past the worker's patience, :class:`~adamz.search.outage.StorageUnreachable` ends
+the training with every checkpoint written).
 
 A trial records two user attributes, because each is a write to the storage (a few
 milliseconds on SQLite, which is most of a worker's cost per trial on a short workload):
@@ -64,7 +66,7 @@ from adamz.search.budget import (
     SurplusTrialError,
     count_states,
 )
-from adamz.search.cache import RoundCache
+from adamz.search.cache import WorkerStorage
 from adamz.search.definitions import TrialPlan
 from adamz.search.errors import error_message
 from adamz.search.interrupts import Interrupts, WorkerStopped
@@ -93,6 +95,8 @@ class TrialRef:
     """The number of the trial whose checkpoints it resumes: its own, unless it is a retry."""
     queued: bool
     """Queued (a reference point, a replicate run, a retry) rather than sampled."""
+    reported: frozenset[int] = frozenset()
+    """The epochs it inherited reports of (a retry: those its first attempt wrote)."""
 
     @property
     def number(self) -> int:
@@ -131,12 +135,10 @@ class _Trials:
     """Failed as stale by another worker: stopped, and nothing is recorded."""
     pruned: set[int] = field(default_factory=set)
     errors: dict[int, BaseException] = field(default_factory=dict)
-    pending: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
-    """Reports (epoch, value) not yet written, in order, per trial."""
     records: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     """Each run's record, by trial number and seed."""
-    reported: dict[int, int] = field(default_factory=dict)
-    """The last epoch each trial reported."""
+    reported: dict[int, set[int]] = field(default_factory=dict)
+    """The epochs each trial reported."""
 
     def ended(self, number: int) -> bool:
         return number in self.pruned or number in self.lost or number in self.errors
@@ -148,10 +150,8 @@ class TrialObjective:
     Args:
         spec: the study's definition.
         study: the study the trials are of (through ``storage``).
-        storage: the study's storage: a worker's :class:`~adamz.search.cache.RoundCache` is
-            read again before each round's pruning checks; a
-            :class:`~adamz.search.outage.PatientStorage` under it rides out outages, and the
-            epoch reports then wait while training goes on.
+        storage: the study's storage: a worker's :class:`~adamz.search.cache.WorkerStorage`
+            is read again before each round's pruning checks.
         budget: finished trials the study runs; a trial beyond it is refused
             (:meth:`admit`).
         device: the torch device to train on.
@@ -222,6 +222,7 @@ class TrialObjective:
             trial_id,
             trial.number if origin is None else origin,
             origin is not None or bool(frozen.user_attrs.get(QUEUED_ATTR)),
+            frozenset(frozen.intermediate_values),
         )
 
     def worker_record(self, ref: TrialRef, **extra: Any) -> dict[str, Any]:
@@ -384,7 +385,7 @@ class TrialObjective:
                 now.runs[number].last_epoch_metrics = end.metrics  # what a pruned one reached
                 metric = end.metrics[self.spec.metric]
                 if math.isfinite(metric):
-                    now.pending.setdefault(number, []).append((end.epoch, metric))
+                    self._report(number, end.epoch, metric, now)
                 reporting.append(number)
             self._report_round(reporting, now)
             return {
@@ -395,19 +396,25 @@ class TrialObjective:
 
         return on_epochs
 
+    def _report(self, number: int, epoch: int, value: float, now: _Trials) -> None:
+        try:
+            now.refs[number].trial.report(value, epoch)
+        except UpdateFinishedTrialError:  # failed as stale before its heartbeat noticed
+            now.lost.add(number)
+            return
+        now.reported.setdefault(number, set()).add(epoch)
+
     def _report_round(self, numbers: list[int], now: _Trials) -> None:
-        """Write the round's reports of ``numbers``' trials, then check each for pruning; if
-        the storage is unreachable, keep them for the next round."""
+        """Check each of ``numbers``' trials, which reported this round, for pruning; if the
+        storage cannot be read, at a later round."""
+        if isinstance(self.study.pruner, optuna.pruners.NopPruner):
+            return  # should_prune would read each trial back for nothing
+        if isinstance(self.storage, WorkerStorage):
+            self.storage.new_round()
         try:
             with impatient():
                 for number in numbers:
-                    self._flush(number, now)
-                if isinstance(self.study.pruner, optuna.pruners.NopPruner):
-                    return  # should_prune would read each trial back for nothing
-                if isinstance(self.storage, RoundCache):
-                    self.storage.new_round()
-                for number in numbers:
-                    if now.ended(number) or now.pending.get(number):
+                    if now.ended(number) or number not in now.reported:
                         continue
                     try:
                         pruned = now.refs[number].trial.should_prune()
@@ -415,27 +422,13 @@ class TrialObjective:
                         now.lost.add(number)
                         continue
                     if pruned:
-                        now.runs[number].stop_reason = f"pruned after epoch {now.reported[number]}"
+                        now.runs[
+                            number
+                        ].stop_reason = f"pruned after epoch {max(now.reported[number])}"
                         now.pruned.add(number)
         except StorageUnreachable as exc:
             if exc.past_patience:
                 raise
-            # The reports wait; training goes on, unpruned, until the storage is back.
-
-    def _flush(self, number: int, now: _Trials) -> None:
-        """Write ``number``'s waiting reports, oldest first."""
-        pending = now.pending.get(number, [])
-        trial = now.refs[number].trial
-        while pending:
-            epoch, value = pending[0]
-            try:
-                trial.report(value, epoch)
-            except UpdateFinishedTrialError:  # failed as stale before its heartbeat noticed
-                now.lost.add(number)
-                pending.clear()
-                return
-            now.reported[number] = epoch
-            pending.pop(0)
 
     def _close(self, now: _Trials, runs: list[_SeedRun], seconds: float, *, keep: bool) -> None:
         """Record each trial's ``run`` (its waiting reports first) and delete its checkpoints
@@ -444,7 +437,7 @@ class TrialObjective:
             if number in now.lost:
                 continue
             run = now.runs[number]
-            self._flush(number, now)
+            self._report_missing(number, now)
             seed_metrics: list[dict[str, float]] = []
             for index, seed in enumerate(run.seeds):
                 record = now.records.get((number, seed))
@@ -484,6 +477,18 @@ class TrialObjective:
                 for seed_run in runs:
                     if seed_run.ref.number == number:
                         seed_run.checkpoint.unlink(missing_ok=True)
+
+    def _report_missing(self, number: int, now: _Trials) -> None:
+        """Report the epochs of ``number``'s first seed that the storage lacks: a resumed
+        trial's whose reports were lost with its first worker (killed after the checkpoint,
+        before they were written; or its checkpoint held the finished run)."""
+        ref, record = now.refs[number], now.records.get((number, now.runs[number].seeds[0]))
+        if record is None:
+            return
+        done = ref.reported | now.reported.get(number, set())
+        for epoch, value in enumerate(record["epoch_metrics"][self.spec.metric], start=1):
+            if epoch not in done and math.isfinite(value):
+                self._report(number, epoch, value, now)
 
     def _outcome(self, number: int, now: _Trials) -> Outcome:
         run = now.runs[number]

@@ -23,9 +23,10 @@ train together (:mod:`~adamz.search.objective`): the same loop. Around them it a
    for up to ``--storage-patience`` seconds; past it the worker exits with
    :data:`UNREACHABLE_CODE` and one line, its trials left to resume from their checkpoints.
 
-Every read of the study goes through a :class:`~adamz.search.cache.RoundCache`: the study is
-read once per trial round (asking, each epoch's pruning checks, the budget) rather than once
-per call.
+Every storage call goes through one :class:`~adamz.search.cache.WorkerStorage` per worker:
+patient through outages, the study read once per trial round (asking, each epoch's pruning
+checks, the budget) rather than once per call, and the trials' reports and ends written behind
+by a thread of its own while the training goes on.
 
 **Sampler seeds.** A study file's ``sampler: {seed: N}`` makes a lone worker's search repeat:
 the worker seeds its sampler from ``N`` and the number of the first trial it takes, which is
@@ -50,6 +51,7 @@ The process supervisor, :func:`~adamz.search.launcher.launch_workers`, lives in
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import multiprocessing
@@ -69,7 +71,7 @@ from optuna.storages import BaseStorage, InMemoryStorage
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from adamz.search.budget import FINISHED, SurplusTrialError, count_states, study_budget
-from adamz.search.cache import RoundCache
+from adamz.search.cache import WorkerStorage
 from adamz.search.errors import error_message
 from adamz.search.heartbeat import Heartbeat, StaleWatch
 from adamz.search.interrupts import STOP_CODES, Interrupts, WorkerStopped
@@ -320,17 +322,16 @@ class Worker:
         self.spec = spec
         self.interrupts = Interrupts()
         self.outage = outage
-        self.patient = PatientStorage(
-            storage, outage, stopping=lambda: self.interrupts.pending is not None
-        )
-        self.study_id = self.patient.get_study_id_from_name(study_name)
-        self.cache = RoundCache(self.patient, self.study_id)
+        self.lost: set[int] = set()
+        stopping = lambda: self.interrupts.pending is not None  # noqa: E731
+        self.study_id = patiently(lambda: storage.get_study_id_from_name(study_name), outage)
+        self.storage = WorkerStorage(storage, outage, self.study_id, stopping, self._on_lost)
         self.file_seed: int | None = spec.sampler.get("seed")
         self.seed = options.sampler_seed
         self._make_sampler = make_sampler
         self.study = optuna.load_study(
             study_name=study_name,
-            storage=self.cache,
+            storage=self.storage,
             sampler=make_sampler(spec.sampler, seed=self.seed),
             pruner=make_pruner(spec.pruner),
         )
@@ -338,7 +339,7 @@ class Worker:
         self.objective = TrialObjective(
             spec,
             study=self.study,
-            storage=self.cache,
+            storage=self.storage,
             budget=study_budget(self.study, spec.budget),
             device=options.device,
             checkpoint_dir=self.checkpoint_dir,
@@ -347,7 +348,6 @@ class Worker:
             checkpoint_interval_s=options.checkpoint_interval,
             interrupts=self.interrupts,
         )
-        self.lost: set[int] = set()
         self.heartbeat = Heartbeat(
             storage, self.study_id, options.heartbeat_interval, outage, on_lost=self._on_lost
         )
@@ -361,11 +361,15 @@ class Worker:
         # again, ending queued trials), and by a stop that takes over (_stop_when_stuck).
         self._writing = threading.RLock()
         self._done = False
+        # Trials told (written behind), by id, and those whose writes the storage refused.
+        self._told: dict[int, tuple[int, TrialState]] = {}
+        self._refused: set[int] = set()
 
     def _on_lost(self, trial_id: int) -> None:
         """A trial failed as stale by another worker: it stops, its retry resumes from its
-        checkpoints."""
+        checkpoints (called by the heartbeat's thread and the storage's writer)."""
         self.lost.update(number for number, known in self._ids.items() if known == trial_id)
+        self._refused.add(trial_id)
 
     # The loop.
 
@@ -405,7 +409,24 @@ class Worker:
             finally:
                 with self._writing:
                     self._done = True
+                with contextlib.suppress(StorageUnreachable):  # said: the trials resume
+                    self.written()
+                self.storage.close()
                 self.heartbeat.stop(state)
+
+    def written(self) -> None:
+        """Wait for the writes behind; a trial told whose end the storage refused (another
+        worker failed it as stale meanwhile) counts as requeued, not as told."""
+        self.storage.flush()
+        for trial_id in self._refused & self._told.keys():
+            number, state = self._told[trial_id]
+            logger.warning("Trial %d was failed as stale by another worker.", number)
+            if state == TrialState.COMPLETE:
+                self.summary.complete -= 1
+            else:
+                self.summary.pruned -= 1
+            self.summary.requeued += 1
+        self._told.clear()
 
     def _stop_when_stuck(self) -> None:
         """Once a signal asked the worker to stop, give its loop :data:`STOP_GRACE_S` to stop
@@ -427,7 +448,9 @@ class Worker:
             return
         stopped = self.interrupts.pending
         try:
-            stopper = optuna.load_study(study_name=self.study.study_name, storage=self.patient)
+            self.storage.flush()  # the trials told already stay told
+            patient = PatientStorage(self.storage.storage, self.outage)
+            stopper = optuna.load_study(study_name=self.study.study_name, storage=patient)
             ids = {n: trial_id for n, trial_id in self._ids.items() if n not in self.lost}
             if ids:
                 logger.warning(
@@ -437,10 +460,10 @@ class Worker:
                 )
             for trial_id in ids.values():
                 try:
-                    self.patient.set_trial_state_values(trial_id, TrialState.FAIL)
+                    patient.set_trial_state_values(trial_id, TrialState.FAIL)
                 except UpdateFinishedTrialError:  # told meanwhile, or failed as stale
                     continue
-                self.requeue(self.patient.get_trial(trial_id), "stop", stopper)
+                self.requeue(patient.get_trial(trial_id), "stop", stopper)
                 self.summary.requeued += 1
             self.heartbeat.stop()
         except Exception as exc:  # the storage is down: the trials resume when found stale
@@ -457,7 +480,7 @@ class Worker:
         empty_polls = 0
         while True:
             self.interrupts.check()
-            self.cache.new_round()
+            self.storage.new_round()
             if time.monotonic() >= next_stale_check:
                 self.requeue_stale()
                 next_stale_check = time.monotonic() + self.options.heartbeat_interval
@@ -466,7 +489,7 @@ class Worker:
             if finished >= budget:
                 if counts[TrialState.WAITING]:
                     with self._writing:
-                        ended = end_unrunnable(self.study, self.cache, self.study_id)
+                        ended = end_unrunnable(self.study, self.storage, self.study_id)
                     if ended:
                         logger.info("Queued trials %s not run: the budget is met.", ended)
                 self.summary.reason = (
@@ -524,7 +547,7 @@ class Worker:
     def requeue_stale(self) -> None:
         """Fail the trials whose worker died, and queue each again (or drop it at its limit)."""
         with self._writing:
-            for trial in self.watch.claim(self.study, self.cache):
+            for trial in self.watch.claim(self.study, self.storage):
                 self.requeue(trial, "death")
 
     def requeue(
@@ -570,7 +593,7 @@ class Worker:
     def _sample(self, size: int, asked: list[optuna.Trial]) -> list[FrozenTrial]:
         """``size`` configurations sampled from an in-memory copy of the study, as queued
         trials with their parameters."""
-        self.cache.new_round()
+        self.storage.new_round()
         # A sampler of its own (a sampler keeps the study it first served), seeded from the
         # worker's: a lone worker samples the same populations run after run.
         self._populations += 1
@@ -608,7 +631,7 @@ class Worker:
         """
         with self._writing:  # a stop that takes over knows every trial asked for
             trials = self.ask(size)
-            self.cache.new_round()
+            self.storage.new_round()
             refs = [self.objective.ref(trial) for trial in trials]
             self._ids = {ref.number: ref.trial_id for ref in refs}
         self.lost.clear()
@@ -699,19 +722,21 @@ class Worker:
                 self.summary.complete += 1
             elif told.state == TrialState.PRUNED:
                 self.summary.pruned += 1
+            if told.state in (TrialState.COMPLETE, TrialState.PRUNED):
+                self._told[ref.trial_id] = (ref.number, told.state)
             else:
                 self.summary.failed += 1
             return
         # Fail it here, unless another worker's stale check did first and queued it again.
         try:
-            self.cache.set_trial_state_values(ref.trial_id, TrialState.FAIL)
+            self.storage.set_trial_state_values(ref.trial_id, TrialState.FAIL)
         except UpdateFinishedTrialError:
             return
         if requeue == "fault":
             self.summary.failed += 1
         elif requeue == "stop":
             self.summary.requeued += 1
-        self.requeue(self.cache.get_trial(ref.trial_id), requeue)
+        self.requeue(self.storage.get_trial(ref.trial_id), requeue)
 
     def _surplus(self, ref: TrialRef, surplus: SurplusTrialError) -> Reason | None:
         """Count ``ref``'s trial, refused by the budget; a replicate's queued run goes back."""

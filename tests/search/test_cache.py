@@ -1,8 +1,9 @@
-"""The read cache a worker's trials read through: the study once per round, their own writes at
-once, and nothing written by the cache itself."""
+"""A worker's storage: the study read once per round, its own writes read back at once and
+written behind in order, and nothing written by the storage itself."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ import pytest
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from adamz.search.cache import RoundCache
+from adamz.search.cache import WorkerStorage
+from adamz.search.outage import Outage
 from adamz.search.storage import open_storage
 
 
@@ -30,9 +32,13 @@ def live(tmp_path: Path) -> optuna.Study:
     return study
 
 
-def snapshot_of(live: optuna.Study, tmp_path: Path) -> tuple[optuna.Study, RoundCache]:
+def snapshot_of(
+    live: optuna.Study, tmp_path: Path, on_lost: Any = lambda trial_id: None
+) -> tuple[optuna.Study, WorkerStorage]:
     storage = open_storage(f"sqlite:///{tmp_path / 'cache.db'}")
-    snapshot = RoundCache(storage, storage.get_study_id_from_name("s"))
+    snapshot = WorkerStorage(
+        storage, Outage("test://db"), storage.get_study_id_from_name("s"), on_lost=on_lost
+    )
     study = optuna.load_study(
         study_name="s",
         storage=snapshot,
@@ -42,7 +48,7 @@ def snapshot_of(live: optuna.Study, tmp_path: Path) -> tuple[optuna.Study, Round
     return study, snapshot
 
 
-def count_reads(snapshot: RoundCache, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def count_reads(snapshot: WorkerStorage, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count the cache's reads of all the study's trials from its storage."""
     reads = [0]
     get_all_trials = snapshot.storage.get_all_trials
@@ -77,12 +83,13 @@ def test_a_round_of_asks_and_pruning_checks_reads_the_study_once(
 def test_writes_reach_the_storage_and_the_round_reads_them_back(
     live: optuna.Study, tmp_path: Path
 ) -> None:
-    study, _snapshot = snapshot_of(live, tmp_path)
+    study, snapshot = snapshot_of(live, tmp_path)
     trial = study.ask()
     x = trial.suggest_float("x", 0.0, 1.0)
     trial.report(0.25, 0)
     trial.set_user_attr("worker", {"host": "h"})
-    seen = study.get_trials(deepcopy=False)[-1]  # no new round: the written trial, read again
+    seen = study.get_trials(deepcopy=False)[-1]  # no new round: the written trial, read back
+    snapshot.flush()
     assert (seen.state, seen.params, seen.intermediate_values) == (
         TrialState.RUNNING,
         {"x": x},
@@ -94,6 +101,7 @@ def test_writes_reach_the_storage_and_the_round_reads_them_back(
     assert stored.user_attrs == {"worker": {"host": "h"}}
     told = study.tell(trial, 0.75)
     assert told.state == TrialState.COMPLETE
+    snapshot.flush()
     assert live.get_trials(deepcopy=False)[-1].value == 0.75
 
 
@@ -120,6 +128,7 @@ def test_pruning_through_the_snapshot_decides_as_the_live_study(
     decisions = [trial.should_prune() for trial in trials]
     assert True in decisions
     assert False in decisions
+    snapshot.flush()  # the live study, once the reports are written
     pruner = study.pruner
     expected = [
         pruner.prune(live, next(t for t in live.get_trials() if t.number == trial.number))
@@ -201,3 +210,136 @@ def test_a_study_s_id_name_and_directions_are_read_once(
     for _ in range(5):  # as Hyperband builds a study per pruning check
         optuna.load_study(study_name="s", storage=snapshot).directions  # noqa: B018
     assert reads == []  # read once already, when the worker's study was loaded
+
+
+class SlowWrites:
+    """A storage whose trial writes wait for ``gate``, recording their order."""
+
+    def __init__(self, storage: BaseStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.gate = threading.Event()
+        self.written: list[tuple[str, tuple[Any, ...]]] = []
+        for name in WriteCounter.WRITES[1:]:
+            method = getattr(storage, name)
+
+            def slow(*args: Any, _name: str = name, _method: Any = method) -> Any:
+                self.gate.wait(10)
+                self.written.append((_name, args[1:]))
+                return _method(*args)
+
+            monkeypatch.setattr(storage, name, slow)
+
+
+def test_reports_and_ends_are_written_behind_in_order_and_read_back_at_once(
+    live: optuna.Study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study, snapshot = snapshot_of(live, tmp_path)
+    trial = study.ask()
+    trial.suggest_float("x", 0.0, 1.0)
+    slow = SlowWrites(snapshot.storage, monkeypatch)
+    for epoch in range(3):
+        trial.report((0.1, 0.2, 0.3)[epoch], epoch)  # returns although the storage waits
+    trial.set_user_attr("run", {"epochs_run": 3})
+    study.tell(trial, 0.3)
+    mine = study.get_trials(deepcopy=False)[-1]
+    assert mine.state == TrialState.COMPLETE  # read back before it is written
+    assert mine.intermediate_values == {0: 0.1, 1: 0.2, 2: 0.3}
+    assert live.get_trials(deepcopy=False)[-1].state == TrialState.RUNNING
+    assert slow.written == []
+    snapshot.new_round()  # a round's read of the storage keeps what is still behind
+    assert study.get_trials(deepcopy=False)[-1].state == TrialState.COMPLETE
+    slow.gate.set()
+    snapshot.flush()
+    assert [name for name, _ in slow.written] == [
+        "set_trial_intermediate_value",
+        "set_trial_intermediate_value",
+        "set_trial_intermediate_value",
+        "set_trial_user_attr",
+        "set_trial_state_values",
+    ]  # the end last: a trial the storage shows finished has all its reports
+    stored = live.get_trials(deepcopy=False)[-1]
+    assert (stored.state, stored.value, stored.user_attrs) == (
+        TrialState.COMPLETE,
+        0.3,
+        {"run": {"epochs_run": 3}},
+    )
+
+
+def test_a_trial_failed_by_another_worker_is_reported_lost_and_its_writes_dropped(
+    live: optuna.Study, tmp_path: Path
+) -> None:
+    lost: list[int] = []
+    study, snapshot = snapshot_of(live, tmp_path, on_lost=lost.append)
+    trial = study.ask()
+    trial.suggest_float("x", 0.0, 1.0)
+    trial_id = snapshot.get_trial_id_from_study_id_trial_number(snapshot.study_id, trial.number)
+    assert study.get_trials(deepcopy=False)[-1].state == TrialState.RUNNING  # as read
+    live._storage.set_trial_state_values(trial_id, TrialState.FAIL)  # another worker's stale check
+    trial.report(0.5, 0)
+    study.tell(trial, 0.5)
+    snapshot.flush()  # raises nothing: the trial is not this worker's any more
+    assert set(lost) == {trial_id}
+    snapshot.new_round()
+    assert study.get_trials(deepcopy=False)[-1].state == TrialState.FAIL
+    stored = live.get_trials(deepcopy=False)[-1]
+    assert (stored.state, stored.intermediate_values) == (TrialState.FAIL, {})
+
+
+@pytest.mark.parametrize(
+    "pruner",
+    [
+        optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2),
+        optuna.pruners.HyperbandPruner(min_resource=1, max_resource=3, reduction_factor=2),
+    ],
+    ids=["successive-halving", "hyperband"],
+)
+def test_a_pruner_that_writes_decides_as_it_would_with_every_write_made_at_once(
+    tmp_path: Path, pruner: optuna.pruners.BasePruner
+) -> None:
+    """SuccessiveHalving writes each trial's rung value, then compares it with the trials it
+    read before that write: written behind, the write must not show in them."""
+    decisions = []
+    for behind in (False, True):
+        storage = open_storage(f"sqlite:///{tmp_path / f'{behind}.db'}")
+        study_id = storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "s")
+        if behind:
+            storage = WorkerStorage(storage, Outage("test://db"), study_id)
+        study = optuna.load_study(
+            study_name="s", storage=storage, sampler=optuna.samplers.RandomSampler(seed=0)
+        )
+        study.pruner = pruner
+        trials = [study.ask() for _ in range(8)]
+        made = []
+        for epoch in range(1, 4):
+            for index, trial in enumerate(trials):
+                if trial.number in made:
+                    continue
+                trial.report(((index * 7) % 8) / 8 + epoch / 10, epoch)
+                if isinstance(storage, WorkerStorage):
+                    storage.new_round()
+                if trial.should_prune():
+                    made.append(trial.number)
+                    study.tell(trial, state=TrialState.PRUNED)
+        decisions.append(made)
+    assert decisions[0]  # some were pruned
+    assert decisions[1] == decisions[0]
+
+
+def test_a_write_made_while_the_round_reads_is_not_lost_from_what_the_worker_sees(
+    live: optuna.Study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study, snapshot = snapshot_of(live, tmp_path)
+    trial = study.ask()
+    trial.suggest_float("x", 0.0, 1.0)
+    slow = SlowWrites(snapshot.storage, monkeypatch)
+    study.tell(trial, 0.5)  # behind, held by the gate
+    read = snapshot.storage.get_all_trials
+
+    def read_then_written(*args: Any, **kwargs: Any) -> list[optuna.trial.FrozenTrial]:
+        trials = read(*args, **kwargs)  # the trial still RUNNING in what was read
+        slow.gate.set()
+        snapshot.flush()  # the end is made before the read is kept
+        return trials
+
+    monkeypatch.setattr(snapshot.storage, "get_all_trials", read_then_written)
+    snapshot.new_round()
+    assert study.get_trials(deepcopy=False)[-1].state == TrialState.COMPLETE

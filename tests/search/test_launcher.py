@@ -128,7 +128,9 @@ def test_a_trial_past_its_death_limit_is_dropped_with_its_checkpoints_and_shown_
     checkpoint.write_bytes(b"state")
     worker.requeue_stale()  # the first sight of it
     assert checkpoint.exists()
-    wait_for(lambda: (worker.cache.new_round(), worker.requeue_stale(), not checkpoint.exists())[2])
+    wait_for(
+        lambda: (worker.storage.new_round(), worker.requeue_stale(), not checkpoint.exists())[2]
+    )
     assert not checkpoint.exists()
     assert worker.study.get_trials(states=(TrialState.WAITING,)) == []
     status = run_cli("status", "quick", "--storage", url, "--format", "json", cwd=tmp_path)

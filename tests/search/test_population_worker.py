@@ -183,7 +183,7 @@ def test_a_trial_failed_by_another_worker_after_its_last_report_is_not_told(
     run_cli("create", str(study_file), cwd=tmp_path)
     storage = f"sqlite:///{tmp_path / 'adamz-search.db'}"
     worker = open_worker("quick", WorkerOptions(storage=storage, checkpoint_dir=str(tmp_path)))
-    worker.cache.new_round()
+    worker.storage.new_round()
     [trial] = worker.ask(1)
     ref = worker.objective.ref(trial)
     other = open_storage(storage)  # another worker's stale check
@@ -191,6 +191,7 @@ def test_a_trial_failed_by_another_worker_after_its_last_report_is_not_told(
     study = worker.study
     assert study.get_trials()[trial.number].state == TrialState.RUNNING  # as the round read it
     assert worker._tell([ref], {trial.number: Outcome(value=0.9)}) is None
+    worker.written()  # told behind, and refused
     assert (worker.summary.complete, worker.summary.requeued) == (0, 1)
     assert trials(storage, "quick")[trial.number].state == TrialState.FAIL
 
@@ -231,7 +232,7 @@ def test_past_the_patience_a_population_leaves_its_trials_to_resume_as_a_lone_tr
         storage=storage, checkpoint_dir=str(tmp_path), storage_patience=0.3, checkpoint_interval=0
     )
     worker = open_worker("quick", options)
-    worker.patient.storage = GoesDown(worker.patient.storage)  # type: ignore[assignment]
+    worker.storage.storage = GoesDown(worker.storage.storage)  # type: ignore[assignment]
     worker.run(None)
     assert worker.summary.code == UNREACHABLE_CODE, worker.summary.reason
     assert worker.summary.failed == 0
