@@ -18,6 +18,7 @@ member.
 
     python benchmarks/population.py worker [--workload circles] [--sizes 1 8 32 64] [--pruner none]
     python benchmarks/population.py worker --workload mnist --data-dir ../shared/data --sizes 1 8
+    python benchmarks/population.py worker --storage postgresql+psycopg://postgres@127.0.0.1/test
     python benchmarks/population.py training [--workload circles] [--sizes 1 8 32 64]
     python benchmarks/population.py agreement [--workload digits]
     python benchmarks/population.py memory [--workload circles] [--sizes 1 32 128] [--data-dir D]
@@ -78,7 +79,7 @@ def span(study: optuna.Study) -> float:
 def worker(args: argparse.Namespace, directory: Path) -> None:
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = f"sqlite:///{directory / 'population.db'}"
+    storage = args.storage or f"sqlite:///{directory / 'population.db'}"
     workload: dict[str, Any] = {"name": args.workload}
     if args.epochs:
         workload["epochs"] = args.epochs
@@ -213,6 +214,9 @@ def main() -> None:
     run.add_argument("--epochs", type=int, default=None)
     run.add_argument("--train-size", type=int, default=None)
     run.add_argument("--data-dir", default=None)
+    run.add_argument(
+        "--storage", default=None, help="a storage URL (default: a fresh SQLite file)"
+    )
     run.add_argument(
         "--pruner", default=None, help="a pruner instead of the shipped study's (none: no pruner)"
     )
