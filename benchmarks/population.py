@@ -214,9 +214,7 @@ def main() -> None:
     run.add_argument("--epochs", type=int, default=None)
     run.add_argument("--train-size", type=int, default=None)
     run.add_argument("--data-dir", default=None)
-    run.add_argument(
-        "--storage", default=None, help="a storage URL (default: a fresh SQLite file)"
-    )
+    run.add_argument("--storage", default=None, help="a storage URL (default: a fresh SQLite file)")
     run.add_argument(
         "--pruner", default=None, help="a pruner instead of the shipped study's (none: no pruner)"
     )
