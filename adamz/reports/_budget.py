@@ -8,11 +8,13 @@ Monte Carlo is needed; its band comes from bootstrap resamples of the trials. Co
 curves at equal k is comparing optimizers at equal tuning budget.
 
 With search replicates (``NAME~r2``, ...: :mod:`~adamz.reports._search_replicates`), each
-search's curve is the median of its replicates' expected-best curves, its band their range
-(smallest to largest): the spread of the search itself, where a bootstrap band only resamples
-the trials of one search. They are drawn against trials and against the epochs trained, where
-the expected epochs of k trials drawn without replacement are k times the replicate's mean
-epochs per trial.
+search's curve is instead the mean, over its replicates, of the best value each replicate had
+found after k trials, in the order it ran them, with their range (smallest to largest) as the
+band: a sampler such as TPE draws each trial from what came before, so a search's trials are
+not the independent draws the expected maximum assumes, and only runs of the search itself
+show what a budget buys and how much that varies. They are drawn against trials and against
+the epochs trained (each replicate's best so far at each count of epochs: pruned trials cost
+less).
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ def budget_section(
     Studies with different numbers of finished trials are cut to the first ``n`` that finished
     in each (``n`` the smallest count), so every curve is at equal budget on one k axis.
 
-    Where a search has replicates among ``studies``, the charts show each search's median
-    curve over its replicates with their range, against trials and against epochs (see the
+    Where a search has replicates among ``studies``, the charts show each search's mean best
+    so far over its replicates with their range, against trials and against epochs (see the
     module docs), and :data:`REPLICATES` holds those curves.
     """
     section = Section("Budget curves")
@@ -151,9 +153,9 @@ def budget_section(
 def _over_replicates(
     section: Section, usable: list[StudyData], ks: np.ndarray, n: int, metric: str
 ) -> list[go.Figure]:
-    """Each search's median expected-best curve over its replicates, with their range, against
-    trials and against the expected epochs; the curves go to ``section.numbers`` and a line
-    per search to its summary."""
+    """Each search's mean best-so-far over its replicates, with their range, against trials
+    and against the epochs trained; the curves go to ``section.numbers`` and a line per search
+    to its summary."""
     searches: dict[str, list[StudyData]] = {}
     for data in usable:
         searches.setdefault(replicate_of(data.name)[0], []).append(data)
@@ -161,24 +163,26 @@ def _over_replicates(
     numbers: dict[str, dict[str, object]] = {}
     for position, (search, replicates) in enumerate(searches.items()):
         colour = PALETTE[position % len(PALETTE)]
-        curves = np.array([section.numbers[data.name]["expected_best"] for data in replicates])
-        per_trial = np.array([np.mean(data.finished_epochs[:n]) for data in replicates])
-        median, low, high = np.median(curves, axis=0), curves.min(axis=0), curves.max(axis=0)
-        # Epochs where every replicate's curve is drawn: from the dearest first trial to the
-        # cheapest whole budget.
-        grid = np.linspace(per_trial.max(), n * per_trial.min(), num=len(ks))
+        runs = [section.numbers[data.name] for data in replicates]
+        curves = np.array([run["best_so_far"] for run in runs])[:, ks - 1]
+        spent = [np.asarray(run["cumulative_epochs"]) for run in runs]
+        # Epochs where every replicate has a best so far: from the dearest first trial to the
+        # cheapest whole budget; each replicate's is that of its last trial by then.
+        grid = np.linspace(max(e[0] for e in spent), min(e[-1] for e in spent), num=len(ks))
         along = np.array(
             [
-                np.interp(grid, ks * cost, curve)
-                for cost, curve in zip(per_trial, curves, strict=True)
+                np.asarray(run["best_so_far"])[np.searchsorted(e, grid, side="right") - 1]
+                for run, e in zip(runs, spent, strict=True)
             ]
         )
-        by_epoch = (np.median(along, axis=0), along.min(axis=0), along.max(axis=0))
         label = f"{search} ({len(replicates)} replicates)"
-        for figure, x, (middle, bottom, top) in (
-            (by_trials, ks, (median, low, high)),
-            (by_epochs, grid, by_epoch),
+        lines: dict[str, np.ndarray] = {}
+        for figure, x, values, key in (
+            (by_trials, ks, curves, ""),
+            (by_epochs, grid, along, "_by_epochs"),
         ):
+            middle, bottom, top = values.mean(axis=0), values.min(axis=0), values.max(axis=0)
+            lines |= {f"mean{key}": middle, f"low{key}": bottom, f"high{key}": top}
             figure.add_scatter(
                 x=np.concatenate([x, x[::-1]]), y=np.concatenate([top, bottom[::-1]]),
                 fill="toself", fillcolor=_translucent(colour), line={"width": 0}, mode="lines",
@@ -186,27 +190,21 @@ def _over_replicates(
             )  # fmt: skip
             figure.add_scatter(
                 x=x, y=middle, mode="lines", name=label, legendgroup=search,
-                line={"color": colour},
+                line={"color": colour, "shape": "hv"},
             )  # fmt: skip
         numbers[search] = {
             "replicates": [data.name for data in replicates],
             "k": ks.tolist(),
-            "median": median.tolist(),
-            "low": low.tolist(),
-            "high": high.tolist(),
-            "mean_epochs_per_trial": per_trial.tolist(),
             "epochs": grid.tolist(),
-            "median_by_epochs": by_epoch[0].tolist(),
-            "low_by_epochs": by_epoch[1].tolist(),
-            "high_by_epochs": by_epoch[2].tolist(),
+            **{key: value.tolist() for key, value in lines.items()},
         }
-        epochs = [int(np.sum(data.finished_epochs[:n])) for data in replicates]
-        diverged = [int(section.numbers[data.name]["diverged"]) for data in replicates]
+        epochs = [int(e[-1]) for e in spent]
+        diverged = [int(run["diverged"]) for run in runs]
         section.summary.append(
-            f"{search} over {len(replicates)} search replicates: expected best {metric} after "
-            f"{n} trials, median {median[-1]:.4g} (range {low[-1]:.4g} to {high[-1]:.4g} over "
-            f"replicates); each replicate trained {_span(epochs)} epochs, and "
-            f"{_span(diverged)} of its {n} trials diverged."
+            f"{search} over {len(replicates)} search replicates: best {metric} after {n} "
+            f"trials, mean {lines['mean'][-1]:.4g} (range {lines['low'][-1]:.4g} to "
+            f"{lines['high'][-1]:.4g} over replicates); each replicate trained "
+            f"{_span(epochs)} epochs, and {_span(diverged)} of its {n} trials diverged."
         )
     section.numbers[REPLICATES] = numbers
     section.summary.append(
@@ -214,16 +212,16 @@ def _over_replicates(
         "other replicates count here and in the verdict."
     )
     by_trials.update_layout(
-        title=f"Expected best {metric} after k of the trials run: the median over search "
-        "replicates (band: their range)",
+        title=f"Best {metric} after k trials, in the order each search ran them: the mean "
+        "over search replicates (band: their range)",
         xaxis_title="trials k (every trial the budget paid for)",
-        yaxis_title=f"expected best {metric}",
+        yaxis_title=f"best {metric} so far",
     )
     by_epochs.update_layout(
-        title=f"Expected best {metric} against the epochs trained: the median over search "
-        "replicates (band: their range)",
-        xaxis_title="epochs trained, expected for k trials (k x mean epochs per trial)",
-        yaxis_title=f"expected best {metric}",
+        title=f"Best {metric} against the epochs trained: the mean over search replicates "
+        "(band: their range)",
+        xaxis_title="epochs trained, all trials so far",
+        yaxis_title=f"best {metric} so far",
     )
     return [by_trials, by_epochs]
 

@@ -30,7 +30,6 @@ from adamz.reports._search_replicates import (
 )
 from adamz.reports._stats import (
     benjamini_hochberg,
-    expected_maximum,
     hodges_lehmann,
     hodges_lehmann_interval,
 )
@@ -160,7 +159,7 @@ def test_one_replicate_of_a_comparison_gives_no_verdict_over_replicates() -> Non
     assert [section.title for section in sections] == ["Verdict"]
 
 
-def test_budget_curves_over_replicates_are_the_median_and_range_of_their_unbiased_curves() -> None:
+def test_budget_curves_over_replicates_are_the_mean_and_range_of_their_best_so_far() -> None:
     names = ["z", "z~r2", "z~r3", "a", "a~r2", "a~r3"]
     datas = [
         load_study_data(*with_storage(synthetic_study(n_trials=12, name=name, seed=index)))
@@ -170,22 +169,24 @@ def test_budget_curves_over_replicates_are_the_median_and_range_of_their_unbiase
     over = section.numbers[REPLICATES]
     assert list(over) == ["z", "a"]
     ks = np.array(over["z"]["k"])
-    curves = np.array(
-        [expected_maximum(data.finished_values, ks) for data in datas[:3]]
-    )  # every trial finished: the budget view is the values themselves
+    # every trial finished: the budget view is the values themselves, in the order they ran
+    runs = np.array([np.maximum.accumulate(data.finished_values) for data in datas[:3]])
+    curves = runs[:, ks - 1]
     assert over["z"]["replicates"] == ["z", "z~r2", "z~r3"]
-    assert over["z"]["median"] == pytest.approx(np.median(curves, axis=0))
+    assert over["z"]["mean"] == pytest.approx(curves.mean(axis=0))
     assert over["z"]["low"] == pytest.approx(curves.min(axis=0))
     assert over["z"]["high"] == pytest.approx(curves.max(axis=0))
-    # two epochs a trial: the epochs axis runs from 2 to 24, where the curve is the k one's
-    assert over["z"]["epochs"][0] == 2
-    assert over["z"]["epochs"][-1] == 24
-    assert over["z"]["median_by_epochs"][-1] == pytest.approx(over["z"]["median"][-1])
+    # two epochs a trial: the epochs axis runs from 2 to 24, where each replicate is at its
+    # k trials' best (k = epochs / 2)
+    epochs = np.array(over["z"]["epochs"])
+    assert (epochs[0], epochs[-1]) == (2, 24)
+    at = (epochs // 2).astype(int) - 1
+    assert over["z"]["mean_by_epochs"] == pytest.approx(runs[:, at].mean(axis=0))
     assert len(section.figures) == 2
     titles = [figure.layout.title.text for figure in section.figures]
-    assert all("median over search replicates (band: their range)" in t for t in titles)
+    assert all("mean over search replicates (band: their range)" in t for t in titles)
     assert section.figures[1].layout.xaxis.title.text.startswith("epochs trained")
-    assert section.summary[0].startswith("z over 3 search replicates: expected best")
+    assert section.summary[0].startswith("z over 3 search replicates: best")
     assert len(section.summary) == 3  # one line per search, and what the other sections show
 
 
