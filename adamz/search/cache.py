@@ -26,14 +26,18 @@ process, on top of the storage it opened:
   finished has every report and attribute written before its end: a worker killed outright
   loses only writes of trials still RUNNING in the storage, which are found stale and resumed
   (``tests/search/test_kill.py``). A trial that another worker failed as stale meanwhile
-  refuses the writer's next write; its writes are dropped and ``on_lost`` is told.
+  refuses the writer's next write; its writes are dropped and ``on_lost`` is told. A write
+  the database refuses for its own reason (a value too long) fails that trial the same way;
+  only a storage unreachable past the patience stops the writer, and the worker with it.
   :meth:`flush` waits for the queue; a worker flushes before it leaves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
+import logging
 import queue
 import threading
 from collections.abc import Callable, Container, Sequence
@@ -44,9 +48,11 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from adamz.search.outage import Outage, PatientStorage
+from adamz.search.outage import Outage, PatientStorage, StorageUnreachable
 
 __all__ = ["WorkerStorage"]
+
+logger = logging.getLogger(__name__)
 
 
 STALE_READS = 3
@@ -145,15 +151,17 @@ class WorkerStorage(PatientStorage):
                 if wanted:
                     self._call(getattr(self.storage, write.method), write.trial_id, *write.args)
             except UpdateFinishedTrialError:  # failed as stale meanwhile: not ours to write
-                with self._lock:
-                    self._pending.pop(write.trial_id, None)
-                    self._written.pop(write.trial_id, None)
-                    self._lock.notify_all()
-                self._lost.add(write.trial_id)  # to be read again: finished
-                self.on_lost(write.trial_id)
+                self._drop(write.trial_id)
                 continue
-            except BaseException as exc:  # the storage gone past the patience, or a bug
+            except StorageUnreachable as exc:  # past the patience: the worker gives up
                 self._error = exc
+            except Exception as exc:  # this trial's write (a value the database refuses)
+                logger.warning("Trial %d failed: %s", self._numbers.get(write.trial_id, -1), exc)
+                with contextlib.suppress(Exception):
+                    self._call(self.storage.set_trial_user_attr, write.trial_id, "error", str(exc))
+                    self._call(self.storage.set_trial_state_values, write.trial_id, TrialState.FAIL)
+                self._drop(write.trial_id)
+                continue
             with self._lock:
                 writes = self._pending.get(write.trial_id, [])
                 if write in writes:
@@ -163,6 +171,16 @@ class WorkerStorage(PatientStorage):
                 if not writes:
                     self._pending.pop(write.trial_id, None)
                 self._lock.notify_all()
+
+    def _drop(self, trial_id: int) -> None:
+        """Drop ``trial_id``'s queued writes (the storage refused one): it is read again, and
+        the worker told (it stops the trial's training, and does not count it as told)."""
+        with self._lock:
+            self._pending.pop(trial_id, None)
+            self._written.pop(trial_id, None)
+            self._lock.notify_all()
+        self._lost.add(trial_id)
+        self.on_lost(trial_id)
 
     def _write(self, method: str, trial_id: int, *args: Any, behind: bool = True) -> Any:
         """Queue the write if ``behind`` and ``trial_id`` is a running trial of the study as

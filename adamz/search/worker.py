@@ -409,18 +409,21 @@ class Worker:
             finally:
                 with self._writing:
                     self._done = True
-                with contextlib.suppress(StorageUnreachable):  # said: the trials resume
-                    self.written()
-                self.storage.close()
-                self.heartbeat.stop(state)
+                try:
+                    with contextlib.suppress(StorageUnreachable):  # said: the trials resume
+                        self.written()
+                finally:
+                    self.storage.close()
+                    self.heartbeat.stop(state)
 
     def written(self) -> None:
         """Wait for the writes behind; a trial told whose end the storage refused (another
-        worker failed it as stale meanwhile) counts as requeued, not as told."""
+        worker failed it as stale meanwhile, or a write of it failed) counts as requeued, not
+        as told."""
         self.storage.flush()
         for trial_id in self._refused & self._told.keys():
             number, state = self._told[trial_id]
-            logger.warning("Trial %d was failed as stale by another worker.", number)
+            logger.warning("Trial %d: its end was not written (the trial was failed).", number)
             if state == TrialState.COMPLETE:
                 self.summary.complete -= 1
             else:

@@ -343,3 +343,33 @@ def test_a_write_made_while_the_round_reads_is_not_lost_from_what_the_worker_see
     monkeypatch.setattr(snapshot.storage, "get_all_trials", read_then_written)
     snapshot.new_round()
     assert study.get_trials(deepcopy=False)[-1].state == TrialState.COMPLETE
+
+
+def test_a_write_the_database_refuses_fails_its_trial_and_the_others_go_on(
+    live: optuna.Study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lost: list[int] = []
+    study, snapshot = snapshot_of(live, tmp_path, on_lost=lost.append)
+    bad, good = study.ask(), study.ask()
+    for trial in (bad, good):
+        trial.suggest_float("x", 0.0, 1.0)
+    study.get_trials(deepcopy=False)  # read: both RUNNING
+    set_attr = snapshot.storage.set_trial_user_attr
+
+    def refusing(trial_id: int, key: str, value: Any) -> None:
+        if key == "big":
+            raise ValueError("value too long for type character varying")
+        set_attr(trial_id, key, value)
+
+    monkeypatch.setattr(snapshot.storage, "set_trial_user_attr", refusing)
+    bad.set_user_attr("big", "x" * 10)
+    study.tell(bad, 0.1)
+    good.report(0.5, 1)
+    study.tell(good, 0.5)
+    snapshot.flush()  # raises nothing: the refusal is the trial's, not the storage's
+    bad_id = snapshot.get_trial_id_from_study_id_trial_number(snapshot.study_id, bad.number)
+    assert set(lost) == {bad_id}
+    stored = {t.number: t for t in live.get_trials(deepcopy=False)}
+    assert stored[bad.number].state == TrialState.FAIL
+    assert "too long" in stored[bad.number].user_attrs["error"]
+    assert (stored[good.number].state, stored[good.number].value) == (TrialState.COMPLETE, 0.5)
