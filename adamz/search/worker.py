@@ -409,12 +409,17 @@ class Worker:
             finally:
                 with self._writing:
                     self._done = True
-                try:
-                    with contextlib.suppress(StorageUnreachable):  # said: the trials resume
-                        self.written()
-                finally:
-                    self.storage.close()
-                    self.heartbeat.stop(state)
+                self.close(state)
+
+    def close(self, state: str = "exited") -> None:
+        """Write what is written behind, then stop the writer and the heartbeat (recording
+        ``state`` as the worker's last contact); :meth:`run` does it as it ends."""
+        try:
+            with contextlib.suppress(StorageUnreachable):  # said: the trials resume
+                self.written()
+        finally:
+            self.storage.close()
+            self.heartbeat.stop(state)
 
     def written(self) -> None:
         """Wait for the writes behind; a trial told whose end the storage refused (another

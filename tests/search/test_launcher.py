@@ -138,6 +138,7 @@ def test_a_trial_past_its_death_limit_is_dropped_with_its_checkpoints_and_shown_
     table = run_cli("status", "quick", "--storage", url, cwd=tmp_path).stdout
     assert f"dropped: 1 trials whose workers died {MAX_DEATHS + 1} times" in table
     assert f"queued again after up to {MAX_DEATHS} deaths of its worker" in table
+    worker.close()
 
 
 def test_every_worker_option_has_help_with_its_default() -> None:

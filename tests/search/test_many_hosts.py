@@ -153,6 +153,7 @@ def test_a_worker_stops_training_a_trial_that_another_worker_failed(tmp_path: Pa
     thread.start()
     with worker.interrupts:
         assert worker.run_trials(1) is None
+    worker.close()  # what it wrote behind, written
     thread.join(timeout=10)
     [trial] = other.trials
     assert trial.state == TrialState.FAIL

@@ -191,7 +191,7 @@ def test_a_trial_failed_by_another_worker_after_its_last_report_is_not_told(
     study = worker.study
     assert study.get_trials()[trial.number].state == TrialState.RUNNING  # as the round read it
     assert worker._tell([ref], {trial.number: Outcome(value=0.9)}) is None
-    worker.written()  # told behind, and refused
+    worker.close()  # written: told behind, and refused
     assert (worker.summary.complete, worker.summary.requeued) == (0, 1)
     assert trials(storage, "quick")[trial.number].state == TrialState.FAIL
 

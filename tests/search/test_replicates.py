@@ -205,6 +205,7 @@ def test_a_queued_run_refused_as_surplus_is_queued_again(tmp_path: Path) -> None
     assert retry.system_attrs["fixed_params"] == refused.system_attrs["fixed_params"]
     assert "surplus" not in retry.user_attrs  # it will run
     assert len(found) == spec.budget + 1
+    worker.close()
 
 
 def test_a_sampled_trial_of_a_replicate_study_takes_no_place_from_a_queued_run(
