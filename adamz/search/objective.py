@@ -387,7 +387,7 @@ class TrialObjective:
                 if math.isfinite(metric):
                     self._report(number, end.epoch, metric, now)
                 reporting.append(number)
-            self._report_round(reporting, now)
+            self._prune_round(reporting, now)
             return {
                 end.member: StopTraining(now.runs[number].stop_reason or "its trial ended")
                 for end in ends
@@ -404,7 +404,7 @@ class TrialObjective:
             return
         now.reported.setdefault(number, set()).add(epoch)
 
-    def _report_round(self, numbers: list[int], now: _Trials) -> None:
+    def _prune_round(self, numbers: list[int], now: _Trials) -> None:
         """Check each of ``numbers``' trials, which reported this round, for pruning; if the
         storage cannot be read, at a later round."""
         if isinstance(self.study.pruner, optuna.pruners.NopPruner):
