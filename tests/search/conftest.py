@@ -1,4 +1,5 @@
-"""Fixtures for the search service: a PostgreSQL database per test."""
+"""Fixtures for the search service: a PostgreSQL database per test, and no heartbeat left
+beating after its test."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 from private_postgres import PrivateCluster, private_cluster, why_no_private_cluster
+
+from adamz.search.heartbeat import Heartbeat
 
 POSTGRES_ENV = "ADAMZ_TEST_POSTGRES"
 """A PostgreSQL URL (a server where the tests may create and drop databases). Set by CI;
@@ -45,3 +48,21 @@ def private_postgres() -> Iterator[PrivateCluster]:
         pytest.skip(reason)
     with private_cluster() as cluster:
         yield cluster
+
+
+@pytest.fixture(autouse=True)
+def _heartbeats_stop_with_their_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Stop every heartbeat a test started and left beating: its thread would go on writing
+    into the test's removed database, and its failures print into later tests' output."""
+    started: list[Heartbeat] = []
+    init = Heartbeat.__init__
+
+    def tracked(self: Heartbeat, *args: object, **kwargs: object) -> None:
+        init(self, *args, **kwargs)  # type: ignore[arg-type]
+        started.append(self)
+
+    monkeypatch.setattr(Heartbeat, "__init__", tracked)
+    yield
+    for heartbeat in started:
+        if heartbeat._thread.is_alive():
+            heartbeat.stop()
