@@ -17,11 +17,11 @@ process, on top of the storage it opened:
   ones it has not seen (trial numbers run without gaps). What other workers wrote since the
   round began shows at the next round, as it would with a slower database. A study's id, name
   and directions never change and are read once.
-- **Written behind.** A running trial's reports, attributes, and its end as COMPLETE or PRUNED
-  are applied at once to what this worker reads, and queued for a writer thread that writes
+- **Written behind.** A running trial's parameters, reports, attributes, and its end as
+  COMPLETE or PRUNED are applied at once to what this worker reads, and queued for a writer thread that writes
   them in order while the training goes on: the pruner decides on exactly the values it would
   if every write waited, and the training does not wait for the database. Any other write
-  (a new trial, a parameter, a FAIL, a queued trial taken) is written at once, after the
+  (a new trial, a FAIL, a queued trial taken) is written at once, after the
   queued writes of its trial. Because the queue is written in order, a trial the storage shows
   finished has every report and attribute written before its end: a worker killed outright
   loses only writes of trials still RUNNING in the storage, which are found stale and resumed
@@ -45,7 +45,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
 from adamz.search.outage import Outage, PatientStorage, StorageUnreachable
@@ -75,7 +76,11 @@ class _Write:
         trials it read before its own write (SuccessiveHalving's rung values) and must not
         see that write in them."""
         trial = copy.copy(trial)
-        if self.method == "set_trial_intermediate_value":
+        if self.method == "set_trial_param":
+            name, internal, distribution = self.args
+            trial.params = {**trial.params, name: distribution.to_external_repr(internal)}
+            trial.distributions = {**trial.distributions, name: distribution}
+        elif self.method == "set_trial_intermediate_value":
             step, value = self.args
             trial.intermediate_values = {**trial.intermediate_values, step: value}
         elif self.method == "set_trial_user_attr":
@@ -86,6 +91,56 @@ class _Write:
             trial.state, trial.values = self.args
             trial.datetime_complete = datetime.datetime.now()
         return trial
+
+
+_TOGETHER = {
+    "set_trial_param": "_set_trial_param_without_commit",
+    "set_trial_intermediate_value": "_set_trial_intermediate_value_without_commit",
+    "set_trial_user_attr": "_set_trial_attr_without_commit",
+    "set_trial_system_attr": "_set_trial_attr_without_commit",
+}
+
+
+def _transactions(writes: list[_Write]) -> list[list[_Write]]:
+    """``writes`` in order, cut into groups made in one transaction each: a trial's end alone
+    (Optuna's own write of it stamps the time and checks the state), the others together."""
+    groups: list[list[_Write]] = []
+    for write in writes:
+        alone = write.method not in _TOGETHER
+        if alone or not groups or groups[-1][-1].method not in _TOGETHER:
+            groups.append([])
+        groups[-1].append(write)
+    return groups
+
+
+def _together(storage: BaseStorage, writes: list[_Write]) -> None:
+    """``writes`` (none a trial's end) in one transaction, where ``storage`` is Optuna's
+    RDBStorage; one by one elsewhere.
+
+    Optuna commits every write by itself: on SQLite a commit is a sync to disk, and a
+    population of 32 writes some 20 rows a trial per epoch, which cost the worker more CPU time
+    than its training (``benchmarks/population.py``). RDBStorage's own ``_without_commit``
+    methods make each write, with Optuna's checks, and the transaction commits them together;
+    anything raised rolls all of them back.
+    """
+    if not isinstance(storage, RDBStorage):
+        for write in writes:
+            getattr(storage, write.method)(write.trial_id, *write.args)
+        return
+    session = storage.scoped_session()
+    try:
+        for write in writes:
+            make = getattr(storage, _TOGETHER[write.method])  # private: see above
+            if write.method == "set_trial_user_attr":
+                make(session, models.TrialUserAttributeModel, write.trial_id, *write.args)
+            elif write.method == "set_trial_system_attr":
+                make(session, models.TrialSystemAttributeModel, write.trial_id, *write.args)
+            else:
+                make(session, write.trial_id, *write.args)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
 
 
 def _written(name: str, *, behind: bool = True) -> Callable[..., Any]:
@@ -144,17 +199,48 @@ class WorkerStorage(PatientStorage):
     # Written behind.
 
     def _write_behind(self) -> None:
-        while (write := self._queue.get()) is not None:
+        done = False
+        while not done:
+            writes = [self._queue.get()]  # what is queued: one transaction where it can
+            while writes[-1] is not None and not self._queue.empty():
+                writes.append(self._queue.get())
+            done = writes[-1] is None
             with self._lock:
-                wanted = self._error is None and write in self._pending.get(write.trial_id, ())
+                wanted = [
+                    write
+                    for write in writes
+                    if write is not None and write in self._pending.get(write.trial_id, ())
+                ]
+            for group in _transactions(wanted):
+                if self._error is None:
+                    self._make(group)
+
+    def _make(self, writes: list[_Write]) -> None:
+        """Make ``writes`` in one transaction, or one by one where that fails (one of them
+        refused: only its trial's writes are dropped)."""
+        if len(writes) > 1:
             try:
-                if wanted:
-                    self._call(getattr(self.storage, write.method), write.trial_id, *write.args)
+                self._call(_together, self.storage, writes)
+            except StorageUnreachable as exc:  # past the patience: the worker gives up
+                self._error = exc
+                return
+            except Exception:  # rolled back: find which write it was, one by one
+                pass
+            else:
+                self._made_all(writes)
+                return
+        for write in writes:
+            with self._lock:  # not dropped since (another of its trial's writes refused)
+                if write not in self._pending.get(write.trial_id, ()):
+                    continue
+            try:
+                self._call(getattr(self.storage, write.method), write.trial_id, *write.args)
             except UpdateFinishedTrialError:  # failed as stale meanwhile: not ours to write
                 self._drop(write.trial_id)
                 continue
             except StorageUnreachable as exc:  # past the patience: the worker gives up
                 self._error = exc
+                return
             except Exception as exc:  # this trial's write (a value the database refuses)
                 logger.warning("Trial %d failed: %s", self._numbers.get(write.trial_id, -1), exc)
                 with contextlib.suppress(Exception):
@@ -162,15 +248,19 @@ class WorkerStorage(PatientStorage):
                     self._call(self.storage.set_trial_state_values, write.trial_id, TrialState.FAIL)
                 self._drop(write.trial_id)
                 continue
-            with self._lock:
-                writes = self._pending.get(write.trial_id, [])
-                if write in writes:
-                    writes.remove(write)
+            self._made_all([write])
+
+    def _made_all(self, writes: list[_Write]) -> None:
+        with self._lock:
+            for write in writes:
+                pending = self._pending.get(write.trial_id, [])
+                if write in pending:
+                    pending.remove(write)
                     self._made += 1
                     self._written.setdefault(write.trial_id, []).append((self._made, write))
-                if not writes:
+                if not pending:
                     self._pending.pop(write.trial_id, None)
-                self._lock.notify_all()
+            self._lock.notify_all()
 
     def _drop(self, trial_id: int) -> None:
         """Drop ``trial_id``'s queued writes (the storage refused one): it is read again, and
@@ -347,8 +437,8 @@ class WorkerStorage(PatientStorage):
         read = super().get_study_directions
         return list(self._once(("directions", study_id), lambda: read(study_id)))
 
-    # Trial writes: a running trial's behind (its reports, attributes and end), the others
-    # at once.
+    # Trial writes: a running trial's behind (its parameters, reports, attributes and end),
+    # the others at once.
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
         self._raise()
@@ -363,7 +453,7 @@ class WorkerStorage(PatientStorage):
         behind = state in _WRITTEN_BEHIND
         return bool(self._write("set_trial_state_values", trial_id, state, values, behind=behind))
 
-    set_trial_param = _written("set_trial_param", behind=False)
+    set_trial_param = _written("set_trial_param")
     set_trial_intermediate_value = _written("set_trial_intermediate_value")
     set_trial_user_attr = _written("set_trial_user_attr")
     set_trial_system_attr = _written("set_trial_system_attr")

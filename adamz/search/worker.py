@@ -38,8 +38,9 @@ in every trial's ``worker`` attribute.
 **Sampling a population.** With TPE or random sampling, a population's new configurations are
 sampled in one go from an in-memory copy of the study (Optuna's ``InMemoryStorage``; the
 trials sampled before each count as running, as they do for the constant liar) and queued
-with their parameters (``study.add_trial``), then taken with ``study.ask``: one write per
-trial instead of one per parameter. Another worker may take one of them first; it then runs it
+with their parameters, as ``study.enqueue_trial`` queues them, then taken with ``study.ask``:
+two writes per trial on the training's path (the trial, taking it) instead of one per
+parameter; the parameters are written behind, with the trial's reports. Another worker may take one of them first; it then runs it
 as it would any queued trial, and this worker takes the next.
 
 A replicate or sensitivity study (``queued_only``) runs only its queued trials, and queues
@@ -593,12 +594,12 @@ class Worker:
             queued -= 1
         new = size - len(trials)
         if new and not self.spec.queued_only and _samples_in_memory(self.study.sampler):
-            for template in self._sample(new, trials):
+            for template in self._sample(new):
                 self.study.add_trial(template)
         trials += [self.study.ask() for _ in range(new)]
         return trials
 
-    def _sample(self, size: int, asked: list[optuna.Trial]) -> list[FrozenTrial]:
+    def _sample(self, size: int) -> list[FrozenTrial]:
         """``size`` configurations sampled from an in-memory copy of the study, as queued
         trials with their parameters."""
         self.storage.new_round()
@@ -620,12 +621,11 @@ class Worker:
         for _ in range(size):
             trial = copy.ask()
             self.spec.plan(trial)  # suggests every parameter of the space
+            # Queued as Optuna's enqueue_trial queues, its parameters as ``fixed_params``: one
+            # row to write, where a template's parameters cost a query and a row each. The
+            # trial writes them as it suggests them, behind, as it writes its reports.
             templates.append(
-                create_trial(
-                    state=TrialState.WAITING,
-                    params=trial.params,
-                    distributions=trial.distributions,
-                )
+                create_trial(state=TrialState.WAITING, system_attrs={"fixed_params": trial.params})
             )
         return templates
 

@@ -12,6 +12,7 @@ import pytest
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from adamz.search import cache
 from adamz.search.cache import WorkerStorage
 from adamz.search.outage import Outage
 from adamz.search.storage import open_storage
@@ -175,6 +176,13 @@ class WriteCounter:
                 return _method(*args)
 
             monkeypatch.setattr(storage, name, counted)
+        together = cache._together
+
+        def counted_together(storage: BaseStorage, writes: list[Any]) -> None:
+            self.writes += [write.method for write in writes]
+            together(storage, writes)
+
+        monkeypatch.setattr(cache, "_together", counted_together)
 
 
 def test_the_cache_writes_only_what_it_is_asked_to_and_stamps_nothing(
@@ -189,8 +197,8 @@ def test_the_cache_writes_only_what_it_is_asked_to_and_stamps_nothing(
     assert counter.writes == []  # reads write nothing
     trial = study.ask()
     trial.suggest_float("x", 0.0, 1.0)
-    assert counter.writes[0] == "create_new_trial"  # Optuna's own writes, passed through
-    assert "set_trial_param" in counter.writes
+    snapshot.flush()  # Optuna's own writes: the trial, TPE's record of its sample, the value
+    assert counter.writes == ["create_new_trial", "set_trial_system_attr", "set_trial_param"]
     started = live.get_trials(deepcopy=False)[-1].datetime_start
     assert study.get_trials(deepcopy=False)[-1].datetime_start == started  # the storage's
 
@@ -227,6 +235,14 @@ class SlowWrites:
                 return _method(*args)
 
             monkeypatch.setattr(storage, name, slow)
+        together = cache._together
+
+        def slow_together(storage: BaseStorage, writes: list[Any]) -> None:
+            self.gate.wait(10)
+            self.written += [(write.method, write.args) for write in writes]
+            together(storage, writes)
+
+        monkeypatch.setattr(cache, "_together", slow_together)
 
 
 def test_reports_and_ends_are_written_behind_in_order_and_read_back_at_once(
@@ -235,6 +251,7 @@ def test_reports_and_ends_are_written_behind_in_order_and_read_back_at_once(
     study, snapshot = snapshot_of(live, tmp_path)
     trial = study.ask()
     trial.suggest_float("x", 0.0, 1.0)
+    snapshot.flush()
     slow = SlowWrites(snapshot.storage, monkeypatch)
     for epoch in range(3):
         trial.report((0.1, 0.2, 0.3)[epoch], epoch)  # returns although the storage waits
@@ -330,6 +347,7 @@ def test_a_write_made_while_the_round_reads_is_not_lost_from_what_the_worker_see
     study, snapshot = snapshot_of(live, tmp_path)
     trial = study.ask()
     trial.suggest_float("x", 0.0, 1.0)
+    snapshot.flush()
     slow = SlowWrites(snapshot.storage, monkeypatch)
     study.tell(trial, 0.5)  # behind, held by the gate
     read = snapshot.storage.get_all_trials
@@ -348,28 +366,32 @@ def test_a_write_made_while_the_round_reads_is_not_lost_from_what_the_worker_see
 def test_a_write_the_database_refuses_fails_its_trial_and_the_others_go_on(
     live: optuna.Study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Writes queued together are made in one transaction; one the database refuses rolls it
+    back, and they are made again one by one: only the refused write's trial fails."""
     lost: list[int] = []
     study, snapshot = snapshot_of(live, tmp_path, on_lost=lost.append)
-    bad, good = study.ask(), study.ask()
-    for trial in (bad, good):
+    first, bad, good = study.ask(), study.ask(), study.ask()
+    for trial in (first, bad, good):
         trial.suggest_float("x", 0.0, 1.0)
-    study.get_trials(deepcopy=False)  # read: both RUNNING
-    set_attr = snapshot.storage.set_trial_user_attr
-
-    def refusing(trial_id: int, key: str, value: Any) -> None:
-        if key == "big":
-            raise ValueError("value too long for type character varying")
-        set_attr(trial_id, key, value)
-
-    monkeypatch.setattr(snapshot.storage, "set_trial_user_attr", refusing)
-    bad.set_user_attr("big", "x" * 10)
-    study.tell(bad, 0.1)
+    study.get_trials(deepcopy=False)  # read: all RUNNING
+    snapshot.flush()
+    slow = SlowWrites(snapshot.storage, monkeypatch)
+    study.tell(first, 0.9)  # the writer waits on it while the others queue
     good.report(0.5, 1)
-    study.tell(good, 0.5)
+    bad.set_user_attr("big", object())  # no JSON for it: the database refuses it
+    good.report(0.6, 2)
+    study.tell(bad, 0.1)
+    study.tell(good, 0.6)
+    slow.gate.set()
     snapshot.flush()  # raises nothing: the refusal is the trial's, not the storage's
+    methods = [name for name, _ in slow.written]
+    assert methods[:4] == ["set_trial_state_values", *["set_trial_intermediate_value",
+                           "set_trial_user_attr", "set_trial_intermediate_value"]]  # fmt: skip
     bad_id = snapshot.get_trial_id_from_study_id_trial_number(snapshot.study_id, bad.number)
     assert set(lost) == {bad_id}
     stored = {t.number: t for t in live.get_trials(deepcopy=False)}
     assert stored[bad.number].state == TrialState.FAIL
-    assert "too long" in stored[bad.number].user_attrs["error"]
-    assert (stored[good.number].state, stored[good.number].value) == (TrialState.COMPLETE, 0.5)
+    assert "JSON serializable" in stored[bad.number].user_attrs["error"]
+    assert (stored[good.number].state, stored[good.number].value) == (TrialState.COMPLETE, 0.6)
+    assert stored[good.number].intermediate_values == {1: 0.5, 2: 0.6}
+    assert stored[first.number].state == TrialState.COMPLETE
