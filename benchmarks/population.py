@@ -5,7 +5,9 @@ budget checks, trial records) on the workload's shipped AdamZ study (``studies/W
 TPE over AdamZ's space and its pruner, Hyperband), with ``--population`` 1 (one trial at a time,
 as before populations) and with 8, 32 and 64, each on a fresh copy of the study in one storage,
 in one process (its imports paid once before the first timing). A run is timed from its first
-trial's start to its last trial's end, as the storage records them. ``--pruner none`` trains
+trial's start to its last trial's end, as the storage records them; its CPU time (the
+worker's threads, its writer's included) beside it, which is what trials per hour follow on a
+host whose every core runs a worker. ``--pruner none`` trains
 every trial's full protocol instead, so that the ratio is the cost of a whole trial.
 ``training``: the training alone, without Optuna: seconds per run of
 :func:`adamz.training.train` (one run at a time) against :func:`train_runs` for each K,
@@ -94,23 +96,26 @@ def worker(args: argparse.Namespace, directory: Path) -> None:
     for size in args.sizes:
         trials = max(args.min_trials, size * args.rounds)
         name = create_study(directory, workload, trials, storage, args.pruner)
+        cpu = time.process_time()
         summary = run_worker(name, WorkerOptions(**options, population=size))
+        cpu = time.process_time() - cpu
         study = optuna.load_study(study_name=name, storage=storage)
         seconds = span(study)
         values = [t.value for t in study.trials if t.value is not None]
-        rows.append((size, trials, seconds, summary.complete, statistics.median(values)))
-    base = rows[0][2] / rows[0][1]
+        rows.append((size, trials, seconds, cpu, summary.complete, statistics.median(values)))
+    base, base_cpu = rows[0][2] / rows[0][1], rows[0][3] / rows[0][1]
     print(
         f"{args.workload} {workload}: studies/{args.workload}-adamz.yaml (pruner "
         f"{args.pruner or 'its own'}), adamz-search worker, 1 thread"
     )
     print(f"{'population':>10} {'trials':>7} {'s/trial':>8} {'trials/h':>9} {'x K=1':>6} "
-          f"{'median val_accuracy':>20}")  # fmt: skip
-    for size, trials, seconds, complete, median in rows:
-        per_trial = seconds / trials
+          f"{'CPU s/trial':>12} {'x K=1':>6} {'median val_accuracy':>20}")  # fmt: skip
+    for size, trials, seconds, cpu, complete, median in rows:
+        per_trial, cpu_per_trial = seconds / trials, cpu / trials
         print(
             f"{size:>10} {complete:>7} {per_trial:>8.3f} {3600 / per_trial:>9.0f} "
-            f"{base / per_trial:>6.1f} {median:>20.4f}"
+            f"{base / per_trial:>6.1f} {cpu_per_trial:>12.3f} {base_cpu / cpu_per_trial:>6.1f} "
+            f"{median:>20.4f}"
         )
 
 

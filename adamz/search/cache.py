@@ -44,6 +44,8 @@ from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy
+from optuna.distributions import distribution_to_json
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
@@ -93,17 +95,16 @@ class _Write:
         return trial
 
 
-_TOGETHER = {
-    "set_trial_param": "_set_trial_param_without_commit",
-    "set_trial_intermediate_value": "_set_trial_intermediate_value_without_commit",
-    "set_trial_user_attr": "_set_trial_attr_without_commit",
-    "set_trial_system_attr": "_set_trial_attr_without_commit",
-}
+_TOGETHER = frozenset(
+    {"set_trial_param", "set_trial_intermediate_value", "set_trial_user_attr",
+     "set_trial_system_attr"}
+)  # fmt: skip
+"""The writes made together in one transaction; a trial's end is made alone (Optuna's own
+write of it stamps the time and checks the state)."""
 
 
 def _transactions(writes: list[_Write]) -> list[list[_Write]]:
-    """``writes`` in order, cut into groups made in one transaction each: a trial's end alone
-    (Optuna's own write of it stamps the time and checks the state), the others together."""
+    """``writes`` in order, cut into groups made in one transaction each (:data:`_TOGETHER`)."""
     groups: list[list[_Write]] = []
     for write in writes:
         alone = write.method not in _TOGETHER
@@ -117,11 +118,17 @@ def _together(storage: BaseStorage, writes: list[_Write]) -> None:
     """``writes`` (none a trial's end) in one transaction, where ``storage`` is Optuna's
     RDBStorage; one by one elsewhere.
 
-    Optuna commits every write by itself: on SQLite a commit is a sync to disk, and a
-    population of 32 writes some 20 rows a trial per epoch, which cost the worker more CPU time
-    than its training (``benchmarks/population.py``). RDBStorage's own ``_without_commit``
-    methods make each write, with Optuna's checks, and the transaction commits them together;
-    anything raised rolls all of them back.
+    Deliberately not Optuna's own path: it commits every write by itself, after reading the
+    trial, and for a parameter the study's first use of its name. A population of 32 makes
+    some 25 writes a trial (its parameters, one report an epoch, its records); made Optuna's
+    way, by the writer thread, they took about a third of the worker's CPU time at K = 32 on
+    circles, and the writer shares the interpreter with the training
+    (``benchmarks/population.py``). Here the trials' states are read once, and the parameters
+    and reports are inserted as rows of Optuna's own tables in one statement each; attributes
+    go through RDBStorage's ``_set_trial_attr_without_commit`` (an attribute is set again, a
+    report or parameter never is). A finished trial among them, or a row already there,
+    raises and rolls all of them back: the writer then makes them one by one, Optuna's way,
+    which finds the write at fault.
     """
     if not isinstance(storage, RDBStorage):
         for write in writes:
@@ -129,14 +136,41 @@ def _together(storage: BaseStorage, writes: list[_Write]) -> None:
         return
     session = storage.scoped_session()
     try:
+        ids = {write.trial_id for write in writes}
+        states = session.query(models.TrialModel.trial_id, models.TrialModel.state).filter(
+            models.TrialModel.trial_id.in_(ids)
+        )
+        for trial_id, state in states:
+            storage.check_trial_is_updatable(trial_id, state)
+        params, reports = [], []
         for write in writes:
-            make = getattr(storage, _TOGETHER[write.method])  # private: see above
-            if write.method == "set_trial_user_attr":
-                make(session, models.TrialUserAttributeModel, write.trial_id, *write.args)
-            elif write.method == "set_trial_system_attr":
-                make(session, models.TrialSystemAttributeModel, write.trial_id, *write.args)
+            if write.method == "set_trial_param":
+                name, internal, distribution = write.args
+                params.append(
+                    {"trial_id": write.trial_id, "param_name": name, "param_value": internal,
+                     "distribution_json": distribution_to_json(distribution)}
+                )  # fmt: skip
+            elif write.method == "set_trial_intermediate_value":
+                step, value = write.args
+                stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(
+                    value
+                )
+                reports.append(
+                    {"trial_id": write.trial_id, "step": step, "intermediate_value": stored,
+                     "intermediate_value_type": kind}
+                )  # fmt: skip
             else:
-                make(session, write.trial_id, *write.args)
+                attrs = (
+                    models.TrialUserAttributeModel
+                    if write.method == "set_trial_user_attr"
+                    else models.TrialSystemAttributeModel
+                )
+                set_attr = storage._set_trial_attr_without_commit  # noqa: SLF001 -- see above
+                set_attr(session, attrs, write.trial_id, *write.args)
+        for model, rows in ((models.TrialParamModel, params),
+                            (models.TrialIntermediateValueModel, reports)):  # fmt: skip
+            if rows:
+                session.execute(sqlalchemy.insert(model), rows)
         session.commit()
     except BaseException:
         session.rollback()

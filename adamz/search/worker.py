@@ -37,11 +37,11 @@ in every trial's ``worker`` attribute.
 
 **Sampling a population.** With TPE or random sampling, a population's new configurations are
 sampled in one go from an in-memory copy of the study (Optuna's ``InMemoryStorage``; the
-trials sampled before each count as running, as they do for the constant liar) and queued
-with their parameters, as ``study.enqueue_trial`` queues them, then taken with ``study.ask``:
-two writes per trial on the training's path (the trial, taking it) instead of one per
-parameter; the parameters are written behind, with the trial's reports. Another worker may take one of them first; it then runs it
-as it would any queued trial, and this worker takes the next.
+trials sampled before each count as running, as they do for the constant liar) and created
+running, each with its parameters as ``fixed_params`` (as ``study.enqueue_trial`` records
+them): one write per trial on the training's path, where a queued trial with its parameters
+cost a query and a row per parameter, and taking it two more. The trial writes its parameters
+as it suggests them, behind, with its reports.
 
 A replicate or sensitivity study (``queued_only``) runs only its queued trials, and queues
 again a trial whose training raised (its run would otherwise never run).
@@ -594,14 +594,14 @@ class Worker:
             queued -= 1
         new = size - len(trials)
         if new and not self.spec.queued_only and _samples_in_memory(self.study.sampler):
-            for template in self._sample(new):
-                self.study.add_trial(template)
-        trials += [self.study.ask() for _ in range(new)]
-        return trials
+            # As study.ask makes a trial, created running rather than taken from the queue.
+            ids = [self.storage.create_new_trial(self.study_id, t) for t in self._sample(new)]
+            return trials + [optuna.Trial(self.study, trial_id) for trial_id in ids]
+        return trials + [self.study.ask() for _ in range(new)]
 
     def _sample(self, size: int) -> list[FrozenTrial]:
-        """``size`` configurations sampled from an in-memory copy of the study, as queued
-        trials with their parameters."""
+        """``size`` configurations sampled from an in-memory copy of the study, as running
+        trials with their parameters to suggest."""
         self.storage.new_round()
         # A sampler of its own (a sampler keeps the study it first served), seeded from the
         # worker's: a lone worker samples the same populations run after run.
@@ -621,11 +621,11 @@ class Worker:
         for _ in range(size):
             trial = copy.ask()
             self.spec.plan(trial)  # suggests every parameter of the space
-            # Queued as Optuna's enqueue_trial queues, its parameters as ``fixed_params``: one
-            # row to write, where a template's parameters cost a query and a row each. The
-            # trial writes them as it suggests them, behind, as it writes its reports.
+            # Its parameters as ``fixed_params``, as study.enqueue_trial records them: one row
+            # to write, where a template's parameters cost a query and a row each. The trial
+            # writes them as it suggests them, behind, as it writes its reports.
             templates.append(
-                create_trial(state=TrialState.WAITING, system_attrs={"fixed_params": trial.params})
+                create_trial(state=TrialState.RUNNING, system_attrs={"fixed_params": trial.params})
             )
         return templates
 

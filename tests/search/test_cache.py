@@ -395,3 +395,32 @@ def test_a_write_the_database_refuses_fails_its_trial_and_the_others_go_on(
     assert (stored[good.number].state, stored[good.number].value) == (TrialState.COMPLETE, 0.6)
     assert stored[good.number].intermediate_values == {1: 0.5, 2: 0.6}
     assert stored[first.number].state == TrialState.COMPLETE
+
+
+def test_writes_made_together_drop_only_a_trial_another_worker_failed_meanwhile(
+    live: optuna.Study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lost: list[int] = []
+    study, snapshot = snapshot_of(live, tmp_path, on_lost=lost.append)
+    first, stale, good = study.ask(), study.ask(), study.ask()
+    for trial in (first, stale, good):
+        trial.suggest_float("x", 0.0, 1.0)
+    study.get_trials(deepcopy=False)  # read: all RUNNING
+    snapshot.flush()
+    slow = SlowWrites(snapshot.storage, monkeypatch)
+    study.tell(first, 0.9)  # the writer waits on it while the others queue
+    for epoch in range(3):
+        stale.report(0.1 * epoch, epoch)
+        good.report(0.2 * epoch, epoch)
+    stale_id = snapshot.get_trial_id_from_study_id_trial_number(snapshot.study_id, stale.number)
+    live._storage.set_trial_state_values(stale_id, TrialState.FAIL)  # another worker's check
+    slow.gate.set()
+    snapshot.flush()
+    assert [name for name, _ in slow.written][1:7] == ["set_trial_intermediate_value"] * 6
+    assert set(lost) == {stale_id}
+    stored = {t.number: t for t in live.get_trials(deepcopy=False)}
+    assert stored[good.number].intermediate_values == {0: 0.0, 1: 0.2, 2: 0.4}
+    assert (stored[stale.number].state, stored[stale.number].intermediate_values) == (
+        TrialState.FAIL,
+        {},
+    )
