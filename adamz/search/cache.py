@@ -18,18 +18,20 @@ process, on top of the storage it opened:
   round began shows at the next round, as it would with a slower database. A study's id, name
   and directions never change and are read once.
 - **Written behind.** A running trial's parameters, reports, attributes, and its end as
-  COMPLETE or PRUNED are applied at once to what this worker reads, and queued for a writer thread that writes
-  them in order while the training goes on: the pruner decides on exactly the values it would
-  if every write waited, and the training does not wait for the database. Any other write
-  (a new trial, a FAIL, a queued trial taken) is written at once, after the
-  queued writes of its trial. Because the queue is written in order, a trial the storage shows
-  finished has every report and attribute written before its end: a worker killed outright
-  loses only writes of trials still RUNNING in the storage, which are found stale and resumed
-  (``tests/search/test_kill.py``). A trial that another worker failed as stale meanwhile
-  refuses the writer's next write; its writes are dropped and ``on_lost`` is told. A write
-  the database refuses for its own reason (a value too long) fails that trial the same way;
-  only a storage unreachable past the patience stops the writer, and the worker with it.
-  :meth:`flush` waits for the queue; a worker flushes before it leaves.
+  COMPLETE or PRUNED are applied at once to what this worker reads, and queued for a writer
+  thread that writes them in order while the training goes on: the pruner decides on exactly
+  the values it would if every write waited, and the training does not wait for the database.
+  What is queued when the writer gets to it is written in one transaction (up to a trial's
+  end, which is written by itself; see ``_together``). Any other write (a new trial, a FAIL,
+  a queued trial taken) is written at once, after the queued writes of its trial. Because the
+  queue is written in order, a trial the storage shows finished has every report and attribute
+  written before its end: a worker killed outright loses only writes of trials still RUNNING
+  in the storage, which are found stale and resumed (``tests/search/test_kill.py``). A trial
+  that another worker failed as stale meanwhile refuses the writer's next write; its writes
+  are dropped and ``on_lost`` is told. A write the database refuses for its own reason (a
+  value too long) fails that trial the same way; only a storage unreachable past the patience
+  stops the writer, and the worker with it. :meth:`flush` waits for the queue; a worker
+  flushes before it leaves.
 """
 
 from __future__ import annotations
