@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from adamz.reports._data import Section, StudyData, goodness, hyperparameters_of
 from adamz.reports._importance import trials_to_rank
@@ -79,15 +79,17 @@ REFERENCES = ("library defaults", "paper settings")
 
 def reference_trials(data: StudyData) -> dict[str, FrozenTrial]:
     """The trial that ran each reference point, by name (studies made before the references
-    were named queued one trial, ``enqueued: defaults``, which ran the paper settings)."""
+    were named queued one trial, ``enqueued: defaults``, which ran the paper settings). An
+    attempt that failed (its worker stopped) gives way to its retry, which has its label."""
     found: dict[str, FrozenTrial] = {}
     for trial in data.trials:
         labels = trial.user_attrs.get("enqueued")
         if labels == "defaults":
             labels = ["paper settings"]
         if isinstance(labels, list):
-            for label in labels:
-                found.setdefault(str(label), trial)
+            for label in map(str, labels):
+                if label not in found or found[label].state == TrialState.FAIL:
+                    found[label] = trial
     return found
 
 

@@ -124,6 +124,19 @@ def test_an_older_studys_defaults_trial_is_read_as_the_paper_settings():
     assert references["paper settings"]["value"] == 0.5
 
 
+def test_a_reference_point_whose_first_attempt_failed_is_read_from_its_retry():
+    study = optuna.create_study(direction="maximize")
+    for _ in range(2):  # a stopped worker's attempt, then its retry (with the same label)
+        study.enqueue_trial({"x": 0.5}, user_attrs={"enqueued": ["library defaults"]})
+    first = study.ask()
+    first.suggest_float("x", 0, 1)
+    study.tell(first, state=optuna.trial.TrialState.FAIL)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    section = tunability_section(load_study_data(study, storage_of(study)))
+    assert section.numbers["references"]["library defaults"]["trial"] == 1
+    assert not any("ended FAIL" in line for line in section.skipped)
+
+
 def test_tunability_is_skipped_without_a_defaults_trial():
     study = optuna.create_study()
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
