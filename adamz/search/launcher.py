@@ -138,14 +138,9 @@ def _die_with_parent(parent: int) -> None:
 
 
 class Stop:
-    """A launcher's SIGTERM and SIGINT handler for a ``with`` block; nothing raises.
-
-    While the launcher holds nothing (no child started, no write under way: see
-    :meth:`holding`), a signal ends it at once, as during its imports: it is only reading or
-    waiting for the storage. Once it holds something, each signal is recorded and passed on to
-    the children (:meth:`adopt`): the first as SIGTERM, which a child obeys at any moment, a
-    later one as SIGINT, which a stopping worker obeys at once (see the module docs).
-    """
+    """A launcher's SIGTERM and SIGINT handler for a ``with`` block; nothing raises. While the
+    launcher holds nothing (:meth:`holding`), a signal ends it at once; then each is passed on
+    to the children (:meth:`adopt`), as the module docs say."""
 
     def __init__(self) -> None:
         self.received: list[str] = []

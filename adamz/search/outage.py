@@ -12,8 +12,7 @@ for (:func:`is_unreachable`).
 
 One :class:`Outage` per worker tracks whether the storage is reachable, for every thread
 (the trial loop, the heartbeat): it logs once when an outage begins and once when it ends,
-counts outages (a stale-trial check must not judge heartbeats that nobody could write), and
-keeps the time of the last call that reached the storage (``status`` shows it per worker).
+and counts outages (a stale-trial check must not judge heartbeats that nobody could write).
 
 A retried write whose first attempt did commit before the connection dropped is applied twice;
 Optuna's writes are idempotent (a parameter, an intermediate value, an attribute) except the
@@ -154,24 +153,19 @@ class Outage:
     Args:
         url: the storage's URL as the worker's messages show it (no password).
         patience: seconds of an outage after which calls give up.
-        on_change: called with ``True`` when an outage begins and ``False`` when it ends.
     """
 
     def __init__(
         self,
         url: str,
         patience: float = STORAGE_PATIENCE_S,
-        on_change: Callable[[bool], None] | None = None,
     ) -> None:
         if not patience > 0:
             raise ValueError(f"Invalid storage patience: must be > 0 seconds, got {patience}.")
         self.url = url
         self.patience = patience
-        self.on_change = on_change
         self.count = 0
         """Outages seen so far (one that is on counts)."""
-        self.last_contact = time.time()
-        """Unix time (this host's clock) of the last call that reached the storage."""
         self._since: float | None = None  # monotonic start of the outage that is on
         self._lock = threading.Lock()
 
@@ -181,7 +175,6 @@ class Outage:
 
     def reached(self) -> None:
         """A call reached the storage: an outage that was on is over."""
-        self.last_contact = time.time()
         if self._since is None:
             return
         with self._lock:
@@ -190,8 +183,6 @@ class Outage:
             seconds = time.monotonic() - self._since
             self._since = None
         logger.warning("The storage at %s is back after %.0f s.", self.url, seconds)
-        if self.on_change is not None:
-            self.on_change(False)
 
     def failed(self, exc: BaseException) -> float:
         """A call could not reach the storage; seconds the outage has lasted."""
@@ -210,13 +201,7 @@ class Outage:
                 " ".join(str(exc).split())[:160],
                 self.patience,
             )
-            if self.on_change is not None:
-                self.on_change(True)
         return now - since
-
-    def over(self, seconds: float) -> bool:
-        """Whether an outage of ``seconds`` has outlasted the patience."""
-        return seconds >= self.patience
 
 
 def patiently(
@@ -240,7 +225,7 @@ def patiently(
             if not is_unreachable(exc):
                 raise
             seconds = outage.failed(exc)
-            if outage.over(seconds):  # the message states the patience the user set
+            if seconds >= outage.patience:  # the message states the patience the user set
                 raise StorageUnreachable(outage.url, outage.patience) from exc
             if give_up():
                 raise StorageUnreachable(outage.url, seconds, past_patience=False) from exc

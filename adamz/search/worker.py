@@ -23,10 +23,8 @@ train together (:mod:`~adamz.search.objective`): the same loop. Around them it a
    for up to ``--storage-patience`` seconds; past it the worker exits with
    :data:`UNREACHABLE_CODE` and one line, its trials left to resume from their checkpoints.
 
-Every storage call goes through one :class:`~adamz.search.cache.WorkerStorage` per worker:
-patient through outages, the study read once per trial round (asking, each epoch's pruning
-checks, the budget) rather than once per call, and the trials' reports and ends written behind
-by a thread of its own while the training goes on.
+Every storage call goes through one :class:`~adamz.search.cache.WorkerStorage` per worker
+(patient, read once per round, written behind: see :mod:`~adamz.search.cache`).
 
 **Sampler seeds.** A study file's ``sampler: {seed: N}`` makes a lone worker's search repeat:
 the worker seeds its sampler from ``N`` and the number of the first trial it takes, which is
@@ -621,9 +619,7 @@ class Worker:
         for _ in range(size):
             trial = copy.ask()
             self.spec.plan(trial)  # suggests every parameter of the space
-            # Its parameters as ``fixed_params``, as study.enqueue_trial records them: one row
-            # to write, where a template's parameters cost a query and a row each. The trial
-            # writes them as it suggests them, behind, as it writes its reports.
+            # Its parameters as fixed_params (see the module docs: "Sampling a population").
             templates.append(
                 create_trial(state=TrialState.RUNNING, system_attrs={"fixed_params": trial.params})
             )
@@ -689,16 +685,11 @@ class Worker:
                 logger.warning(
                     "Trial %d failed, parameters %s: %s", ref.number, ref.trial.params, error
                 )
-            state = (
-                TrialState.FAIL
-                if outcome.error is not None
-                else TrialState.PRUNED
-                if outcome.pruned
-                else TrialState.COMPLETE
-            )
-            again: Reason | None = (
-                "fault" if outcome.error is not None and self.spec.queued_only else None
-            )
+            state = TrialState.PRUNED if outcome.pruned else TrialState.COMPLETE
+            again: Reason | None = None
+            if outcome.error is not None:  # an error counts before a pruning
+                state = TrialState.FAIL
+                again = "fault" if self.spec.queued_only else None
             self._end(ref, outcome.value, state, again)
 
     def _end(
@@ -710,41 +701,32 @@ class Worker:
     ) -> None:
         """Tell how ``ref``'s trial ended, or fail it and queue it again for ``requeue``."""
         with self._writing:
-            self._end_trial(ref, value, state, requeue)
-
-    def _end_trial(
-        self,
-        ref: TrialRef,
-        value: float | None,
-        state: TrialState,
-        requeue: Reason | None,
-    ) -> None:
-        if requeue is None:
-            try:
-                told = self.study.tell(ref.trial, value, state=state, skip_if_finished=True)
-            except UpdateFinishedTrialError:  # failed as stale since the round's read
-                logger.warning("Trial %d was failed as stale by another worker.", ref.number)
-                self.summary.requeued += 1
+            if requeue is None:
+                try:
+                    told = self.study.tell(ref.trial, value, state=state, skip_if_finished=True)
+                except UpdateFinishedTrialError:  # failed as stale since the round's read
+                    logger.warning("Trial %d was failed as stale by another worker.", ref.number)
+                    self.summary.requeued += 1
+                    return
+                if told.state == TrialState.COMPLETE:
+                    self.summary.complete += 1
+                elif told.state == TrialState.PRUNED:
+                    self.summary.pruned += 1
+                if told.state in (TrialState.COMPLETE, TrialState.PRUNED):
+                    self._told[ref.trial_id] = (ref.number, told.state)
+                else:
+                    self.summary.failed += 1
                 return
-            if told.state == TrialState.COMPLETE:
-                self.summary.complete += 1
-            elif told.state == TrialState.PRUNED:
-                self.summary.pruned += 1
-            if told.state in (TrialState.COMPLETE, TrialState.PRUNED):
-                self._told[ref.trial_id] = (ref.number, told.state)
-            else:
+            # Fail it here, unless another worker's stale check did first and queued it again.
+            try:
+                self.storage.set_trial_state_values(ref.trial_id, TrialState.FAIL)
+            except UpdateFinishedTrialError:
+                return
+            if requeue == "fault":
                 self.summary.failed += 1
-            return
-        # Fail it here, unless another worker's stale check did first and queued it again.
-        try:
-            self.storage.set_trial_state_values(ref.trial_id, TrialState.FAIL)
-        except UpdateFinishedTrialError:
-            return
-        if requeue == "fault":
-            self.summary.failed += 1
-        elif requeue == "stop":
-            self.summary.requeued += 1
-        self.requeue(self.storage.get_trial(ref.trial_id), requeue)
+            elif requeue == "stop":
+                self.summary.requeued += 1
+            self.requeue(self.storage.get_trial(ref.trial_id), requeue)
 
     def _surplus(self, ref: TrialRef, surplus: SurplusTrialError) -> Reason | None:
         """Count ``ref``'s trial, refused by the budget; a replicate's queued run goes back."""
