@@ -258,7 +258,7 @@ class WorkerStorage(PatientStorage):
             try:
                 self._call(_together, self.storage, writes)
             except StorageUnreachable as exc:  # past the patience: the worker gives up
-                self._error = exc
+                self._give_up(exc)
                 return
             except Exception:  # rolled back: find which write it was, one by one
                 pass
@@ -275,7 +275,7 @@ class WorkerStorage(PatientStorage):
                 self._drop(write.trial_id)
                 continue
             except StorageUnreachable as exc:  # past the patience: the worker gives up
-                self._error = exc
+                self._give_up(exc)
                 return
             except Exception as exc:  # this trial's write (a value the database refuses)
                 logger.warning("Trial %d failed: %s", self._numbers.get(write.trial_id, -1), exc)
@@ -285,6 +285,11 @@ class WorkerStorage(PatientStorage):
                 self._drop(write.trial_id)
                 continue
             self._made_all([write])
+
+    def _give_up(self, exc: StorageUnreachable) -> None:
+        with self._lock:  # wakes a thread waiting for the queue (_settle): it raises
+            self._error = exc
+            self._lock.notify_all()
 
     def _made_all(self, writes: list[_Write]) -> None:
         with self._lock:

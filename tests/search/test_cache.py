@@ -9,12 +9,13 @@ from typing import Any
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from adamz.search import cache
 from adamz.search.cache import WorkerStorage
-from adamz.search.outage import Outage
+from adamz.search.outage import Outage, StorageUnreachable
 from adamz.search.storage import open_storage
 
 
@@ -424,3 +425,39 @@ def test_writes_made_together_drop_only_a_trial_another_worker_failed_meanwhile(
         TrialState.FAIL,
         {},
     )
+
+
+def test_a_storage_unreachable_past_the_patience_ends_a_wait_for_the_queue(
+    live: optuna.Study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'cache.db'}")
+    snapshot = WorkerStorage(
+        storage, Outage("test://db", patience=0.5), storage.get_study_id_from_name("s")
+    )
+    study = optuna.load_study(study_name="s", storage=snapshot)
+    trials = [study.ask() for _ in range(2)]
+    for trial in trials:
+        trial.suggest_float("x", 0.0, 1.0)
+    snapshot.flush()
+
+    def unreachable(*args: Any, **kwargs: Any) -> None:
+        raise sqlalchemy.exc.OperationalError("INSERT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(cache, "_together", unreachable)
+    for name in WriteCounter.WRITES[1:]:
+        monkeypatch.setattr(storage, name, unreachable)
+    for trial in trials:  # queued together: the transaction fails, then every write alone
+        trial.report(0.5, 0)
+    raised: list[BaseException] = []
+
+    def flush() -> None:
+        try:
+            snapshot.flush()
+        except BaseException as exc:
+            raised.append(exc)
+
+    waiting = threading.Thread(target=flush, daemon=True)
+    waiting.start()
+    waiting.join(30)
+    assert not waiting.is_alive()  # the writer gave up and said so, not left it waiting
+    assert isinstance(raised[0], StorageUnreachable)
