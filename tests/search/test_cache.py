@@ -364,20 +364,31 @@ def test_a_write_made_while_the_round_reads_is_not_lost_from_what_the_worker_see
     assert study.get_trials(deepcopy=False)[-1].state == TrialState.COMPLETE
 
 
+def writer_held_by_a_first_trial(
+    live: optuna.Study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lost: list[int]
+) -> tuple[optuna.Study, WorkerStorage, list[optuna.Trial], SlowWrites]:
+    """Three running trials; the first told, its end held by the gate, so that what the other
+    two write next is queued together behind it."""
+    study, snapshot = snapshot_of(live, tmp_path, on_lost=lost.append)
+    trials = [study.ask() for _ in range(3)]
+    for trial in trials:
+        trial.suggest_float("x", 0.0, 1.0)
+    study.get_trials(deepcopy=False)  # read: all RUNNING
+    snapshot.flush()
+    slow = SlowWrites(snapshot.storage, monkeypatch)
+    study.tell(trials[0], 0.9)  # the writer waits on it while the others queue
+    return study, snapshot, trials, slow
+
+
 def test_a_write_the_database_refuses_fails_its_trial_and_the_others_go_on(
     live: optuna.Study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Writes queued together are made in one transaction; one the database refuses rolls it
     back, and they are made again one by one: only the refused write's trial fails."""
     lost: list[int] = []
-    study, snapshot = snapshot_of(live, tmp_path, on_lost=lost.append)
-    first, bad, good = study.ask(), study.ask(), study.ask()
-    for trial in (first, bad, good):
-        trial.suggest_float("x", 0.0, 1.0)
-    study.get_trials(deepcopy=False)  # read: all RUNNING
-    snapshot.flush()
-    slow = SlowWrites(snapshot.storage, monkeypatch)
-    study.tell(first, 0.9)  # the writer waits on it while the others queue
+    study, snapshot, (first, bad, good), slow = writer_held_by_a_first_trial(
+        live, tmp_path, monkeypatch, lost
+    )
     good.report(0.5, 1)
     bad.set_user_attr("big", object())  # no JSON for it: the database refuses it
     good.report(0.6, 2)
@@ -402,14 +413,9 @@ def test_writes_made_together_drop_only_a_trial_another_worker_failed_meanwhile(
     live: optuna.Study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lost: list[int] = []
-    study, snapshot = snapshot_of(live, tmp_path, on_lost=lost.append)
-    first, stale, good = study.ask(), study.ask(), study.ask()
-    for trial in (first, stale, good):
-        trial.suggest_float("x", 0.0, 1.0)
-    study.get_trials(deepcopy=False)  # read: all RUNNING
-    snapshot.flush()
-    slow = SlowWrites(snapshot.storage, monkeypatch)
-    study.tell(first, 0.9)  # the writer waits on it while the others queue
+    _, snapshot, (_, stale, good), slow = writer_held_by_a_first_trial(
+        live, tmp_path, monkeypatch, lost
+    )
     for epoch in range(3):
         stale.report(0.1 * epoch, epoch)
         good.report(0.2 * epoch, epoch)
