@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search_helpers import run_cli, trials, write_study
 
 EPOCHS = 4
-BUDGET = 24
+BUDGET = 48
 WORKER = (
     "import sys\n"
     "from adamz.search import WorkerOptions, run_worker\n"
@@ -62,7 +62,7 @@ def test_a_worker_killed_at_random_moments_loses_nothing_finished(tmp_path: Path
         before = len(finished(storage))
         while len(finished(storage)) <= before and worker.poll() is None:
             time.sleep(0.05)  # until it has finished one more trial: its writer is busy
-        time.sleep(rng.uniform(0.0, 1.5))  # then at a random moment of the next rounds
+        time.sleep(rng.uniform(0.0, 0.5))  # then at a random moment of the next rounds
         if worker.poll() is not None:
             break  # the budget is met: nothing left to kill
         worker.send_signal(signal.SIGKILL)
