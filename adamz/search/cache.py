@@ -39,10 +39,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime
+import json
 import logging
+import math
 import queue
 import threading
-from collections.abc import Callable, Container, Sequence
+import weakref
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +53,6 @@ import sqlalchemy
 from optuna.distributions import distribution_to_json
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage
-from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
 from adamz.search.outage import Outage, PatientStorage, StorageUnreachable
@@ -116,6 +118,39 @@ def _transactions(writes: list[_Write]) -> list[list[_Write]]:
     return groups
 
 
+_SCHEMA = "v3.2.0.a"
+"""The version of Optuna's RDB schema whose tables :func:`_together` writes rows of."""
+_TABLES = ("trials", "trial_params", "trial_intermediate_values", "trial_user_attributes",
+           "trial_system_attributes")  # fmt: skip
+_tables_of: weakref.WeakKeyDictionary[sqlalchemy.Engine, Mapping[str, sqlalchemy.Table] | None]
+_tables_of = weakref.WeakKeyDictionary()
+
+
+def _tables(storage: BaseStorage) -> Mapping[str, sqlalchemy.Table] | None:
+    """Optuna's trial tables in ``storage``'s database, read from it by name once per engine;
+    ``None`` where ``storage`` is not an RDB storage, or its schema is not :data:`_SCHEMA`."""
+    if not isinstance(storage, RDBStorage):
+        return None
+    if storage.engine not in _tables_of:
+        tables = None
+        if storage.get_current_version() == _SCHEMA:
+            metadata = sqlalchemy.MetaData()
+            metadata.reflect(storage.engine, only=_TABLES)
+            tables = dict(metadata.tables)
+        _tables_of[storage.engine] = tables
+    return _tables_of[storage.engine]
+
+
+def _stored(value: float) -> tuple[float | None, str]:
+    """A report as Optuna's schema stores it: a value and its kind (a NaN or an infinity has
+    no value), as its RDBStorage does."""
+    if math.isnan(value):
+        return None, "NAN"
+    if math.isinf(value):
+        return None, "INF_POS" if value > 0 else "INF_NEG"
+    return value, "FINITE"
+
+
 def _together(storage: BaseStorage, writes: list[_Write]) -> None:
     """``writes`` (none a trial's end) in one transaction, where ``storage`` is Optuna's
     RDBStorage; one by one elsewhere.
@@ -125,58 +160,66 @@ def _together(storage: BaseStorage, writes: list[_Write]) -> None:
     some 25 writes a trial (its parameters, one report an epoch, its records); made Optuna's
     way, by the writer thread, they took about a third of the worker's CPU time at K = 32 on
     circles, and the writer shares the interpreter with the training
-    (``benchmarks/population.py``). Here the trials' states are read once, and the parameters
-    and reports are inserted as rows of Optuna's own tables in one statement each; attributes
-    go through RDBStorage's ``_set_trial_attr_without_commit`` (an attribute is set again, a
-    report or parameter never is). A finished trial among them, or a row already there,
-    raises and rolls all of them back: the writer then makes them one by one, Optuna's way,
-    which finds the write at fault.
+    (``benchmarks/population.py``). Here the trials' states are read once, and the writes go
+    in as rows of Optuna's own tables, one statement per table: its public storage API has no
+    write of many values at once. The tables are read from the database by name, and only a
+    schema of the version these rows are written for (:data:`_SCHEMA`) gets them; any other
+    gets the writes one by one, Optuna's way. An attribute set again replaces its row; a
+    report or parameter is never written twice. A finished trial among them, or a row already
+    there, raises and rolls all of them back: the writer then makes them one by one, Optuna's
+    way, which finds the write at fault.
     """
-    if not isinstance(storage, RDBStorage):
+    tables = _tables(storage)
+    if tables is None:
         for write in writes:
             getattr(storage, write.method)(write.trial_id, *write.args)
         return
-    session = storage.scoped_session()
-    try:
+    assert isinstance(storage, RDBStorage)  # as _tables found it
+    params, reports = [], []
+    attrs: dict[tuple[str, int, str], str] = {}  # the last value of each attribute written
+    for write in writes:
+        if write.method == "set_trial_param":
+            name, internal, distribution = write.args
+            params.append(
+                {"trial_id": write.trial_id, "param_name": name, "param_value": internal,
+                 "distribution_json": distribution_to_json(distribution)}
+            )  # fmt: skip
+        elif write.method == "set_trial_intermediate_value":
+            step, value = write.args
+            stored, kind = _stored(value)
+            reports.append(
+                {"trial_id": write.trial_id, "step": step, "intermediate_value": stored,
+                 "intermediate_value_type": kind}
+            )  # fmt: skip
+        else:
+            kind = write.method.replace("set_trial_", "trial_").replace("_attr", "_attributes")
+            key, value = write.args
+            attrs[kind, write.trial_id, key] = json.dumps(value)
+    with storage.engine.begin() as connection:  # commits, or rolls back on a raise
+        trials = tables["trials"]
         ids = {write.trial_id for write in writes}
-        states = session.query(models.TrialModel.trial_id, models.TrialModel.state).filter(
-            models.TrialModel.trial_id.in_(ids)
+        found = connection.execute(
+            sqlalchemy.select(trials.c.trial_id, trials.c.state).where(trials.c.trial_id.in_(ids))
         )
-        for trial_id, state in states:
-            storage.check_trial_is_updatable(trial_id, state)
-        params, reports = [], []
-        for write in writes:
-            if write.method == "set_trial_param":
-                name, internal, distribution = write.args
-                params.append(
-                    {"trial_id": write.trial_id, "param_name": name, "param_value": internal,
-                     "distribution_json": distribution_to_json(distribution)}
-                )  # fmt: skip
-            elif write.method == "set_trial_intermediate_value":
-                step, value = write.args
-                stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(
-                    value
-                )
-                reports.append(
-                    {"trial_id": write.trial_id, "step": step, "intermediate_value": stored,
-                     "intermediate_value_type": kind}
-                )  # fmt: skip
-            else:
-                attrs = (
-                    models.TrialUserAttributeModel
-                    if write.method == "set_trial_user_attr"
-                    else models.TrialSystemAttributeModel
-                )
-                set_attr = storage._set_trial_attr_without_commit  # noqa: SLF001 -- see above
-                set_attr(session, attrs, write.trial_id, *write.args)
-        for model, rows in ((models.TrialParamModel, params),
-                            (models.TrialIntermediateValueModel, reports)):  # fmt: skip
-            if rows:
-                session.execute(sqlalchemy.insert(model), rows)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+        states = dict(found.all())
+        for trial_id in ids:  # not check_trial_is_updatable: it reads the trial, in a session
+            if TrialState[states[trial_id]].is_finished():  # that waits for this one's lock
+                raise UpdateFinishedTrialError(f"trial {trial_id} has already finished")
+        rows: dict[str, list[dict[str, Any]]] = {
+            "trial_params": params, "trial_intermediate_values": reports,
+            "trial_user_attributes": [], "trial_system_attributes": [],
+        }  # fmt: skip
+        for (name, trial_id, key), value_json in attrs.items():
+            rows[name].append({"trial_id": trial_id, "key": key, "value_json": value_json})
+        for name, table_rows in rows.items():
+            if not table_rows:
+                continue
+            into = tables[name]
+            if name.endswith("_attributes"):  # set again: replaces the row
+                pairs = [(row["trial_id"], row["key"]) for row in table_rows]
+                replaced = sqlalchemy.tuple_(into.c.trial_id, into.c.key).in_(pairs)
+                connection.execute(sqlalchemy.delete(into).where(replaced))
+            connection.execute(sqlalchemy.insert(into), table_rows)
 
 
 def _written(name: str, *, behind: bool = True) -> Callable[..., Any]:

@@ -467,3 +467,64 @@ def test_a_storage_unreachable_past_the_patience_ends_a_wait_for_the_queue(
     waiting.join(30)
     assert not waiting.is_alive()  # the writer gave up and said so, not left it waiting
     assert isinstance(raised[0], StorageUnreachable)
+
+
+WRITTEN = [
+    ("set_trial_param", ("lr", -3.0, optuna.distributions.FloatDistribution(1e-4, 1.0, log=True))),
+    ("set_trial_param", ("kind", 1.0, optuna.distributions.CategoricalDistribution(["a", "b"]))),
+    ("set_trial_intermediate_value", (0, 0.5)),
+    ("set_trial_intermediate_value", (1, float("inf"))),
+    ("set_trial_intermediate_value", (2, float("-inf"))),
+    ("set_trial_intermediate_value", (3, float("nan"))),
+    ("set_trial_user_attr", ("run", {"epochs_run": 1})),
+    ("set_trial_user_attr", ("run", {"epochs_run": 2})),  # set again in the same transaction
+    ("set_trial_system_attr", ("worker", ["host", 7])),
+]
+
+
+def read_back(storage: BaseStorage, trial_id: int) -> tuple[Any, ...]:
+    trial = storage.get_trial(trial_id)
+    reports = {step: repr(value) for step, value in trial.intermediate_values.items()}  # NaN
+    return trial.params, trial.distributions, reports, trial.user_attrs, trial.system_attrs
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_writes_made_together_read_back_as_optuna_s_own_writes(
+    database: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Rows written together into Optuna's tables read back, through Optuna, exactly as the
+    same writes made Optuna's way: parameters and their distributions, reports that are not
+    finite, attributes set again (in the same transaction and in a later one)."""
+    url = (
+        f"sqlite:///{tmp_path / 'rows.db'}"
+        if database == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    storage = open_storage(url)
+    study_id = storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "rows")
+    together, alone = (storage.create_new_trial(study_id) for _ in range(2))
+    later = ("set_trial_user_attr", ("run", {"epochs_run": 3}))
+    cache._together(storage, [cache._Write(together, *write) for write in WRITTEN])
+    cache._together(storage, [cache._Write(together, *later), cache._Write(together, *later)])
+    for method, args in [*WRITTEN, later]:
+        getattr(storage, method)(alone, *args)
+    assert read_back(storage, together) == read_back(storage, alone)
+    assert storage.get_trial(together).user_attrs["run"] == {"epochs_run": 3}
+
+
+def test_writes_to_a_schema_of_another_version_are_made_one_by_one_optuna_s_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'rows.db'}")
+    study_id = storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "rows")
+    trial_id = storage.create_new_trial(study_id)
+    monkeypatch.setattr(storage, "get_current_version", lambda: "v9.9.9")
+    made: list[str] = []
+    for method in {method for method, _ in WRITTEN}:
+        own = getattr(storage, method)
+        monkeypatch.setattr(
+            storage, method, lambda *args, _m=method, _own=own: (made.append(_m), _own(*args))
+        )
+    cache._together(storage, [cache._Write(trial_id, *write) for write in WRITTEN])
+    assert made == [method for method, _ in WRITTEN]
+    assert storage.get_trial(trial_id).user_attrs == {"run": {"epochs_run": 2}}
