@@ -266,11 +266,15 @@ def _save_notes(
         if not confirmed and str(study.user_attrs.get(NOTE_ATTR, "")).startswith("verdict"):
             logger.info("%s: kept the note with a verdict", study.study_name)
             continue
+        note = comparison_links(study, studies, storage) + summary
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            optuna_dashboard.save_note(study, comparison_links(study, studies, storage) + summary)
-            note_header(study, storage)
-        study.set_user_attr(NOTE_ATTR, f"{'verdict' if confirmed else 'report'} of {names}")
+            if not optuna_dashboard.get_note(study).rstrip().endswith(note.rstrip()):
+                optuna_dashboard.save_note(study, note)  # a note already there is not written
+            note_header(study, storage)  # again: a report rebuilt writes nothing
+        written_by = f"{'verdict' if confirmed else 'report'} of {names}"
+        if study.user_attrs.get(NOTE_ATTR) != written_by:
+            study.set_user_attr(NOTE_ATTR, written_by)
 
 
 def comparison_links(study: optuna.Study, studies: list[optuna.Study], storage: BaseStorage) -> str:

@@ -14,6 +14,7 @@ from report_helpers import constant, replicate_study, synthetic_study
 
 from adamz import AdamZ
 from adamz.cli import main
+from adamz.search.storage import open_storage
 from adamz.training import RunConfig, train
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -80,6 +81,17 @@ def test_report_summary_becomes_the_dashboard_note(storage: str, synthetic_repor
     system_attrs = study._storage.get_study_system_attrs(study._study_id)
     note = get_note_from_system_attrs(system_attrs, None)
     assert note["body"] == (synthetic_report / "summary.md").read_text()
+
+
+def test_a_report_made_again_from_unchanged_studies_writes_nothing_to_them(tmp_path: Path):
+    """Pages rebuilt from committed storage leave it as it was: the notes are there already."""
+    journal = tmp_path / "studies.journal"
+    synthetic_study(storage=open_storage(f"journal:{journal}"), n_trials=30)
+    args = ["report", "synthetic", "--storage", f"journal:{journal}", "--out", str(tmp_path)]
+    assert main([*args, "--repeats", "2"]) == 0
+    written = journal.read_bytes()
+    assert main([*args, "--repeats", "2"]) == 0
+    assert journal.read_bytes() == written
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
