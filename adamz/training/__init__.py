@@ -13,7 +13,7 @@ Example::
 from __future__ import annotations
 
 from adamz.training.checkpoint import load_checkpoint, save_checkpoint
-from adamz.training.loop import evaluate, train
+from adamz.training.loop import evaluate
 from adamz.training.optimizers import (
     OPTIMIZER_NAMES,
     OPTIMIZERS,
@@ -25,7 +25,7 @@ from adamz.training.optimizers import (
     paper_settings,
     resolve_hyperparameters,
 )
-from adamz.training.population import train_runs
+from adamz.training.population import train, train_runs
 from adamz.training.run import (
     CheckpointMismatchError,
     ResolvedRun,

@@ -19,11 +19,10 @@ __all__ = ["load_checkpoint", "save_checkpoint"]
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to ``path`` atomically (temporary file, then ``os.replace``).
+    """Write ``payload`` to ``path`` atomically, creating the parent directory if needed.
 
-    Creates the parent directory if needed. A killed process leaves either the old or the new
-    checkpoint, never a torn one. There is no ``fsync``: it protects only against a power cut,
-    and costs a disk flush every epoch of every trial.
+    There is no ``fsync``: it protects only against a power cut, and costs a disk flush every
+    epoch of every trial.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,5 +47,4 @@ def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
     path = Path(path)
     if not path.exists():
         return None
-    payload: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    return payload
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,7 +1,7 @@
 """The one training loop: runs of one workload, trained epoch by epoch, each to its record.
 
 Every single run, search trial and benchmark trains through :func:`train_members`. What
-differs between runs trained one at a time (:func:`train`, and
+differs between runs trained one at a time (:func:`~adamz.training.population.train`, and
 :func:`adamz.training.population.train_runs` where a model cannot be stacked: each run its own
 ``nn.Module`` and torch optimizer) and K runs trained as one stacked model is only how the runs
 take a step and answer inputs, a :class:`Runs`; the rest exists once:
@@ -48,15 +48,7 @@ from torch.func import vmap
 from adamz.optim import AdamZ
 from adamz.training.checkpoint import load_checkpoint, save_checkpoint
 from adamz.training.optimizers import build_optimizer, build_schedule, set_optimizer_mode
-from adamz.training.run import (
-    CheckpointMismatchError,
-    ResolvedRun,
-    RunConfig,
-    StopTraining,
-    TrainResult,
-    check_same_run,
-    run_identity,
-)
+from adamz.training.run import ResolvedRun, StopTraining, TrainResult, check_same_run, run_identity
 from adamz.workloads import HELD_OUT_SPLITS, RunData, Workload
 
 __all__ = [
@@ -64,19 +56,15 @@ __all__ = [
     "EVAL_BATCH_SIZE",
     "MEMBER_CHECKPOINT_FORMAT",
     "NONFINITE_CHECK_INTERVAL",
-    "CheckpointMismatchError",
     "EpochEnd",
     "Member",
-    "OnEpoch",
     "OnEpochs",
     "OnStep",
     "OneAtATime",
     "Runs",
     "evaluate",
-    "open_members",
     "split_means",
     "split_scores",
-    "train",
     "train_members",
 ]
 
@@ -90,8 +78,6 @@ useless steps before it stops (the record names the first non-finite step exactl
 EVAL_BATCH_SIZE = 1000
 """Held-out examples per forward pass during evaluation (no gradients: only activations count)."""
 
-OnEpoch = Callable[[int, dict[str, float]], None]
-"""``on_epoch(epoch, metrics)`` of a run trained alone."""
 OnStep = Callable[[int, int, int], None]
 """``on_step(epoch, step, steps_in_epoch)``, after each step (``step`` counted from 1)."""
 ALONE_CHECKPOINT_FORMAT = 2
@@ -129,11 +115,6 @@ class Runs(ABC):
     population: ClassVar[bool] = False
     """Whether the runs train as a population (their records say how large it started)."""
 
-    @property
-    @abstractmethod
-    def size(self) -> int:
-        """The number of runs still training."""
-
     @abstractmethod
     def train_mode(self, training: bool) -> None:
         """Switch the model between training and evaluation (``nn.Module.train``: dropout),
@@ -149,10 +130,6 @@ class Runs(ABC):
     @abstractmethod
     def outputs(self, inputs: Tensor) -> Tensor:
         """Every run's outputs for the same ``inputs``, shape ``(size, batch, ...)``."""
-
-    def rates(self) -> list[float] | None:
-        """Each run's current rate, for AdamZ (its controller moves it); else ``None``."""
-        return None
 
     def controller(self, position: int) -> dict[str, Any] | None:
         """AdamZ's controller counts (``overshoots``, ``stagnations``, ``observed``,
@@ -199,21 +176,26 @@ class _Divergence:
     controller: dict[str, Any] | None
 
 
-def open_members(
-    runs: Sequence[ResolvedRun],
+def train_members(
+    runs: Runs,
+    resolved: Sequence[ResolvedRun],
     data: RunData,
     paths: Sequence[str | Path | None],
-    checkpoint_format: int | str,
-) -> list[Member]:
-    """The members of a loop over ``runs``, each resumed from its checkpoint at ``paths``
-    where one is there.
+    *,
+    on_epochs: OnEpochs | None = None,
+    on_step: OnStep | None = None,
+    checkpoint_interval_s: float = 0.0,
+) -> list[TrainResult]:
+    """Train ``resolved`` with ``runs`` (one run of ``runs`` each, in order), each resumed from
+    its checkpoint at ``paths`` where one is there, and return their records in their order;
+    the arguments are as :func:`~adamz.training.population.train_runs`'.
 
     Raises:
         CheckpointMismatchError: a checkpoint was written by another run, or in another format.
     """
     members = []
-    formats = {ALONE_CHECKPOINT_FORMAT, MEMBER_CHECKPOINT_FORMAT} - {checkpoint_format}
-    for index, (run, path) in enumerate(zip(runs, paths, strict=True)):
+    formats = {ALONE_CHECKPOINT_FORMAT, MEMBER_CHECKPOINT_FORMAT} - {runs.checkpoint_format}
+    for index, (run, path) in enumerate(zip(resolved, paths, strict=True)):
         record = TrainResult.start(run, data)
         member = Member(
             index,
@@ -228,31 +210,12 @@ def open_members(
                 logger.info("%s: written in another form of training; starting afresh", path)
                 payload = None
             if payload is not None:
-                check_same_run(payload, run_identity(record), member.checkpoint, checkpoint_format)
+                identity = run_identity(record)
+                check_same_run(payload, identity, member.checkpoint, runs.checkpoint_format)
                 member.record = TrainResult(**payload["record"])
                 member.record.device = str(run.device)
                 member.saved = payload
         members.append(member)
-    return members
-
-
-def train_members(
-    runs: Runs,
-    members: list[Member],
-    data: RunData,
-    *,
-    on_epochs: OnEpochs | None = None,
-    on_step: OnStep | None = None,
-    checkpoint_interval_s: float = 0.0,
-) -> list[TrainResult]:
-    """Train ``members`` with ``runs`` (one run of ``runs`` per member, in order) and return
-    their records in the members' order.
-
-    ``on_step`` and ``checkpoint_interval_s`` are as :func:`train`'s; ``on_epochs`` sees every
-    member's epoch at once (:data:`OnEpochs`). A member whose checkpoint holds a finished run
-    returns that record without training. An exception from ``on_epochs`` propagates with
-    every member's epoch checkpoint written, whatever the interval.
-    """
     return _Loop(runs, members, data, checkpoint_interval_s).train(on_epochs, on_step)
 
 
@@ -269,16 +232,14 @@ class _Loop:
         self.checkpoint_interval_s = checkpoint_interval_s
         self.steps = math.ceil(data.num_train / self.protocol.batch_size)
         self.results: list[TrainResult | None] = [None] * len(members)
-        self.members: list[Member] = []
-        for member in members:
-            if member.record.stop_reason is not None:  # finished before: nothing to train
-                logger.info("%s: the run had finished", member.checkpoint)
-                self.results[member.index] = member.record
-            else:
-                self.members.append(member)
+        self.members = list(members)
+        finished = [p for p, member in enumerate(members) if member.record.stop_reason is not None]
+        for position in finished:  # finished before: nothing to train
+            logger.info("%s: the run had finished", members[position].checkpoint)
+            self.results[members[position].index] = members[position].record
+        if finished:
+            self._drop(finished)
         self.started = len(self.members)
-        if self.started < len(members):
-            self._keep([members.index(member) for member in self.members])
         for position, member in enumerate(self.members):
             if member.saved is not None:
                 self._resume(position, member)
@@ -294,8 +255,12 @@ class _Loop:
         member.lr_at_epoch_end = list(controller["lr_at_epoch_end"]) if controller else []
         logger.info("%s: resuming after epoch %d", member.checkpoint, member.epoch)
 
-    def _keep(self, positions: list[int]) -> None:
-        self.runs.keep(torch.tensor(positions, dtype=torch.int64, device=self.device))
+    def _drop(self, positions: list[int]) -> list[int]:
+        """Drop the members at ``positions`` and their runs; the positions of those kept."""
+        keep = [p for p in range(len(self.members)) if p not in positions]
+        self.runs.keep(torch.tensor(keep, dtype=torch.int64, device=self.device))
+        self.members = [self.members[p] for p in keep]
+        return keep
 
     def train(self, on_epochs: OnEpochs | None, on_step: OnStep | None) -> list[TrainResult]:
         while self.members:
@@ -348,10 +313,8 @@ class _Loop:
                                 self._controller(position, self.members[position]),
                             )
                         )
-                    keep = [p for p in range(len(self.members)) if p not in bad]
-                    self._keep(keep)
+                    keep = self._drop(bad)
                     orders, losses = orders[keep], losses[:, keep]
-                    self.members = [self.members[p] for p in keep]
                     if not self.members:
                         return [], diverged
                 checked = step + 1
@@ -381,15 +344,12 @@ class _Loop:
         start = time.perf_counter()
         metrics = self._evaluate()
         self._charge(self.members, time.perf_counter() - start, train=False)
-        rates = self.runs.rates()
         epochs = self.protocol.epochs
         saved: set[int] = set()
         for position, member in enumerate(self.members):
             member.epoch += 1
             record = member.record
-            if rates is not None:
-                member.lr_at_epoch_end.append(rates[position])
-            record.controller = self._controller(position, member)
+            record.controller = self._controller(position, member, epoch_end=True)
             record.end_epoch(member.epoch, metrics[position], mean_losses[position], epochs)
             if self._save(position, member, always=record.stop_reason is not None):
                 saved.add(position)
@@ -425,9 +385,7 @@ class _Loop:
         for position in ended:
             self._finish(self.members[position])
         if ended:
-            keep = [p for p in range(len(self.members)) if p not in ended]
-            self._keep(keep)
-            self.members = [self.members[p] for p in keep]
+            self._drop(ended)
 
     def _finish(self, member: Member) -> None:
         if self.runs.population:
@@ -437,25 +395,28 @@ class _Loop:
     def _evaluate(self) -> list[dict[str, float]]:
         """Each member's metrics (:attr:`~adamz.workloads.Workload.metric_names`), in
         ``eval()`` mode (one host read per metric and split)."""
-        size = self.runs.size
         results: dict[str, list[float]] = {}
         self.runs.train_mode(False)
         try:
             for split in HELD_OUT_SPLITS:
                 batches = self.data.held_out(split, EVAL_BATCH_SIZE)
-                sums = split_scores(self.workload, self.runs.outputs, batches, size)
+                sums = split_scores(self.workload, self.runs.outputs, batches)
                 count = self.data.num_val if split == "val" else self.data.num_test
                 for name, values in split_means(self.workload, sums, count).items():
                     results[f"{split}_{name}"] = values
         finally:
             self.runs.train_mode(True)
         names = self.workload.metric_names
-        return [{name: results[name][position] for name in names} for position in range(size)]
+        return [{name: results[name][p] for name in names} for p in range(len(self.members))]
 
-    def _controller(self, position: int, member: Member) -> dict[str, Any] | None:
+    def _controller(
+        self, position: int, member: Member, *, epoch_end: bool = False
+    ) -> dict[str, Any] | None:
         counts = self.runs.controller(position)
         if counts is None:
             return None
+        if epoch_end:
+            member.lr_at_epoch_end.append(counts["final_lr"])
         return {
             **counts,
             "initial_lr": float(member.run.hyperparameters["lr"]),
@@ -522,10 +483,6 @@ class OneAtATime(Runs):
         self.data = data
         self.runs = [_Alone(run, total_steps) for run in runs]
 
-    @property
-    def size(self) -> int:
-        return len(self.runs)
-
     def train_mode(self, training: bool) -> None:
         for run in self.runs:
             run.model.train(training)
@@ -554,23 +511,13 @@ class OneAtATime(Runs):
     def outputs(self, inputs: Tensor) -> Tensor:
         return torch.stack([run.model(inputs) for run in self.runs])
 
-    def rates(self) -> list[float] | None:
-        if not any(run.controlled for run in self.runs):
-            return None
-        return [float(run.optimizer.param_groups[0]["lr"]) for run in self.runs]
-
     def controller(self, position: int) -> dict[str, Any] | None:
         run = self.runs[position]
         if run.adamz is None or not run.controlled:
             return None
         stats = run.adamz.controller_stats()[0]  # the registry builds one param group
-        return {
-            "overshoots": stats["overshoots"],
-            "stagnations": stats["stagnations"],
-            "observed": stats["observed"],
-            "nonfinite": stats["nonfinite"],
-            "final_lr": stats["lr"],
-        }
+        counts = ("overshoots", "stagnations", "observed", "nonfinite")
+        return {**{key: stats[key] for key in counts}, "final_lr": stats["lr"]}
 
     def keep(self, positions: Tensor) -> None:
         self.runs = [self.runs[position] for position in positions.tolist()]
@@ -608,79 +555,16 @@ def _set_rng_state(rng: dict[str, Tensor], device: torch.device) -> None:
         torch.cuda.set_rng_state(rng["cuda"], device)
 
 
-def train(
-    config: RunConfig,
-    *,
-    on_epoch: OnEpoch | None = None,
-    on_step: OnStep | None = None,
-    checkpoint_path: str | Path | None = None,
-    checkpoint_interval_s: float = 0.0,
-) -> TrainResult:
-    """Train ``config``'s workload with its optimizer, alone, and return the result record.
-
-    Args:
-        config: the run.
-        on_epoch: called as ``on_epoch(epoch, metrics)`` after each epoch (counted from 1) has
-            been evaluated and checkpointed (``metrics``: each of the workload's
-            :attr:`~adamz.workloads.Workload.metric_names`). Raise
-            :class:`StopTraining` to end the run with a record; any other exception propagates
-            out of :func:`train`.
-        on_step: called as ``on_step(epoch, step, steps_in_epoch)`` after each optimizer step
-            (``step`` counted from 1), e.g. to drive a progress bar.
-        checkpoint_path: if given, a checkpoint (model, optimizer, schedule, epoch, RNG states,
-            record so far) is written there after every epoch, and a run finding one there
-            resumes after its epoch; a finished run's checkpoint returns its record without
-            training.
-        checkpoint_interval_s: write an epoch's checkpoint only if this many seconds have
-            passed since the last one (default 0: every epoch). With short epochs, checkpoints
-            cost more than the work they save; a run's last state is always written.
-
-    The caller's RNG state is left as it was: the run draws from its own, seeded copies.
-
-    Raises:
-        ValueError: an invalid config (see :meth:`RunConfig.resolve`).
-        CheckpointMismatchError: the checkpoint was written by a different run.
-        adamz.workloads.DataNotFoundError: the dataset's files are missing.
-    """
-    run = config.resolve()
-    data = run.load_data()
-
-    def on_epochs(ends: list[EpochEnd]) -> dict[int, StopTraining]:
-        try:
-            if on_epoch is not None:
-                on_epoch(ends[0].epoch, ends[0].metrics)
-        except StopTraining as reason:
-            return {0: reason}
-        return {}
-
-    cuda_devices = [run.device] if run.device.type == "cuda" else []
-    # enable_grad: a caller inside torch.no_grad() (an evaluation script) still trains.
-    with torch.random.fork_rng(devices=cuda_devices), torch.enable_grad():
-        members = open_members([run], data, [checkpoint_path], ALONE_CHECKPOINT_FORMAT)
-        steps = math.ceil(data.num_train / run.protocol.batch_size)
-        runs = OneAtATime([run], data, total_steps=run.protocol.epochs * steps)
-        (record,) = train_members(
-            runs,
-            members,
-            data,
-            on_epochs=None if on_epoch is None else on_epochs,
-            on_step=on_step,
-            checkpoint_interval_s=checkpoint_interval_s,
-        )
-        return record
-
-
 @torch.no_grad()
 def split_scores(
     workload: Workload,
     outputs: Callable[[Tensor], Tensor],
     batches: Iterable[tuple[Tensor, Tensor]],
-    size: int,
 ) -> dict[str, Tensor]:
-    """Each metric's sum over a split's examples for ``size`` runs, shape ``(size,)`` each, in
+    """Each metric's sum over a split's examples for K runs, shape ``(K,)`` each, in
     float64 on the device: the workload's :meth:`~adamz.workloads.Workload.metric_sums` and
     ``"loss"`` (the batch means times the batch sizes). ``batches`` are the split's inputs and
-    targets; ``outputs(inputs)`` gives the runs' outputs, shape ``(size, batch, ...)``.
+    targets; ``outputs(inputs)`` gives the runs' outputs, shape ``(K, batch, ...)``.
 
     A ``whole_split`` metric (:class:`~adamz.workloads.Metric`) is no sum: its entry holds each
     run's value, from :meth:`~adamz.workloads.Workload.whole_split_values` on all of the
@@ -748,11 +632,8 @@ def evaluate(
     was_training = model.training
     model.eval()
     try:
-        batches = (
-            (inputs[start : start + batch_size], targets[start : start + batch_size])
-            for start in range(0, inputs.shape[0], batch_size)
-        )
-        sums = split_scores(workload, lambda x: model(x).unsqueeze(0), batches, 1)
+        batches = zip(inputs.split(batch_size), targets.split(batch_size), strict=True)
+        sums = split_scores(workload, lambda x: model(x).unsqueeze(0), batches)
     finally:
         model.train(was_training)
     means = split_means(workload, sums, inputs.shape[0])

@@ -23,23 +23,12 @@ Kinds of names:
   scheduler (:mod:`~adamz.training.schedules`); their hyperparameters are Adam's and the
   scheduler's, in one flat dict under torch's names.
 
-Two reference points, named for what they are:
-
-- :func:`library_defaults`: the constructors' own defaults (torch's for the baselines, e.g.
-  Adam's lr 1e-3; the authors' packages' for today's optimizers; AdamZ's constructor
-  defaults, which are the paper's). torch's ``SGD`` has had a default rate (1e-3) since
-  torch 2.2; older releases required one.
-- :func:`paper_settings`: the same with lr 0.01, the rate at which the paper ran every
-  optimizer in its tables; for a learning-rate-free optimizer (Prodigy, whose ``lr`` is a
-  factor on the rate it estimates, 1 by its authors' advice) they are its library defaults.
-
-A missing hyperparameter takes its library default. Implementation switches (``foreach``,
-``fused``, ``capturable``, ``differentiable``, Lion's ``use_triton``, Prodigy's
-``fsdp_in_use`` and ``slice_p``) and ``maximize`` are not hyperparameters and are not
-accepted.
-
-Schedule-free AdamW trains at one point and is evaluated at another: the training loops call
-:func:`set_optimizer_mode` wherever the model switches between training and evaluation.
+Two reference points: :func:`library_defaults`, the constructors' own defaults (torch's for
+the baselines, e.g. Adam's lr 1e-3, and ``SGD``'s 1e-3 since torch 2.2; the authors' packages'
+for today's optimizers; the paper's for AdamZ), and :func:`paper_settings`, the same at the
+paper's lr 0.01. A missing hyperparameter takes its library default; implementation switches
+(``foreach``, ``fused``... see :data:`_NOT_HYPERPARAMETERS`) and ``maximize`` are not accepted.
+Schedule-free AdamW has training and evaluation modes: see :func:`set_optimizer_mode`.
 """
 
 from __future__ import annotations
@@ -247,8 +236,7 @@ def optimizer_class(name: str) -> type[Optimizer]:
             f"Optimizer {name!r} needs the package {external.package}, which is not "
             f"installed: {INSTALL_OPTIMIZERS} (or pip install {external.package})."
         ) from exc
-    found: type[Optimizer] = getattr(module, external.attribute)
-    return found
+    return getattr(module, external.attribute)
 
 
 def _refusals(name: str) -> tuple[type[BaseException], ...]:
@@ -283,7 +271,7 @@ def _signature_defaults(name: str) -> tuple[dict[str, Any], set[str]]:
         if "None" in str(parameter.annotation) or parameter.default is None:
             nullable.add(parameter.name)
     if schedule is not None:
-        defaults.update(SCHEDULES[schedule].hyperparameters)
+        defaults.update(SCHEDULES[schedule])
     return defaults, nullable
 
 
@@ -401,14 +389,13 @@ def build_schedule(
 
 def _schedule_part(name: str, resolved: Mapping[str, Any]) -> dict[str, Any]:
     schedule = _parts(name)[1]
-    tunable = SCHEDULES[schedule].hyperparameters if schedule else {}
+    tunable = SCHEDULES[schedule] if schedule else {}
     return {key: value for key, value in resolved.items() if key in tunable}
 
 
 def _optimizer_part(name: str, resolved: Mapping[str, Any]) -> dict[str, Any]:
-    schedule = _parts(name)[1]
-    tunable = SCHEDULES[schedule].hyperparameters if schedule else {}
-    return {key: value for key, value in resolved.items() if key not in tunable}
+    scheduled = _schedule_part(name, resolved)
+    return {key: value for key, value in resolved.items() if key not in scheduled}
 
 
 def _coerce(key: str, value: Any, default: Any, *, nullable: bool) -> Any:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,21 +58,78 @@ from adamz.optim.batched import (
 )
 from adamz.training.loop import (
     MEMBER_CHECKPOINT_FORMAT,
+    EpochEnd,
     OneAtATime,
     OnEpochs,
     OnStep,
     Runs,
-    open_members,
     train_members,
 )
-from adamz.training.run import ResolvedRun, RunConfig, TrainResult
+from adamz.training.run import ResolvedRun, RunConfig, StopTraining, TrainResult
 from adamz.workloads import RunData, Workload
 
-__all__ = ["MEMBER_CHECKPOINT_FORMAT", "train_runs"]
+__all__ = ["MEMBER_CHECKPOINT_FORMAT", "OnEpoch", "train", "train_runs"]
 
 logger = logging.getLogger(__name__)
 
 _SAID: set[str] = set()  # the reasons for training one at a time, said once per process
+
+OnEpoch = Callable[[int, dict[str, float]], None]
+"""``on_epoch(epoch, metrics)`` of a run trained alone."""
+
+
+def train(
+    config: RunConfig,
+    *,
+    on_epoch: OnEpoch | None = None,
+    on_step: OnStep | None = None,
+    checkpoint_path: str | Path | None = None,
+    checkpoint_interval_s: float = 0.0,
+) -> TrainResult:
+    """Train ``config``'s workload with its optimizer, alone, and return the result record.
+
+    Args:
+        config: the run.
+        on_epoch: called as ``on_epoch(epoch, metrics)`` after each epoch (counted from 1) has
+            been evaluated and checkpointed (``metrics``: each of the workload's
+            :attr:`~adamz.workloads.Workload.metric_names`). Raise
+            :class:`StopTraining` to end the run with a record; any other exception propagates
+            out of :func:`train`.
+        on_step: called as ``on_step(epoch, step, steps_in_epoch)`` after each optimizer step
+            (``step`` counted from 1), e.g. to drive a progress bar.
+        checkpoint_path: if given, a checkpoint (model, optimizer, schedule, epoch, RNG states,
+            record so far) is written there after every epoch, and a run finding one there
+            resumes after its epoch; a finished run's checkpoint returns its record without
+            training.
+        checkpoint_interval_s: write an epoch's checkpoint only if this many seconds have
+            passed since the last one (default 0: every epoch). With short epochs, checkpoints
+            cost more than the work they save; a run's last state is always written.
+
+    The caller's RNG state is left as it was: the run draws from its own, seeded copies.
+
+    Raises:
+        ValueError: an invalid config (see :meth:`RunConfig.resolve`).
+        CheckpointMismatchError: the checkpoint was written by a different run.
+        adamz.workloads.DataNotFoundError: the dataset's files are missing.
+    """
+
+    def on_epochs(ends: list[EpochEnd]) -> dict[int, StopTraining]:
+        try:
+            if on_epoch is not None:
+                on_epoch(ends[0].epoch, ends[0].metrics)
+        except StopTraining as reason:
+            return {0: reason}
+        return {}
+
+    (record,) = train_runs(
+        [config],
+        stack=False,
+        on_epochs=None if on_epoch is None else on_epochs,
+        on_step=on_step,
+        checkpoint_paths=[checkpoint_path],
+        checkpoint_interval_s=checkpoint_interval_s,
+    )
+    return record
 
 
 def train_runs(
@@ -120,6 +177,7 @@ def train_runs(
         )
     data = runs[0].load_data()
     device = runs[0].device
+    # enable_grad: a caller inside torch.no_grad() (an evaluation script) still trains.
     with (
         torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
         torch.enable_grad(),
@@ -128,11 +186,11 @@ def train_runs(
         if trained is None:
             steps = math.ceil(data.num_train / runs[0].protocol.batch_size)
             trained = OneAtATime(runs, data, total_steps=runs[0].protocol.epochs * steps)
-        members = open_members(runs, data, paths, trained.checkpoint_format)
         return train_members(
             trained,
-            members,
+            runs,
             data,
+            paths,
             on_epochs=on_epochs,
             on_step=on_step,
             checkpoint_interval_s=checkpoint_interval_s,
@@ -206,7 +264,7 @@ class _Stacked(Runs):
         """Raise :class:`NotBatchableError` unless ``vmap`` runs the model's forward and the
         loss on a batch of two, for every member (the RNG left as it was)."""
         index = torch.arange(min(2, self.data.num_train), device=self.optimizer.params[0].device)
-        inputs, targets = self.data.train_batch(index.expand(self.size, -1))
+        inputs, targets = self.data.train_batch(index.expand(self.optimizer.size, -1))
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             try:
                 self._losses(self._params(self.optimizer.params[0].detach()), inputs, targets)
@@ -216,18 +274,13 @@ class _Stacked(Runs):
                     f"torch.func.vmap ({type(exc).__name__}: {_first_sentence(exc)})"
                 ) from exc
 
-    @property
-    def size(self) -> int:
-        return self.optimizer.size
-
     def train_mode(self, training: bool) -> None:
         self.base.train(training)
 
     def step(self, batches: Tensor) -> Tensor:
-        data = self.data
         self.optimizer.zero_grad()
         params = self._params(self.optimizer.params[0])
-        inputs, targets = data.train_batch(batches)
+        inputs, targets = self.data.train_batch(batches)
         losses = self._losses(params, inputs, targets)
         losses.sum().backward()  # members are independent: each gets its own gradient
         self.optimizer.step(losses)
@@ -236,11 +289,6 @@ class _Stacked(Runs):
     def outputs(self, inputs: Tensor) -> Tensor:
         params = self._params(self.optimizer.params[0].detach())
         return self._outputs(params, inputs, evaluating=True)
-
-    def rates(self) -> list[float] | None:
-        if not isinstance(self.optimizer, BatchedAdamZ):
-            return None
-        return [float(rate) for rate in self.optimizer.rates.tolist()]
 
     def controller(self, position: int) -> dict[str, Any] | None:
         if not isinstance(self.optimizer, BatchedAdamZ):

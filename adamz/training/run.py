@@ -172,7 +172,7 @@ class TrainResult:
             optimizers.
         resumed_from_epoch: the checkpoint's epoch if this run resumed from one.
         population_size: for a run trained in a population
-            (:func:`adamz.training.population.train_population`), how many runs the population
+            (:func:`adamz.training.population.train_runs`), how many runs the population
             started with; its times are then its share of the population's. ``None``: alone.
         torch_version: the torch that ran it.
     """

@@ -19,38 +19,21 @@ A schedule's state is the scheduler's ``state_dict()``, checkpointed with the op
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, ReduceLROnPlateau
 
-__all__ = ["SCHEDULES", "Schedule", "ScheduleKind"]
+__all__ = ["SCHEDULES", "Schedule"]
 
-
-@dataclass(frozen=True)
-class ScheduleKind:
-    """A scheduler class, which of its arguments are hyperparameters, and which the loop sets.
-
-    Attributes:
-        scheduler: torch's scheduler class.
-        hyperparameters: its keyword arguments that a search may tune, with torch's defaults.
-    """
-
-    scheduler: type[LRScheduler] | type[ReduceLROnPlateau]
-    hyperparameters: dict[str, Any]
-
-
-SCHEDULES: dict[str, ScheduleKind] = {
-    "cosine": ScheduleKind(CosineAnnealingLR, {"eta_min": 0.0}),
+SCHEDULES: dict[str, dict[str, Any]] = {
+    "cosine": {"eta_min": 0.0},
     # ``eps`` is left out: Adam has an ``eps`` of its own, and the name would be ambiguous.
-    "plateau": ScheduleKind(
-        ReduceLROnPlateau,
-        {"factor": 0.1, "patience": 10, "threshold": 1e-4, "cooldown": 0, "min_lr": 0.0},
-    ),
+    "plateau": {"factor": 0.1, "patience": 10, "threshold": 1e-4, "cooldown": 0, "min_lr": 0.0},
 }
-"""Schedule name -> its scheduler and tunable arguments (torch's names and defaults)."""
+"""Schedule name -> its scheduler's keyword arguments that a search may tune, with torch's
+defaults."""
 
 
 class Schedule:
@@ -74,8 +57,7 @@ class Schedule:
         *,
         total_steps: int,
     ) -> None:
-        self.kind = kind
-        arguments = {**SCHEDULES[kind].hyperparameters, **hyperparameters}
+        arguments = {**SCHEDULES[kind], **hyperparameters}
         self.scheduler: LRScheduler | ReduceLROnPlateau
         if kind == "cosine":
             self.scheduler = CosineAnnealingLR(optimizer, T_max=max(1, total_steps), **arguments)
