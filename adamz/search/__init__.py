@@ -47,7 +47,6 @@ _MODULES = {
     "studies": ("StudySpec", "load_study_file", "make_pruner", "make_sampler"),
     "worker": ("WorkerOptions", "run_worker"),
 }
-"""The modules that the public names live in."""
 
 
 def __getattr__(name: str) -> Any:

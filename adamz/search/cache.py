@@ -47,6 +47,7 @@ import threading
 import weakref
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partialmethod
 from typing import Any
 
 import sqlalchemy
@@ -155,19 +156,15 @@ def _together(storage: BaseStorage, writes: list[_Write]) -> None:
     """``writes`` (none a trial's end) in one transaction, where ``storage`` is Optuna's
     RDBStorage; one by one elsewhere.
 
-    Deliberately not Optuna's own path: it commits every write by itself, after reading the
-    trial, and for a parameter the study's first use of its name. A population of 32 makes
-    some 25 writes a trial (its parameters, one report an epoch, its records); made Optuna's
-    way, by the writer thread, they took about a third of the worker's CPU time at K = 32 on
-    circles, and the writer shares the interpreter with the training
-    (``benchmarks/population.py``). Here the trials' states are read once, and the writes go
-    in as rows of Optuna's own tables, one statement per table: its public storage API has no
-    write of many values at once. The tables are read from the database by name, and only a
-    schema of the version these rows are written for (:data:`_SCHEMA`) gets them; any other
-    gets the writes one by one, Optuna's way. An attribute set again replaces its row; a
-    report or parameter is never written twice. A finished trial among them, or a row already
-    there, raises and rolls all of them back: the writer then makes them one by one, Optuna's
-    way, which finds the write at fault.
+    Deliberately not Optuna's own path, which commits every write by itself after reading
+    the trial (and, for a parameter, the study's first use of its name): at K = 32 on circles,
+    some 25 writes a trial made so took a third of the worker's CPU time, which the writer
+    thread shares with the training (``benchmarks/population.py``). Optuna's public storage
+    API has no write of many values at once; here the trials' states are read once, and the
+    writes go in as rows of its tables (:func:`_tables`), one statement per table. An
+    attribute set again replaces its row; a report or parameter is never written twice. A
+    finished trial among them, or a row already there, raises and rolls all of them back: the
+    writer then makes them one by one, Optuna's way, which finds the write at fault.
     """
     tables = _tables(storage)
     if tables is None:
@@ -220,16 +217,6 @@ def _together(storage: BaseStorage, writes: list[_Write]) -> None:
                 replaced = sqlalchemy.tuple_(into.c.trial_id, into.c.key).in_(pairs)
                 connection.execute(sqlalchemy.delete(into).where(replaced))
             connection.execute(sqlalchemy.insert(into), table_rows)
-
-
-def _written(name: str, *, behind: bool = True) -> Callable[..., Any]:
-    """``BaseStorage.name`` of a trial, written behind if ``behind`` (see ``_write``)."""
-
-    def method(self: WorkerStorage, trial_id: int, *args: Any) -> Any:
-        return self._write(name, trial_id, *args, behind=behind)
-
-    method.__name__ = method.__qualname__ = name
-    return method
 
 
 class WorkerStorage(PatientStorage):
@@ -330,7 +317,7 @@ class WorkerStorage(PatientStorage):
             self._made_all([write])
 
     def _give_up(self, exc: StorageUnreachable) -> None:
-        with self._lock:  # wakes a thread waiting for the queue (_settle): it raises
+        with self._lock:  # wakes a thread waiting for the queue (flush): it raises
             self._error = exc
             self._lock.notify_all()
 
@@ -369,14 +356,18 @@ class WorkerStorage(PatientStorage):
             self._trials[trial.number] = write.apply(trial)
             self._queue.put(write)
             return True
-        self._settle(trial_id)
+        self.flush(trial_id)
         try:
             return getattr(PatientStorage, method)(self, trial_id, *args)
         finally:  # made or not (another worker took a queued trial first): read it again
             self._stale.add(trial_id)
 
-    def _settle(self, trial_id: int | None = None) -> None:
-        """Wait until the queued writes of ``trial_id`` (of every trial: ``None``) are made."""
+    def flush(self, trial_id: int | None = None) -> None:
+        """Wait until the queued writes of ``trial_id`` (of every trial: ``None``) are made.
+
+        Raises:
+            StorageUnreachable: the writer gave up on the storage.
+        """
         with self._lock:
             self._lock.wait_for(
                 lambda: (
@@ -390,14 +381,6 @@ class WorkerStorage(PatientStorage):
         if self._error is not None:
             raise self._error
 
-    def flush(self) -> None:
-        """Wait until every queued write is made.
-
-        Raises:
-            StorageUnreachable: the writer gave up on the storage (or any error it met).
-        """
-        self._settle()
-
     def close(self) -> None:
         """End the writer thread once the queued writes are made (or given up)."""
         self._queue.put(None)
@@ -407,7 +390,6 @@ class WorkerStorage(PatientStorage):
     def new_round(self) -> None:
         """Read the study again at its next read."""
         self._read = False
-        self._stale.clear()
 
     def _round(self) -> dict[int, FrozenTrial]:
         self._raise()
@@ -469,10 +451,7 @@ class WorkerStorage(PatientStorage):
         return self._ids[number]
 
     def get_all_trials(
-        self,
-        study_id: int,
-        deepcopy: bool = True,
-        states: Container[TrialState] | None = None,
+        self, study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None
     ) -> list[FrozenTrial]:
         if study_id != self.study_id:
             return super().get_all_trials(study_id, deepcopy, states)
@@ -537,7 +516,7 @@ class WorkerStorage(PatientStorage):
         behind = state in _WRITTEN_BEHIND
         return bool(self._write("set_trial_state_values", trial_id, state, values, behind=behind))
 
-    set_trial_param = _written("set_trial_param")
-    set_trial_intermediate_value = _written("set_trial_intermediate_value")
-    set_trial_user_attr = _written("set_trial_user_attr")
-    set_trial_system_attr = _written("set_trial_system_attr")
+    set_trial_param = partialmethod(_write, "set_trial_param")
+    set_trial_intermediate_value = partialmethod(_write, "set_trial_intermediate_value")
+    set_trial_user_attr = partialmethod(_write, "set_trial_user_attr")
+    set_trial_system_attr = partialmethod(_write, "set_trial_system_attr")

@@ -32,13 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from adamz.search.outage import Outage, StorageUnreachable, is_unreachable
 
-__all__ = [
-    "HEARTBEAT_ATTR",
-    "WORKER_ATTR_PREFIX",
-    "Heartbeat",
-    "StaleWatch",
-    "worker_contacts",
-]
+__all__ = ["HEARTBEAT_ATTR", "WORKER_ATTR_PREFIX", "Heartbeat", "StaleWatch", "worker_contacts"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +43,6 @@ WORKER_ATTR_PREFIX = "worker:"
 """Study system attributes ``worker:HOST:PID``: when that worker last reached the storage."""
 RETRY_S = 1.0
 """Wait before a beat that failed with a storage error is tried again."""
-
-
-def worker_key() -> str:
-    """This worker's study system attribute (:data:`WORKER_ATTR_PREFIX`)."""
-    return f"{WORKER_ATTR_PREFIX}{socket.gethostname()}:{os.getpid()}"
 
 
 def worker_contacts(system_attrs: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -70,12 +59,11 @@ class Heartbeat:
     """Beats for a worker's running trials, every ``interval`` seconds, from one thread.
 
     The thread lives as long as the worker: starting one per trial would cost a trial a few
-    milliseconds. Each round of beats also records, in the study, that this worker reached the
-    storage. A beat that cannot reach the storage is tried again every :data:`RETRY_S` until it
-    can (the worker's :class:`~adamz.search.outage.Outage` logs the outage once). A beat that
-    finds its trial finished (another worker failed it as stale while this one stalled) stops
-    beating for it and calls ``on_lost(trial_id)``, so that the worker stops training a trial
-    nobody waits for.
+    milliseconds. A beat that cannot reach the storage is tried again every :data:`RETRY_S`
+    until it can (the worker's :class:`~adamz.search.outage.Outage` logs the outage once). A
+    beat that finds its trial finished (another worker failed it as stale while this one
+    stalled) stops beating for it and calls ``on_lost(trial_id)``, so that the worker stops
+    training a trial nobody waits for.
     """
 
     def __init__(
@@ -163,44 +151,21 @@ class Heartbeat:
         return self.interval
 
     def _contact(self, state: str) -> None:
+        key = f"{WORKER_ATTR_PREFIX}{socket.gethostname()}:{os.getpid()}"
         self.storage.set_study_system_attr(
-            self.study_id, worker_key(), {"last_contact": time.time(), "state": state}
+            self.study_id, key, {"last_contact": time.time(), "state": state}
         )
 
 
 class StaleWatch:
-    """Finds a study's stale RUNNING trials, on this worker's own clock.
-
-    Each :meth:`claim` reads the running trials and notes, per trial, its beat value and when
-    this watcher first saw that value. A trial whose value has not changed for more than
-    ``grace_period`` seconds of this watcher's watching is stale: its worker is dead. Watching
-    starts over after an outage of this worker's storage (``outage``), since nobody could beat
-    during it.
-    """
+    """Finds a study's stale RUNNING trials, on this worker's own clock (see the module docs):
+    it notes, per running trial, its beat value and when it first saw that value."""
 
     def __init__(self, grace_period: float, outage: Outage) -> None:
         self.grace_period = grace_period
         self.outage = outage
         self._seen: dict[int, tuple[Any, float]] = {}  # trial number -> (beat, first seen)
         self._outages = outage.count
-
-    def stale(self, trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
-        """The stale ones among ``trials`` (the study's running trials, read now)."""
-        now = time.monotonic()
-        if self.outage.count != self._outages or self.outage.ongoing:
-            self._outages = self.outage.count
-            self._seen.clear()
-        seen: dict[int, tuple[Any, float]] = {}
-        stale = []
-        for trial in trials:
-            beat = trial.system_attrs.get(HEARTBEAT_ATTR)
-            before = self._seen.get(trial.number)
-            first_seen = before[1] if before is not None and before[0] == beat else now
-            seen[trial.number] = (beat, first_seen)
-            if now - first_seen > self.grace_period:
-                stale.append(trial)
-        self._seen = seen
-        return stale
 
     def claim(self, study: optuna.Study, storage: BaseStorage) -> list[FrozenTrial]:
         """Fail the study's stale RUNNING trials; return those that this call failed.
@@ -212,8 +177,21 @@ class StaleWatch:
         """
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         study_id = storage.get_study_id_from_name(study.study_name)
+        now = time.monotonic()
+        if self.outage.count != self._outages or self.outage.ongoing:
+            self._outages = self.outage.count
+            self._seen.clear()
+        seen: dict[int, tuple[Any, float]] = {}
+        for trial in running:
+            beat = trial.system_attrs.get(HEARTBEAT_ATTR)
+            before = self._seen.get(trial.number)
+            first_seen = before[1] if before is not None and before[0] == beat else now
+            seen[trial.number] = (beat, first_seen)
+        self._seen = seen
         claimed = []
-        for trial in self.stale(running):
+        for trial in running:
+            if now - seen[trial.number][1] <= self.grace_period:
+                continue
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
             try:
                 storage.set_trial_state_values(trial_id, TrialState.FAIL)

@@ -19,9 +19,7 @@ reaches every child as SIGTERM, which a child obeys at any moment of its life: u
 handles signals (while it imports torch, opens the storage) SIGTERM ends it at once, since it
 holds no trial and has written nothing; from then on it queues its trials to resume and exits
 (:mod:`~adamz.search.interrupts`). A second signal is passed on as SIGINT, which a stopping
-worker obeys at once. The launcher waits for its children, then exits 143 or 130. It exits 75 if a child gave up on an
-unreachable storage (start it again when the storage is back), else 1, naming them, if any
-child failed or was killed.
+worker obeys at once. The launcher waits for its children, then exits (:func:`launch_workers`).
 """
 
 from __future__ import annotations
@@ -45,18 +43,12 @@ import optuna
 from tqdm import tqdm
 
 from adamz.search.budget import FINISHED, definition_budget, study_budget
-from adamz.search.interrupts import SIGNALS
+from adamz.search.interrupts import SIGNALS, STOP_CODES
 from adamz.search.outage import Outage, StorageUnreachable, is_unreachable, patiently
 from adamz.search.retries import outcomes
 from adamz.search.storage import load_study, open_storage, safe_url, storage_url
 from adamz.search.study_attrs import is_diverged, note_header, require_definition
-from adamz.search.worker import (
-    STOP_CODES,
-    UNREACHABLE_CODE,
-    Tickets,
-    WorkerOptions,
-    run_worker,
-)
+from adamz.search.worker import UNREACHABLE_CODE, Tickets, WorkerOptions, run_worker
 from adamz.verbosity import current_verbosity, log_to_stderr, verbosity
 
 __all__ = ["Stop", "launch_workers", "parse_devices", "worker_process"]
@@ -107,8 +99,7 @@ def worker_process(study_name: str, options: WorkerOptions, tickets: Tickets, pa
     """A worker child's entry: dies with its ``parent``, runs, prints its summary, exits.
 
     It runs in a process group of its own: Ctrl-C on the terminal reaches the launcher alone,
-    which passes the stop on. Until its worker handles SIGTERM and SIGINT, either ends it at
-    once: it holds no trial yet, and has written nothing.
+    which passes the stop on (see the module docs).
     """
     os.setpgid(0, 0)
     for sig in SIGNALS:
@@ -252,7 +243,7 @@ def launch_workers(
         )
         return 0
     total = len(devices) * workers_per_device
-    tickets = Tickets.shared(options.n_trials)
+    tickets = Tickets(options.n_trials)
     with stop.holding():
         for index in range(total):
             if stop.requested:
@@ -271,18 +262,12 @@ def launch_workers(
         for process in stop.children:
             process.join()
     if not stop.requested:  # a stop leaves at once
-        _note_header(study_name, options)
+        try:  # the dashboard note's header: the trials that diverged, a replicate study's medians
+            storage = open_storage(options.storage)
+            note_header(load_study(study_name, storage), storage)
+        except Exception as exc:  # the note only informs; the workers' results are stored
+            logger.warning("The dashboard note was not updated: %s", exc)
     return _exit_code(stop.children, stop.received[0] if stop.requested else None)
-
-
-def _note_header(study_name: str, options: WorkerOptions) -> None:
-    """Say at the top of the study's dashboard note how many of its trials diverged, and a
-    replicate study's medians per run."""
-    try:
-        storage = open_storage(options.storage)
-        note_header(load_study(study_name, storage), storage)
-    except Exception as exc:  # the note only informs; the workers' results are stored
-        logger.warning("The dashboard note was not updated: %s", exc)
 
 
 def _start(child: BaseProcess, env: dict[str, str]) -> None:
@@ -292,8 +277,7 @@ def _start(child: BaseProcess, env: dict[str, str]) -> None:
     terminal's Ctrl-C, which reaches a child still in the launcher's process group, would
     otherwise raise KeyboardInterrupt in the middle of its imports (the launcher passes the
     stop on as SIGTERM). The launcher's own SIGINT is blocked meanwhile, so that one sent to it
-    then waits instead of being ignored. SIGTERM is left alone: the child starts with the
-    default, which ends it at once until its worker handles the signal.
+    then waits instead of being ignored.
     """
     # Started, the resource tracker unblocks SIGINT in the launcher: it must run already.
     resource_tracker.ensure_running()

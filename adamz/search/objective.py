@@ -6,19 +6,15 @@
 model and optimizer allow it (else one at a time; the training says why, once); a trial alone
 trains its seeds each on its own model. Either way each trial is reported to, pruned and
 recorded on its own, and ``study.optimize(objective)`` runs one trial the same way. A stopped
-worker (:class:`~adamz.search.interrupts.WorkerStopped`) and a storage unreachable past the
-patience (:class:`~adamz.search.outage.StorageUnreachable`) end the training of every trial
-the same way, whatever the population: every checkpoint is kept, and the trials resume.
+worker and a storage unreachable past the patience end the training of every trial the same
+way, whatever the population: every checkpoint is kept, and the trials resume (:meth:`train`).
 
 After each epoch, the trials report as one round: every trial's report first (its first
 seed's value of the study's metric, and nothing else: the pruner never sees a test value),
 then the study is read once, then each trial is checked for pruning against it. A worker's
-storage (:class:`~adamz.search.cache.WorkerStorage`) writes the reports behind, in a thread of
-its own, and reads them back at once: the training does not wait for the database, and the
-pruner decides on the values just reported. If the storage cannot be reached, the reports
-wait in its queue, the pruning checks wait for a round that can read the study, and training
-goes on (past the worker's patience, :class:`~adamz.search.outage.StorageUnreachable` ends
-the training with every checkpoint written).
+storage (:class:`~adamz.search.cache.WorkerStorage`) writes the reports behind and reads them
+back at once; while it cannot be reached, the pruning checks wait for a round that can read
+the study, and training goes on.
 
 A trial records two user attributes, because each is a write to the storage (a few
 milliseconds on SQLite, which is most of a worker's cost per trial on a short workload):
@@ -26,9 +22,7 @@ milliseconds on SQLite, which is most of a worker's cost per trial on a short wo
 - ``worker``, written when the trial starts so that ``status`` can show who runs it: ``host``,
   ``pid``, ``device``, ``torch_version``, ``adamz_version`` and, for a retried trial,
   ``resumes_trial`` (the number of the trial whose checkpoints it resumes);
-- ``run``, written when it ends however it ends: its :class:`~adamz.search.records.TrialRun`
-  (the seeds it trained, their metrics and their mean, why it stopped, the first seed's
-  :class:`~adamz.training.TrainResult`).
+- ``run``, written when it ends however it ends: its :class:`~adamz.search.records.TrialRun`.
 
 The trial's value, every report to the pruner, and so everything that selects, is the study's
 metric, a validation metric for a search (see :mod:`~adamz.search.studies`); the test metrics
@@ -245,17 +239,15 @@ class TrialObjective:
         trials, and the budget must have room for it.
 
         The trials before it count against the budget: every finished trial, and the running
-        and queued (waiting) ones with lower numbers (numbers are handed out by the storage,
-        one order for every host, where start times would be each host's clock). A queued
-        trial with a lower number holds its place even before it starts: otherwise a trial
-        that checked while it waited, and the queued one when it starts, could each count
-        the other out and both take the last place. A trial that was
-        not queued was numbered and started in one step, so if its number is below the budget
-        the trials before it cannot fill it, and the check needs no query. Queued trials are
-        always counted: they were numbered when queued, and may start long after trials with
-        higher numbers. The unfinished trials are read before the finished ones: a trial that
-        finishes between the two reads is counted twice, which can only refuse a trial that
-        had room (its worker asks again), never let two trials take the last place.
+        and queued ones with lower numbers (the storage numbers trials in one order for every
+        host, where start times would follow each host's clock). A queued trial holds its place
+        even before it starts, or a trial that checked while it waited and the queued one when
+        it starts could each count the other out. A trial that was not queued was numbered as
+        it started: below the budget, it needs no query. A queued one is always counted: it
+        may start long after trials with higher numbers. The unfinished trials are read before
+        the finished ones: one that finishes between the two reads is counted twice, which can
+        only refuse a trial that had room (its worker asks again), never let two take the last
+        place.
 
         Raises:
             SurplusTrialError: it may not; it is marked ``surplus``.
@@ -278,11 +270,6 @@ class TrialObjective:
         if finished + len(before) >= self.budget:
             trial.set_user_attr("surplus", True)
             raise SurplusTrialError(f"the budget of {self.budget} trials is already taken")
-
-    def checkpoint_path(self, ref: TrialRef, seed: int) -> Path:
-        """Where seed ``seed`` of ``ref``'s trial keeps its checkpoint (a retry resumes from
-        it)."""
-        return self.checkpoint_dir / f"trial-{ref.origin}-seed-{seed}.pt"
 
     def run_config(self, plan: TrialPlan, seed: int) -> RunConfig:
         """The training run of ``plan`` on ``seed``: the study's workload with its protocol
@@ -319,30 +306,25 @@ class TrialObjective:
                 nothing more is recorded.
             Either way every checkpoint is written and kept: the trials resume from them.
         """
-        if not refs:
-            return {}
         now = _Trials(
-            {ref.number: ref for ref in refs},
-            {ref.number: TrialRun() for ref in refs},
-            lost,
+            {ref.number: ref for ref in refs}, {ref.number: TrialRun() for ref in refs}, lost
         )
         runs: list[_SeedRun] = []
         for ref in refs:
             plan = self.spec.plan(ref.trial)
             now.runs[ref.number].seeds = list(plan.seeds)
             for index, seed in enumerate(plan.seeds):
-                config = self.run_config(plan, seed)
-                runs.append(_SeedRun(ref, index == 0, config, self.checkpoint_path(ref, seed)))
+                path = self.checkpoint_dir / f"trial-{ref.origin}-seed-{seed}.pt"  # a retry's too
+                runs.append(_SeedRun(ref, index == 0, self.run_config(plan, seed), path))
         started = time.perf_counter()
         try:
             for optimizer in dict.fromkeys(run.config.optimizer for run in runs):
                 group = [run for run in runs if run.config.optimizer == optimizer]
                 self._train_group(group, now, population)
-        except (WorkerStopped, StorageUnreachable) as ended:  # the trials resume
-            if isinstance(ended, WorkerStopped):  # the storage is there: record what was done
-                for run in now.runs.values():
-                    run.stop_reason = f"interrupted ({error_message(ended)})"
-                self._close(now, runs, time.perf_counter() - started, keep=True)
+        except WorkerStopped as stopped:  # record what was done; the trials resume
+            for run in now.runs.values():
+                run.stop_reason = f"interrupted ({error_message(stopped)})"
+            self._close(now, runs, time.perf_counter() - started, keep=True)
             raise
         keep = self.interrupts.pending is not None  # the retries queued on a stop resume
         self._close(now, runs, time.perf_counter() - started, keep=keep)
@@ -422,9 +404,8 @@ class TrialObjective:
                         now.lost.add(number)
                         continue
                     if pruned:
-                        now.runs[
-                            number
-                        ].stop_reason = f"pruned after epoch {max(now.reported[number])}"
+                        epoch = max(now.reported[number])
+                        now.runs[number].stop_reason = f"pruned after epoch {epoch}"
                         now.pruned.add(number)
         except StorageUnreachable as exc:
             if exc.past_patience:

@@ -13,11 +13,6 @@ for (:func:`is_unreachable`).
 One :class:`Outage` per worker tracks whether the storage is reachable, for every thread
 (the trial loop, the heartbeat): it logs once when an outage begins and once when it ends,
 and counts outages (a stale-trial check must not judge heartbeats that nobody could write).
-
-A retried write whose first attempt did commit before the connection dropped is applied twice;
-Optuna's writes are idempotent (a parameter, an intermediate value, an attribute) except the
-creation of a trial and a state change, which :class:`PatientStorage` checks (a state change
-found already made counts as made).
 """
 
 from __future__ import annotations
@@ -36,7 +31,6 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 __all__ = [
-    "BACKOFF_CAP_S",
     "STORAGE_PATIENCE_S",
     "Outage",
     "PatientStorage",
@@ -85,8 +79,6 @@ class StorageUnreachable(RuntimeError):
 
     def __init__(self, url: str, seconds: float, *, past_patience: bool = True) -> None:
         super().__init__(f"storage unreachable for {seconds:.0f} s at {url}")
-        self.url = url
-        self.seconds = seconds
         self.past_patience = past_patience
 
 
@@ -130,8 +122,7 @@ def is_unreachable(exc: BaseException) -> bool:
 
 
 def _says_unreachable(message: str) -> bool:
-    message = message.lower()
-    return any(words in message for words in _UNREACHABLE_WORDS)
+    return any(words in message.lower() for words in _UNREACHABLE_WORDS)
 
 
 def _grpc_unavailable(exc: BaseException) -> bool:
@@ -155,11 +146,7 @@ class Outage:
         patience: seconds of an outage after which calls give up.
     """
 
-    def __init__(
-        self,
-        url: str,
-        patience: float = STORAGE_PATIENCE_S,
-    ) -> None:
+    def __init__(self, url: str, patience: float = STORAGE_PATIENCE_S) -> None:
         if not patience > 0:
             raise ValueError(f"Invalid storage patience: must be > 0 seconds, got {patience}.")
         self.url = url
@@ -209,10 +196,6 @@ def patiently(
 ) -> _T:
     """``call()``, retried while it fails because the storage is unreachable, with capped
     exponential backoff and jitter, up to ``outage``'s patience (or until ``give_up()``).
-
-    It serves every storage call of a worker (:class:`PatientStorage`) and the opening of a
-    storage by a worker or a launcher that starts while the database is down (a host's
-    supervisor restarting it in an outage must not see a usage error).
 
     Raises:
         StorageUnreachable: the outage outlasted the patience, or ``give_up()`` said so.
@@ -270,10 +253,7 @@ class PatientStorage(BaseStorage):
     """
 
     def __init__(
-        self,
-        storage: BaseStorage,
-        outage: Outage,
-        stopping: Callable[[], bool] = lambda: False,
+        self, storage: BaseStorage, outage: Outage, stopping: Callable[[], bool] = lambda: False
     ) -> None:
         self.storage = storage
         self.outage = outage
@@ -286,8 +266,9 @@ class PatientStorage(BaseStorage):
             give_up=lambda: getattr(_impatience, "on", False) or self.stopping(),
         )
 
-    # Reads and idempotent writes are retried as they are: each is BaseStorage's method of
-    # that name, forwarded (written out, they were some hundred lines saying the same).
+    # Each is BaseStorage's method of that name, retried as it is: a retried write whose first
+    # attempt committed before the connection dropped is made twice, which changes nothing for
+    # a parameter, a report or an attribute (a state change is checked: below).
     create_new_study = _patient("create_new_study")
     delete_study = _patient("delete_study")
     set_study_user_attr = _patient("set_study_user_attr")

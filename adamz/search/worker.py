@@ -15,10 +15,7 @@ train together (:mod:`~adamz.search.objective`): the same loop. Around them it a
    RUNNING stops at its next epoch;
 4. SIGTERM and SIGINT (:mod:`~adamz.search.interrupts`): at the next training step, or
    between trials, the trials are failed and queued to resume from their checkpoints, and the
-   worker exits 143 or 130. A worker in a process of its own (``exit_on_stop``) that reaches
-   no such point within :data:`STOP_GRACE_S` (the first trial's imports, data and first step
-   take seconds on a busy machine) is stopped from a thread of its own: its trials are failed
-   and queued the same way, and the process ends;
+   worker exits 143 or 130 (or past :data:`STOP_GRACE_S`, from a thread: :meth:`Worker.run`);
 5. storage outages (:mod:`~adamz.search.outage`): every storage call waits for the storage
    for up to ``--storage-patience`` seconds; past it the worker exits with
    :data:`UNREACHABLE_CODE` and one line, its trials left to resume from their checkpoints.
@@ -43,9 +40,6 @@ as it suggests them, behind, with its reports.
 
 A replicate or sensitivity study (``queued_only``) runs only its queued trials, and queues
 again a trial whose training raised (its run would otherwise never run).
-
-The process supervisor, :func:`~adamz.search.launcher.launch_workers`, lives in
-:mod:`~adamz.search.launcher`.
 """
 
 from __future__ import annotations
@@ -82,7 +76,7 @@ from adamz.search.outage import (
     StorageUnreachable,
     patiently,
 )
-from adamz.search.retries import Reason, end_unrunnable, queue_retry
+from adamz.search.retries import Reason, end_unrunnable, queue_retry, retried_trial_number
 from adamz.search.storage import (
     GRACE_PERIOD_S,
     HEARTBEAT_INTERVAL_S,
@@ -98,12 +92,10 @@ if TYPE_CHECKING:
     from adamz.search.studies import AnySpec
 
 __all__ = [
-    "STOP_CODES",
     "UNREACHABLE_CODE",
     "Tickets",
     "Worker",
     "WorkerOptions",
-    "WorkerStopped",
     "WorkerSummary",
     "open_worker",
     "run_worker",
@@ -165,13 +157,8 @@ class WorkerOptions:
     storage_patience: float = STORAGE_PATIENCE_S
 
     def __post_init__(self) -> None:
-        for name in (
-            "heartbeat_interval",
-            "grace_period",
-            "n_trials",
-            "population",
-            "storage_patience",
-        ):
+        names = ("heartbeat_interval", "grace_period", "n_trials", "population", "storage_patience")
+        for name in names:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"Invalid {name}: must be > 0, got {value}.")
@@ -252,18 +239,14 @@ def run_worker(
             by ``adamz-search create``.
     """
     worker = open_worker(study_name, options)
-    tickets = Tickets.shared(options.n_trials) if tickets is None else tickets
+    tickets = Tickets(options.n_trials) if tickets is None else tickets
     worker.run(tickets, on_ready, exit_on_stop=exit_on_stop)
     worker.summary.seconds = time.monotonic() - worker.summary.started
     return worker.summary
 
 
 def open_worker(study_name: str, options: WorkerOptions) -> Worker:
-    """A :class:`Worker` for ``study_name``.
-
-    Raises:
-        ValueError: as :func:`run_worker`.
-    """
+    """A :class:`Worker` for ``study_name``; raises as :func:`run_worker`."""
 
     def open_() -> tuple[BaseStorage, AnySpec]:
         storage = open_storage(options.storage)
@@ -281,24 +264,14 @@ class Tickets:
     """A count of trials an invocation may still start (``--n-trials``), shared by its worker
     processes. Nothing of it is stored: the study's budget is unchanged."""
 
-    def __init__(self, value: object) -> None:
-        self._value = value  # a multiprocessing.Value("i"), or None: no limit
-
-    @classmethod
-    def shared(cls, trials: int | None) -> Tickets:
+    def __init__(self, trials: int | None) -> None:
         """``trials`` tickets (``None``: no limit), shareable with spawned processes."""
-        if trials is None:
-            return cls(None)
-        return cls(multiprocessing.get_context("spawn").Value("i", trials))
+        self._left = (
+            None if trials is None else multiprocessing.get_context("spawn").Semaphore(trials)
+        )
 
     def take(self) -> bool:
-        if self._value is None:
-            return True
-        with self._value.get_lock():  # type: ignore[attr-defined]
-            if self._value.value <= 0:  # type: ignore[attr-defined]
-                return False
-            self._value.value -= 1  # type: ignore[attr-defined]
-            return True
+        return self._left is None or self._left.acquire(block=False)
 
 
 class Worker:
@@ -379,11 +352,8 @@ class Worker:
         *,
         exit_on_stop: bool = False,
     ) -> None:
-        """Run trials until the budget is met, ``tickets`` run out, the worker is stopped, or
-        the storage stays unreachable; the summary says which. ``on_ready``: called once the
-        signal handlers are installed. With ``exit_on_stop``, a stop that the loop has not
-        carried out within :data:`STOP_GRACE_S` is carried out from another thread, which
-        then ends the process (:meth:`WorkerSummary.exit`)."""
+        """As :func:`run_worker`; with ``exit_on_stop``, a stop that the loop has not carried
+        out within :data:`STOP_GRACE_S` is carried out by :meth:`_stop_when_stuck`."""
         state = "exited"
         with self.interrupts:
             if exit_on_stop:
@@ -440,14 +410,12 @@ class Worker:
         at a safe point; past it, fail each of its trials and queue it to resume, as the loop
         would, and end the process. It waits for the loop's write under way, if any, and none
         starts after it."""
-        while self.interrupts.pending is None:
+        deadline: float | None = None  # set once a signal came
+        while deadline is None or time.monotonic() < deadline:
             if self._done:
                 return
-            time.sleep(STOP_CHECK_S)
-        deadline = time.monotonic() + STOP_GRACE_S
-        while time.monotonic() < deadline:
-            if self._done:
-                return
+            if deadline is None and self.interrupts.pending is not None:
+                deadline = time.monotonic() + STOP_GRACE_S
             time.sleep(STOP_CHECK_S)
         self._writing.acquire()  # for good: the process ends here
         if self._done:
@@ -507,7 +475,7 @@ class Worker:
                 )
                 return
             first = False
-            waiting = False
+            waiting = finished + counts[TrialState.RUNNING] >= budget  # the running trials fill it
             if self.spec.queued_only and not counts[TrialState.WAITING]:
                 # A failed run's retry is queued just after it fails: look again before leaving.
                 empty_polls = 0 if counts[TrialState.RUNNING] else empty_polls + 1
@@ -519,8 +487,6 @@ class Worker:
                     )
                     return
                 waiting = True
-            elif finished + counts[TrialState.RUNNING] >= budget:
-                waiting = True  # the running trials fill the budget: wait for them
             if waiting:
                 next_stale_check = 0.0
                 self._sleep(POLL_S)
@@ -565,8 +531,6 @@ class Worker:
         if queue_retry(self.study if study is None else study, trial, reason):
             logger.warning("Trial %d queued again (%s).", trial.number, reason)
             return
-        from adamz.search.retries import retried_trial_number
-
         origin = retried_trial_number(trial)
         origin = trial.number if origin is None else origin
         for path in self.checkpoint_dir.glob(f"trial-{origin}-seed-*.pt"):
@@ -587,9 +551,7 @@ class Worker:
             self.seed = worker_seed(self.file_seed, trials[0].number)
             self.study.sampler = self._make_sampler(self.spec.sampler, seed=self.seed)
         queued = len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-        while len(trials) < size and queued > 0:
-            trials.append(self.study.ask())
-            queued -= 1
+        trials += [self.study.ask() for _ in range(min(queued, size - len(trials)))]
         new = size - len(trials)
         if new and not self.spec.queued_only and _samples_in_memory(self.study.sampler):
             # As study.ask makes a trial, created running rather than taken from the queue.
@@ -650,7 +612,10 @@ class Worker:
                     self.objective.admit(ref)
                 except SurplusTrialError as surplus:
                     ref.trial.set_user_attr("error", error_message(surplus))
-                    self._end(ref, None, TrialState.FAIL, self._surplus(ref, surplus))
+                    self.summary.surplus += 1
+                    logger.info("Trial %d not run: %s", ref.number, surplus)
+                    back = self.spec.queued_only and ref.queued  # a replicate's queued run
+                    self._end(ref, None, TrialState.FAIL, "surplus" if back else None)
                     continue
                 admitted.append(ref)
             try:
@@ -693,11 +658,7 @@ class Worker:
             self._end(ref, outcome.value, state, again)
 
     def _end(
-        self,
-        ref: TrialRef,
-        value: float | None,
-        state: TrialState,
-        requeue: Reason | None,
+        self, ref: TrialRef, value: float | None, state: TrialState, requeue: Reason | None
     ) -> None:
         """Tell how ``ref``'s trial ended, or fail it and queue it again for ``requeue``."""
         with self._writing:
@@ -728,12 +689,6 @@ class Worker:
                 self.summary.requeued += 1
             self.requeue(self.storage.get_trial(ref.trial_id), requeue)
 
-    def _surplus(self, ref: TrialRef, surplus: SurplusTrialError) -> Reason | None:
-        """Count ``ref``'s trial, refused by the budget; a replicate's queued run goes back."""
-        self.summary.surplus += 1
-        logger.info("Trial %d not run: %s", ref.number, surplus)
-        return "surplus" if self.spec.queued_only and ref.queued else None
-
 
 def _samples_in_memory(sampler: optuna.samplers.BaseSampler) -> bool:
     """Whether ``sampler`` keeps nothing in the storage, and so samples the same from an
@@ -758,23 +713,15 @@ MAX_FOLDER_NAME = 120
 confirmation of many studies is named after all of them."""
 
 
-def study_folder(study_name: str) -> str:
-    """``study_name`` as a folder name: itself, or, past :data:`MAX_FOLDER_NAME` bytes, its
-    start and a digest of the whole (the same name always gives the same folder, so workers
-    on every host find each other's checkpoints)."""
-    if len(study_name.encode()) <= MAX_FOLDER_NAME:
-        return study_name
-    digest = hashlib.sha256(study_name.encode()).hexdigest()[:16]
-    return study_name.encode()[: MAX_FOLDER_NAME - 17].decode(errors="ignore") + "-" + digest
-
-
 def checkpoint_dir(options: WorkerOptions, study_name: str) -> Path:
-    """``--checkpoint-dir``, else ``checkpoints/STUDY`` beside a file storage, else in the cwd
-    (:func:`study_folder` names the study's folder).
-
-    Workers on several hosts resume each other's trials only if this directory is shared.
-    """
-    folder = study_folder(study_name)
+    """``--checkpoint-dir``, else ``checkpoints/STUDY`` beside a file storage, else in the cwd.
+    The study's folder is its name or, past :data:`MAX_FOLDER_NAME` bytes, its start and a
+    digest of the whole: the same on every host. Workers on several hosts resume each other's
+    trials only if this directory is shared."""
+    folder = study_name
+    if len(study_name.encode()) > MAX_FOLDER_NAME:
+        digest = hashlib.sha256(study_name.encode()).hexdigest()[:16]
+        folder = study_name.encode()[: MAX_FOLDER_NAME - 17].decode(errors="ignore") + "-" + digest
     if options.checkpoint_dir:
         return Path(options.checkpoint_dir) / folder
     url = storage_url(options.storage)
