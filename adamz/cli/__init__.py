@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from adamz import __version__
-from adamz.cli._base import Command, UsageError, add_verbosity_arguments, verbosity, verbosity_from
+from adamz.cli._base import Command, UsageError, add_verbosity_arguments, verbosity_from
 from adamz.cli._report import ExportCommand, ReportCommand
 from adamz.cli._study_commands import (
     BudgetCommand,
@@ -28,6 +28,7 @@ from adamz.cli._study_commands import (
     WorkerCommand,
 )
 from adamz.cli._train import TrainCommand
+from adamz.verbosity import verbosity
 
 __all__ = ["COMMANDS", "Command", "UsageError", "main"]
 

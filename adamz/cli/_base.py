@@ -7,30 +7,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from adamz.verbosity import (
-    DEBUG,
-    DEFAULT,
-    QUIET,
-    VERBOSE,
-    VERBOSITY_ENV,
-    current_verbosity,
-    log_to_stderr,
-    verbosity,
-)
+from adamz.verbosity import DEBUG, DEFAULT, QUIET, current_verbosity
 
 __all__ = [
-    "DEBUG",
-    "DEFAULT",
-    "QUIET",
-    "VERBOSE",
-    "VERBOSITY_ENV",
     "Command",
     "UsageError",
     "add_verbosity_arguments",
-    "current_verbosity",
-    "log_to_stderr",
     "usage_errors",
-    "verbosity",
     "verbosity_from",
 ]
 

@@ -20,15 +20,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import TrialState
 
-from adamz.cli._base import (
-    VERBOSE,
-    Command,
-    UsageError,
-    add_population_argument,
-    current_verbosity,
-    log_to_stderr,
-    usage_errors,
-)
+from adamz.cli._base import Command, UsageError, add_population_argument, usage_errors
 from adamz.search.budget import QUEUED_ATTR, definition_budget, set_budget, study_budget
 from adamz.search.heartbeat import worker_contacts
 from adamz.search.interrupts import STOP_CODES
@@ -51,6 +43,7 @@ from adamz.search.study_attrs import (
     stored_definition,
     stored_digest,
 )
+from adamz.verbosity import VERBOSE, current_verbosity, log_to_stderr
 
 if TYPE_CHECKING:
     from adamz.search.studies import AnySpec
@@ -127,12 +120,9 @@ def create_study(
             f"(stored digest {str(stored)[:12]}, new {spec.digest[:12]}): rename the study in "
             f"{study_file or 'its definition'} or use another storage."
         )
+    direction = optuna.study.StudyDirection[spec.direction.upper()]
     try:
-        study = optuna.create_study(
-            storage=storage,
-            study_name=spec.name,
-            direction=optuna.study.StudyDirection[spec.direction.upper()],
-        )
+        study = optuna.create_study(storage=storage, study_name=spec.name, direction=direction)
     except optuna.exceptions.DuplicatedStudyError:  # created meanwhile by another process
         return create_study(spec, storage, study_file=study_file)
     store_definition(storage, spec.name, spec, study_file=study_file)
@@ -485,12 +475,8 @@ class StudiesCommand(Command):
         rows = []
         for name in optuna.get_all_study_names(storage):
             status = study_status(optuna.load_study(study_name=name, storage=storage), storage)
-            rows.append(
-                {
-                    key: status[key]
-                    for key in ("study", "direction", "metric", "budget", "trials", "diverged")
-                }
-            )
+            keys = ("study", "direction", "metric", "budget", "trials", "diverged")
+            rows.append({key: status[key] for key in keys})
             rows[-1]["best_value"] = status["best"]["value"] if status["best"] else None
             rows[-1]["run_medians"] = status["run_medians"]
         if args.format == "json":

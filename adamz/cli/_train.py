@@ -9,12 +9,14 @@ import argparse
 import json
 import os
 import sys
+from contextlib import closing
 from typing import Any
 
 import yaml
 from tqdm import tqdm
 
-from adamz.cli._base import Command, UsageError, log_to_stderr, usage_errors
+from adamz.cli._base import Command, UsageError, usage_errors
+from adamz.verbosity import log_to_stderr
 
 __all__ = ["DATA_DIR_ENV", "TrainCommand", "parse_assignments"]
 
@@ -143,7 +145,7 @@ class TrainCommand(Command):
             torch.set_num_threads(args.threads)
         with (
             log_to_stderr(),
-            _ProgressBar() as progress,
+            closing(_ProgressBar()) as progress,
             usage_errors(CheckpointMismatchError),
         ):
             result = train(config, on_step=progress.update, checkpoint_path=args.checkpoint)
@@ -237,9 +239,3 @@ class _ProgressBar:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-
-    def __enter__(self) -> _ProgressBar:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

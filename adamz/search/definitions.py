@@ -160,3 +160,21 @@ def positive_int(value: Any, source: str, key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise SpecError(source, key, "must be an integer >= 1", value)
     return value
+
+
+def positive_number(value: Any, source: str, key: str) -> float:
+    """``value`` as a float if it is a number > 0, else :class:`SpecError` naming ``key``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise SpecError(source, key, "must be a positive number", value)
+    return float(value)
+
+
+def add_optional_keys(definition: dict[str, Any], content: dict[str, Any], source: str) -> None:
+    """A study file's optional ``description``, ``population`` and ``margin`` into its
+    ``definition``, only when the file gives them: older definitions keep their digests."""
+    if "description" in content:
+        definition["description"] = str(content["description"])
+    if "population" in content:
+        definition["population"] = positive_int(content["population"], source, "population")
+    if "margin" in content:
+        definition["margin"] = positive_number(content["margin"], source, "margin")

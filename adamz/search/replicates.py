@@ -42,11 +42,17 @@ from typing import Any, ClassVar
 
 import optuna
 
-from adamz.search.definitions import TrialPlan, check_common_keys, definition_digest
+from adamz.search.definitions import (
+    TrialPlan,
+    add_optional_keys,
+    check_common_keys,
+    definition_digest,
+    positive_number,
+)
 from adamz.search.errors import SpecError, read_yaml, referenced_file
 from adamz.training.optimizers import resolve_hyperparameters
 
-__all__ = ["KIND", "ReplicateSpec", "load_replicate_file"]
+__all__ = ["KIND", "ReplicateSpec"]
 
 KIND = "replicates"
 
@@ -131,25 +137,12 @@ def is_replicate_definition(content: Any) -> bool:
     return isinstance(content, dict) and content.get("kind") == KIND
 
 
-def load_replicate_file(path: str | Path) -> ReplicateSpec:
-    """Read and check the replicate file at ``path``.
-
-    Raises:
-        SpecError: the file is unreadable, not YAML, or breaks a rule.
-    """
-    path = Path(path)
-    content = read_yaml(path)
-    return parse_replicates(content, source=str(path), base_dir=path.parent)
-
-
 def parse_replicates(content: Any, *, source: str, base_dir: Path | None = None) -> ReplicateSpec:
     """Check a replicate definition (a file's content or a stored one).
 
     Raises:
         SpecError: naming the key and the rule it breaks.
     """
-    # The shared rules of study files (workload, direction, metric) are checked there.
-
     if not is_replicate_definition(content):
         raise SpecError(source, "kind", f"must be {KIND!r} for a replicate study")
     for key in content:
@@ -185,18 +178,7 @@ def parse_replicates(content: Any, *, source: str, base_dir: Path | None = None)
         "first_seed": first_seed,
         "runs": runs,
     }
-    if "description" in content:
-        definition["description"] = str(content["description"])
-    if "population" in content:  # only when given: older definitions keep their digests
-        population = content["population"]
-        if isinstance(population, bool) or not isinstance(population, int) or population < 1:
-            raise SpecError(source, "population", "must be a positive integer", population)
-        definition["population"] = population
-    if "margin" in content:  # a confirmation copies its searches'
-        margin = content["margin"]
-        if isinstance(margin, bool) or not isinstance(margin, int | float) or not margin > 0:
-            raise SpecError(source, "margin", "must be a positive number", margin)
-        definition["margin"] = float(margin)
+    add_optional_keys(definition, content, source)  # a confirmation copies its searches' margin
     if "noninferiority" in content:
         definition["noninferiority"] = _noninferiority(content["noninferiority"], labels, source)
     return ReplicateSpec(name, workload, direction, metric, seeds, first_seed, runs, definition)
@@ -210,10 +192,8 @@ def _noninferiority(raw: Any, labels: list[str], source: str) -> dict[str, Any]:
             source, "noninferiority.reference", f"must be a run's label ({', '.join(labels)})",
             raw["reference"],
         )  # fmt: skip
-    margin = raw["margin"]
-    if isinstance(margin, bool) or not isinstance(margin, int | float) or not margin > 0:
-        raise SpecError(source, "noninferiority.margin", "must be a positive number", margin)
-    return {"reference": raw["reference"], "margin": float(margin)}
+    margin = positive_number(raw["margin"], source, "noninferiority.margin")
+    return {"reference": raw["reference"], "margin": margin}
 
 
 def _parse_run(raw: Any, index: int, source: str, base_dir: Path | None) -> dict[str, Any]:

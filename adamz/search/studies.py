@@ -75,6 +75,7 @@ refused with the reason.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import warnings
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ import optuna
 
 from adamz.search.definitions import (
     TrialPlan,
+    add_optional_keys,
     check_common_keys,
     definition_digest,
     positive_int,
@@ -351,10 +353,16 @@ def _parse(content: Any, *, source: str, base_dir: Path | None) -> StudySpec:
         )
 
     budget = positive_int(content["budget"], source, "budget")
+    common = {
+        "name": name,
+        "workload": workload,
+        "optimizer": optimizer,
+        "search_space": space.definition,
+        "direction": direction,
+        "metric": metric,
+    }
     if sensitivity:
-        return _parse_sensitivity(
-            content, source, name, workload, optimizer, space, direction, metric, budget
-        )
+        return _parse_sensitivity(content, source, space, common, budget)
     seeds = positive_int(content.get("seeds_per_trial", 1), source, "seeds_per_trial")
     enqueue_defaults = content.get("enqueue_defaults", False)
     if not isinstance(enqueue_defaults, bool):
@@ -365,33 +373,15 @@ def _parse(content: Any, *, source: str, base_dir: Path | None) -> StudySpec:
     pruner = _parse_component(content.get("pruner", {"name": "none"}), PRUNERS, source, "pruner")
 
     definition = {
-        "name": name,
-        "workload": workload,
-        "optimizer": optimizer,
-        "search_space": space.definition,
-        "direction": direction,
-        "metric": metric,
+        **common,
         "sampler": sampler,
         "pruner": pruner,
         "budget": budget,
         "seeds_per_trial": seeds,
         "enqueue_defaults": enqueue_defaults,
     }
-    _add_optional_keys(definition, content, source)
-    return StudySpec(
-        name=name,
-        workload=workload,
-        optimizer=optimizer,
-        space=space,
-        direction=direction,
-        metric=metric,
-        sampler=sampler,
-        pruner=pruner,
-        budget=budget,
-        seeds_per_trial=seeds,
-        enqueue_defaults=enqueue_defaults,
-        definition=definition,
-    )
+    add_optional_keys(definition, content, source)
+    return _spec(StudySpec, definition, space=space)
 
 
 def _is_sensitivity(content: dict[str, Any], source: str) -> bool:
@@ -410,16 +400,8 @@ def _is_sensitivity(content: dict[str, Any], source: str) -> bool:
 
 
 def _parse_sensitivity(
-    content: dict[str, Any],
-    source: str,
-    name: str,
-    workload: dict[str, Any],
-    optimizer: str,
-    space: SearchSpace,
-    direction: str,
-    metric: str,
-    budget: int,
-) -> SensitivitySpec:
+    content: dict[str, Any], source: str, space: SearchSpace, common: dict[str, Any], budget: int
+) -> StudySpec:
     """The rest of a sensitivity study: its design, seeds and pruner (none)."""
     if "pruner" in content:
         pruner = _parse_component(content["pruner"], PRUNERS, source, "pruner")
@@ -443,33 +425,29 @@ def _parse_sensitivity(
             seeds,
         )
     design = _parse_design(content.get("design", {"name": "sobol"}), source)
-    definition: dict[str, Any] = {
+    definition = {
         "kind": SENSITIVITY,
-        "name": name,
-        "workload": workload,
-        "optimizer": optimizer,
-        "search_space": space.definition,
-        "direction": direction,
-        "metric": metric,
+        **common,
         "design": design,
         "budget": budget,
         "seeds_per_trial": seeds,
     }
-    _add_optional_keys(definition, content, source)
-    return SensitivitySpec(
-        name=name,
-        workload=workload,
-        optimizer=optimizer,
+    add_optional_keys(definition, content, source)
+    return _spec(
+        SensitivitySpec,
+        definition,
         space=space,
-        direction=direction,
-        metric=metric,
         sampler=_design_sampler(design),
         pruner={"name": "none"},
-        budget=budget,
-        seeds_per_trial=seeds,
         enqueue_defaults=False,
-        definition=definition,
-        design=design,
+    )
+
+
+def _spec(cls: type[StudySpec], definition: dict[str, Any], **others: Any) -> StudySpec:
+    """A ``cls`` of ``definition`` (its keys that are fields of ``cls``) and ``others``."""
+    fields = {field.name for field in dataclasses.fields(cls)}
+    return cls(
+        definition=definition, **{k: v for k, v in definition.items() if k in fields}, **others
     )
 
 
@@ -589,16 +567,9 @@ def _check_options(component: type[Any], options: dict[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class SensitivitySpec(StudySpec):
-    """A checked sensitivity study (see the module docs): a space's design, every configuration
-    trained to the end on ``seeds_per_trial`` seeds.
-
-    Attributes:
-        design: ``{"name": "sobol" or "random", "seed": N}``.
-        sampler: the Optuna sampler that draws the design (``qmc`` or ``random``, seeded).
-        pruner: ``{"name": "none"}``; ``enqueue_defaults`` is False.
-        budget: the design's configurations, each one trial.
-        The others: as :class:`StudySpec`'s.
-    """
+    """A checked sensitivity study (see the module docs): ``design`` is ``{"name": "sobol" or
+    "random", "seed": N}``, ``sampler`` the Optuna sampler that draws it, ``budget`` its
+    configurations (one trial each); no pruner, no ``enqueue_defaults``."""
 
     design: dict[str, Any]
 
@@ -621,21 +592,3 @@ def _nearest_in(distribution: optuna.distributions.BaseDistribution, value: Any)
     ) and not isinstance(value, bool):
         return min(max(value, distribution.low), distribution.high)
     return value
-
-
-def _add_optional_keys(definition: dict[str, Any], content: dict[str, Any], source: str) -> None:
-    """A study file's optional ``description``, ``population`` and ``margin`` into its
-    ``definition``, only when the file gives them: older definitions keep their digests."""
-    if "description" in content:
-        definition["description"] = str(content["description"])
-    if "population" in content:
-        definition["population"] = positive_int(content["population"], source, "population")
-    if "margin" in content:
-        definition["margin"] = positive_number(content["margin"], source, "margin")
-
-
-def positive_number(value: Any, source: str, key: str) -> float:
-    """``value`` as a float if it is a number > 0, else :class:`SpecError` naming ``key``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise SpecError(source, key, "must be a positive number", value)
-    return float(value)

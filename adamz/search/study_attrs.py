@@ -201,16 +201,11 @@ class Divergence:
         """:meth:`headline`, with what it means for the best value; empty if none diverged."""
         if not self.diverged:
             return ""
-        said = self.headline()
-        said = said[0].upper() + said[1:]
         meaning = "their loss turned non-finite, and each counts at the workload's chance value"
         if self.best_is_chance:
-            meaning += (
-                "; the best value is a diverged trial's chance value, not a result"
-                if self.every_trial
-                else "; the best value is a diverged trial's chance value"
-            )
-        return f"{said}: {meaning}."
+            meaning += "; the best value is a diverged trial's chance value"
+            meaning += ", not a result" if self.every_trial else ""
+        return f"{self.headline().capitalize()}: {meaning}."
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from adamz.cli import build_parser
-from adamz.cli._base import DEBUG, DEFAULT, QUIET, VERBOSE, VERBOSITY_ENV, verbosity_from
+from adamz.cli._base import verbosity_from
+from adamz.verbosity import DEBUG, DEFAULT, QUIET, VERBOSE, VERBOSITY_ENV
 
 
 def cli(
