@@ -80,7 +80,7 @@ import inspect
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import optuna
 
@@ -401,7 +401,7 @@ def _is_sensitivity(content: dict[str, Any], source: str) -> bool:
 
 def _parse_sensitivity(
     content: dict[str, Any], source: str, space: SearchSpace, common: dict[str, Any], budget: int
-) -> StudySpec:
+) -> SensitivitySpec:
     """The rest of a sensitivity study: its design, seeds and pruner (none)."""
     if "pruner" in content:
         pruner = _parse_component(content["pruner"], PRUNERS, source, "pruner")
@@ -443,7 +443,10 @@ def _parse_sensitivity(
     )
 
 
-def _spec(cls: type[StudySpec], definition: dict[str, Any], **others: Any) -> StudySpec:
+_Spec = TypeVar("_Spec", bound="StudySpec")
+
+
+def _spec(cls: type[_Spec], definition: dict[str, Any], **others: Any) -> _Spec:
     """A ``cls`` of ``definition`` (its keys that are fields of ``cls``) and ``others``."""
     fields = {field.name for field in dataclasses.fields(cls)}
     return cls(
