@@ -3,6 +3,7 @@ checks it and refuses a broken one in one line, and workers train it, in populat
 
 from __future__ import annotations
 
+import gc
 import math
 import re
 import shutil
@@ -142,6 +143,7 @@ def test_create_refuses_a_broken_workload_in_one_line_and_writes_nothing(
         cli("create", str(write_study(folder, "good")), cwd=folder, **_io(capsys, monkeypatch))[0]
         == 0
     )
+    gc.collect()  # the first storage's connection closes: SQLite moves its WAL into the file
     before = database.read_bytes()
     code, _, err = cli(
         "create", str(write_study(folder, "broken", **changes)), cwd=folder,
@@ -150,6 +152,7 @@ def test_create_refuses_a_broken_workload_in_one_line_and_writes_nothing(
     assert code == 2
     assert re.search(re.escape(message), err), err
     assert err.count("\n") == 1
+    gc.collect()
     assert database.read_bytes() == before
     assert optuna.get_all_study_names(f"sqlite:///{database}") == ["good"]
 
