@@ -35,7 +35,9 @@ from optuna.trial import TrialState
 
 from adamz.reports._data import Section, StudyData, train_result
 from adamz.reports._replicates import (
+    Margin,
     describe_difference,
+    margin_of,
     page_unit,
     paired_test,
     verdict_words,
@@ -158,7 +160,7 @@ def ablation_section(
     ablations: list[dict[str, Any]],
     *,
     replicates: dict[str, int],
-    margin: float,
+    margin: Margin,
     count: int,
 ) -> Section:
     """The ablation table of ``ablations`` (of :func:`ablation_of`, their p-values adjusted
@@ -204,7 +206,7 @@ def ablation_section(
         data: StudyData = ablation["data"]
         replicate = replicates.get(data.name, 1)
         where = str(data.workload) + (f", search replicate {replicate}" if several else "")
-        section.summary.append(_sentence(ablation, where, margin=margin))
+        section.summary.append(_sentence(ablation, where, margin=margin_of(margin, data.metric)))
         scale, _ = page_unit(data.metric)
         digits = 2 if scale == 100.0 else 4
         cells = [

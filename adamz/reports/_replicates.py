@@ -17,6 +17,7 @@ first run (the reference) minus the run of its row, as each table's header says.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -32,9 +33,12 @@ __all__ = [
     "EQUIVALENCE_MARGIN",
     "MIN_SEEDS_FOR_INTERVAL",
     "TIE_RULE",
+    "Margin",
     "by_validation",
     "format_interval",
     "is_replicate_study",
+    "margin_of",
+    "margin_words",
     "median_interval",
     "page_unit",
     "paired_differences",
@@ -64,6 +68,29 @@ def page_unit(metric: str) -> tuple[float, str]:
     """The factor from ``metric``'s values to the page's unit, and the unit's name: points
     (percent) for an accuracy, the metric itself otherwise."""
     return (100.0, "points") if metric.endswith("accuracy") else (1.0, metric)
+
+
+Margin = float | Mapping[str, float]
+"""An equivalence margin in the page's unit: one for every metric, or one per metric's name
+(a page that compares accuracies and a loss tests each at its own)."""
+
+
+def margin_of(margin: Margin, metric: str) -> float:
+    """``metric``'s margin of ``margin``; :data:`EQUIVALENCE_MARGIN` for a metric it lacks."""
+    if isinstance(margin, Mapping):
+        return float(margin.get(metric, EQUIVALENCE_MARGIN))
+    return float(margin)
+
+
+def margin_words(margin: Margin) -> str:
+    """``margin`` as a page says it: "±0.25 points", or each metric's where there are several."""
+    if not isinstance(margin, Mapping):
+        return f"±{margin:g} points (the metric's unit for a loss)"
+    return ", ".join(
+        f"±{value:g} {page_unit(metric)[1]}"
+        + (f" of {metric}" if metric.endswith("accuracy") else "")
+        for metric, value in margin.items()
+    )
 
 
 def is_replicate_study(data: StudyData) -> bool:

@@ -42,6 +42,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +50,15 @@ import numpy as np
 
 from adamz.reports._confirm import FIRST_SEED
 from adamz.reports._data import ReportError, Section, StudyData
-from adamz.reports._replicates import CONFIDENCE, EQUIVALENCE_MARGIN, page_unit, verdict_words
+from adamz.reports._replicates import (
+    CONFIDENCE,
+    EQUIVALENCE_MARGIN,
+    Margin,
+    margin_of,
+    margin_words,
+    page_unit,
+    verdict_words,
+)
 from adamz.reports._stats import (
     benjamini_hochberg,
     hodges_lehmann,
@@ -233,14 +242,15 @@ class ReplicateWinner:
 
 
 def over_replicates(
-    differences: list[ReplicateDifference], *, margin: float = EQUIVALENCE_MARGIN
+    differences: list[ReplicateDifference], *, margin: Margin = EQUIVALENCE_MARGIN
 ) -> list[dict[str, Any]]:
     """Each pair's differences over the replicates, for the pairs compared in 2 replicates or
     more, in the order first met: the replicates, their differences, how many put ``first``
     ahead, behind or level, how many the seed-level verdict calls either way, whether the sign
     flips, the Hodges-Lehmann estimate over replicates with :func:`replicate_interval`, and
     ``pooled``: the statistics of every replicate's seed differences together (see the module
-    docs), with ``margin`` (in the page's unit) for the equivalence test, the p-values adjusted
+    docs), with ``margin`` (in the page's unit; or one per metric) for the equivalence test,
+    the p-values adjusted
     over every pair returned, and the call in words.
 
     A replicate found twice for one pair (two confirmations of it) counts once, the first.
@@ -248,8 +258,9 @@ def over_replicates(
     Raises:
         ValueError: ``margin`` is not positive.
     """
-    if not margin > 0:
-        raise ValueError(f"Invalid margin: must be > 0, got {margin}.")
+    for value in margin.values() if isinstance(margin, Mapping) else [margin]:
+        if not value > 0:
+            raise ValueError(f"Invalid margin: must be > 0, got {value}.")
     pairs: dict[tuple[Any, ...], dict[int, ReplicateDifference]] = {}
     for item in differences:
         key = (item.searches, item.confirmation_seeds, item.first, item.second)
@@ -285,7 +296,7 @@ def over_replicates(
                 "interval": [low, high],
                 "confidence": confidence,
                 "optimizers": [first.first_optimizer, first.second_optimizer],
-                "pooled": _pooled(items, margin),
+                "pooled": _pooled(items, margin_of(margin, first.metric)),
             }
         )
     _adjust([pair["pooled"] for pair in result if pair["pooled"]["n"]])
@@ -295,7 +306,7 @@ def over_replicates(
                 pair["pooled"],
                 first=pair["first"],
                 second=pair["second"],
-                margin=margin,
+                margin=margin_of(margin, pair["metric"]),
                 unit=page_unit(pair["metric"])[1],
             )
     return result
@@ -397,10 +408,11 @@ def search_replicates_section(
     differences: list[ReplicateDifference],
     winners: list[ReplicateWinner] | None = None,
     *,
-    margin: float = EQUIVALENCE_MARGIN,
+    margin: Margin = EQUIVALENCE_MARGIN,
 ) -> Section:
     """The verdict over search replicates: a sentence and a table row per pair compared in 2
-    replicates or more (:func:`over_replicates`, pooled tests at ``margin`` in the page's unit),
+    replicates or more (:func:`over_replicates`, pooled tests at ``margin`` in the page's unit,
+    or at each metric's own),
     the pooled result of each search's winners (:func:`pooled_winners`) and the attribution
     (:func:`attribution`); empty where no pair was compared in 2 replicates.
 
@@ -427,7 +439,7 @@ def search_replicates_section(
         "(50 % at 2 replicates, 75 % at 3, 88 % at 4, 94 % at 5). Pooled: every replicate's "
         "paired seeds together, the Hodges-Lehmann shift with the 95 % interval of the "
         "signed-rank test, its p-value and the equivalence test (TOST) at "
-        f"±{margin:g} points (the metric's unit for a loss), both adjusted (Benjamini-Hochberg) "
+        f"{margin_words(margin)}, both adjusted (Benjamini-Hochberg) "
         f"over the {tested} pooled comparisons of this section, every workload together; "
         f"better: adjusted p < {SIGNIFICANCE} and an interval without 0; equivalent: adjusted "
         f"TOST p < {SIGNIFICANCE}. The pooled test takes the searches as they fell: the spread "

@@ -146,7 +146,8 @@ def verdict_sections(datas: list[StudyData], *, margin: float | None = None) -> 
         _write(verdict, section, searches, several=len(verdicts) > 1, count=len(family))
     if verdicts:
         section.notes.append(_rules(verdicts, count=len(family)))
-    page_margin = verdicts[0]["margin"] if verdicts else EQUIVALENCE_MARGIN
+    # each metric's own margin: a page may compare accuracies and a transformer's loss
+    page_margin = {metric: value for metric, (value, _) in chosen.items()}
     over = search_replicates_section(
         _replicate_differences(verdicts, ablations),
         _replicate_winners(verdicts),

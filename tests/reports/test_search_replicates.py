@@ -33,7 +33,7 @@ from adamz.reports._stats import (
     hodges_lehmann,
     hodges_lehmann_interval,
 )
-from adamz.reports._verdict import verdict_sections
+from adamz.reports._verdict import DERIVED_MARGIN_SHARE, verdict_sections
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -95,17 +95,24 @@ def test_the_interval_over_replicates_is_95_percent_from_six_and_the_whole_range
 
 
 def confirmation(
-    replicate: int, shifts: dict[str, float], *, name: str = "", storage: Any = None
+    replicate: int,
+    shifts: dict[str, float],
+    *,
+    name: str = "",
+    storage: Any = None,
+    reference: str = "z",
+    **options: Any,
 ) -> Any:
-    """The confirmation of search replicate ``replicate`` of "z" (AdamZ) and of a search per
-    key of ``shifts`` (Adam): each baseline's winner is z's shifted down by its shift on
-    every seed, validation and test alike."""
+    """The confirmation of search replicate ``replicate`` of ``reference`` (AdamZ) and of a
+    search per key of ``shifts`` (Adam): each baseline's winner is the reference's shifted down
+    by its shift on every seed, validation and test alike; ``options``: more arguments of
+    :func:`replicate_study` (its metric, say)."""
     base = constant(0.9)
     runs: dict[str, dict[str, Any]] = {
-        f"{replicate_name('z', replicate)} #1": {
+        f"{replicate_name(reference, replicate)} #1": {
             "val": base,
             "test": base,
-            "source": {"study": replicate_name("z", replicate)},
+            "source": {"study": replicate_name(reference, replicate)},
         }
     }
     for study, shift in shifts.items():
@@ -116,7 +123,7 @@ def confirmation(
             "optimizer": "adam",
             "source": {"study": replicate_name(study, replicate)},
         }
-    study = replicate_study(runs, name=name or f"confirm-r{replicate}", storage=storage)
+    study = replicate_study(runs, name=name or f"confirm-r{replicate}", storage=storage, **options)
     return load_study_data(study, storage_of(study))
 
 
@@ -152,6 +159,28 @@ def test_the_verdict_over_replicates_counts_wins_and_says_when_the_sign_flips() 
     # every replicate keeps its seed-level verdict, adjusted over all 6 comparisons
     assert len(verdict.tables) == 6  # each: the winners' configurations, then the statistics
     assert "over all 6 comparisons of this report" in verdict.notes[-1]
+
+
+def test_a_page_of_accuracies_and_a_loss_tests_each_pooled_pair_at_its_own_metrics_margin() -> None:
+    # The same shift of 0.001 on both: 0.1 points of accuracy is within the default ±0.25
+    # points, while on the loss it is larger than its margin, derived from the seeds' spread
+    # (half their standard deviation); tested at the accuracy's 0.25 it would be "by less than the margin".
+    accuracy = [confirmation(r, {"a": 0.001}) for r in (1, 2, 3)]
+    loss = [
+        confirmation(
+            r, {"lossy": 0.001}, name=f"confirm-loss-r{r}", reference="t", workload="pysource",
+            metric="test_loss", direction="minimize",
+        )
+        for r in (1, 2, 3)
+    ]  # fmt: skip
+    derived = float(f"{DERIVED_MARGIN_SHARE * np.std(constant(0.9), ddof=1):.2g}")
+    over, _verdict = verdict_sections(accuracy + loss)
+    pooled = {pair["first"]: pair["pooled"] for pair in over.numbers["pairs"]}
+    assert pooled["z"]["margin"] == 0.0025
+    assert pooled["z"]["verdict"] == "z better, by less than the ±0.25 points margin"
+    assert pooled["t"]["margin"] == derived < 0.001
+    assert pooled["t"]["verdict"] == "lossy better"
+    assert f"TOST) at ±0.25 points of test_accuracy, ±{derived:g} test_loss," in over.notes[0]
 
 
 def test_one_replicate_of_a_comparison_gives_no_verdict_over_replicates() -> None:
