@@ -73,8 +73,9 @@ CANDIDATES = 1
 SEARCH_POPULATION = {"digits": 8, "circles": 8, "mnist": 8, "pysource": 1}
 CONFIRM_POPULATION = {"digits": SEEDS, "circles": SEEDS, "mnist": SEEDS, "pysource": 1}
 """A confirmation's population: one run's seeds, trained together; the transformer's runs alone,
-since stacked it trains slower on this machine's CPU (confirmation replicate 1: populations of
-20 took 1,087 s, 54 s a run, against 18 to 21 s a run alone in its searches)."""
+since stacked it trains slower on this machine's CPU (confirmation replicates 1 and 2: AdamZ
+and Adam stacked 20 at a time took 56 and 60 s a run, alone 33 to 39 s; the whole replicate
+took 33 minutes with populations of 20, about 25 alone)."""
 BUDGET = {"digits": 40, "circles": 50, "mnist": 40, "pysource": 16}
 """Trials per search, as the study files say (``test_every_verdict_search_of_a_workload_has
 the_same_budget_and_brackets`` holds them to it)."""
