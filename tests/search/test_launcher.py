@@ -87,7 +87,8 @@ def test_the_workers_of_a_killed_launcher_stop_and_queue_their_trial(tmp_path: P
     run_cli("create", str(study_file), cwd=tmp_path)
     storage = f"sqlite:///{tmp_path / 'adamz-search.db'}"
     launcher = start_cli("worker", "quick", "--checkpoint-interval", "0", cwd=tmp_path)
-    wait_for(lambda: running(storage))
+    # a running trial's parameters are written a moment after it starts, as Optuna's are
+    wait_for(lambda: any(t.params for t in running(storage)))
     [trial] = running(storage)
     child = trial.user_attrs["worker"]["pid"]  # type: ignore[attr-defined]
     launcher.send_signal(signal.SIGKILL)
