@@ -250,8 +250,7 @@ def over_replicates(
     flips, the Hodges-Lehmann estimate over replicates with :func:`replicate_interval`, and
     ``pooled``: the statistics of every replicate's seed differences together (see the module
     docs), with ``margin`` (in the page's unit; or one per metric) for the equivalence test,
-    the p-values adjusted
-    over every pair returned, and the call in words.
+    the p-values adjusted over every pair returned, and the call in words.
 
     A replicate found twice for one pair (two confirmations of it) counts once, the first.
 
